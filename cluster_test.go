@@ -1,0 +1,385 @@
+package asyncraft_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/internal/testseed"
+)
+
+func noPanics(t *testing.T, c *cluster.Cluster) {
+	t.Helper()
+	if len(c.Panics) > 0 {
+		t.Fatalf("actor panics:\n%s", c.Panics[0])
+	}
+}
+
+func TestElection(t *testing.T) {
+	for _, n := range []int{1, 3, 5} {
+		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
+			seed := testseed.For(t)
+			c := cluster.New(cluster.Options{Seed: seed, Nodes: n})
+			l, err := c.WaitLeader(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaders := 0
+			for _, id := range c.IDs {
+				if c.Node(id).Status().Role == asyncraft.Leader {
+					leaders++
+				}
+			}
+			if leaders != 1 {
+				t.Fatalf("%d leaders: %s", leaders, c.Describe())
+			}
+			// The leader keeps its place while nothing fails.
+			term := c.Node(l).Status().Term
+			c.Sim.RunFor(20 * time.Second)
+			if got := c.StableLeader(); got != l || c.Node(l).Status().Term != term {
+				t.Fatalf("leadership changed without faults: %s term %d → %s%s", l, term, got, c.Describe())
+			}
+			noPanics(t, c)
+		})
+	}
+}
+
+func TestReplicateTenThousand(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
+			seed := testseed.For(t)
+			c := cluster.New(cluster.Options{Seed: seed, Nodes: n})
+			l, err := c.WaitLeader(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const total = 10000
+			o := cluster.NewOutcomes()
+			c.Load(l, "cmd-", total, 256, o)
+			if !c.Sim.RunUntil(func() bool { return o.Completed() == total }, time.Minute) {
+				t.Fatalf("%d of %d completed: %v%s", o.Completed(), total, o.ByCode, c.Describe())
+			}
+			if o.ByCode[closure.OK] != total || o.Double != 0 {
+				t.Fatalf("outcomes %v, %d double", o.ByCode, o.Double)
+			}
+			// Every node applies everything.
+			want := c.Node(l).Status().Commit
+			if !c.Sim.RunUntil(func() bool {
+				for _, id := range c.IDs {
+					if c.Node(id).Status().Applied < want {
+						return false
+					}
+				}
+				return true
+			}, 10*time.Second) {
+				t.Fatalf("followers did not apply up to %d:%s", want, c.Describe())
+			}
+			if err := c.CheckApplied(); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range c.IDs {
+				if got := len(c.SM(id).Applied); got != total {
+					t.Fatalf("%s applied %d commands, want %d", id, got, total)
+				}
+			}
+			st := c.Node(l).LogStats()
+			t.Logf("virtual %v, %d events; leader wrote %d entries in %d batches (max %d)",
+				c.Sim.Now(), c.Sim.Events(), st.Entries.Load(), st.Writes.Load(), st.MaxBatch.Load())
+			if st.Writes.Load() >= st.Entries.Load()/4 {
+				t.Fatalf("group commit is not batching: %d writes for %d entries", st.Writes.Load(), st.Entries.Load())
+			}
+			noPanics(t, c)
+		})
+	}
+}
+
+// waitApplied runs until every running node has applied index.
+func waitApplied(t *testing.T, c *cluster.Cluster, index uint64, limit time.Duration) {
+	t.Helper()
+	ok := c.Sim.RunUntil(func() bool {
+		for _, id := range c.Up() {
+			if c.Node(id).Status().Applied < index {
+				return false
+			}
+		}
+		return true
+	}, limit)
+	if !ok {
+		t.Fatalf("not every node applied %d within %v:%s", index, limit, c.Describe())
+	}
+}
+
+func runLoad(t *testing.T, c *cluster.Cluster, id, prefix string, total int) *cluster.Outcomes {
+	t.Helper()
+	o := cluster.NewOutcomes()
+	c.Load(id, prefix, total, 64, o)
+	if !c.Sim.RunUntil(func() bool { return o.Completed() == total }, time.Minute) {
+		t.Fatalf("%d of %d completed: %v%s", o.Completed(), total, o.ByCode, c.Describe())
+	}
+	if o.ByCode[closure.OK] != total || o.Double != 0 {
+		t.Fatalf("outcomes %v, %d double", o.ByCode, o.Double)
+	}
+	return o
+}
+
+func TestCrashedLeaderReplacedAndCatchesUp(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed})
+	l1, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l1, "a", 1000)
+	term1 := c.Node(l1).Status().Term
+	c.Crash(l1)
+	l2, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2 == l1 || c.Node(l2).Status().Term <= term1 {
+		t.Fatalf("leader %s term %d after crashing %s term %d", l2, c.Node(l2).Status().Term, l1, term1)
+	}
+	runLoad(t, c, l2, "b", 1000)
+	if err := c.Restart(l1); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, c, c.Node(l2).Status().Commit, 10*time.Second)
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted node replayed its log from disk and caught up.
+	if got := len(c.SM(l1).Applied); got != 2000 {
+		t.Fatalf("restarted %s applied %d commands, want 2000", l1, got)
+	}
+	if s := c.Node(l1).Status(); s.Term < c.Node(l2).Status().Term || s.Leader != l2 {
+		t.Fatalf("restarted node does not follow the new leader: %v", s)
+	}
+	noPanics(t, c)
+}
+
+func TestDivergentLogsConvergeWithConflictHints(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5})
+	old, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, old, "base", 200)
+	// Cut the leader and one follower off from the other three.
+	var minority, majority []string
+	minority = append(minority, old)
+	for _, id := range c.IDs {
+		if id == old {
+			continue
+		}
+		if len(minority) < 2 {
+			minority = append(minority, id)
+		} else {
+			majority = append(majority, id)
+		}
+	}
+	c.Sim.Partition(minority, majority)
+	// The old leader appends entries that can never commit.
+	lost := cluster.NewOutcomes()
+	c.Load(old, "lost", 2000, 2000, lost)
+	c.Sim.RunFor(200 * time.Millisecond)
+	if lost.Completed() != 0 {
+		t.Fatalf("proposals on the minority side completed: %v", lost.ByCode)
+	}
+	// The majority elects a leader and writes more than the minority has.
+	var l2 string
+	if !c.Sim.RunUntil(func() bool {
+		for _, id := range majority {
+			if s := c.Node(id).Status(); s.Role == asyncraft.Leader {
+				l2 = id
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second) {
+		t.Fatalf("majority elected no leader:%s", c.Describe())
+	}
+	runLoad(t, c, l2, "new", 3000)
+	lagging := minority[1]
+	behind := c.Node(lagging).Status().LastIndex
+	c.Sim.Heal()
+	healed := c.Sim.Now()
+	waitApplied(t, c, c.Node(l2).Status().Commit, 10*time.Second)
+	took := c.Sim.Now() - healed
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader's uncommitted proposals failed definitely: other
+	// entries were committed at their indexes.
+	c.Sim.RunUntil(func() bool { return lost.Completed() == 2000 }, time.Second)
+	if lost.Completed() != 2000 || lost.ByCode[closure.ENEWLEADER] != 2000 || lost.Double != 0 {
+		t.Fatalf("old leader's proposals: %v (double %d)%s", lost.ByCode, lost.Double, c.Describe())
+	}
+	rejects := c.Node(old).Metrics().AppendRejects.Load() + c.Node(lagging).Metrics().AppendRejects.Load()
+	t.Logf("converged %v after heal; %s was at %d; %d rejections on the minority", took, lagging, behind, rejects)
+	// Without hints, skipping 2000 divergent entries takes ~2000 rejections.
+	if rejects > 20 {
+		t.Fatalf("%d rejections to converge: the conflict hints do not work", rejects)
+	}
+	noPanics(t, c)
+}
+
+func TestOverloadFailsFastWithEBUSY(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed, Node: func(o *asyncraft.NodeOptions) {
+		o.MaxPendingTasks = 16
+		o.ApplyBatch = 8
+	}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cluster.NewOutcomes()
+	for i := 0; i < 1000; i++ {
+		c.Node(l).Apply(asyncraft.Task{Data: []byte("x"), Done: o.Closure()})
+	}
+	// Nothing has run yet: the queue took 16, the rest are refused at once.
+	c.Sim.RunUntil(func() bool { return o.Completed() == 1000 }, 10*time.Second)
+	if o.ByCode[closure.EBUSY] != 984 || o.ByCode[closure.OK] != 16 || o.Double != 0 {
+		t.Fatalf("outcomes %v", o.ByCode)
+	}
+	noPanics(t, c)
+}
+
+func TestFollowerRefusesWithLeaderID(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.IDs {
+		if id == l {
+			continue
+		}
+		var got closure.Status
+		ran := 0
+		c.Node(id).Apply(asyncraft.Task{Data: []byte("x"), Done: closure.Func(func(st closure.Status) { got = st; ran++ })})
+		c.Sim.RunUntil(func() bool { return ran > 0 }, time.Second)
+		if ran != 1 || got.Code != closure.EPERM || got.Leader != l {
+			t.Fatalf("apply on follower %s: ran %d, status %+v, leader %s", id, ran, got, l)
+		}
+		if err := got.Err(); !errorsIs(err, closure.ErrNotLeader) {
+			t.Fatalf("error %v does not match ErrNotLeader", err)
+		}
+	}
+}
+
+func TestSameSeedSameTraceHash(t *testing.T) {
+	seed := testseed.For(t)
+	run := func(seed uint64) string {
+		c := cluster.New(cluster.Options{Seed: seed, Nodes: 5})
+		l, err := c.WaitLeader(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := cluster.NewOutcomes()
+		c.Load(l, "x", 2000, 32, o)
+		c.Sim.RunFor(500 * time.Millisecond)
+		c.Crash(l)
+		c.Sim.RunFor(3 * time.Second)
+		c.Restart(l)
+		c.Sim.RunFor(3 * time.Second)
+		return fmt.Sprintf("%s/%d", c.Sim.TraceHash(), c.Sim.Events())
+	}
+	a, b := run(seed), run(seed)
+	if a != b {
+		t.Fatalf("seed %d: %s then %s", seed, a, b)
+	}
+	if d := run(seed + 1); d == a {
+		t.Fatalf("seeds %d and %d: same trace %s", seed, seed+1, a)
+	}
+}
+
+func TestShutdownCompletesEveryClosure(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cluster.NewOutcomes()
+	for i := 0; i < 500; i++ {
+		c.Node(l).Apply(asyncraft.Task{Data: []byte("x"), Done: o.Closure()})
+	}
+	c.Sim.RunFor(300 * time.Microsecond) // some appended, none committed yet
+	n := c.Node(l)
+	if err := c.Shutdown(l, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Sim.RunFor(10 * time.Millisecond)
+	if o.Completed() != 500 || o.Double != 0 {
+		t.Fatalf("completed %d of 500 (%v), double %d", o.Completed(), o.ByCode, o.Double)
+	}
+	for code := range o.ByCode {
+		switch code {
+		case closure.OK, closure.ESHUTDOWN, closure.EUNKNOWN:
+		default:
+			t.Fatalf("unexpected outcome %v: %v", code, o.ByCode)
+		}
+	}
+	if s := n.Status(); s.Role != asyncraft.Shutdown {
+		t.Fatalf("status after shutdown: %v", s)
+	}
+	if c.SM(l).Shutdowns != 1 {
+		t.Fatalf("OnShutdown called %d times", c.SM(l).Shutdowns)
+	}
+	var late closure.Status
+	n.Apply(asyncraft.Task{Done: closure.Func(func(st closure.Status) { late = st })})
+	c.Sim.RunFor(time.Millisecond)
+	if late.Code != closure.ESHUTDOWN {
+		t.Fatalf("apply after shutdown: %v", late)
+	}
+	// The rest of the group carries on.
+	if _, err := c.WaitLeader(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	noPanics(t, c)
+}
+
+func TestStateMachineFailureIsANodeError(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := ""
+	for _, id := range c.IDs {
+		if id != l {
+			victim = id
+			break
+		}
+	}
+	c.SM(victim).Fail = func(e cluster.Entry) *closure.Status {
+		if e.Data == "poison" {
+			panic("state machine bug")
+		}
+		return nil
+	}
+	runLoad(t, c, l, "ok", 10)
+	o := cluster.NewOutcomes()
+	c.Node(l).Apply(asyncraft.Task{Data: []byte("poison"), Done: o.Closure()})
+	if !c.Sim.RunUntil(func() bool { return c.Node(victim).Status().Role == asyncraft.Errored }, 10*time.Second) {
+		t.Fatalf("victim did not enter the error state:%s", c.Describe())
+	}
+	s := c.Node(victim).Status()
+	if s.Err == nil || len(c.SM(victim).Errors) != 1 {
+		t.Fatalf("status %v, OnError calls %d", s, len(c.SM(victim).Errors))
+	}
+	// The group goes on without it: the poison applied on the others.
+	c.Sim.RunUntil(func() bool { return o.Completed() == 1 }, 10*time.Second)
+	if o.ByCode[closure.OK] != 1 {
+		t.Fatalf("poison outcome on the leader: %v", o.ByCode)
+	}
+	runLoad(t, c, l, "more", 10)
+	noPanics(t, c)
+}

@@ -1,0 +1,304 @@
+package fsm
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Config configures an FSM caller.
+type Config struct {
+	StateMachine StateMachine
+	// Log is read for committed entries.
+	Log EntryReader
+	// Node receives Applied, Failed and ShutdownDone.
+	Node actors.Ref
+	// Executor runs task closures (it accepts closure.Batch).
+	Executor actors.Ref
+	// Applied is the index already reflected in the state machine at
+	// start (0 without snapshots: the whole log is replayed).
+	Applied uint64
+	// MaxReadBytes caps the entries read from the log at once (default
+	// 4 MiB).
+	MaxReadBytes uint64
+	Logger       *slog.Logger
+}
+
+// Caller is the FSM caller actor. It owns the applied index, the tasks of
+// committed entries not yet applied, and the user's StateMachine, whose
+// callbacks it alone invokes.
+//
+// Batching: a Committed message only raises the target and schedules an
+// apply pass (a message to itself); Committed messages that arrive before
+// the pass runs are folded into it, so under load one pass — and one
+// OnApply per run of normal entries — covers many commits.
+//
+// Accepts Committed, LeaderStart, LeaderStop, StartFollowing,
+// StopFollowing, NodeError and Shutdown from the node; sends it Applied,
+// Failed and ShutdownDone; sends closure.Batch to the executor.
+type Caller struct {
+	cfg Config
+
+	applied   uint64 // invariant: applied <= target
+	target    uint64
+	tasks     []*Task // committed tasks not yet settled, by index
+	scheduled bool
+
+	pendingLeader *LeaderStart // a leader start waiting for its index to apply
+	leaderTerm    uint64       // the term OnLeaderStart was called for; 0 if none
+
+	failed   error
+	shutdown bool
+	done     closure.Batch // completions gathered during a pass
+	it       iter
+}
+
+// NewCaller returns an FSM caller actor for cfg.
+func NewCaller(cfg Config) *Caller {
+	if cfg.MaxReadBytes == 0 {
+		cfg.MaxReadBytes = 4 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Caller{cfg: cfg, applied: cfg.Applied, target: cfg.Applied}
+}
+
+// Receive implements actors.Actor.
+func (c *Caller) Receive(env actors.Env, msg any) {
+	if c.shutdown {
+		return
+	}
+	switch msg := msg.(type) {
+	case Committed:
+		c.tasks = append(c.tasks, msg.Tasks...)
+		if c.failed != nil {
+			c.failTasks(closure.Newf(closure.ESTATEMACHINE, "the state machine failed: %v", c.failed))
+			c.flush(env)
+			return
+		}
+		if msg.Index > c.target {
+			c.target = msg.Index
+		}
+		if !c.scheduled && c.target > c.applied {
+			c.scheduled = true
+			env.Send(env.Self(), applyNow{})
+		}
+	case applyNow:
+		c.scheduled = false
+		c.pass(env)
+	case LeaderStart:
+		c.pendingLeader = &msg
+		c.maybeStartLeader(env)
+	case LeaderStop:
+		if c.pendingLeader != nil && c.pendingLeader.Term == msg.Term {
+			c.pendingLeader = nil
+		}
+		if c.leaderTerm == msg.Term && c.leaderTerm != 0 {
+			c.leaderTerm = 0
+			c.call(env, "OnLeaderStop", func() { c.cfg.StateMachine.OnLeaderStop(msg.Status) })
+		}
+	case StartFollowing:
+		c.call(env, "OnStartFollowing", func() { c.cfg.StateMachine.OnStartFollowing(msg.Change) })
+	case StopFollowing:
+		c.call(env, "OnStopFollowing", func() { c.cfg.StateMachine.OnStopFollowing(msg.Change) })
+	case NodeError:
+		if c.failed == nil {
+			c.failed = msg.Err
+			c.failTasks(closure.Newf(closure.EINTERNAL, "the node failed: %v", msg.Err))
+			c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(msg.Err) })
+			c.flush(env)
+		}
+	case Shutdown:
+		c.shutdown = true
+		for _, t := range c.tasks {
+			c.complete(t, closure.Newf(closure.EUNKNOWN, "the node shut down before entry %d was applied here; it is committed and may be applied", t.Index), nil)
+		}
+		c.tasks = nil
+		if c.leaderTerm != 0 {
+			c.leaderTerm = 0
+			c.call(env, "OnLeaderStop", func() { c.cfg.StateMachine.OnLeaderStop(closure.Newf(closure.ESHUTDOWN, "node shutting down")) })
+		}
+		c.call(env, "OnShutdown", c.cfg.StateMachine.OnShutdown)
+		c.flush(env)
+		env.Send(c.cfg.Node, ShutdownDone{})
+	}
+}
+
+// pass applies every committed entry not yet applied.
+func (c *Caller) pass(env actors.Env) {
+	start := c.applied
+	for c.applied < c.target && c.failed == nil && !c.shutdown {
+		ents, err := c.cfg.Log.Entries(c.applied+1, c.target+1, c.cfg.MaxReadBytes)
+		if err == nil && len(ents) == 0 {
+			err = fmt.Errorf("no entries returned for [%d, %d]", c.applied+1, c.target)
+		}
+		if err != nil {
+			c.fail(env, fmt.Errorf("fsm: read committed entries from %d: %w", c.applied+1, err))
+			break
+		}
+		c.applyEntries(env, ents)
+	}
+	if c.applied != start {
+		env.Send(c.cfg.Node, Applied{Index: c.applied})
+	}
+	c.maybeStartLeader(env)
+	c.flush(env)
+}
+
+func (c *Caller) applyEntries(env actors.Env, ents []*raftpb.Entry) {
+	for len(ents) > 0 && c.failed == nil {
+		e := ents[0]
+		switch e.Type {
+		case raftpb.EntryType_ENTRY_TYPE_NORMAL:
+			n := 1
+			for n < len(ents) && ents[n].Type == raftpb.EntryType_ENTRY_TYPE_NORMAL {
+				n++
+			}
+			c.applyRun(env, ents[:n])
+			ents = ents[n:]
+			continue
+		case raftpb.EntryType_ENTRY_TYPE_CONFIG:
+			conf := &raftpb.Configuration{}
+			if err := proto.Unmarshal(e.Data, conf); err != nil {
+				c.fail(env, fmt.Errorf("fsm: configuration entry %d: %w", e.Index, err))
+				return
+			}
+			if !c.call(env, "OnConfigurationCommitted", func() { c.cfg.StateMachine.OnConfigurationCommitted(conf) }) {
+				return
+			}
+		}
+		c.settle(e, nil, false)
+		c.applied = e.Index
+		ents = ents[1:]
+	}
+}
+
+// applyRun hands a run of normal entries to OnApply, again and again if it
+// returns early, until all are applied or the state machine fails.
+func (c *Caller) applyRun(env actors.Env, run []*raftpb.Entry) {
+	for len(run) > 0 && c.failed == nil {
+		it := &c.it
+		it.reset(c, run)
+		ok := c.call(env, "OnApply", func() { c.cfg.StateMachine.OnApply(it) })
+		consumed := min(it.pos+1, len(run))
+		if it.rollback >= 0 {
+			consumed = it.rollback
+		}
+		for i := 0; i < consumed; i++ {
+			var result any
+			if it.results != nil {
+				result = it.results[i]
+			}
+			c.settle(run[i], result, it.claimed != nil && it.claimed[i])
+			c.applied = run[i].Index
+		}
+		for i := consumed; it.claimed != nil && i < len(run); i++ {
+			if it.claimed[i] {
+				c.disown(run[i].Index) // the state machine runs it
+			}
+		}
+		switch {
+		case !ok:
+			return // fail was called by call()
+		case it.rollback >= 0:
+			c.fail(env, fmt.Errorf("fsm: the state machine rolled back at entry %d: %v", run[max(it.pos, 0)].Index, it.rollbackStatus))
+			return
+		case consumed == 0:
+			c.fail(env, fmt.Errorf("fsm: OnApply returned without applying entry %d", run[0].Index))
+			return
+		}
+		run = run[consumed:]
+		it.reset(nil, nil)
+	}
+}
+
+// settle completes the tasks at or before e's index: OK (with result) for
+// the task whose entry e is, unless the state machine took it over with
+// Done; ENEWLEADER for a task whose index holds another entry.
+func (c *Caller) settle(e *raftpb.Entry, result any, claimed bool) {
+	for len(c.tasks) > 0 && c.tasks[0].Index <= e.Index {
+		t := c.tasks[0]
+		c.tasks[0] = nil
+		c.tasks = c.tasks[1:]
+		switch {
+		case t.Index == e.Index && t.Term == e.Term:
+			if !claimed {
+				c.complete(t, closure.StatusOK, result)
+			}
+		default:
+			c.complete(t, closure.Newf(closure.ENEWLEADER, "entry %d of term %d was overwritten: index %d holds an entry of term %d", t.Index, t.Term, e.Index, e.Term), nil)
+		}
+	}
+	if len(c.tasks) == 0 {
+		c.tasks = nil
+	}
+}
+
+// disown forgets the task at index, which the state machine took over with
+// Iterator.Done.
+func (c *Caller) disown(index uint64) {
+	c.tasks = slices.DeleteFunc(c.tasks, func(t *Task) bool { return t.Index == index })
+}
+
+func (c *Caller) complete(t *Task, st closure.Status, result any) {
+	c.done = append(c.done, closure.Completion{Closure: &t.Guard, Status: st, Result: result})
+}
+
+func (c *Caller) failTasks(st closure.Status) {
+	for _, t := range c.tasks {
+		c.complete(t, st, nil)
+	}
+	c.tasks = nil
+}
+
+// flush sends the completions gathered so far to the executor.
+func (c *Caller) flush(env actors.Env) {
+	if len(c.done) > 0 {
+		env.Send(c.cfg.Executor, c.done)
+		c.done = nil
+	}
+}
+
+func (c *Caller) maybeStartLeader(env actors.Env) {
+	if l := c.pendingLeader; l != nil && c.applied >= l.Index && c.failed == nil {
+		c.pendingLeader = nil
+		c.leaderTerm = l.Term
+		c.call(env, "OnLeaderStart", func() { c.cfg.StateMachine.OnLeaderStart(l.Term) })
+	}
+}
+
+// call runs a user callback, turning a panic into a state machine failure.
+// It reports whether the callback returned normally.
+func (c *Caller) call(env actors.Env, name string, f func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			ok = false
+			err := fmt.Errorf("fsm: %s panicked: %v", name, r)
+			c.cfg.Logger.Error("asyncraft: state machine panicked; the node enters the error state",
+				"callback", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			c.fail(env, err)
+		}
+	}()
+	f()
+	return true
+}
+
+// fail puts the FSM caller in the error state: nothing more is applied,
+// pending tasks fail, the node is told, and OnError runs.
+func (c *Caller) fail(env actors.Env, err error) {
+	if c.failed != nil {
+		return
+	}
+	c.failed = err
+	c.failTasks(closure.Newf(closure.ESTATEMACHINE, "the state machine failed before applying the entry here (it is committed): %v", err))
+	env.Send(c.cfg.Node, Failed{Err: err, Applied: c.applied})
+	c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(err) })
+}

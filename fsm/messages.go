@@ -1,0 +1,71 @@
+package fsm
+
+import (
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Task is the framework's record of one proposal: the entry it became and
+// the user's closure. The node creates it when the entry is appended and
+// hands it to the FSM caller with the Committed message that covers its
+// index; from then on the FSM caller owns it.
+type Task struct {
+	Index, Term uint64
+	closure.Guard
+}
+
+// EntryReader is how the FSM caller reads committed entries: the node's
+// log (logmgr.Log) in production. It must be safe to call from the FSM
+// caller's goroutine while the node appends.
+type EntryReader interface {
+	Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error)
+}
+
+// Messages the FSM caller accepts from its node.
+type (
+	// Committed says that entries up to Index are committed. Tasks are the
+	// closures of entries up to Index proposed on this node, in index
+	// order; the FSM caller completes each: OK if the entry applied at its
+	// index has its term, ENEWLEADER if another entry was.
+	Committed struct {
+		Index uint64
+		Tasks []*Task
+	}
+	// LeaderStart says the node leads term since its first entry Index;
+	// OnLeaderStart is called once Index is applied (unless LeaderStop
+	// comes first).
+	LeaderStart struct{ Term, Index uint64 }
+	// LeaderStop says the node stopped leading term.
+	LeaderStop struct {
+		Term   uint64
+		Status closure.Status
+	}
+	// StartFollowing and StopFollowing report leader changes seen by a
+	// follower.
+	StartFollowing struct{ Change LeaderChange }
+	StopFollowing  struct{ Change LeaderChange }
+	// NodeError says the node entered the error state for a reason outside
+	// the state machine (storage failure, internal error); OnError is
+	// called and nothing more is applied.
+	NodeError struct{ Err error }
+	// Shutdown stops the FSM caller: remaining tasks complete with
+	// EUNKNOWN, OnShutdown is called, and ShutdownDone is sent back.
+	Shutdown struct{}
+)
+
+// Messages the FSM caller sends to its node.
+type (
+	// Applied reports the new applied index.
+	Applied struct{ Index uint64 }
+	// Failed reports that the state machine failed (a panic or
+	// SetErrorAndRollback); the node enters the error state. Applied is
+	// the last index applied before the failure.
+	Failed struct {
+		Err     error
+		Applied uint64
+	}
+	// ShutdownDone answers Shutdown.
+	ShutdownDone struct{}
+)
+
+type applyNow struct{}

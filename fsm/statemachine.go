@@ -1,0 +1,129 @@
+// Package fsm connects a user's state machine to a Raft node: the
+// [StateMachine] interface users implement, the [Iterator] through which
+// they apply committed entries, and the FSM caller actor ([Caller]) that
+// drives them in log order.
+//
+// The FSM caller owns the applied index and the user's state machine: every
+// callback of a StateMachine runs on the FSM caller, one at a time, in log
+// order with the events around it (a leader start is reported after the
+// entries before it are applied). Callbacks may block — the FSM caller is a
+// dedicated worker — but while one does, the node applies nothing.
+//
+// A panic in a callback, or a call to Iterator.SetErrorAndRollback, puts the
+// node in error: it stops applying and stops taking part in the group, its
+// Status reports the error, and OnError is called. It never stalls silently.
+package fsm
+
+import (
+	"errors"
+	"io"
+
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// StateMachine is implemented by users. Embed Base to get no-op defaults
+// for everything but OnApply.
+//
+// All methods are called from the node's FSM caller, never concurrently.
+type StateMachine interface {
+	// OnApply applies committed entries, in log order:
+	//
+	//	func (m *kv) OnApply(it fsm.Iterator) {
+	//		for it.Next() {
+	//			res := m.apply(it.Data())
+	//			it.SetResult(res) // handed to the task's closure, if any
+	//		}
+	//	}
+	//
+	// The closures of entries proposed on this node run after OnApply
+	// returns, on the callback executor, with OK and the result set by
+	// SetResult — unless OnApply takes one over with Iterator.Done.
+	OnApply(it Iterator)
+	// OnSnapshotSave writes the state machine's state to w and calls done
+	// when finished (possibly later, from another goroutine).
+	OnSnapshotSave(w SnapshotWriter, done closure.Closure)
+	// OnSnapshotLoad replaces the state machine's state with r's.
+	OnSnapshotLoad(r SnapshotReader) error
+	// OnLeaderStart is called when this node has become leader of term
+	// and has applied every entry committed before its term began.
+	OnLeaderStart(term uint64)
+	// OnLeaderStop is called when this node stops leading.
+	OnLeaderStop(st closure.Status)
+	// OnConfigurationCommitted is called when a configuration entry is
+	// applied.
+	OnConfigurationCommitted(conf *raftpb.Configuration)
+	// OnStartFollowing is called when this node learns of a new leader.
+	OnStartFollowing(ctx LeaderChange)
+	// OnStopFollowing is called when this node stops following a leader
+	// (it lost contact, or a new term began).
+	OnStopFollowing(ctx LeaderChange)
+	// OnError is called once when the node enters the error state.
+	OnError(err error)
+	// OnShutdown is called once when the node shuts down, after the last
+	// OnApply.
+	OnShutdown()
+}
+
+// LeaderChange describes a change of leader as seen by this node.
+type LeaderChange struct {
+	Leader string
+	Term   uint64
+	Status closure.Status
+}
+
+// SnapshotWriter receives a snapshot's contents.
+type SnapshotWriter interface {
+	io.Writer
+}
+
+// SnapshotReader yields a snapshot's contents.
+type SnapshotReader interface {
+	io.Reader
+}
+
+// ErrSnapshotUnsupported is reported by Base.OnSnapshotSave and
+// Base.OnSnapshotLoad.
+var ErrSnapshotUnsupported = errors.New("fsm: this state machine does not support snapshots")
+
+// Base implements every StateMachine method except OnApply as a no-op (the
+// snapshot methods fail with ErrSnapshotUnsupported). Embed it.
+type Base struct{}
+
+func (Base) OnSnapshotSave(_ SnapshotWriter, done closure.Closure) {
+	done.Run(closure.Newf(closure.EINVAL, "%v", ErrSnapshotUnsupported))
+}
+func (Base) OnSnapshotLoad(SnapshotReader) error            { return ErrSnapshotUnsupported }
+func (Base) OnLeaderStart(uint64)                           {}
+func (Base) OnLeaderStop(closure.Status)                    {}
+func (Base) OnConfigurationCommitted(*raftpb.Configuration) {}
+func (Base) OnStartFollowing(LeaderChange)                  {}
+func (Base) OnStopFollowing(LeaderChange)                   {}
+func (Base) OnError(error)                                  {}
+func (Base) OnShutdown()                                    {}
+
+// Iterator walks a run of committed entries during OnApply.
+type Iterator interface {
+	// Next moves to the next entry and reports whether there is one. Call
+	// it before reading the first entry.
+	Next() bool
+	// Index and Term identify the current entry.
+	Index() uint64
+	Term() uint64
+	// Data is the current entry's command. It must not be modified, and is
+	// valid after OnApply returns (the state machine may keep it).
+	Data() []byte
+	// Done hands the current entry's closure to the state machine, which
+	// must then run it exactly once (at any time, from any goroutine). It
+	// returns nil when the entry was not proposed on this node (or its
+	// proposer's closure is gone). Without Done, the framework runs the
+	// closure after OnApply returns.
+	Done() closure.Closure
+	// SetResult attaches a value to the current entry that the framework
+	// passes to the entry's closure (see closure.ResultClosure).
+	SetResult(v any)
+	// SetErrorAndRollback stops applying: the current entry and the ntail-1
+	// before it are treated as not applied, and the node enters the error
+	// state with st. OnApply should return soon after.
+	SetErrorAndRollback(ntail uint64, st closure.Status)
+}

@@ -1,0 +1,347 @@
+package asyncraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/actors/proto"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Host is one process's membership in asyncraft: one actor runtime, one
+// clock ticker, one callback executor and one data directory, running any
+// number of nodes — one per Raft group the process belongs to.
+//
+// A Host's methods are safe for concurrent use.
+type Host struct {
+	opts HostOptions
+	rt   actors.Runtime
+	sys  *proto.System // the runtime, when the host created it
+	lock io.Closer
+
+	exec      *closure.Executor
+	execRef   actors.Ref
+	tickerRef actors.Ref
+
+	mu     sync.Mutex
+	nodes  map[string]*Node // by group/id
+	closed bool
+}
+
+// NewHost starts a host on the production runtime (protoactor-go).
+func NewHost(opts HostOptions) (*Host, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var h *Host
+	sys, err := proto.New(proto.Options{
+		Addr:    opts.Addr,
+		Logger:  opts.Logger,
+		OnPanic: func(ref actors.Ref, v any, stack []byte) { h.HandlePanic(ref, v, stack) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	h, err = newHost(sys, opts)
+	if err != nil {
+		sys.Shutdown()
+		return nil, err
+	}
+	h.sys = sys
+	return h, nil
+}
+
+// NewHostOn starts a host on a runtime the caller provides (the
+// simulator, in tests). The caller keeps ownership of the runtime and must
+// route actor panics to HandlePanic.
+func NewHostOn(rt actors.Runtime, opts HostOptions) (*Host, error) {
+	opts.Addr = rt.Host()
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return newHost(rt, opts)
+}
+
+func newHost(rt actors.Runtime, opts HostOptions) (*Host, error) {
+	h := &Host{opts: opts, rt: rt, nodes: map[string]*Node{}, exec: &closure.Executor{Logger: opts.Logger}}
+	if opts.DataDir != "" {
+		if err := opts.FS.MkdirAll(opts.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("asyncraft: create data directory: %w", err)
+		}
+		lock, err := opts.FS.Lock(path.Join(opts.DataDir, "LOCK"))
+		if err != nil {
+			return nil, fmt.Errorf("asyncraft: data directory %s is in use by another host: %w", opts.DataDir, err)
+		}
+		h.lock = lock
+	}
+	var err error
+	h.execRef, err = rt.Spawn(hostExecutor, actors.ActorFunc(func(_ actors.Env, msg any) {
+		if b, ok := msg.(closure.Batch); ok {
+			h.exec.Execute(b)
+		}
+	}), actors.Blocking())
+	if err == nil {
+		h.tickerRef, err = rt.Spawn(hostTicker, &ticker{interval: opts.TickInterval})
+	}
+	if err != nil {
+		h.releaseLock()
+		return nil, fmt.Errorf("asyncraft: start host: %w", err)
+	}
+	return h, nil
+}
+
+// Addr is the host's address.
+func (h *Host) Addr() string { return h.opts.Addr }
+
+// Executor is the host's callback executor (for its panic count).
+func (h *Host) Executor() *closure.Executor { return h.exec }
+
+// StartNode starts this host's member of a group. Its log and hard state
+// are opened (or created) first, so a node that restarts resumes with its
+// term, vote and log.
+func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
+	opts, t, err := opts.withDefaults(h.opts.TickInterval)
+	if err != nil {
+		return nil, err
+	}
+	key := opts.Group + "/" + opts.ID
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, fmt.Errorf("asyncraft: start %s: %w", key, closure.ErrShutdown)
+	}
+	if _, dup := h.nodes[key]; dup {
+		return nil, fmt.Errorf("asyncraft: node %s already runs on this host", key)
+	}
+	storage, meta, err := h.openStorage(opts)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := meta.Load()
+	if err == nil {
+		var l *logmgr.Log
+		if l, err = logmgr.NewLog(storage); err == nil {
+			var n *Node
+			if n, err = h.spawnNode(opts, t, hs, l, storage, meta); err == nil {
+				h.nodes[key] = n
+				return n, nil
+			}
+		}
+	}
+	storage.Close()
+	meta.Close()
+	return nil, fmt.Errorf("asyncraft: start %s: %w", key, err)
+}
+
+func (h *Host) openStorage(opts NodeOptions) (logmgr.LogStorage, logmgr.MetaStorage, error) {
+	switch {
+	case opts.LogStorage != nil:
+		return opts.LogStorage, opts.MetaStorage, nil
+	case h.opts.DataDir == "":
+		return logmgr.NewMemoryStorage(), logmgr.NewMemoryMeta(), nil
+	}
+	dir := path.Join(h.opts.DataDir, opts.Group, opts.ID)
+	storage, err := logmgr.OpenFileStorage(h.opts.FS, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if storage.Repaired > 0 {
+		h.opts.Logger.Warn("asyncraft: cut a torn tail from the log after a crash",
+			"group", opts.Group, "id", opts.ID, "bytes", storage.Repaired)
+	}
+	meta, err := logmgr.OpenFileMeta(h.opts.FS, dir)
+	if err != nil {
+		storage.Close()
+		return nil, nil, err
+	}
+	return storage, meta, nil
+}
+
+func (h *Host) spawnNode(opts NodeOptions, t ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage) (*Node, error) {
+	n := newNode(h, opts)
+	a := newNodeActor(n, opts, t, hs, l)
+	// The node is gone when its three actors are: only then may it be
+	// started again under the same names.
+	latch := &stopLatch{fn: a.finish}
+	latch.n.Store(3)
+	a.latch = latch
+	logRef, err := h.rt.Spawn(logName(opts.Group, opts.ID), latch.wrap(logmgr.NewManager(logmgr.Config{
+		Storage: storage, Meta: meta, Node: n.ref, Stats: &n.logStats, Logger: h.opts.Logger,
+	})))
+	if err != nil {
+		return nil, err
+	}
+	fsmRef, err := h.rt.Spawn(fsmName(opts.Group, opts.ID), latch.wrap(fsm.NewCaller(fsm.Config{
+		StateMachine: opts.StateMachine, Log: l, Node: n.ref, Executor: h.execRef, Logger: h.opts.Logger,
+	})), actors.Blocking())
+	if err != nil {
+		h.rt.Stop(logRef)
+		return nil, err
+	}
+	a.logRef, a.fsmRef = logRef, fsmRef
+	if _, err := h.rt.Spawn(n.ref.Name, a, actors.PriorityMailbox()); err != nil {
+		h.rt.Stop(logRef)
+		h.rt.Stop(fsmRef)
+		return nil, err
+	}
+	h.rt.Send(h.tickerRef, registerTick{ref: n.ref})
+	return n, nil
+}
+
+// Nodes returns the host's running nodes.
+func (h *Host) Nodes() []*Node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Node, 0, len(h.nodes))
+	for _, n := range h.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// nodeStopped is called by a node actor when its shutdown is complete.
+func (h *Host) nodeStopped(n *Node) {
+	h.rt.Send(h.tickerRef, unregisterTick{ref: n.ref})
+	h.mu.Lock()
+	if h.nodes[n.key()] == n {
+		delete(h.nodes, n.key())
+	}
+	h.mu.Unlock()
+}
+
+// complete runs closures on the executor with their statuses.
+func (h *Host) complete(b closure.Batch) {
+	if len(b) > 0 {
+		h.rt.Send(h.execRef, b)
+	}
+}
+
+// HandlePanic turns a panic in one of a node's actors into the node's
+// error state (a framework bug: the state machine's own panics are handled
+// by the FSM caller). Runtimes call it on the panicking actor's goroutine.
+func (h *Host) HandlePanic(ref actors.Ref, v any, stack []byte) {
+	h.opts.Logger.Error("asyncraft: an actor panicked", "actor", ref.String(), "panic", fmt.Sprint(v), "stack", string(stack))
+	err := fmt.Errorf("asyncraft: actor %s panicked: %v", ref.Name, v)
+	h.mu.Lock()
+	var n *Node
+	for key, cand := range h.nodes {
+		if strings.HasPrefix(ref.Name, key+"/") {
+			n = cand
+		}
+	}
+	h.mu.Unlock()
+	if n == nil {
+		return
+	}
+	if ref.Name == n.ref.Name {
+		// The node actor itself is gone; it ran on this goroutine, so its
+		// state may be read here to complete what it held.
+		n.actor.died(err)
+		return
+	}
+	h.rt.Send(n.ref, actorFailed{err: err})
+}
+
+// Close shuts down every node (see Node.Shutdown) and then the host. It
+// waits until ctx is done at most.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	nodes := make([]*Node, 0, len(h.nodes))
+	for _, n := range h.nodes {
+		nodes = append(nodes, n)
+	}
+	h.mu.Unlock()
+	var errs []error
+	for _, n := range nodes {
+		n.startShutdown()
+	}
+	for _, n := range nodes {
+		if err := n.wait(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.rt.Stop(h.tickerRef)
+	if h.sys != nil {
+		h.sys.Shutdown()
+	} else {
+		h.rt.Stop(h.execRef)
+	}
+	h.releaseLock()
+	return errors.Join(errs...)
+}
+
+func (h *Host) releaseLock() {
+	if h.lock != nil {
+		h.lock.Close()
+		h.lock = nil
+	}
+}
+
+// stopLatch runs fn once n actors have stopped (each calls done once).
+type stopLatch struct {
+	n  atomic.Int32
+	fn func()
+}
+
+func (l *stopLatch) done() {
+	if l.n.Add(-1) == 0 {
+		l.fn()
+	}
+}
+
+// wrap returns a that also counts down the latch when it stops.
+func (l *stopLatch) wrap(a actors.Actor) actors.Actor {
+	return actors.ActorFunc(func(env actors.Env, msg any) {
+		a.Receive(env, msg)
+		if _, ok := msg.(actors.Stopped); ok {
+			l.done()
+		}
+	})
+}
+
+// ticker is the host's clock: every interval it sends a tick to each
+// registered node actor, in registration order. It is the only timer the
+// nodes need; election and heartbeat timeouts are counted in ticks.
+type ticker struct {
+	interval time.Duration
+	nodes    []actors.Ref
+}
+
+func (t *ticker) Receive(env actors.Env, msg any) {
+	switch m := msg.(type) {
+	case actors.Started:
+		env.After(t.interval, tickSelf{})
+	case tickSelf:
+		for _, n := range t.nodes {
+			env.Send(n, tick{})
+		}
+		env.After(t.interval, tickSelf{})
+	case registerTick:
+		t.nodes = append(t.nodes, m.ref)
+	case unregisterTick:
+		for i, n := range t.nodes {
+			if n == m.ref {
+				t.nodes = append(t.nodes[:i], t.nodes[i+1:]...)
+				break
+			}
+		}
+	}
+}

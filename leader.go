@@ -1,0 +1,179 @@
+package asyncraft
+
+import (
+	"fmt"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/replicator"
+)
+
+// maxBatchesPerTurn bounds the proposal batches one Receive appends, so a
+// flood of proposals cannot starve the node's other messages.
+const maxBatchesPerTurn = 16
+
+// becomeLeader takes over the group in the current term: it spawns a
+// replicator per peer and appends a no-op entry, whose commit commits every
+// earlier entry (Raft §5.4.2) and tells the state machine it leads.
+func (a *nodeActor) becomeLeader(env actors.Env) {
+	a.n.metrics.BecameLeader.Add(1)
+	a.role = Leader
+	a.votes = nil
+	a.setLeader(env, a.opts.ID)
+	a.match = map[string]uint64{}
+	a.active = map[string]bool{}
+	a.repls = map[string]actors.Ref{}
+	a.quorumElapsed = 0
+	last := a.log.LastIndex()
+	for _, id := range a.others {
+		ref, err := env.Spawn(replicatorChild(id, a.term), replicator.New(replicator.Config{
+			Group:            a.opts.Group,
+			LeaderID:         a.opts.ID,
+			PeerID:           id,
+			Term:             a.term,
+			Peer:             a.peerRef(id),
+			Node:             env.Self(),
+			Log:              a.log,
+			NextIndex:        last + 1,
+			Commit:           a.commit,
+			MaxInflightMsgs:  a.opts.MaxInflightMsgs,
+			MaxInflightBytes: a.opts.MaxInflightBytes,
+			MaxBytesPerRPC:   a.opts.MaxBytesPerRPC,
+			HeartbeatTicks:   a.ticks.heartbeat,
+			Logger:           a.logger,
+		}))
+		if err != nil {
+			a.fail(env, fmt.Errorf("spawn replicator for %s: %w", id, err), closure.EINTERNAL)
+			return
+		}
+		a.repls[id] = ref
+	}
+	noop := &raftpb.Entry{Index: last + 1, Term: a.term, Type: raftpb.EntryType_ENTRY_TYPE_NOOP}
+	a.appendLocal(env, []*raftpb.Entry{noop})
+	a.logger.Info("asyncraft: became leader", "term", a.term, "first index", noop.Index)
+	env.Send(a.fsmRef, fsm.LeaderStart{Term: a.term, Index: noop.Index})
+	a.wakeReplicators(env)
+	a.drain(env)
+}
+
+// stopLeading ends this node's leadership: its replicators stop (replies
+// to them are dropped from now on). Appended tasks stay pending: entries of
+// this term may still be committed by a later leader.
+func (a *nodeActor) stopLeading(env actors.Env, st closure.Status) {
+	for _, id := range a.others {
+		if ref, ok := a.repls[id]; ok {
+			env.Stop(ref)
+		}
+	}
+	a.repls, a.match, a.active = nil, nil, nil
+	env.Send(a.fsmRef, fsm.LeaderStop{Term: a.term, Status: st})
+}
+
+// drain takes proposals from the queue: appended as batches of up to
+// ApplyBatch entries by a leader, refused with EPERM otherwise.
+func (a *nodeActor) drain(env actors.Env) {
+	appended := false
+	for i := 0; i < maxBatchesPerTurn; i++ {
+		if a.role == Leader && len(a.tasks) >= a.opts.MaxPendingTasks {
+			break // resumes when commits make room (advanceCommit)
+		}
+		batch := a.n.queue.take(a.scratch[:0], a.opts.ApplyBatch)
+		if len(batch) == 0 {
+			break
+		}
+		if a.role != Leader {
+			st := closure.NotLeader(a.leader)
+			for _, p := range batch {
+				a.complete(p.task, st)
+			}
+		} else {
+			a.appendProposals(env, batch)
+			appended = true
+		}
+		clear(batch)
+		a.scratch = batch[:0]
+	}
+	if appended {
+		a.wakeReplicators(env)
+	}
+	if a.n.queue.len() > 0 && (a.role != Leader || len(a.tasks) < a.opts.MaxPendingTasks) {
+		env.Send(env.Self(), nudge{}) // more to do after other messages
+	}
+}
+
+// appendProposals turns a batch of proposals into entries of the current
+// term and appends them as one write.
+func (a *nodeActor) appendProposals(env actors.Env, batch []proposal) {
+	slab := make([]raftpb.Entry, len(batch)) // one allocation for the batch's entries
+	ents := make([]*raftpb.Entry, 0, len(batch))
+	next := a.log.LastIndex() + 1
+	for i, p := range batch {
+		if p.expectedTerm != 0 && p.expectedTerm != a.term {
+			a.complete(p.task, closure.Newf(closure.ESTALE, "expected term %d, the leader is in term %d", p.expectedTerm, a.term))
+			continue
+		}
+		e := &slab[i]
+		e.Index, e.Term, e.Data = next, a.term, p.data
+		next++
+		p.task.Index, p.task.Term = e.Index, e.Term
+		a.tasks = append(a.tasks, p.task)
+		ents = append(ents, e)
+	}
+	a.n.inflight.Store(int64(len(a.tasks)))
+	a.appendLocal(env, ents)
+}
+
+// appendLocal adds entries to the log and sends them to the log manager to
+// be made durable.
+func (a *nodeActor) appendLocal(env actors.Env, ents []*raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	if err := a.log.Append(ents); err != nil {
+		a.fail(env, err, closure.EINTERNAL)
+		return
+	}
+	env.Send(a.logRef, logmgr.Append{Entries: ents})
+	a.n.last.Store(ents[len(ents)-1].Index)
+}
+
+func (a *nodeActor) wakeReplicators(env actors.Env) {
+	for _, id := range a.others {
+		if ref, ok := a.repls[id]; ok {
+			env.Send(ref, replicator.Update{Commit: a.commit})
+		}
+	}
+}
+
+func (a *nodeActor) onProgress(env actors.Env, m replicator.Progress) {
+	if a.role != Leader || m.Term != a.term {
+		return
+	}
+	if _, ok := a.repls[m.Peer]; !ok {
+		return
+	}
+	a.active[m.Peer] = true
+	if m.Match > a.match[m.Peer] {
+		a.match[m.Peer] = m.Match
+		a.maybeCommit(env)
+	}
+}
+
+// maybeCommit advances the commit index to the largest index durable on a
+// quorum, if that entry is of the current term (Raft §5.4.2: entries of
+// earlier terms commit only through it).
+func (a *nodeActor) maybeCommit(env actors.Env) {
+	c := a.conf.Committed(func(id string) (uint64, bool) {
+		if id == a.opts.ID {
+			return a.stable, true
+		}
+		v, ok := a.match[id]
+		return v, ok
+	})
+	if c > a.commit && a.log.MatchTerm(c, a.term) {
+		a.advanceCommit(env, c)
+	}
+}

@@ -1,0 +1,197 @@
+package logmgr
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Log is a node's log as the protocol sees it: every entry the node holds,
+// durable or not. Recent entries are cached in memory; older ones are read
+// from the storage, where they are durable.
+//
+// Owner: the node actor is its only writer (Append, TruncateFrom, Trim).
+// Replicators and the FSM caller read it from their own goroutines; reads
+// never wait for disk I/O while holding the lock, so they cannot stall the
+// node.
+//
+// Invariant: entries below the cache (index < cacheStart) are durable in
+// the storage and never truncated. The node trims the cache only up to an
+// index that is both durable and applied, hence committed, and Raft never
+// truncates committed entries.
+//
+// Slices returned by Entries stay valid and unchanged forever: the cache
+// only ever grows into unused capacity, and a truncation copies it.
+type Log struct {
+	storage LogStorage
+
+	mu         sync.RWMutex
+	cacheStart uint64          // index of cache[0]
+	cache      []*raftpb.Entry // entries [cacheStart, last]
+	last       uint64
+	lastTerm   uint64
+}
+
+// NewLog returns the Log over storage, whose entries are all durable.
+func NewLog(storage LogStorage) (*Log, error) {
+	last := storage.LastIndex()
+	term, err := storage.Term(last)
+	if err != nil {
+		return nil, fmt.Errorf("logmgr: term of last entry %d: %w", last, err)
+	}
+	return &Log{storage: storage, cacheStart: last + 1, last: last, lastTerm: term}, nil
+}
+
+// Storage is the storage under the log.
+func (l *Log) Storage() LogStorage { return l.storage }
+
+// FirstIndex is the index of the first entry of the log.
+func (l *Log) FirstIndex() uint64 { return l.storage.FirstIndex() }
+
+// LastIndex is the index of the last entry (0 for an empty log).
+func (l *Log) LastIndex() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.last
+}
+
+// Last returns the index and term of the last entry.
+func (l *Log) Last() (index, term uint64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.last, l.lastTerm
+}
+
+// Term returns the term of entry index (0 for index 0).
+func (l *Log) Term(index uint64) (uint64, error) {
+	l.mu.RLock()
+	if index == 0 {
+		l.mu.RUnlock()
+		return 0, nil
+	}
+	if index > l.last {
+		l.mu.RUnlock()
+		return 0, ErrUnavailable
+	}
+	if index >= l.cacheStart {
+		t := l.cache[index-l.cacheStart].Term
+		l.mu.RUnlock()
+		return t, nil
+	}
+	l.mu.RUnlock()
+	return l.storage.Term(index)
+}
+
+// MatchTerm reports whether the log holds entry index with the given term.
+func (l *Log) MatchTerm(index, term uint64) bool {
+	t, err := l.Term(index)
+	return err == nil && t == term
+}
+
+// Entries returns the entries in [lo, hi), stopping once their sizes exceed
+// maxBytes but returning at least one when lo < hi. The result must not be
+// modified.
+func (l *Log) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
+	if lo >= hi {
+		return nil, nil
+	}
+	l.mu.RLock()
+	start, cache, last := l.cacheStart, l.cache, l.last
+	l.mu.RUnlock()
+	if hi > last+1 {
+		return nil, fmt.Errorf("logmgr: entries [%d, %d) beyond last index %d: %w", lo, hi, last, ErrUnavailable)
+	}
+	if lo >= start {
+		return limitBytes(cache[lo-start:hi-start:hi-start], maxBytes), nil
+	}
+	// The part below the cache is durable and never changes: read it
+	// without the lock.
+	stored, err := l.storage.Entries(lo, min(hi, start), maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if hi <= start || uint64(len(stored)) < min(hi, start)-lo {
+		return stored, nil
+	}
+	var size uint64
+	for _, e := range stored {
+		size += entrySize(e)
+	}
+	out := stored
+	for i := start; i < hi; i++ {
+		e := cache[i-start]
+		size += entrySize(e)
+		if size > maxBytes {
+			break
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Append adds entries after the last one. Only the node actor calls it.
+func (l *Log) Append(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ents[0].Index != l.last+1 {
+		return fmt.Errorf("logmgr: append at index %d after last index %d", ents[0].Index, l.last)
+	}
+	l.cache = append(l.cache, ents...)
+	l.last = ents[len(ents)-1].Index
+	l.lastTerm = ents[len(ents)-1].Term
+	return nil
+}
+
+// TruncateFrom removes the entries at and after index from, which must be
+// in the cache. Only the node actor calls it.
+func (l *Log) TruncateFrom(from uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if from < l.cacheStart || from > l.last+1 {
+		return fmt.Errorf("logmgr: truncate from %d outside the mutable log [%d, %d]", from, l.cacheStart, l.last+1)
+	}
+	if from == l.last+1 {
+		return nil
+	}
+	// Copy, so that slices handed out by Entries stay valid.
+	l.cache = append([]*raftpb.Entry(nil), l.cache[:from-l.cacheStart]...)
+	l.last = from - 1
+	if len(l.cache) > 0 {
+		l.lastTerm = l.cache[len(l.cache)-1].Term
+		return nil
+	}
+	t, err := l.storage.Term(l.last)
+	if err != nil {
+		return fmt.Errorf("logmgr: term of %d after truncation: %w", l.last, err)
+	}
+	l.lastTerm = t
+	return nil
+}
+
+// Trim drops cached entries up to and including upTo, which the caller
+// guarantees are durable in the storage and committed. Only the node actor
+// calls it.
+func (l *Log) Trim(upTo uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if upTo < l.cacheStart {
+		return
+	}
+	upTo = min(upTo, l.last)
+	n := upTo - l.cacheStart + 1
+	// No clear(): readers may still hold the old slice. The trimmed
+	// pointers go when append next reallocates the array.
+	l.cache = l.cache[n:]
+	l.cacheStart = upTo + 1
+}
+
+// Cached is the number of entries held in memory.
+func (l *Log) Cached() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.cache)
+}

@@ -1,0 +1,66 @@
+package logmgr
+
+import "github.com/asyncraft/asyncraft/raftpb"
+
+// Messages the log manager accepts from its node. They are applied to the
+// storage in the order received.
+type (
+	// Append persists entries that follow the log's current last entry
+	// (as of the operations sent before it). The slice and entries must
+	// not be modified afterwards.
+	Append struct{ Entries []*raftpb.Entry }
+	// TruncateSuffix removes entries at and after From.
+	TruncateSuffix struct{ From uint64 }
+	// SaveHardState persists a term and vote. The manager answers with
+	// HardStateSaved once it is durable.
+	SaveHardState struct{ HardState *raftpb.HardState }
+	// Close finishes the operations received so far, closes the storage
+	// and answers Closed.
+	Close struct{}
+)
+
+// Messages the log manager sends to its node.
+type (
+	// Stable reports that the storage's log ends with entry (Index, Term)
+	// and all of it is durable. By the log matching property, every entry
+	// of the node's log up to Index is durable if the node's log also holds
+	// (Index, Term); if it does not, the report is about entries since
+	// truncated and must be ignored.
+	Stable struct{ Index, Term uint64 }
+	// HardStateSaved reports that HardState is durable.
+	HardStateSaved struct{ HardState *raftpb.HardState }
+	// Failed reports that the storage failed. The manager does nothing
+	// more; the node must stop (a failed sync leaves the disk's state
+	// unknown, so it is never retried).
+	Failed struct{ Err error }
+	// Closed answers Close.
+	Closed struct{}
+)
+
+// Messages between the manager and its disk writer.
+type (
+	writeBatch struct{ ops []op }
+	writeDone  struct {
+		index, term uint64
+		hs          *raftpb.HardState // the last hard state saved by the batch, if any
+		entries     int
+		err         error
+	}
+	closeStorage  struct{}
+	storageClosed struct{ err error }
+)
+
+type opKind uint8
+
+const (
+	opAppend opKind = iota
+	opTruncate
+	opHardState
+)
+
+type op struct {
+	kind    opKind
+	entries []*raftpb.Entry
+	from    uint64
+	hs      *raftpb.HardState
+}

@@ -1,0 +1,101 @@
+// Package logmgr keeps a node's Raft log and its hard state: in memory for
+// the protocol, on disk for durability.
+//
+// Three pieces share the work:
+//
+//   - [Log] is the log as the node sees it — every entry it holds, durable
+//     or not. The node actor is its only writer (append, truncate the
+//     suffix, trim the cache); replicators and the FSM caller read it
+//     concurrently. It keeps recent entries in memory and reads older ones
+//     from storage.
+//   - [Manager], the log manager actor, owns the storage. The node sends it
+//     appends, suffix truncations and hard-state saves; it batches whatever
+//     arrives while a write is in flight into the next write (group
+//     commit), and tells the node when entries are durable ([Stable]) and
+//     when the hard state is ([HardStateSaved]).
+//   - The disk writer actor, the manager's child, performs each batch: the
+//     operations in order, then one sync. It is the only actor that blocks
+//     on the disk.
+//
+// Storage sits behind two interfaces, [LogStorage] and [MetaStorage], with
+// an in-memory implementation for tests and benchmarks ([MemoryStorage],
+// [MemoryMeta]) and file implementations on a [vfs.FS] that survive
+// crashes ([FileStorage], [FileMeta]).
+package logmgr
+
+import (
+	"errors"
+
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Errors returned by LogStorage reads.
+var (
+	// ErrCompacted: the entry is before the first index the storage holds.
+	ErrCompacted = errors.New("logmgr: entry compacted")
+	// ErrUnavailable: the entry is after the last index the storage holds.
+	ErrUnavailable = errors.New("logmgr: entry unavailable")
+	// ErrClosed: the storage is closed.
+	ErrClosed = errors.New("logmgr: storage closed")
+)
+
+// LogStorage holds a node's log entries durably.
+//
+// Concurrency: the mutating methods (Append, TruncateSuffix, Sync, Close)
+// are called by one goroutine at a time — the disk writer actor's. The
+// reading methods may be called at any time from any goroutine, concurrently
+// with each other and with a mutation; implementations synchronise
+// internally. A read never observes a half-applied mutation.
+//
+// Ownership: entries passed to Append and returned by Entries are immutable;
+// the storage may keep the slice elements passed to Append, and callers must
+// not modify returned entries.
+type LogStorage interface {
+	// FirstIndex is the index of the first entry held (LastIndex()+1 when
+	// the log is empty).
+	FirstIndex() uint64
+	// LastIndex is the index of the last entry held (0 when the log has
+	// never held one).
+	LastIndex() uint64
+	// Term is the term of entry index. Term(0) is 0. It returns
+	// ErrCompacted or ErrUnavailable when the entry is not held.
+	Term(index uint64) (uint64, error)
+	// Entries returns the entries in [lo, hi), stopping early once their
+	// data exceeds maxBytes (but always at least one entry when lo < hi).
+	Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error)
+	// Append writes entries after the last one: entries[0].Index must be
+	// LastIndex()+1 and indexes consecutive. The entries need not be
+	// durable until Sync.
+	Append(entries []*raftpb.Entry) error
+	// TruncateSuffix removes every entry at or after index from, which
+	// must be at least FirstIndex() and at most LastIndex()+1.
+	// Once synced, the removal is durable, and ordered with the appends
+	// around it: a crash never resurrects removed entries behind later
+	// ones.
+	TruncateSuffix(from uint64) error
+	// Sync makes every mutation so far durable.
+	Sync() error
+	// Close releases the storage. Reads after Close return ErrClosed.
+	Close() error
+}
+
+// MetaStorage holds a node's hard state (term, vote).
+//
+// Save and Load are called by the disk writer actor (Load also once at
+// start, before any actor runs); calls never overlap.
+type MetaStorage interface {
+	// Load returns the last hard state saved, or an empty one.
+	Load() (*raftpb.HardState, error)
+	// Save stores hs durably before it returns. The caller does not
+	// modify hs afterwards; the storage may keep it.
+	Save(hs *raftpb.HardState) error
+	// Close releases the storage.
+	Close() error
+}
+
+// entrySize is the number of bytes an entry counts for against byte caps.
+func entrySize(e *raftpb.Entry) uint64 { return uint64(len(e.Data)) + 24 }
+
+// EntrySize is the size an entry counts for in byte caps (batches, RPCs):
+// its data plus a fixed overhead for index, term and type.
+func EntrySize(e *raftpb.Entry) uint64 { return entrySize(e) }

@@ -1,0 +1,23 @@
+package asyncraft
+
+import "sync/atomic"
+
+// Metrics counts what a node did. Fields are updated atomically by the
+// node's actors and may be read at any time.
+type Metrics struct {
+	// PreVotes and Elections count pre-vote rounds and real campaigns
+	// started by this node.
+	PreVotes  atomic.Uint64
+	Elections atomic.Uint64
+	// BecameLeader counts the terms this node led.
+	BecameLeader atomic.Uint64
+	// AppendRejects counts AppendEntries this node refused because its log
+	// did not match (each answered with a conflict hint).
+	AppendRejects atomic.Uint64
+	// Dropped counts envelopes dropped on arrival: for another group or
+	// node, from a non-member, or of an unexpected kind.
+	Dropped atomic.Uint64
+}
+
+// Metrics returns the node's counters.
+func (n *Node) Metrics() *Metrics { return &n.metrics }

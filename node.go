@@ -1,0 +1,153 @@
+package asyncraft
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/logmgr"
+)
+
+// Task is a proposal: a command for the state machine and the closure that
+// learns its fate.
+type Task struct {
+	// Data is the command. asyncraft keeps the slice (it is written to the
+	// log and sent to peers as is); do not modify it after Apply.
+	Data []byte
+	// Done receives the outcome exactly once, on the host's callback
+	// executor:
+	//   - OK once the entry is applied on this node (a closure.ResultClosure
+	//     also gets the value the state machine set with SetResult);
+	//   - a definite failure when the command was not and will not be
+	//     applied (EPERM with the leader's id, EBUSY, ESTALE, ESHUTDOWN,
+	//     ENEWLEADER);
+	//   - EUNKNOWN when the node stopped before learning the entry's fate.
+	// May be nil.
+	Done closure.Closure
+	// ExpectedTerm, if not zero, makes the proposal fail with ESTALE
+	// unless the leader is still in that term when it appends it.
+	ExpectedTerm uint64
+}
+
+// Node is the handle of one node: this host's member of one group. Its
+// methods are safe for concurrent use; they never block on the node's
+// actors except Shutdown and ApplyWait, which wait for an answer.
+type Node struct {
+	host  *Host
+	group string
+	id    string
+	ref   actors.Ref
+	queue *taskQueue
+	actor *nodeActor // for Host.HandlePanic only
+
+	// Published by the node actor for Status.
+	status   atomic.Pointer[Status]
+	commit   atomic.Uint64
+	applied  atomic.Uint64
+	last     atomic.Uint64
+	inflight atomic.Int64
+	logStats logmgr.Stats
+	metrics  Metrics
+
+	shutdownOnce sync.Once
+	done         chan struct{}
+}
+
+func newNode(h *Host, opts NodeOptions) *Node {
+	n := &Node{
+		host:  h,
+		group: opts.Group,
+		id:    opts.ID,
+		ref:   actors.Ref{Host: h.opts.Addr, Name: nodeName(opts.Group, opts.ID)},
+		queue: newTaskQueue(opts.MaxPendingTasks),
+		done:  make(chan struct{}),
+	}
+	n.status.Store(&Status{Group: opts.Group, ID: opts.ID, Role: Follower})
+	return n
+}
+
+// ID is the node's id in its group.
+func (n *Node) ID() string { return n.id }
+
+// Group is the node's group.
+func (n *Node) Group() string { return n.group }
+
+func (n *Node) key() string { return n.group + "/" + n.id }
+
+// Apply proposes t. It returns at once; t.Done learns the outcome. On a
+// node that is not the leader, Done gets EPERM naming the leader; when
+// MaxPendingTasks proposals are already waiting, EBUSY at once.
+func (n *Node) Apply(t Task) {
+	task := &fsm.Task{}
+	task.Init(t.Done)
+	st, wake := n.queue.push(proposal{task: task, data: t.Data, expectedTerm: t.ExpectedTerm})
+	if !st.OK() {
+		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})
+		return
+	}
+	if wake {
+		n.host.rt.Send(n.ref, nudge{})
+	}
+}
+
+// ApplyWait proposes data and waits until it is applied on this node,
+// returning the value the state machine set with Iterator.SetResult. If ctx
+// ends first, the error matches both closure.ErrUnknownOutcome and
+// ctx.Err(): the command may still be applied.
+func (n *Node) ApplyWait(ctx context.Context, data []byte) (any, error) {
+	type outcome struct {
+		st closure.Status
+		v  any
+	}
+	ch := make(chan outcome, 1)
+	n.Apply(Task{Data: data, Done: closure.ResultFunc(func(st closure.Status, v any) { ch <- outcome{st, v} })})
+	select {
+	case o := <-ch:
+		return o.v, o.st.Err()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", closure.ErrUnknownOutcome, ctx.Err())
+	}
+}
+
+// Status returns a snapshot of the node's state.
+func (n *Node) Status() Status {
+	s := *n.status.Load()
+	s.Commit = n.commit.Load()
+	s.Applied = n.applied.Load()
+	s.LastIndex = n.last.Load()
+	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
+	return s
+}
+
+// LogStats counts the node's log writes (batches, entries), for monitoring
+// group commit.
+func (n *Node) LogStats() *logmgr.Stats { return &n.logStats }
+
+// Shutdown stops the node in order: it stops accepting proposals, fails
+// the queued ones with ESHUTDOWN and those appended but not applied with
+// EUNKNOWN, calls the state machine's OnShutdown, and closes its storage.
+// It waits for all that, or for ctx.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.startShutdown()
+	return n.wait(ctx)
+}
+
+func (n *Node) startShutdown() {
+	n.shutdownOnce.Do(func() { n.host.rt.Send(n.ref, shutdownNode{}) })
+}
+
+func (n *Node) wait(ctx context.Context) error {
+	select {
+	case <-n.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("asyncraft: shutdown of %s: %w", n.key(), ctx.Err())
+	}
+}
+
+// Done is closed when the node has shut down.
+func (n *Node) Done() <-chan struct{} { return n.done }

@@ -1,0 +1,215 @@
+package asyncraft
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/vfs"
+)
+
+// Peer is a member of a group: a node id and the address of the host that
+// runs it.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+func (p Peer) String() string { return p.ID + "@" + p.Addr }
+
+// HostOptions configures a Host.
+type HostOptions struct {
+	// Addr is the host's address ("127.0.0.1:7001"). Peers name it in
+	// their configurations. Required.
+	Addr string
+	// DataDir is where nodes keep their logs and hard state, one directory
+	// per node (DataDir/<group>/<id>). Empty keeps everything in memory:
+	// a restart then loses the node's state, which is only safe for tests.
+	DataDir string
+	// TickInterval is the period of the host's clock tick, the unit in
+	// which nodes count election and heartbeat timeouts. Default 10 ms.
+	TickInterval time.Duration
+	// Logger receives the framework's logs. Default: slog.Default() at
+	// WARN and above.
+	Logger *slog.Logger
+	// FS is the file system under DataDir. Default: the OS.
+	FS vfs.FS
+}
+
+// DefaultTickInterval is the default HostOptions.TickInterval.
+const DefaultTickInterval = 10 * time.Millisecond
+
+func (o HostOptions) withDefaults() (HostOptions, error) {
+	if o.Addr == "" {
+		return o, errors.New("asyncraft: HostOptions.Addr is required")
+	}
+	if o.TickInterval == 0 {
+		o.TickInterval = DefaultTickInterval
+	}
+	if o.TickInterval < time.Millisecond {
+		return o, fmt.Errorf("asyncraft: HostOptions.TickInterval %v is below 1ms", o.TickInterval)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(warnHandler{slog.Default().Handler()})
+	}
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	return o, nil
+}
+
+// NodeOptions configures one node: this host's member of one group.
+// Durations are rounded to the host's ticks.
+type NodeOptions struct {
+	// Group names the Raft group. Required; no "/".
+	Group string
+	// ID is this node's id in the group. Required; no "/"; must be one of
+	// Peers.
+	ID string
+	// Peers is the group's initial configuration: every voter, this node
+	// included. All members must start with the same list.
+	Peers []Peer
+	// StateMachine receives committed entries. Required.
+	StateMachine fsm.StateMachine
+
+	// ElectionTimeout is the minimum time without hearing from a leader
+	// before a follower campaigns; each term draws a timeout from
+	// [ElectionTimeout, 2×ElectionTimeout). It is also the period of the
+	// leader's check-quorum. Default 1 s.
+	ElectionTimeout time.Duration
+	// HeartbeatInterval is the time between a leader's heartbeats to an
+	// idle follower. Default ElectionTimeout/10.
+	HeartbeatInterval time.Duration
+	// ApplyBatch is the most proposals appended to the log as one batch.
+	// Default 32.
+	ApplyBatch int
+	// MaxPendingTasks bounds the proposals waiting to be appended; Apply
+	// fails with EBUSY at once when it is full. It also bounds the
+	// proposals appended but not yet committed. Default 8192.
+	MaxPendingTasks int
+	// MaxInflightMsgs and MaxInflightBytes bound the AppendEntries a
+	// leader has outstanding to one follower. Defaults 256 and 32 MiB.
+	MaxInflightMsgs  int
+	MaxInflightBytes uint64
+	// MaxBytesPerRPC caps the entries of one AppendEntries. Default 512 KiB.
+	MaxBytesPerRPC uint64
+	// DisablePreVote turns off the pre-vote phase (Raft thesis §9.6). With
+	// pre-vote, a node that cannot win an election does not disturb the
+	// group by raising its term.
+	DisablePreVote bool
+	// DisableCheckQuorum stops the leader from stepping down when it has
+	// not heard from a quorum within an election timeout.
+	DisableCheckQuorum bool
+
+	// LogStorage and MetaStorage override the storage the host would
+	// choose (files under HostOptions.DataDir, or memory). Both or
+	// neither. The node closes them when it shuts down.
+	LogStorage  logmgr.LogStorage
+	MetaStorage logmgr.MetaStorage
+}
+
+// Defaults of NodeOptions.
+const (
+	DefaultElectionTimeout  = time.Second
+	DefaultApplyBatch       = 32
+	DefaultMaxPendingTasks  = 8192
+	DefaultMaxInflightMsgs  = 256
+	DefaultMaxInflightBytes = 32 << 20
+	DefaultMaxBytesPerRPC   = 512 << 10
+)
+
+// ticks is NodeOptions resolved into ticks of the host.
+type ticks struct {
+	election  int
+	heartbeat int
+}
+
+func (o NodeOptions) withDefaults(tick time.Duration) (NodeOptions, ticks, error) {
+	var t ticks
+	bad := func(format string, args ...any) (NodeOptions, ticks, error) {
+		return o, t, fmt.Errorf("asyncraft: NodeOptions: "+format, args...)
+	}
+	if err := checkName("Group", o.Group); err != nil {
+		return bad("%v", err)
+	}
+	if err := checkName("ID", o.ID); err != nil {
+		return bad("%v", err)
+	}
+	if o.StateMachine == nil {
+		return bad("StateMachine is required")
+	}
+	if len(o.Peers) == 0 {
+		return bad("Peers is empty: list every voter of the group, this node included")
+	}
+	seen := map[string]bool{}
+	self := false
+	for _, p := range o.Peers {
+		if err := checkName("peer ID", p.ID); err != nil {
+			return bad("%v", err)
+		}
+		if p.Addr == "" {
+			return bad("peer %q has no address", p.ID)
+		}
+		if seen[p.ID] {
+			return bad("peer %q is listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		self = self || p.ID == o.ID
+	}
+	if !self {
+		return bad("this node's ID %q is not among Peers", o.ID)
+	}
+	if (o.LogStorage == nil) != (o.MetaStorage == nil) {
+		return bad("set both LogStorage and MetaStorage, or neither")
+	}
+	if o.ElectionTimeout == 0 {
+		o.ElectionTimeout = DefaultElectionTimeout
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = o.ElectionTimeout / 10
+	}
+	t.election = int(o.ElectionTimeout / tick)
+	t.heartbeat = int(o.HeartbeatInterval / tick)
+	if t.heartbeat < 1 {
+		return bad("HeartbeatInterval %v is shorter than a tick (%v)", o.HeartbeatInterval, tick)
+	}
+	if t.election < 3*t.heartbeat {
+		return bad("ElectionTimeout %v must be at least 3×HeartbeatInterval (%v)", o.ElectionTimeout, o.HeartbeatInterval)
+	}
+	if o.ApplyBatch == 0 {
+		o.ApplyBatch = DefaultApplyBatch
+	}
+	if o.MaxPendingTasks == 0 {
+		o.MaxPendingTasks = DefaultMaxPendingTasks
+	}
+	if o.MaxInflightMsgs == 0 {
+		o.MaxInflightMsgs = DefaultMaxInflightMsgs
+	}
+	if o.MaxInflightBytes == 0 {
+		o.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if o.MaxBytesPerRPC == 0 {
+		o.MaxBytesPerRPC = DefaultMaxBytesPerRPC
+	}
+	switch {
+	case o.ApplyBatch < 0 || o.MaxPendingTasks < 0 || o.MaxInflightMsgs < 0:
+		return bad("ApplyBatch, MaxPendingTasks and MaxInflightMsgs must be positive")
+	case o.ApplyBatch > o.MaxPendingTasks:
+		return bad("ApplyBatch %d exceeds MaxPendingTasks %d", o.ApplyBatch, o.MaxPendingTasks)
+	}
+	return o, t, nil
+}
+
+func checkName(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is required", what)
+	case strings.ContainsAny(s, "/:"):
+		return fmt.Errorf("%s %q contains '/' or ':'", what, s)
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+// Package replicator is the leader's actor per follower: it ships log
+// entries to one peer and reports how far the peer's log matches.
+//
+// A replicator lives while its node leads a term; the node spawns one per
+// peer (voters and learners) as its children and stops them when it steps
+// down. It reads entries straight from the node's log and sends
+// AppendEntries to the peer's node actor, whose replies come straight back
+// to it (they are addressed to the replicator by name), so the node actor
+// is not a hop on the replication path.
+//
+// States (Raft thesis §3.5, with the pipelining of etcd's progress
+// tracker):
+//
+//   - probe: one AppendEntries outstanding, to find where the logs agree.
+//     On a rejection, the follower's hint (the last index at or before the
+//     probe whose term is no later than the probe's) lets the leader skip
+//     a whole divergent term at once instead of one entry per round trip.
+//   - replicate: entries stream in a pipeline of at most MaxInflightMsgs
+//     requests and MaxInflightBytes bytes outstanding, each up to
+//     MaxBytesPerRPC.
+//
+// Every request carries a sequence number. A reply is matched against the
+// outstanding requests by it; a reply that matches none (late, duplicated,
+// from before a reset) is dropped. A rejection or a silence of ResendTicks
+// with requests outstanding sends the replicator back to probe from the
+// last index known to match, which recovers from any loss or reordering.
+//
+// Heartbeats (every HeartbeatTicks of the node's ticks, or at once when the
+// commit index moves and there is nothing else to send) carry the commit
+// index clipped to the peer's match index, which the follower can adopt
+// without a log check.
+package replicator
+
+// Messages the replicator accepts from its node.
+type (
+	// Tick is the node's clock, forwarded on every node tick.
+	Tick struct{}
+	// Update says the leader's log may have grown and gives the current
+	// commit index.
+	Update struct{ Commit uint64 }
+)
+
+// Messages the replicator sends to its node.
+type (
+	// Progress reports that the peer answered in term Term and that its log
+	// matches the leader's up to Match (which may be unchanged: a
+	// heartbeat reply is still contact, for check-quorum).
+	Progress struct {
+		Peer  string
+		Term  uint64
+		Match uint64
+	}
+	// HigherTerm reports that the peer answered with a term above the
+	// leader's; the node must step down.
+	HigherTerm struct {
+		Peer string
+		Term uint64
+	}
+)

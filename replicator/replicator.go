@@ -1,0 +1,316 @@
+package replicator
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// LogReader is the leader's log as a replicator reads it: logmgr.Log in
+// production. It must be safe to call from the replicator's goroutine while
+// the node appends.
+type LogReader interface {
+	LastIndex() uint64
+	Term(index uint64) (uint64, error)
+	Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error)
+}
+
+// Config configures one replicator.
+type Config struct {
+	Group    string
+	LeaderID string
+	PeerID   string
+	// Term is the term the leader leads; the replicator lives only in it.
+	Term uint64
+	// Peer is the follower's node actor.
+	Peer actors.Ref
+	// Node is the leader's node actor (Progress and HigherTerm go there).
+	Node actors.Ref
+	Log  LogReader
+	// NextIndex is the first index to try (the leader's last index + 1).
+	NextIndex uint64
+	// Commit is the leader's commit index at start.
+	Commit uint64
+
+	MaxInflightMsgs  int
+	MaxInflightBytes uint64
+	MaxBytesPerRPC   uint64
+	// HeartbeatTicks is the number of idle node ticks between heartbeats.
+	HeartbeatTicks int
+	// ResendTicks is how long outstanding requests may go unanswered
+	// before the replicator probes again.
+	ResendTicks int
+	Logger      *slog.Logger
+}
+
+type state uint8
+
+const (
+	stateProbe state = iota
+	stateReplicate
+)
+
+func (s state) String() string {
+	if s == stateProbe {
+		return "probe"
+	}
+	return "replicate"
+}
+
+// flight is one outstanding AppendRequest.
+type flight struct {
+	seq   uint64
+	prev  uint64 // its prev_log_index
+	last  uint64 // the index of its last entry (prev if none)
+	bytes uint64
+}
+
+// Replicator is the actor that replicates the leader's log to one peer.
+// It owns the peer's next and match indexes, its state, and the window of
+// outstanding requests.
+//
+// Invariants: match < next; in probe state at most one request is
+// outstanding; the outstanding requests are in seq order with increasing
+// last indexes.
+type Replicator struct {
+	cfg Config
+
+	st       state
+	next     uint64
+	match    uint64
+	commit   uint64
+	sentHB   uint64 // the commit value last sent in a heartbeat or request
+	seq      uint64
+	inflight []flight
+	inBytes  uint64
+
+	idleTicks  int // ticks since anything was sent
+	quietTicks int // ticks since an append reply, while requests are outstanding
+	broken     bool
+}
+
+// New returns a replicator actor for cfg.
+func New(cfg Config) *Replicator {
+	if cfg.MaxInflightMsgs <= 0 {
+		cfg.MaxInflightMsgs = 256
+	}
+	if cfg.MaxInflightBytes == 0 {
+		cfg.MaxInflightBytes = 32 << 20
+	}
+	if cfg.MaxBytesPerRPC == 0 {
+		cfg.MaxBytesPerRPC = 512 << 10
+	}
+	if cfg.HeartbeatTicks <= 0 {
+		cfg.HeartbeatTicks = 10
+	}
+	if cfg.ResendTicks <= 0 {
+		cfg.ResendTicks = 2 * cfg.HeartbeatTicks
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NextIndex == 0 {
+		cfg.NextIndex = 1
+	}
+	return &Replicator{cfg: cfg, next: cfg.NextIndex, commit: cfg.Commit}
+}
+
+// Receive implements actors.Actor.
+func (r *Replicator) Receive(env actors.Env, msg any) {
+	switch m := msg.(type) {
+	case actors.Started:
+		r.heartbeat(env) // announce the leader at once
+		r.send(env)
+	case Tick:
+		r.tick(env)
+	case Update:
+		if m.Commit > r.commit {
+			r.commit = m.Commit
+		}
+		r.send(env)
+		if min(r.commit, r.match) > r.sentHB {
+			r.heartbeat(env)
+		}
+	case *raftpb.Envelope:
+		r.handle(env, m)
+	}
+}
+
+func (r *Replicator) tick(env actors.Env) {
+	r.idleTicks++
+	if len(r.inflight) > 0 {
+		r.quietTicks++
+		if r.quietTicks >= r.cfg.ResendTicks {
+			r.resetToProbe()
+			r.send(env)
+		}
+	}
+	if r.idleTicks >= r.cfg.HeartbeatTicks {
+		r.heartbeat(env)
+	}
+}
+
+func (r *Replicator) resetToProbe() {
+	r.st = stateProbe
+	r.inflight = r.inflight[:0]
+	r.inBytes = 0
+	r.quietTicks = 0
+	r.next = r.match + 1
+}
+
+func (r *Replicator) envelope(body any) *raftpb.Envelope {
+	r.seq++
+	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq}
+	switch b := body.(type) {
+	case *raftpb.AppendRequest:
+		e.Body = &raftpb.Envelope_AppendRequest{AppendRequest: b}
+	case *raftpb.HeartbeatRequest:
+		e.Body = &raftpb.Envelope_HeartbeatRequest{HeartbeatRequest: b}
+	}
+	return e
+}
+
+func (r *Replicator) heartbeat(env actors.Env) {
+	c := min(r.commit, r.match)
+	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c}))
+	r.sentHB = max(r.sentHB, c)
+	r.idleTicks = 0
+}
+
+// send fills the window with AppendRequests for entries not yet sent.
+func (r *Replicator) send(env actors.Env) {
+	if r.broken {
+		return
+	}
+	for {
+		if r.st == stateProbe && len(r.inflight) > 0 {
+			return
+		}
+		if len(r.inflight) >= r.cfg.MaxInflightMsgs || r.inBytes >= r.cfg.MaxInflightBytes {
+			return
+		}
+		last := r.cfg.Log.LastIndex()
+		if r.next > last+1 {
+			r.next = last + 1 // cannot happen while leading; be safe
+		}
+		if r.next > last && r.st == stateReplicate {
+			return
+		}
+		prev := r.next - 1
+		prevTerm, err := r.cfg.Log.Term(prev)
+		if err != nil {
+			r.fail(fmt.Errorf("term of entry %d: %w", prev, err))
+			return
+		}
+		var ents []*raftpb.Entry
+		if r.next <= last {
+			ents, err = r.cfg.Log.Entries(r.next, last+1, r.cfg.MaxBytesPerRPC)
+			if err != nil {
+				r.fail(fmt.Errorf("entries from %d: %w", r.next, err))
+				return
+			}
+		}
+		var size uint64
+		for _, e := range ents {
+			size += uint64(len(e.Data)) + 24
+		}
+		req := &raftpb.AppendRequest{PrevLogIndex: prev, PrevLogTerm: prevTerm, Commit: r.commit, Entries: ents}
+		env.Send(r.cfg.Peer, r.envelope(req))
+		r.sentHB = max(r.sentHB, min(r.commit, r.match))
+		r.idleTicks = 0
+		if len(r.inflight) == 0 {
+			r.quietTicks = 0
+		}
+		lastSent := prev + uint64(len(ents))
+		r.inflight = append(r.inflight, flight{seq: r.seq, prev: prev, last: lastSent, bytes: size})
+		r.inBytes += size
+		r.next = lastSent + 1
+		if r.st == stateProbe {
+			// Until the probe is answered, assume nothing was accepted.
+			r.next = prev + 1
+			return
+		}
+	}
+}
+
+func (r *Replicator) fail(err error) {
+	// The log lost entries the peer needs (compaction); snapshot install
+	// takes over here once it exists. Stop trying rather than spin.
+	r.broken = true
+	r.cfg.Logger.Error("asyncraft: replicator cannot read the log", "group", r.cfg.Group, "peer", r.cfg.PeerID, "err", err)
+}
+
+func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
+	if e.Term > r.cfg.Term {
+		env.Send(r.cfg.Node, HigherTerm{Peer: r.cfg.PeerID, Term: e.Term})
+		return
+	}
+	if e.Term < r.cfg.Term || e.From != r.cfg.PeerID {
+		return // stale, or misrouted
+	}
+	switch b := e.Body.(type) {
+	case *raftpb.Envelope_HeartbeatResponse:
+		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match})
+	case *raftpb.Envelope_AppendResponse:
+		r.onAppendResponse(env, e.Seq, b.AppendResponse)
+	}
+}
+
+func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.AppendResponse) {
+	i := sort.Search(len(r.inflight), func(i int) bool { return r.inflight[i].seq >= seq })
+	if i == len(r.inflight) || r.inflight[i].seq != seq {
+		return // not outstanding: late, duplicated, or from before a reset
+	}
+	f := r.inflight[i]
+	r.quietTicks = 0
+	if resp.Success {
+		// Requests before this one are answered or lost; either way the
+		// peer now matches up to f.last.
+		for _, g := range r.inflight[:i+1] {
+			r.inBytes -= g.bytes
+		}
+		r.inflight = r.inflight[i+1:]
+		if f.last > r.match {
+			r.match = f.last
+		}
+		if r.st == stateProbe {
+			r.st = stateReplicate
+			r.next = max(r.next, r.match+1)
+		}
+		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match})
+		r.send(env)
+		if min(r.commit, r.match) > r.sentHB && len(r.inflight) == 0 {
+			r.heartbeat(env)
+		}
+		return
+	}
+	// A rejection: the peer's log does not hold (f.prev, its term).
+	if f.prev < r.match {
+		return // contradicted by a later success: stale
+	}
+	r.resetToProbe()
+	r.next = r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm)
+	r.send(env)
+}
+
+// nextFromHint returns where to probe next given a rejection hint: after
+// the last index k <= hintIndex whose term in the leader's log is at most
+// hintTerm — the peer's log may match there — and after match, which is
+// known to match.
+func (r *Replicator) nextFromHint(hintIndex, hintTerm uint64) uint64 {
+	lo := r.match                              // term(lo) is known to be fine
+	hi := min(hintIndex, r.cfg.Log.LastIndex()) // candidates are (lo, hi]
+	if hi <= lo {
+		return lo + 1
+	}
+	// Terms are non-decreasing along the log: binary search for the last
+	// index in (lo, hi] with term <= hintTerm.
+	k := lo + uint64(sort.Search(int(hi-lo), func(j int) bool {
+		t, err := r.cfg.Log.Term(lo + 1 + uint64(j))
+		return err != nil || t > hintTerm
+	}))
+	return k + 1
+}

@@ -1,0 +1,65 @@
+package asyncraft
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Role is a node's part in its group.
+type Role int32
+
+const (
+	// Follower: accepts entries from a leader; campaigns when it has not
+	// heard from one for an election timeout.
+	Follower Role = iota
+	// PreCandidate: asks whether it could win an election before
+	// disturbing the group with a new term.
+	PreCandidate
+	// Candidate: campaigns for votes in a new term.
+	Candidate
+	// Leader: accepts proposals and replicates the log.
+	Leader
+	// Errored: stopped taking part after a state machine or storage
+	// failure; Status.Err says why. Only Shutdown helps.
+	Errored
+	// Shutdown: stopped.
+	Shutdown
+)
+
+var roleNames = [...]string{"follower", "pre-candidate", "candidate", "leader", "error", "shutdown"}
+
+func (r Role) String() string {
+	if r >= 0 && int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return fmt.Sprintf("Role(%d)", int32(r))
+}
+
+// Status is a snapshot of a node's state, for monitoring and tests.
+type Status struct {
+	Group string
+	ID    string
+	Role  Role
+	Term  uint64
+	// Leader is the id of the leader this node knows of ("" if none).
+	Leader string
+	// Commit, Applied and LastIndex: the node's commit index, the last
+	// index applied to its state machine, and the last index in its log.
+	Commit    uint64
+	Applied   uint64
+	LastIndex uint64
+	// PendingTasks is the number of proposals queued or in flight.
+	PendingTasks int
+	// Err is set in the Errored role.
+	Err error
+}
+
+func (s Status) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s %s term=%d leader=%q commit=%d applied=%d last=%d",
+		s.Group, s.ID, s.Role, s.Term, s.Leader, s.Commit, s.Applied, s.LastIndex)
+	if s.Err != nil {
+		fmt.Fprintf(&b, " err=%q", s.Err)
+	}
+	return b.String()
+}

@@ -1,0 +1,132 @@
+package vfs
+
+import (
+	"bytes"
+	"cmp"
+	"maps"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"syscall"
+)
+
+// Crash simulates power loss: every directory's namespace reverts to its
+// state at its last SyncDir, every file's content reverts to its state at
+// its last Sync, every File handle and lock opened before the crash becomes
+// dead (its methods return an error wrapping ErrCrashed) and all locks are
+// released. Directories themselves are unaffected (they are durable at
+// once). Injector and observer stay installed.
+func (m *MemFS) Crash() { m.crash(nil) }
+
+// CrashTorn is like Crash, except that each file with writes or
+// truncations pending since its last Sync keeps a random prefix of them
+// (possibly none, possibly all) applied on top of its durable content, and
+// the last operation kept, if a write, may be torn: only a random prefix of
+// its bytes (possibly zero bytes) reaches the disk. The outcome is then
+// durable. Files are visited in creation order, so the same r (in the same
+// state) gives the same result. Only files that still have a durable name
+// after the crash draw from r.
+func (m *MemFS) CrashTorn(r *rand.Rand) {
+	if r == nil {
+		panic("vfs: CrashTorn with nil *rand.Rand")
+	}
+	m.crash(r)
+}
+
+func (m *MemFS) crash(r *rand.Rand) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.epoch++
+	clear(m.locks)
+	var inodes []*inode
+	seen := map[*inode]bool{}
+	for _, d := range m.dirs { // order irrelevant: inodes are sorted below
+		d.entries = maps.Clone(d.durable)
+		for _, n := range d.durable {
+			if !seen[n] {
+				seen[n] = true
+				inodes = append(inodes, n)
+			}
+		}
+	}
+	// Inodes with no durable name are unreachable from now on; forget them.
+	slices.SortFunc(inodes, func(a, b *inode) int { return cmp.Compare(a.id, b.id) })
+	for _, n := range inodes {
+		n.crash(r)
+	}
+}
+
+// crash discards the pending operations, first applying a torn prefix of
+// them to the durable content if r is non-nil.
+func (n *inode) crash(r *rand.Rand) {
+	if r != nil && len(n.pending) > 0 {
+		keep := r.IntN(len(n.pending) + 1)
+		for i, op := range n.pending[:keep] {
+			if i == keep-1 && !op.trunc && r.IntN(2) == 0 {
+				op.data = op.data[:r.IntN(len(op.data))] // writes are non-empty
+			}
+			n.durable = op.apply(n.durable)
+		}
+	}
+	clear(n.pending)
+	n.pending = n.pending[:0]
+	n.data = append(n.data[:0], n.durable...)
+}
+
+// SyncAll makes the whole current state durable, as if every file and
+// every directory were synced. It bypasses the injector and observer; it
+// is meant for setting up tests.
+func (m *MemFS) SyncAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, d := range m.dirs {
+		d.durable = maps.Clone(d.entries)
+		for _, n := range d.entries {
+			n.sync()
+		}
+	}
+}
+
+// ReadFile returns a copy of the current content of the file name. It
+// bypasses the injector and observer.
+func (m *MemFS) ReadFile(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := clean(name)
+	if !ok {
+		return nil, pathErr("open", name, syscall.ENOENT)
+	}
+	n, errno := m.lookupFile(p)
+	if errno != 0 {
+		return nil, pathErr("open", name, errno)
+	}
+	return bytes.Clone(n.data), nil
+}
+
+// WriteFile creates or truncates the file name and writes data to it, like
+// os.WriteFile. Neither the content nor the name is made durable (see
+// SyncAll). It bypasses the injector and observer.
+func (m *MemFS) WriteFile(name string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.openLocked(name, openWrite|openCreate|openTrunc)
+	if err != nil {
+		return err
+	}
+	_, err = f.writeAt("write", data, 0)
+	return err
+}
+
+// Paths returns the current paths of all files (not directories), sorted.
+func (m *MemFS) Paths() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var paths []string
+	for dir, d := range m.dirs {
+		for base := range d.entries {
+			paths = append(paths, path.Join(dir, base))
+		}
+	}
+	slices.Sort(paths)
+	return paths
+}

@@ -5,8 +5,8 @@ import (
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/internal/quorum"
-	"github.com/asyncraft/asyncraft/replicator"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/replicator"
 )
 
 // Elections (Raft §5.2, thesis §9.6 for pre-vote and leader stickiness).

@@ -33,6 +33,10 @@ type Host struct {
 	exec      *closure.Executor
 	execRef   actors.Ref
 	tickerRef actors.Ref
+	// execMu guards execGone: once the executor is drained and stopped,
+	// completions run on the caller's goroutine instead.
+	execMu   sync.RWMutex
+	execGone bool
 
 	mu     sync.Mutex
 	nodes  map[string]*Node // by group/id
@@ -186,6 +190,7 @@ func (h *Host) spawnNode(opts NodeOptions, t ticks, hs *raftpb.HardState, l *log
 	}
 	fsmRef, err := h.rt.Spawn(fsmName(opts.Group, opts.ID), latch.wrap(fsm.NewCaller(fsm.Config{
 		StateMachine: opts.StateMachine, Log: l, Node: n.ref, Executor: h.execRef, Logger: h.opts.Logger,
+		Published: &n.applied,
 	})), actors.Blocking())
 	if err != nil {
 		h.rt.Stop(logRef)
@@ -222,10 +227,33 @@ func (h *Host) nodeStopped(n *Node) {
 	h.mu.Unlock()
 }
 
-// complete runs closures on the executor with their statuses.
+// complete runs closures on the executor with their statuses (or, once
+// the host is closed, on the caller's goroutine: a closure always runs).
 func (h *Host) complete(b closure.Batch) {
-	if len(b) > 0 {
+	if len(b) == 0 {
+		return
+	}
+	h.execMu.RLock()
+	gone := h.execGone
+	if !gone {
 		h.rt.Send(h.execRef, b)
+	}
+	h.execMu.RUnlock()
+	if gone {
+		h.exec.Execute(b)
+	}
+}
+
+// drainExecutor waits until every completion sent to the executor so far
+// has run.
+func (h *Host) drainExecutor(ctx context.Context) error {
+	ran := make(chan struct{})
+	h.rt.Send(h.execRef, closure.Batch{{Closure: closure.Func(func(closure.Status) { close(ran) })}})
+	select {
+	case <-ran:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("asyncraft: waiting for callbacks to finish: %w", ctx.Err())
 	}
 }
 
@@ -279,6 +307,14 @@ func (h *Host) Close(ctx context.Context) error {
 		}
 	}
 	h.rt.Stop(h.tickerRef)
+	// Run every completion already queued before the executor goes; later
+	// ones run on their caller's goroutine.
+	h.execMu.Lock()
+	h.execGone = true
+	h.execMu.Unlock()
+	if err := h.drainExecutor(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if h.sys != nil {
 		h.sys.Shutdown()
 	} else {

@@ -1,7 +1,9 @@
 package asyncraft
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
@@ -110,6 +112,10 @@ func (a *nodeActor) appendProposals(env actors.Env, batch []proposal) {
 	slab := make([]raftpb.Entry, len(batch)) // one allocation for the batch's entries
 	ents := make([]*raftpb.Entry, 0, len(batch))
 	next := a.log.LastIndex() + 1
+	// Tasks of an earlier leadership may wait at indexes this term reuses
+	// (their entries were truncated here but may still commit elsewhere):
+	// keep tasks ordered by index, older first, for the FSM caller.
+	unordered := len(a.tasks) > 0 && a.tasks[len(a.tasks)-1].Index >= next
 	for i, p := range batch {
 		if p.expectedTerm != 0 && p.expectedTerm != a.term {
 			a.complete(p.task, closure.Newf(closure.ESTALE, "expected term %d, the leader is in term %d", p.expectedTerm, a.term))
@@ -121,6 +127,9 @@ func (a *nodeActor) appendProposals(env actors.Env, batch []proposal) {
 		p.task.Index, p.task.Term = e.Index, e.Term
 		a.tasks = append(a.tasks, p.task)
 		ents = append(ents, e)
+	}
+	if unordered {
+		slices.SortStableFunc(a.tasks, func(x, y *fsm.Task) int { return cmp.Compare(x.Index, y.Index) })
 	}
 	a.n.inflight.Store(int64(len(a.tasks)))
 	a.appendLocal(env, ents)

@@ -116,8 +116,10 @@ func (n *Node) ApplyWait(ctx context.Context, data []byte) (any, error) {
 // Status returns a snapshot of the node's state.
 func (n *Node) Status() Status {
 	s := *n.status.Load()
-	s.Commit = n.commit.Load()
+	// Read in the reverse order of publication so that applied <= commit
+	// <= last holds in the snapshot.
 	s.Applied = n.applied.Load()
+	s.Commit = n.commit.Load()
 	s.LastIndex = n.last.Load()
 	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
 	return s

@@ -90,7 +90,9 @@ type nodeActor struct {
 	// tasks holds the proposals appended to the log and not yet committed
 	// (and so not yet handed to the FSM caller), in index order. They
 	// outlive a step-down: whatever is later committed at their index
-	// decides their fate.
+	// decides their fate. Two tasks may share an index (one truncated here
+	// but alive elsewhere, one of a later term); at most one of them can
+	// succeed.
 	tasks []*fsm.Task
 
 	// acks are a follower's successful append replies waiting for their
@@ -185,12 +187,10 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		}
 		a.fail(env, fmt.Errorf("log storage failed: %w", m.Err), code)
 	case fsm.Applied:
-		a.applied = m.Index
-		a.n.applied.Store(m.Index)
+		a.applied = m.Index // the FSM caller publishes it to Status itself
 		a.trimLog()
 	case fsm.Failed:
 		a.applied = m.Applied
-		a.n.applied.Store(m.Applied)
 		a.fail(env, m.Err, closure.ESTATEMACHINE)
 	case actorFailed:
 		a.fail(env, m.err, closure.EINTERNAL)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -25,6 +26,11 @@ type Config struct {
 	// Applied is the index already reflected in the state machine at
 	// start (0 without snapshots: the whole log is replayed).
 	Applied uint64
+	// Published, if set, is updated with the applied index after each
+	// pass, before the pass's closures are handed to the executor: a
+	// caller that learns from a closure that its entry applied sees it in
+	// Published too.
+	Published *atomic.Uint64
 	// MaxReadBytes caps the entries read from the log at once (default
 	// 4 MiB).
 	MaxReadBytes uint64
@@ -54,10 +60,11 @@ type Caller struct {
 	pendingLeader *LeaderStart // a leader start waiting for its index to apply
 	leaderTerm    uint64       // the term OnLeaderStart was called for; 0 if none
 
-	failed   error
-	shutdown bool
-	done     closure.Batch // completions gathered during a pass
-	it       iter
+	failed     error
+	failStatus closure.Status // what tasks fail with once failed is set
+	shutdown   bool
+	done       closure.Batch // completions gathered during a pass
+	it         iter
 }
 
 // NewCaller returns an FSM caller actor for cfg.
@@ -74,13 +81,20 @@ func NewCaller(cfg Config) *Caller {
 // Receive implements actors.Actor.
 func (c *Caller) Receive(env actors.Env, msg any) {
 	if c.shutdown {
+		if m, ok := msg.(Committed); ok && len(m.Tasks) > 0 {
+			// Every closure accepted runs once, even one sent late.
+			for _, t := range m.Tasks {
+				c.complete(t, unknownAtShutdown(t), nil)
+			}
+			c.flush(env)
+		}
 		return
 	}
 	switch msg := msg.(type) {
 	case Committed:
 		c.tasks = append(c.tasks, msg.Tasks...)
 		if c.failed != nil {
-			c.failTasks(closure.Newf(closure.ESTATEMACHINE, "the state machine failed: %v", c.failed))
+			c.failTasks(c.failStatus)
 			c.flush(env)
 			return
 		}
@@ -112,14 +126,15 @@ func (c *Caller) Receive(env actors.Env, msg any) {
 	case NodeError:
 		if c.failed == nil {
 			c.failed = msg.Err
-			c.failTasks(closure.Newf(closure.EINTERNAL, "the node failed: %v", msg.Err))
+			c.failStatus = closure.Newf(closure.EINTERNAL, "the node failed: %v", msg.Err)
+			c.failTasks(c.failStatus)
 			c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(msg.Err) })
 			c.flush(env)
 		}
 	case Shutdown:
 		c.shutdown = true
 		for _, t := range c.tasks {
-			c.complete(t, closure.Newf(closure.EUNKNOWN, "the node shut down before entry %d was applied here; it is committed and may be applied", t.Index), nil)
+			c.complete(t, unknownAtShutdown(t), nil)
 		}
 		c.tasks = nil
 		if c.leaderTerm != 0 {
@@ -147,6 +162,9 @@ func (c *Caller) pass(env actors.Env) {
 		c.applyEntries(env, ents)
 	}
 	if c.applied != start {
+		if c.cfg.Published != nil {
+			c.cfg.Published.Store(c.applied)
+		}
 		env.Send(c.cfg.Node, Applied{Index: c.applied})
 	}
 	c.maybeStartLeader(env)
@@ -178,6 +196,9 @@ func (c *Caller) applyEntries(env actors.Env, ents []*raftpb.Entry) {
 		c.settle(e, nil, false)
 		c.applied = e.Index
 		ents = ents[1:]
+		// A leader's first entry is its NOOP: report the start before
+		// the entries after it, not at the end of the pass.
+		c.maybeStartLeader(env)
 	}
 }
 
@@ -187,10 +208,15 @@ func (c *Caller) applyRun(env actors.Env, run []*raftpb.Entry) {
 	for len(run) > 0 && c.failed == nil {
 		it := &c.it
 		it.reset(c, run)
-		ok := c.call(env, "OnApply", func() { c.cfg.StateMachine.OnApply(it) })
+		perr := c.try("OnApply", func() { c.cfg.StateMachine.OnApply(it) })
 		consumed := min(it.pos+1, len(run))
+		if perr != nil {
+			// A panic rolls back the entry it happened on: the entries
+			// before it were applied, it and the later ones were not.
+			consumed = min(max(it.pos, 0), len(run))
+		}
 		if it.rollback >= 0 {
-			consumed = it.rollback
+			consumed = min(consumed, it.rollback)
 		}
 		for i := 0; i < consumed; i++ {
 			var result any
@@ -202,14 +228,17 @@ func (c *Caller) applyRun(env actors.Env, run []*raftpb.Entry) {
 		}
 		for i := consumed; it.claimed != nil && i < len(run); i++ {
 			if it.claimed[i] {
-				c.disown(run[i].Index) // the state machine runs it
+				c.disown(run[i]) // the state machine runs it
 			}
 		}
 		switch {
-		case !ok:
-			return // fail was called by call()
+		case perr != nil:
+			c.fail(env, perr) // after settling what was applied
+			return
 		case it.rollback >= 0:
-			c.fail(env, fmt.Errorf("fsm: the state machine rolled back at entry %d: %v", run[max(it.pos, 0)].Index, it.rollbackStatus))
+			// pos is len(run) if the rollback came after the last Next.
+			at := run[min(max(it.pos, 0), len(run)-1)].Index
+			c.fail(env, fmt.Errorf("fsm: the state machine rolled back at entry %d: %v", at, it.rollbackStatus))
 			return
 		case consumed == 0:
 			c.fail(env, fmt.Errorf("fsm: OnApply returned without applying entry %d", run[0].Index))
@@ -242,14 +271,20 @@ func (c *Caller) settle(e *raftpb.Entry, result any, claimed bool) {
 	}
 }
 
-// disown forgets the task at index, which the state machine took over with
-// Iterator.Done.
-func (c *Caller) disown(index uint64) {
-	c.tasks = slices.DeleteFunc(c.tasks, func(t *Task) bool { return t.Index == index })
+// disown forgets the task of entry e, which the state machine took over
+// with Iterator.Done.
+func (c *Caller) disown(e *raftpb.Entry) {
+	c.tasks = slices.DeleteFunc(c.tasks, func(t *Task) bool { return t.Index == e.Index && t.Term == e.Term })
 }
 
 func (c *Caller) complete(t *Task, st closure.Status, result any) {
 	c.done = append(c.done, closure.Completion{Closure: &t.Guard, Status: st, Result: result})
+}
+
+// unknownAtShutdown is the status of a task whose entry is committed but
+// not applied when the node shuts down.
+func unknownAtShutdown(t *Task) closure.Status {
+	return closure.Newf(closure.EUNKNOWN, "the node shut down before entry %d was applied here; it is committed and may be applied", t.Index)
 }
 
 func (c *Caller) failTasks(st closure.Status) {
@@ -277,18 +312,25 @@ func (c *Caller) maybeStartLeader(env actors.Env) {
 
 // call runs a user callback, turning a panic into a state machine failure.
 // It reports whether the callback returned normally.
-func (c *Caller) call(env actors.Env, name string, f func()) (ok bool) {
+func (c *Caller) call(env actors.Env, name string, f func()) bool {
+	if err := c.try(name, f); err != nil {
+		c.fail(env, err)
+		return false
+	}
+	return true
+}
+
+// try runs a user callback and returns its panic, if any, as an error.
+func (c *Caller) try(name string, f func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			ok = false
-			err := fmt.Errorf("fsm: %s panicked: %v", name, r)
+			err = fmt.Errorf("fsm: %s panicked: %v", name, r)
 			c.cfg.Logger.Error("asyncraft: state machine panicked; the node enters the error state",
 				"callback", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			c.fail(env, err)
 		}
 	}()
 	f()
-	return true
+	return nil
 }
 
 // fail puts the FSM caller in the error state: nothing more is applied,
@@ -298,7 +340,8 @@ func (c *Caller) fail(env actors.Env, err error) {
 		return
 	}
 	c.failed = err
-	c.failTasks(closure.Newf(closure.ESTATEMACHINE, "the state machine failed before applying the entry here (it is committed): %v", err))
+	c.failStatus = closure.Newf(closure.ESTATEMACHINE, "the state machine failed before applying the entry here (it is committed): %v", err)
+	c.failTasks(c.failStatus)
 	env.Send(c.cfg.Node, Failed{Err: err, Applied: c.applied})
 	c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(err) })
 }

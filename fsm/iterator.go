@@ -12,10 +12,10 @@ import (
 type iter struct {
 	c              *Caller
 	run            []*raftpb.Entry
-	pos            int     // index in run of the current entry; -1 before the first Next
-	results        []any   // per entry, allocated on the first SetResult
-	claimed        []bool  // per entry, allocated on the first Done
-	rollback       int     // -1, or the number of entries of the run to count as applied
+	pos            int    // index in run of the current entry; -1 before the first Next
+	results        []any  // per entry, allocated on the first SetResult
+	claimed        []bool // per entry, allocated on the first Done
+	rollback       int    // -1, or the number of entries of the run to count as applied
 	rollbackStatus closure.Status
 }
 
@@ -76,7 +76,12 @@ func (it *iter) Done() closure.Closure {
 		}
 		return 0
 	})
-	if !found || tasks[i].Term != e.Term {
+	// BinarySearchFunc finds the first task at the index; another may follow
+	// (a task of an earlier leadership whose entry was overwritten here).
+	for found && i < len(tasks) && tasks[i].Index == e.Index && tasks[i].Term != e.Term {
+		i++
+	}
+	if !found || i == len(tasks) || tasks[i].Index != e.Index {
 		return nil
 	}
 	if it.claimed == nil {
@@ -104,6 +109,7 @@ func (it *iter) SetErrorAndRollback(ntail uint64, st closure.Status) {
 	if it.pos >= len(it.run) {
 		applied = len(it.run)
 	}
+	ntail = max(ntail, 1) // the current entry is never applied
 	if ntail > uint64(applied) {
 		ntail = uint64(applied)
 	}

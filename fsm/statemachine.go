@@ -123,7 +123,8 @@ type Iterator interface {
 	// passes to the entry's closure (see closure.ResultClosure).
 	SetResult(v any)
 	// SetErrorAndRollback stops applying: the current entry and the ntail-1
-	// before it are treated as not applied, and the node enters the error
-	// state with st. OnApply should return soon after.
+	// before it are treated as not applied (ntail 0 counts as 1), and the
+	// node enters the error state with st. OnApply should return soon
+	// after.
 	SetErrorAndRollback(ntail uint64, st closure.Status)
 }

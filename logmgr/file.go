@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"io/fs"
 	"path"
 	"sync"
 
@@ -71,22 +70,22 @@ var _ LogStorage = (*FileStorage)(nil)
 // OpenFileStorage opens (creating if needed) the log file "log" in dir on
 // fsys and replays it.
 func OpenFileStorage(fsys vfs.FS, dir string) (*FileStorage, error) {
-	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("logmgr: create %s: %w", dir, err)
 	}
 	name := path.Join(dir, "log")
-	_, statErr := fsys.Stat(name)
 	f, err := fsys.OpenReadWrite(name)
 	if err != nil {
 		return nil, fmt.Errorf("logmgr: open %s: %w", name, err)
 	}
 	s := &FileStorage{fs: fsys, name: name, f: f}
-	if errors.Is(statErr, fs.ErrNotExist) {
-		// A new file: make its directory entry durable.
-		if err := fsys.SyncDir(dir); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("logmgr: sync dir %s: %w", dir, err)
-		}
+	// Make the file's directory entry durable. Always, not only when the
+	// file is new: a file found here may have been created by an earlier
+	// open whose SyncDir failed (or never ran), and its name would then
+	// not survive a crash even though its data is synced.
+	if err := fsys.SyncDir(dir); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logmgr: sync dir %s: %w", dir, err)
 	}
 	if err := s.replay(); err != nil {
 		f.Close()
@@ -292,7 +291,7 @@ func (s *FileStorage) TruncateSuffix(from uint64) error {
 	}
 	s.mu.Lock()
 	s.size = end + int64(len(buf))
-	s.pos = s.pos[:from-1:from-1]
+	s.pos = s.pos[: from-1 : from-1]
 	s.mu.Unlock()
 	return nil
 }

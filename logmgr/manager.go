@@ -97,6 +97,7 @@ func (m *Manager) Receive(env actors.Env, msg any) {
 		}
 		if msg.err != nil {
 			m.fail(env, msg.err)
+			m.flush(env) // a Close received meanwhile still closes
 			return
 		}
 		if msg.hs != nil {
@@ -123,14 +124,22 @@ func (m *Manager) enqueue(env actors.Env, o op) {
 	m.flush(env)
 }
 
-// flush hands the next batch to the writer if it is idle.
+// flush hands the next batch to the writer if it is idle. Once the
+// manager has failed it writes nothing more, but a Close still closes the
+// storage and is answered.
 func (m *Manager) flush(env actors.Env) {
-	if m.inflight || m.failed {
+	if m.inflight {
 		return
 	}
-	if len(m.queue) == 0 {
+	if m.failed || len(m.queue) == 0 {
 		if m.closing {
 			m.inflight = true // nothing may follow
+			if m.writer.IsZero() {
+				// The disk writer never started: close here.
+				w := diskWriter{manager: env.Self(), storage: m.cfg.Storage, meta: m.cfg.Meta}
+				w.Receive(env, closeStorage{})
+				return
+			}
 			env.Send(m.writer, closeStorage{})
 		}
 		return

@@ -57,6 +57,9 @@ func (m *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error
 	if hi > uint64(len(m.entries))+1 {
 		return nil, ErrUnavailable
 	}
+	if lo >= hi {
+		return nil, nil
+	}
 	return limitBytes(m.entries[lo-1:hi-1:hi-1], maxBytes), nil
 }
 

@@ -32,7 +32,7 @@ const metaHeader = 8
 
 // OpenFileMeta returns the FileMeta of dir, creating dir if needed.
 func OpenFileMeta(fsys vfs.FS, dir string) (*FileMeta, error) {
-	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("logmgr: create %s: %w", dir, err)
 	}
 	return &FileMeta{fs: fsys, dir: dir}, nil

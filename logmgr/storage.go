@@ -25,8 +25,10 @@ package logmgr
 
 import (
 	"errors"
+	"path"
 
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/vfs"
 )
 
 // Errors returned by LogStorage reads.
@@ -99,3 +101,31 @@ func entrySize(e *raftpb.Entry) uint64 { return uint64(len(e.Data)) + 24 }
 // EntrySize is the size an entry counts for in byte caps (batches, RPCs):
 // its data plus a fixed overhead for index, term and type.
 func EntrySize(e *raftpb.Entry) uint64 { return entrySize(e) }
+
+// mkdirDurable creates dir and any missing parents, and syncs the parent of
+// each directory it creates, so that a crash cannot lose the directory
+// (and every file in it) after its files were synced.
+func mkdirDurable(fsys vfs.FS, dir string) error {
+	var missing []string
+	for d := path.Clean(dir); ; d = path.Dir(d) {
+		if _, err := fsys.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		if parent := path.Dir(d); parent == d {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := fsys.SyncDir(path.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -51,7 +51,8 @@ type (
 		Match uint64
 	}
 	// HigherTerm reports that the peer answered with a term above the
-	// leader's; the node must step down.
+	// leader's; the node must step down. It is sent once per such term,
+	// not once per reply.
 	HigherTerm struct {
 		Peer string
 		Term uint64

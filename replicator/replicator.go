@@ -86,6 +86,9 @@ type Replicator struct {
 	seq      uint64
 	inflight []flight
 	inBytes  uint64
+	hbSeq    uint64 // seq of the last heartbeat sent
+	hbAcked  uint64 // seq of the last heartbeat answered
+	higher   uint64 // the highest term reported in HigherTerm
 
 	idleTicks  int // ticks since anything was sent
 	quietTicks int // ticks since an append reply, while requests are outstanding
@@ -176,6 +179,7 @@ func (r *Replicator) envelope(body any) *raftpb.Envelope {
 func (r *Replicator) heartbeat(env actors.Env) {
 	c := min(r.commit, r.match)
 	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c}))
+	r.hbSeq = r.seq
 	r.sentHB = max(r.sentHB, c)
 	r.idleTicks = 0
 }
@@ -245,7 +249,10 @@ func (r *Replicator) fail(err error) {
 
 func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 	if e.Term > r.cfg.Term {
-		env.Send(r.cfg.Node, HigherTerm{Peer: r.cfg.PeerID, Term: e.Term})
+		if e.Term > r.higher { // once per term, not once per reply
+			r.higher = e.Term
+			env.Send(r.cfg.Node, HigherTerm{Peer: r.cfg.PeerID, Term: e.Term})
+		}
 		return
 	}
 	if e.Term < r.cfg.Term || e.From != r.cfg.PeerID {
@@ -253,6 +260,13 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 	}
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_HeartbeatResponse:
+		// Like append replies, a heartbeat reply must answer an
+		// outstanding heartbeat: a duplicate, or one overtaken by the
+		// answer to a later heartbeat, is not contact now.
+		if e.Seq <= r.hbAcked || e.Seq > r.hbSeq {
+			return
+		}
+		r.hbAcked = e.Seq
 		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match})
 	case *raftpb.Envelope_AppendResponse:
 		r.onAppendResponse(env, e.Seq, b.AppendResponse)
@@ -301,7 +315,7 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 // hintTerm — the peer's log may match there — and after match, which is
 // known to match.
 func (r *Replicator) nextFromHint(hintIndex, hintTerm uint64) uint64 {
-	lo := r.match                              // term(lo) is known to be fine
+	lo := r.match                               // term(lo) is known to be fine
 	hi := min(hintIndex, r.cfg.Log.LastIndex()) // candidates are (lo, hi]
 	if hi <= lo {
 		return lo + 1

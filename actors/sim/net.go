@@ -12,9 +12,15 @@ import (
 // NetConfig is the behaviour of the simulated network between hosts. Each
 // message independently: is dropped with probability Drop; otherwise
 // arrives after a latency drawn uniformly from [MinLatency, MaxLatency],
-// plus up to ReorderDelay more with probability Reorder, plus SpikeDelay
-// with probability Spike; and arrives a second time (with its own latency)
-// with probability Duplicate.
+// plus SpikeDelay with probability Spike; and arrives a second time (with
+// its own latency) with probability Duplicate.
+//
+// Like a TCP connection, a link (one direction between two hosts) delivers
+// in order: a message never overtakes an earlier one on its link, so a
+// delay spike holds up what follows it. Reordering is a fault of its own:
+// with probability Reorder a message is delayed by up to ReorderDelay more
+// and may be overtaken, as around a reconnect. Duplicates may arrive out of
+// order too.
 type NetConfig struct {
 	MinLatency, MaxLatency time.Duration
 	Drop                   float64
@@ -45,6 +51,9 @@ func (s *Sim) SetNet(n NetConfig) { s.cfg.Net = n.withDefaults() }
 func (s *Sim) Net() NetConfig { return s.cfg.Net }
 
 type link struct{ from, to string }
+
+// lastArrival records, per link, when the latest in-order message arrives.
+type arrivals map[link]time.Duration
 
 // Block cuts the one-way link from host from to host to: messages sent on
 // it from now on are lost. Messages already in flight still arrive.
@@ -100,6 +109,9 @@ func (s *Sim) sendRemote(from, to actors.Ref, msg any) {
 		panic(fmt.Sprintf("sim: marshal %T: %v", msg, err))
 	}
 	s.hash.Write(wire)
+	if s.cfg.OnSend != nil {
+		s.cfg.OnSend(from, to, msg)
+	}
 	n := s.cfg.Net
 	if s.blocked[link{from.Host, to.Host}] {
 		s.drops++
@@ -115,21 +127,29 @@ func (s *Sim) sendRemote(from, to actors.Ref, msg any) {
 	if n.Duplicate > 0 && s.netRand.Float64() < n.Duplicate {
 		copies = 2
 	}
+	l := link{from.Host, to.Host}
 	for i := 0; i < copies; i++ {
 		d := n.MinLatency
 		if span := n.MaxLatency - n.MinLatency; span > 0 {
 			d += time.Duration(s.netRand.Int64N(int64(span)))
 		}
+		inOrder := i == 0
 		if n.Reorder > 0 && n.ReorderDelay > 0 && s.netRand.Float64() < n.Reorder {
 			d += time.Duration(s.netRand.Int64N(int64(n.ReorderDelay)))
+			inOrder = false
 		}
 		if n.Spike > 0 && s.netRand.Float64() < n.Spike {
 			d += n.SpikeDelay
+		}
+		at := s.base() + d
+		if inOrder {
+			at = max(at, s.lastArrival[l])
+			s.lastArrival[l] = at
 		}
 		clone := pm.ProtoReflect().New().Interface()
 		if err := proto.Unmarshal(wire, clone); err != nil {
 			panic(fmt.Sprintf("sim: unmarshal %T: %v", msg, err))
 		}
-		s.push(&event{at: s.base() + d, kind: evDeliver, from: from, to: to, msg: clone, wire: true})
+		s.push(&event{at: at, kind: evDeliver, from: from, to: to, msg: clone, wire: true})
 	}
 }

@@ -69,6 +69,10 @@ type Config struct {
 	// are then stopped. If nil, the panic propagates out of Step (a bug in
 	// a test run should fail the test loudly).
 	OnPanic actors.PanicHandler
+	// OnSend, if set, sees every message sent from one host to another at
+	// the moment it is sent (before the network decides its fate). Checks
+	// use it to verify what a node may say and when.
+	OnSend func(from, to actors.Ref, msg any)
 }
 
 // Sim is one simulated world. It is not safe for concurrent use: all calls,
@@ -83,6 +87,8 @@ type Sim struct {
 	netRand *rand.Rand
 	blocked map[link]bool
 	running *cell // the actor inside Receive, if any
+
+	lastArrival arrivals
 
 	hash   hash.Hash64
 	events uint64
@@ -99,6 +105,8 @@ func New(cfg Config) *Sim {
 		netRand: rand.New(rand.NewPCG(cfg.Seed, 0x6e6574)),
 		blocked: map[link]bool{},
 		hash:    fnv.New64a(),
+
+		lastArrival: arrivals{},
 	}
 }
 

@@ -376,3 +376,19 @@ func TestTraceWriter(t *testing.T) {
 		t.Fatalf("trace: %q", buf.String())
 	}
 }
+
+func TestLinksAreFIFOWithoutReorderFaults(t *testing.T) {
+	seed := testseed.For(t)
+	s, pa, pb := world(seed, sim.NetConfig{MinLatency: 100 * time.Microsecond, MaxLatency: 20 * time.Millisecond, Spike: 0.05, SpikeDelay: 50 * time.Millisecond})
+	s.RunFor(10 * time.Second)
+	for _, p := range []*pinger{pa, pb} {
+		for i := 1; i < len(p.got); i++ {
+			if p.got[i] <= p.got[i-1] {
+				t.Fatalf("seed %d: message %d arrived after %d on one link", seed, p.got[i], p.got[i-1])
+			}
+		}
+		if len(p.got) < 100 {
+			t.Fatalf("only %d messages", len(p.got))
+		}
+	}
+}

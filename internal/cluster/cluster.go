@@ -35,6 +35,8 @@ type Options struct {
 	// Node adjusts each node's options.
 	Node  func(*asyncraft.NodeOptions)
 	Trace io.Writer
+	// OnSend sees every message between hosts as it is sent.
+	OnSend func(from, to actors.Ref, msg any)
 	// Logger for the framework (default: discard).
 	Logger *slog.Logger
 }
@@ -71,7 +73,7 @@ func New(opts Options) *Cluster {
 		sms:   map[string]*Recorder{},
 		Lives: map[string]int{},
 	}
-	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic})
+	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic, OnSend: opts.OnSend})
 	for i := 0; i < opts.Nodes; i++ {
 		id := fmt.Sprintf("n%d", i+1)
 		c.IDs = append(c.IDs, id)
@@ -301,10 +303,10 @@ func (r *Recorder) OnApply(it fsm.Iterator) {
 	}
 }
 
-func (r *Recorder) OnLeaderStart(term uint64)     { r.LeaderStarts = append(r.LeaderStarts, term) }
+func (r *Recorder) OnLeaderStart(term uint64)      { r.LeaderStarts = append(r.LeaderStarts, term) }
 func (r *Recorder) OnLeaderStop(st closure.Status) { r.LeaderStops++ }
-func (r *Recorder) OnError(err error)             { r.Errors = append(r.Errors, err) }
-func (r *Recorder) OnShutdown()                   { r.Shutdowns++ }
+func (r *Recorder) OnError(err error)              { r.Errors = append(r.Errors, err) }
+func (r *Recorder) OnShutdown()                    { r.Shutdowns++ }
 
 // CheckApplied verifies that the applied sequences of all recorders (one
 // per node's latest life) are prefixes of one another, with no index

@@ -1,0 +1,85 @@
+package asyncraft_test
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// recordingMeta remembers the last hard state whose Save returned: by the
+// MetaStorage contract, what is durable.
+type recordingMeta struct {
+	logmgr.MetaStorage
+	durable *raftpb.HardState
+}
+
+func (m *recordingMeta) Save(hs *raftpb.HardState) error {
+	err := m.MetaStorage.Save(hs)
+	if err == nil {
+		m.durable = proto.Clone(hs).(*raftpb.HardState)
+	}
+	return err
+}
+
+// TestVotesAreDurableBeforeTheyLeave checks, for every vote request and
+// every granted vote that crosses the network, that its sender had already
+// made the term and vote it states durable (Raft §5.2, Figure 2).
+func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
+	seed := testseed.For(t)
+	metas := map[string]*recordingMeta{}
+	requests, grants := 0, 0
+	var violations []string
+	check := func(from, to actors.Ref, msg any) {
+		e, ok := msg.(*raftpb.Envelope)
+		if !ok {
+			return
+		}
+		d := metas[e.From].durable
+		switch b := e.Body.(type) {
+		case *raftpb.Envelope_VoteRequest:
+			requests++
+			if d == nil || d.Term != e.Term || d.Vote != e.From {
+				violations = append(violations, "vote request of "+e.From+" left before its vote for itself was durable")
+			}
+		case *raftpb.Envelope_VoteResponse:
+			if !b.VoteResponse.Granted {
+				return
+			}
+			grants++
+			if d == nil || d.Term != e.Term || d.Vote != e.To {
+				violations = append(violations, "vote of "+e.From+" for "+e.To+" left before it was durable")
+			}
+		}
+	}
+	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5, OnSend: check, Node: func(o *asyncraft.NodeOptions) {
+		m := &recordingMeta{MetaStorage: logmgr.NewMemoryMeta()}
+		metas[o.ID] = m
+		o.LogStorage, o.MetaStorage = logmgr.NewMemoryStorage(), m
+	}})
+	// Force many elections: isolate whoever leads, again and again.
+	for round := 0; round < 10; round++ {
+		l, err := c.WaitLeader(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Sim.Isolate(l)
+		c.Sim.RunFor(3 * time.Second)
+		c.Sim.Heal()
+	}
+	if len(violations) > 0 {
+		t.Fatalf("seed %d: %d violations, first: %s", seed, len(violations), violations[0])
+	}
+	if requests < 10 || grants < 10 {
+		t.Fatalf("only %d vote requests and %d grants checked", requests, grants)
+	}
+	t.Logf("checked %d vote requests and %d grants", requests, grants)
+	noPanics(t, c)
+}

@@ -1,6 +1,7 @@
 package asyncraft_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
 	"github.com/asyncraft/asyncraft/logmgr"
@@ -82,4 +84,79 @@ func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
 	}
 	t.Logf("checked %d vote requests and %d grants", requests, grants)
 	noPanics(t, c)
+}
+
+// recordingLog remembers the last index covered by a Sync that returned.
+type recordingLog struct {
+	logmgr.LogStorage
+	synced uint64
+}
+
+func (l *recordingLog) Sync() error {
+	last := l.LogStorage.LastIndex()
+	err := l.LogStorage.Sync()
+	if err == nil {
+		l.synced = last
+	}
+	return err
+}
+
+// TestFollowersAcknowledgeOnlyDurableEntries checks every successful
+// AppendEntries reply against the follower's storage: the entries it
+// acknowledges were synced before the reply left.
+func TestFollowersAcknowledgeOnlyDurableEntries(t *testing.T) {
+	seed := testseed.For(t)
+	logs := map[string]*recordingLog{}
+	acks := 0
+	var violation string
+	check := func(from, to actors.Ref, msg any) {
+		e, ok := msg.(*raftpb.Envelope)
+		if !ok {
+			return
+		}
+		if r := e.GetAppendResponse(); r != nil && r.Success {
+			acks++
+			if s := logs[e.From].synced; r.MatchIndex > s && violation == "" {
+				violation = fmt.Sprintf("%s acknowledged up to %d with only %d synced", e.From, r.MatchIndex, s)
+			}
+		}
+	}
+	c := cluster.New(cluster.Options{Seed: seed, OnSend: check, Node: func(o *asyncraft.NodeOptions) {
+		l := &recordingLog{LogStorage: logmgr.NewMemoryStorage()}
+		logs[o.ID] = l
+		o.LogStorage, o.MetaStorage = l, logmgr.NewMemoryMeta()
+	}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l, "x", 3000)
+	if violation != "" {
+		t.Fatalf("seed %d: %s", seed, violation)
+	}
+	if acks < 20 {
+		t.Fatalf("only %d acknowledgements checked", acks)
+	}
+	noPanics(t, c)
+}
+
+func TestExpectedTermMismatchIsStale(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	term := c.Node(l).Status().Term
+	o := cluster.NewOutcomes()
+	c.Node(l).Apply(asyncraft.Task{Data: []byte("old"), ExpectedTerm: term + 1, Done: o.Closure()})
+	c.Node(l).Apply(asyncraft.Task{Data: []byte("ok"), ExpectedTerm: term, Done: o.Closure()})
+	c.Sim.RunUntil(func() bool { return o.Completed() == 2 }, 5*time.Second)
+	if o.ByCode[closure.ESTALE] != 1 || o.ByCode[closure.OK] != 1 {
+		t.Fatalf("outcomes %v", o.ByCode)
+	}
+	applied := c.SM(l).Applied
+	if len(applied) != 1 || applied[0].Data != "ok" {
+		t.Fatalf("applied %v", applied)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
@@ -229,7 +230,7 @@ func TestDivergentLogsConvergeWithConflictHints(t *testing.T) {
 
 func TestOverloadFailsFastWithEBUSY(t *testing.T) {
 	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed, Node: func(o *asyncraft.NodeOptions) {
+	c := cluster.New(cluster.Options{Seed: seed, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
 		o.MaxPendingTasks = 16
 		o.ApplyBatch = 8
 	}})

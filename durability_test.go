@@ -9,6 +9,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
@@ -61,7 +62,7 @@ func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
 			}
 		}
 	}
-	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5, OnSend: check, Node: func(o *asyncraft.NodeOptions) {
+	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5, OnSend: check, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
 		m := &recordingMeta{MetaStorage: logmgr.NewMemoryMeta()}
 		metas[o.ID] = m
 		o.LogStorage, o.MetaStorage = logmgr.NewMemoryStorage(), m
@@ -121,7 +122,7 @@ func TestFollowersAcknowledgeOnlyDurableEntries(t *testing.T) {
 			}
 		}
 	}
-	c := cluster.New(cluster.Options{Seed: seed, OnSend: check, Node: func(o *asyncraft.NodeOptions) {
+	c := cluster.New(cluster.Options{Seed: seed, OnSend: check, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
 		l := &recordingLog{LogStorage: logmgr.NewMemoryStorage()}
 		logs[o.ID] = l
 		o.LogStorage, o.MetaStorage = l, logmgr.NewMemoryMeta()

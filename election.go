@@ -4,6 +4,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/quorum"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/replicator"
@@ -78,6 +79,7 @@ func (a *nodeActor) startElection(env actors.Env) {
 		return
 	}
 	a.n.metrics.PreVotes.Add(1)
+	a.debug("election timeout: pre-vote", "elapsed ticks", a.electionElapsed)
 	a.role = PreCandidate
 	a.setLeader(env, "")
 	a.resetElectionTimer(env)
@@ -98,6 +100,7 @@ func (a *nodeActor) startElection(env actors.Env) {
 // it is durable (onHardStateSaved); the requests leave then too.
 func (a *nodeActor) campaign(env actors.Env) {
 	a.n.metrics.Elections.Add(1)
+	a.debug("campaign", "new term", a.term+1)
 	a.term++
 	a.vote = a.opts.ID
 	a.role = Candidate
@@ -146,7 +149,8 @@ func (a *nodeActor) onVoteRequest(env actors.Env, e *raftpb.Envelope, req *raftp
 	}
 	last, lastTerm := a.log.Last()
 	upToDate := req.LastLogTerm > lastTerm || (req.LastLogTerm == lastTerm && req.LastLogIndex >= last)
-	canVote := a.vote == e.From || (a.vote == "" && a.leader == "") || (pre && e.Term > a.term)
+	canVote := a.vote == e.From || (a.vote == "" && a.leader == "") || (pre && e.Term > a.term) ||
+		(!pre && faults.On(faults.VoteTwice))
 	if !upToDate || !canVote || !a.conf.Contains(a.opts.ID) {
 		a.replyVote(env, e, pre, false, a.term)
 		return
@@ -157,7 +161,14 @@ func (a *nodeActor) onVoteRequest(env actors.Env, e *raftpb.Envelope, req *raftp
 	}
 	a.vote = e.From
 	a.electionElapsed = 0
+	a.debug("grant vote", "candidate", e.From)
 	a.persistHardState(env) // the reply waits in the outbox until durable
+	if faults.On(faults.VoteWithoutPersist) {
+		r := a.envelope(e.From, a.term, e.Seq) // answer before the vote is durable
+		r.Body = &raftpb.Envelope_VoteResponse{VoteResponse: &raftpb.VoteResponse{Granted: true}}
+		env.Send(a.peerRef(e.From), r)
+		return
+	}
 	a.replyVote(env, e, pre, true, a.term)
 }
 
@@ -199,6 +210,9 @@ func (a *nodeActor) onVoteResponse(env actors.Env, e *raftpb.Envelope, resp *raf
 // becomeFollower moves to term (if higher, clearing the vote) as a
 // follower of leader ("" if unknown).
 func (a *nodeActor) becomeFollower(env actors.Env, term uint64, leader string) {
+	if term > a.term || a.role != Follower {
+		a.debug("become follower", "new term", term, "leader", leader)
+	}
 	if term > a.term {
 		a.term = term
 		a.vote = ""

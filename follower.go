@@ -6,6 +6,7 @@ import (
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -79,7 +80,8 @@ func (a *nodeActor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.App
 	ents := req.Entries
 	lastNew := req.PrevLogIndex + uint64(len(ents))
 	if req.PrevLogIndex >= a.commit {
-		if !a.log.MatchTerm(req.PrevLogIndex, req.PrevLogTerm) {
+		if req.PrevLogIndex > a.log.LastIndex() ||
+			(!a.log.MatchTerm(req.PrevLogIndex, req.PrevLogTerm) && !faults.On(faults.SkipPrevCheck)) {
 			a.reject(env, e, req)
 			return
 		}
@@ -111,7 +113,7 @@ func (a *nodeActor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.App
 		a.advanceCommit(env, c)
 	}
 	ack := pendingAck{to: a.replyTo(e), seq: e.Seq, term: e.Term, match: lastNew}
-	if a.stable >= lastNew {
+	if a.stable >= lastNew || faults.On(faults.AckBeforeSync) {
 		a.sendAck(env, ack)
 		return
 	}
@@ -121,6 +123,7 @@ func (a *nodeActor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.App
 // truncate removes the entries from index from on, which conflict with the
 // leader's.
 func (a *nodeActor) truncate(env actors.Env, from uint64) error {
+	a.debug("truncate conflicting entries", "from", from, "last", a.log.LastIndex())
 	if err := a.log.TruncateFrom(from); err != nil {
 		return fmt.Errorf("truncate the log from %d: %w", from, err)
 	}

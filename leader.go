@@ -8,6 +8,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/replicator"
@@ -55,7 +56,7 @@ func (a *nodeActor) becomeLeader(env actors.Env) {
 	}
 	noop := &raftpb.Entry{Index: last + 1, Term: a.term, Type: raftpb.EntryType_ENTRY_TYPE_NOOP}
 	a.appendLocal(env, []*raftpb.Entry{noop})
-	a.logger.Info("asyncraft: became leader", "term", a.term, "first index", noop.Index)
+	a.debug("became leader", "first index", noop.Index)
 	env.Send(a.fsmRef, fsm.LeaderStart{Term: a.term, Index: noop.Index})
 	a.wakeReplicators(env)
 	a.drain(env)
@@ -182,7 +183,7 @@ func (a *nodeActor) maybeCommit(env actors.Env) {
 		v, ok := a.match[id]
 		return v, ok
 	})
-	if c > a.commit && a.log.MatchTerm(c, a.term) {
+	if c > a.commit && (a.log.MatchTerm(c, a.term) || faults.On(faults.CommitPriorTerm)) {
 		a.advanceCommit(env, c)
 	}
 }

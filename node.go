@@ -10,6 +10,7 @@ import (
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 // Task is a proposal: a command for the state machine and the closure that
@@ -43,6 +44,7 @@ type Node struct {
 	ref   actors.Ref
 	queue *taskQueue
 	actor *nodeActor // for Host.HandlePanic only
+	log   *logmgr.Log
 
 	// Published by the node actor for Status.
 	status   atomic.Pointer[Status]
@@ -150,6 +152,19 @@ func (n *Node) wait(ctx context.Context) error {
 		return fmt.Errorf("asyncraft: shutdown of %s: %w", n.key(), ctx.Err())
 	}
 }
+
+// LogView is a read-only view of a node's log, safe to use from any
+// goroutine. Entries it returns must not be modified.
+type LogView interface {
+	FirstIndex() uint64
+	LastIndex() uint64
+	Term(index uint64) (uint64, error)
+	Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error)
+}
+
+// Log returns a read-only view of the node's log, durable or not, for
+// diagnostics and tests.
+func (n *Node) Log() LogView { return n.log }
 
 // Done is closed when the node has shut down.
 func (n *Node) Done() <-chan struct{} { return n.done }

@@ -1,6 +1,7 @@
 package asyncraft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,7 +151,7 @@ func newNodeActor(n *Node, opts NodeOptions, t ticks, hs *raftpb.HardState, l *l
 	a.conf = quorum.Joint{quorum.NewMajority(ids...)}
 	last, _ := l.Last()
 	a.stable = last // the storage holds only durable entries at start
-	n.actor = a
+	n.actor, n.log = a, l
 	n.last.Store(last)
 	return a
 }
@@ -204,6 +205,15 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 	a.publish()
 }
 
+// debug logs a decision of the node (elections, votes, truncations) at
+// DEBUG, where the simulator's readable trace shows it. It costs nothing
+// when DEBUG is off.
+func (a *nodeActor) debug(msg string, args ...any) {
+	if a.logger.Enabled(context.Background(), slog.LevelDebug) {
+		a.logger.Debug(msg, append(args, "term", a.term, "role", a.role.String())...)
+	}
+}
+
 // send delivers e to a peer's actor, or keeps it in the outbox until the
 // hard state it rests on is durable.
 func (a *nodeActor) send(env actors.Env, to actors.Ref, e *raftpb.Envelope) {
@@ -234,7 +244,9 @@ func (a *nodeActor) onHardStateSaved(env actors.Env, hs *raftpb.HardState) {
 		return // a newer save is on its way
 	}
 	for i, o := range a.outbox {
-		env.Send(o.to, o.env)
+		if o.env.Term >= a.term { // messages of earlier terms are moot
+			env.Send(o.to, o.env)
+		}
 		a.outbox[i] = outgoing{}
 	}
 	a.outbox = a.outbox[:0]

@@ -145,3 +145,11 @@ func (e *Executor) run(c *Completion) {
 		c2.Run(c.Status)
 	}
 }
+
+// TraceString summarises the batch for event traces.
+func (b Batch) TraceString() string {
+	if len(b) == 1 {
+		return "1 completion: " + b[0].Status.String()
+	}
+	return fmt.Sprintf("%d completions, first %s", len(b), b[0].Status)
+}

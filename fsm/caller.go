@@ -11,6 +11,7 @@ import (
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -205,6 +206,7 @@ func (c *Caller) applyEntries(env actors.Env, ents []*raftpb.Entry) {
 // applyRun hands a run of normal entries to OnApply, again and again if it
 // returns early, until all are applied or the state machine fails.
 func (c *Caller) applyRun(env actors.Env, run []*raftpb.Entry) {
+	replayed := false // for the planted ApplyTwice fault
 	for len(run) > 0 && c.failed == nil {
 		it := &c.it
 		it.reset(c, run)
@@ -243,6 +245,10 @@ func (c *Caller) applyRun(env actors.Env, run []*raftpb.Entry) {
 		case consumed == 0:
 			c.fail(env, fmt.Errorf("fsm: OnApply returned without applying entry %d", run[0].Index))
 			return
+		}
+		if faults.On(faults.ApplyTwice) && !replayed {
+			replayed = true
+			consumed-- // offer the last applied entry again
 		}
 		run = run[consumed:]
 		it.reset(nil, nil)

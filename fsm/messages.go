@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"fmt"
+
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -69,3 +71,8 @@ type (
 )
 
 type applyNow struct{}
+
+// TraceString summarises the message for event traces.
+func (m Committed) TraceString() string {
+	return fmt.Sprintf("committed %d (%d tasks)", m.Index, len(m.Tasks))
+}

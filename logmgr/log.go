@@ -17,9 +17,12 @@ import (
 // node.
 //
 // Invariant: entries below the cache (index < cacheStart) are durable in
-// the storage and never truncated. The node trims the cache only up to an
-// index that is both durable and applied, hence committed, and Raft never
-// truncates committed entries.
+// the storage and are never rewritten while below it. The node trims the
+// cache only up to an index that is both durable and applied, hence
+// committed, which Raft never truncates. Right after a restart nothing is
+// cached and the storage may end with uncommitted entries; truncating those
+// moves the cache start back to the cut, so from then on the storage is
+// only read below the cut, where nothing changes.
 //
 // Slices returned by Entries stay valid and unchanged forever: the cache
 // only ever grows into unused capacity, and a truncation copies it.
@@ -151,14 +154,23 @@ func (l *Log) Append(ents []*raftpb.Entry) error {
 func (l *Log) TruncateFrom(from uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if from < l.cacheStart || from > l.last+1 {
-		return fmt.Errorf("logmgr: truncate from %d outside the mutable log [%d, %d]", from, l.cacheStart, l.last+1)
+	if from < 1 || from > l.last+1 {
+		return fmt.Errorf("logmgr: truncate from %d outside the log [1, %d]", from, l.last+1)
 	}
 	if from == l.last+1 {
 		return nil
 	}
-	// Copy, so that slices handed out by Entries stay valid.
-	l.cache = append([]*raftpb.Entry(nil), l.cache[:from-l.cacheStart]...)
+	if from < l.cacheStart {
+		// The entries to remove are only in storage (after a restart,
+		// nothing is cached). Start the cache at the cut: the storage's
+		// stale entries from there on are never read again, and the
+		// log manager removes them in order with later appends.
+		l.cache = nil
+		l.cacheStart = from
+	} else {
+		// Copy, so that slices handed out by Entries stay valid.
+		l.cache = append([]*raftpb.Entry(nil), l.cache[:from-l.cacheStart]...)
+	}
 	l.last = from - 1
 	if len(l.cache) > 0 {
 		l.lastTerm = l.cache[len(l.cache)-1].Term

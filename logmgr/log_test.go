@@ -123,10 +123,10 @@ func TestLogCacheBoundary(t *testing.T) {
 				}
 			}
 
-			// TruncateFrom below the cache is refused, and changes nothing.
-			for _, from := range []uint64{1, 10, 15, 22, 23} {
+			// TruncateFrom outside the log is refused, and changes nothing.
+			for _, from := range []uint64{0, 22, 23} {
 				if err := l.TruncateFrom(from); err == nil {
-					t.Fatalf("TruncateFrom(%d) with cache [16, 20] succeeded", from)
+					t.Fatalf("TruncateFrom(%d) with log [1, 20] succeeded", from)
 				}
 			}
 			checkLog(t, l, want)
@@ -397,5 +397,49 @@ func runConcurrentLog(t *testing.T, seed uint64, s LogStorage) {
 	close(errc)
 	if err := <-errc; err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
+	}
+}
+
+// After a restart nothing is cached, and the storage may end with
+// uncommitted entries that a new leader overwrites: the log truncates them
+// (moving its cache start back) and never reads the storage's stale entries
+// again, even before the storage itself is truncated.
+func TestLogTruncateBelowCacheAfterRestart(t *testing.T) {
+	st := NewMemoryStorage()
+	if err := st.Append(ents(1, 11, 1)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLog(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := l.Entries(1, 11, 1<<20)
+	if err != nil || len(before) != 10 {
+		t.Fatalf("entries before: %d, %v", len(before), err)
+	}
+	if l.Cached() != 0 {
+		t.Fatalf("%d cached right after opening", l.Cached())
+	}
+	if err := l.TruncateFrom(7); err != nil {
+		t.Fatal(err)
+	}
+	if last, term := l.Last(); last != 6 || term != 1 {
+		t.Fatalf("after truncation: last (%d, %d), want (6, 1)", last, term)
+	}
+	if err := l.Append(ents(7, 9, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// The storage still holds the old entries 7..10 (the log manager has
+	// not truncated it yet); the log must not show them.
+	want := oracle(ents(1, 7, 1)).append(ents(7, 9, 2))
+	checkLog(t, l, want)
+	if _, err := l.Term(9); err == nil {
+		t.Fatal("Term(9) after truncation to 8 succeeded")
+	}
+	// Slices handed out before are unchanged.
+	for i, e := range before {
+		if e.Index != uint64(i+1) || e.Term != 1 {
+			t.Fatalf("an earlier slice changed at %d: %+v", i, e)
+		}
 	}
 }

@@ -1,6 +1,10 @@
 package logmgr
 
-import "github.com/asyncraft/asyncraft/raftpb"
+import (
+	"fmt"
+
+	"github.com/asyncraft/asyncraft/raftpb"
+)
 
 // Messages the log manager accepts from its node. They are applied to the
 // storage in the order received.
@@ -63,4 +67,27 @@ type op struct {
 	entries []*raftpb.Entry
 	from    uint64
 	hs      *raftpb.HardState
+}
+
+// TraceString methods summarise messages for event traces.
+
+func (m Append) TraceString() string {
+	if len(m.Entries) == 0 {
+		return "append none"
+	}
+	return fmt.Sprintf("append %d..%d", m.Entries[0].Index, m.Entries[len(m.Entries)-1].Index)
+}
+
+func (m SaveHardState) TraceString() string {
+	return fmt.Sprintf("save term=%d vote=%q", m.HardState.Term, m.HardState.Vote)
+}
+
+func (m HardStateSaved) TraceString() string {
+	return fmt.Sprintf("saved term=%d vote=%q", m.HardState.Term, m.HardState.Vote)
+}
+
+func (m writeBatch) TraceString() string { return fmt.Sprintf("write %d ops", len(m.ops)) }
+
+func (m writeDone) TraceString() string {
+	return fmt.Sprintf("written last=%d/%d entries=%d err=%v", m.index, m.term, m.entries, m.err)
 }

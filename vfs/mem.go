@@ -35,6 +35,23 @@ type MemFS struct {
 	nextIno  uint64
 	injector func(op Op, name string) error
 	observer func(op Op, name string, n int)
+
+	// With a clock, syncs take effect when they complete (see SetClock):
+	// the syncs not yet known to be complete, in the order issued.
+	clock    func() time.Duration
+	present  func() time.Duration
+	inflight []*syncPoint
+}
+
+// syncPoint is a Sync or SyncDir in flight: it makes the first upTo
+// pending operations of ino (or the namespace snapshot of dir) durable at
+// virtual time at (-1 until the call returns).
+type syncPoint struct {
+	at   time.Duration
+	ino  *inode
+	upTo int
+	dir  *memDir
+	snap map[string]*inode
 }
 
 // memDir is a directory: its current namespace and the namespace recorded
@@ -426,9 +443,11 @@ func (m *MemFS) Stat(name string) (os.FileInfo, error) {
 	return fi, err
 }
 
-// SyncDir implements FS: it records dir's current namespace as durable.
+// SyncDir implements FS: it records dir's current namespace as durable
+// (with a clock, once the call completes; see SetClock).
 func (m *MemFS) SyncDir(dir string) error {
-	return m.do(OpSyncDir, dir, func() error {
+	var sp *syncPoint
+	err := m.do(OpSyncDir, dir, func() error {
 		p, ok := clean(dir)
 		d := m.dirs[p]
 		switch {
@@ -441,9 +460,18 @@ func (m *MemFS) SyncDir(dir string) error {
 		case d == nil:
 			return pathErr("open", dir, syscall.ENOENT)
 		}
-		d.durable = maps.Clone(d.entries)
+		if m.clock == nil {
+			d.durable = maps.Clone(d.entries)
+			return nil
+		}
+		sp = &syncPoint{at: -1, dir: d, snap: maps.Clone(d.entries)}
+		m.inflight = append(m.inflight, sp)
 		return nil
 	})
+	if sp != nil {
+		m.completeSync(sp)
+	}
+	return err
 }
 
 // Lock implements FS. The lock file is created if missing (its name, like

@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"syscall"
+	"time"
 )
 
 // Crash simulates power loss: every directory's namespace reverts to its
@@ -36,6 +37,12 @@ func (m *MemFS) CrashTorn(r *rand.Rand) {
 func (m *MemFS) crash(r *rand.Rand) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.clock != nil {
+		// Syncs complete by now are durable; the others never completed.
+		m.promote(m.present(), false)
+		clear(m.inflight)
+		m.inflight = m.inflight[:0]
+	}
 	m.epoch++
 	clear(m.locks)
 	var inodes []*inode
@@ -79,6 +86,7 @@ func (n *inode) crash(r *rand.Rand) {
 func (m *MemFS) SyncAll() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.promote(-1, true)
 	for _, d := range m.dirs {
 		d.durable = maps.Clone(d.entries)
 		for _, n := range d.entries {
@@ -129,4 +137,70 @@ func (m *MemFS) Paths() []string {
 	}
 	slices.Sort(paths)
 	return paths
+}
+
+// SetClock makes syncs take time. With clocks, a Sync or SyncDir takes
+// effect only at the time issuer() reads when the call returns — after the
+// observer has run, so a simulator that charges the sync's latency to the
+// calling actor moves that time forward — and a crash keeps only the syncs
+// complete by present(), the time at which it happens. issuer may run
+// ahead of present: a simulated actor doing I/O is busy into the future.
+// Without clocks (the default, or nil ones) a sync takes effect at once.
+func (m *MemFS) SetClock(issuer, present func() time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.promote(-1, true)
+	if issuer == nil || present == nil {
+		m.clock, m.present = nil, nil
+		return
+	}
+	m.clock, m.present = issuer, present
+}
+
+// completeSync stamps sp with its completion time and promotes what has
+// completed by the present.
+func (m *MemFS) completeSync(sp *syncPoint) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.clock == nil {
+		return
+	}
+	sp.at = m.clock()
+	m.promote(m.present(), false)
+}
+
+// promote applies the in-flight syncs complete by now (all of them if
+// all), in the order issued. A later sync of a file covers everything an
+// earlier one of that file did, so completing it completes those too.
+// m.mu must be held.
+func (m *MemFS) promote(now time.Duration, all bool) {
+	keep := m.inflight[:0]
+	for i, sp := range m.inflight {
+		if !all && (sp.at < 0 || sp.at > now) {
+			keep = append(keep, sp)
+			continue
+		}
+		if sp.dir != nil {
+			sp.dir.durable = sp.snap
+			continue
+		}
+		ino := sp.ino
+		upTo := min(sp.upTo, len(ino.pending))
+		for _, op := range ino.pending[:upTo] {
+			ino.durable = op.apply(ino.durable)
+		}
+		ino.pending = append(ino.pending[:0], ino.pending[upTo:]...)
+		for _, other := range m.inflight[i+1:] {
+			if other.ino == ino {
+				other.upTo -= upTo
+			}
+		}
+		for _, earlier := range keep {
+			if earlier.ino == ino {
+				earlier.upTo = 0 // subsumed
+			}
+		}
+	}
+	clear(m.inflight[len(keep):])
+	m.inflight = keep
 }

@@ -263,10 +263,20 @@ func (f *memFile) Stat() (os.FileInfo, error) {
 // Sync makes the file's current content durable. Like fsync(2) it works on
 // read-only handles too.
 func (f *memFile) Sync() error {
+	var sp *syncPoint
+	m := f.fs
 	_, err := f.do(OpSync, "sync", func() (int, error) {
-		f.ino.sync()
+		if m.clock == nil {
+			f.ino.sync()
+			return 0, nil
+		}
+		sp = &syncPoint{at: -1, ino: f.ino, upTo: len(f.ino.pending)}
+		m.inflight = append(m.inflight, sp)
 		return 0, nil
 	})
+	if sp != nil {
+		m.completeSync(sp)
+	}
 	return err
 }
 

@@ -90,6 +90,9 @@ func (s *Sim) AddHost(name string, cfg HostConfig) *Host {
 	}
 	h.anchorClock = cfg.ClockOffset
 	h.disk.SetObserver(h.observeDisk)
+	// A sync is durable only once its latency has passed: a crash while the
+	// disk writer is still busy loses it.
+	h.disk.SetClock(s.base, func() time.Duration { return s.now })
 	s.hosts[name] = h
 	s.order = append(s.order, h)
 	return h
@@ -140,6 +143,15 @@ func (h *Host) SetClock(step time.Duration, drift float64) {
 	h.anchorClock = h.clock() + step
 	h.anchorVirt = h.sim.now
 	h.drift = drift
+}
+
+// SetDisk changes the virtual cost of the host's disk operations from now
+// on (the zero value restores DefaultDisk).
+func (h *Host) SetDisk(d DiskConfig) {
+	if d == (DiskConfig{}) {
+		d = DefaultDisk
+	}
+	h.cfg.Disk = d
 }
 
 // Drift is the host clock's current rate error.
@@ -206,7 +218,9 @@ func (h *Host) Stop(ref actors.Ref) {
 
 // Crash kills the host: its actors vanish without a Stopped message, its
 // queued messages and timers are discarded, and its disk loses what was not
-// synced (or, with HostConfig.TornCrash, keeps a torn prefix of it).
+// synced (or, with HostConfig.TornCrash, keeps a torn prefix of it). A sync
+// counts only once its virtual latency has passed: one still in progress
+// is lost.
 // Messages already on the network towards the host are delivered if it is
 // up again when they arrive.
 func (h *Host) Crash() {

@@ -365,6 +365,8 @@ func describe(msg any) string {
 	switch m := msg.(type) {
 	case nil:
 		return ""
+	case interface{ TraceString() string }:
+		return m.TraceString()
 	case fmt.Stringer:
 		return fmt.Sprintf("%T{%s}", msg, m.String())
 	default:

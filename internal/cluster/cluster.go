@@ -32,8 +32,14 @@ type Options struct {
 	// Drift gives host i a clock drift of Drift*(i-(n-1)/2) (spread around
 	// zero).
 	Drift float64
-	// Node adjusts each node's options.
-	Node  func(*asyncraft.NodeOptions)
+	// Node adjusts each node's options before each start; h is the node's
+	// simulated host.
+	Node func(o *asyncraft.NodeOptions, h *sim.Host)
+	// NewStateMachine makes the state machine of each life of each node
+	// (life counts from 1). Default: a Recorder.
+	NewStateMachine func(id string, life int) fsm.StateMachine
+	// Host adjusts each simulated host's configuration.
+	Host  func(id string, cfg *sim.HostConfig)
 	Trace io.Writer
 	// OnSend sees every message between hosts as it is sent.
 	OnSend func(from, to actors.Ref, msg any)
@@ -51,7 +57,7 @@ type Cluster struct {
 
 	hosts map[string]*asyncraft.Host
 	nodes map[string]*asyncraft.Node
-	sms   map[string]*Recorder
+	sms   map[string]fsm.StateMachine
 	// Panics lists actor panics (framework bugs).
 	Panics []string
 	// Lives counts node starts per id.
@@ -70,7 +76,7 @@ func New(opts Options) *Cluster {
 		opts:  opts,
 		hosts: map[string]*asyncraft.Host{},
 		nodes: map[string]*asyncraft.Node{},
-		sms:   map[string]*Recorder{},
+		sms:   map[string]fsm.StateMachine{},
 		Lives: map[string]int{},
 	}
 	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic, OnSend: opts.OnSend})
@@ -78,8 +84,11 @@ func New(opts Options) *Cluster {
 		id := fmt.Sprintf("n%d", i+1)
 		c.IDs = append(c.IDs, id)
 		c.peers = append(c.peers, asyncraft.Peer{ID: id, Addr: id})
-		drift := opts.Drift * (float64(i) - float64(opts.Nodes-1)/2)
-		c.Sim.AddHost(id, sim.HostConfig{Drift: drift, TornCrash: opts.TornCrash})
+		hc := sim.HostConfig{Drift: opts.Drift * (float64(i) - float64(opts.Nodes-1)/2), TornCrash: opts.TornCrash}
+		if opts.Host != nil {
+			opts.Host(id, &hc)
+		}
+		c.Sim.AddHost(id, hc)
 	}
 	for _, id := range c.IDs {
 		if err := c.Start(id); err != nil {
@@ -107,16 +116,21 @@ func (c *Cluster) Start(id string) error {
 	if err != nil {
 		return err
 	}
-	rec := &Recorder{ID: id}
-	no := asyncraft.NodeOptions{Group: "g", ID: id, Peers: c.peers, StateMachine: rec}
+	var sm fsm.StateMachine
+	if c.opts.NewStateMachine != nil {
+		sm = c.opts.NewStateMachine(id, c.Lives[id]+1)
+	} else {
+		sm = &Recorder{ID: id}
+	}
+	no := asyncraft.NodeOptions{Group: "g", ID: id, Peers: c.peers, StateMachine: sm}
 	if c.opts.Node != nil {
-		c.opts.Node(&no)
+		c.opts.Node(&no, sh)
 	}
 	n, err := h.StartNode(no)
 	if err != nil {
 		return err
 	}
-	c.hosts[id], c.nodes[id], c.sms[id] = h, n, rec
+	c.hosts[id], c.nodes[id], c.sms[id] = h, n, sm
 	c.Lives[id]++
 	return nil
 }
@@ -138,8 +152,15 @@ func (c *Cluster) Restart(id string) error {
 // Node returns the running node id, or nil if it is down.
 func (c *Cluster) Node(id string) *asyncraft.Node { return c.nodes[id] }
 
-// SM returns the state machine of the current (or last) life of node id.
-func (c *Cluster) SM(id string) *Recorder { return c.sms[id] }
+// SM returns the Recorder of the current (or last) life of node id (nil
+// with a custom state machine).
+func (c *Cluster) SM(id string) *Recorder {
+	r, _ := c.sms[id].(*Recorder)
+	return r
+}
+
+// Life is the number of the current (or last) life of node id.
+func (c *Cluster) Life(id string) int { return c.Lives[id] }
 
 // Up returns the ids of running nodes.
 func (c *Cluster) Up() []string {
@@ -314,7 +335,7 @@ func (r *Recorder) OnShutdown()                    { r.Shutdowns++ }
 func (c *Cluster) CheckApplied() error {
 	var longest []Entry
 	for _, id := range c.IDs {
-		rec := c.sms[id]
+		rec := c.SM(id)
 		if rec == nil {
 			continue
 		}
@@ -328,7 +349,7 @@ func (c *Cluster) CheckApplied() error {
 		}
 	}
 	for _, id := range c.IDs {
-		rec := c.sms[id]
+		rec := c.SM(id)
 		if rec == nil {
 			continue
 		}

@@ -1,0 +1,261 @@
+package chaos
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// oracle watches a run from outside: every message between hosts (the
+// simulator's OnSend hook) and every entry a state machine applies. From
+// them it learns which entries are committed and who led each term, and
+// checks the Raft safety properties as the run goes:
+//
+//   - election safety: at most one leader per term (a leader is whoever
+//     sends AppendEntries or heartbeats in a term);
+//   - leader completeness: when a leader first speaks in its term, its log
+//     holds every entry known to be committed;
+//   - state machine safety: every entry applied anywhere, and every entry a
+//     leader declares committed, agrees with what is known to be committed
+//     at that index;
+//   - durability (unless skipped): a vote request, a granted vote and a
+//     successful append reply leave only once what they state is durable.
+type oracle struct {
+	r *run
+	// committed holds every entry known to be committed, by index; all
+	// indexes up to contiguous are present.
+	committed  map[uint64]entry
+	contiguous uint64
+	// firstApplied is when each command was first applied anywhere.
+	firstApplied map[string]time.Duration
+	leaders      map[uint64]string
+	// storage of each node's current life, for the durability checks.
+	logs  map[string]*syncedLog
+	metas map[string]*savedMeta
+}
+
+type entry struct {
+	term uint64
+	data string
+}
+
+func newOracle(r *run) *oracle {
+	return &oracle{
+		r:            r,
+		committed:    map[uint64]entry{},
+		firstApplied: map[string]time.Duration{},
+		leaders:      map[uint64]string{},
+		logs:         map[string]*syncedLog{},
+		metas:        map[string]*savedMeta{},
+	}
+}
+
+// applied checks an entry a state machine applies against the committed
+// ones, and records it (applied implies committed).
+func (o *oracle) applied(node string, index, term uint64, data string) {
+	if e, ok := o.committed[index]; ok {
+		if e.term != term || e.data != data {
+			o.r.violate("state machine safety", "%s applied entry %d of term %d %q, but entry %d of term %d %q is committed",
+				node, index, term, data, index, e.term, e.data)
+		}
+	} else {
+		o.committed[index] = entry{term, data}
+	}
+	if _, ok := o.firstApplied[data]; !ok {
+		o.firstApplied[data] = o.r.c.Sim.Now()
+	}
+}
+
+// observe sees a message as it leaves its host.
+func (o *oracle) observe(from, to actors.Ref, msg any) {
+	defer func() {
+		for _, w := range o.r.watchers {
+			w(from, to, msg)
+		}
+	}()
+	e, ok := msg.(*raftpb.Envelope)
+	if !ok {
+		return
+	}
+	switch b := e.Body.(type) {
+	case *raftpb.Envelope_AppendRequest:
+		o.leader(e.Term, e.From)
+		o.learnCommitted(e.From, b.AppendRequest.Commit)
+	case *raftpb.Envelope_HeartbeatRequest:
+		o.leader(e.Term, e.From)
+	}
+	if o.r.cfg.SkipDurabilityChecks {
+		return
+	}
+	// A vote is safe once the voter cannot vote again in its term: it is
+	// durable, or the voter is durably in a later term.
+	durableVote := func(node string, term uint64, vote string) bool {
+		hs := o.metas[node].durable
+		return hs != nil && (hs.Term > term || (hs.Term == term && hs.Vote == vote))
+	}
+	switch b := e.Body.(type) {
+	case *raftpb.Envelope_VoteRequest:
+		if hs := o.metas[e.From].durable; !durableVote(e.From, e.Term, e.From) {
+			o.r.violate("durability", "%s asked for votes in term %d before its vote for itself was durable (durable: %v)", e.From, e.Term, hs)
+		}
+	case *raftpb.Envelope_VoteResponse:
+		if !b.VoteResponse.Granted {
+			return
+		}
+		if hs := o.metas[e.From].durable; !durableVote(e.From, e.Term, e.To) {
+			o.r.violate("durability", "%s granted its vote to %s in term %d before it was durable (durable: %v)", e.From, e.To, e.Term, hs)
+		}
+	case *raftpb.Envelope_AppendResponse:
+		if r := b.AppendResponse; r.Success && r.MatchIndex > o.logs[e.From].synced {
+			o.r.violate("durability", "%s acknowledged entries up to %d with only %d synced", e.From, r.MatchIndex, o.logs[e.From].synced)
+		}
+	}
+}
+
+// leader records that id leads term, checking election safety and, the
+// first time, leader completeness.
+func (o *oracle) leader(term uint64, id string) {
+	prev, seen := o.leaders[term]
+	if seen {
+		if prev != id {
+			o.r.violate("election safety", "two leaders in term %d: %s and %s", term, prev, id)
+		}
+		return
+	}
+	o.leaders[term] = id
+	n := o.r.c.Node(id)
+	if n == nil {
+		return
+	}
+	log := n.Log()
+	for i := uint64(1); i <= o.contiguous; i++ {
+		t, err := log.Term(i)
+		if err != nil || t != o.committed[i].term {
+			o.r.violate("leader completeness", "%s leads term %d but its entry %d has term %d (err %v); committed is term %d",
+				id, term, i, t, err, o.committed[i].term)
+			return
+		}
+	}
+}
+
+// learnCommitted records the entries up to commit of a leader's log as
+// committed.
+func (o *oracle) learnCommitted(leader string, commit uint64) {
+	if commit <= o.contiguous {
+		return
+	}
+	n := o.r.c.Node(leader)
+	if n == nil {
+		return
+	}
+	log := n.Log()
+	for o.contiguous < commit {
+		ents, err := log.Entries(o.contiguous+1, commit+1, 1<<20)
+		if err != nil || len(ents) == 0 {
+			o.r.violate("leader completeness", "leader %s declares %d committed but cannot read entry %d: %v", leader, commit, o.contiguous+1, err)
+			return
+		}
+		for _, e := range ents {
+			got := entry{e.Term, string(e.Data)}
+			if prev, ok := o.committed[e.Index]; ok && prev != got {
+				o.r.violate("state machine safety", "leader %s commits entry %d of term %d, but entry %d of term %d was committed before",
+					leader, e.Index, e.Term, e.Index, prev.term)
+			}
+			o.committed[e.Index] = got
+			o.contiguous = e.Index
+		}
+	}
+}
+
+// checkLogMatching verifies the log matching property over the logs of the
+// running nodes: two logs that hold an entry with the same index and term
+// are identical up to it.
+func (o *oracle) checkLogMatching() {
+	ids := o.r.c.Up()
+	for a := 0; a < len(ids); a++ {
+		for b := a + 1; b < len(ids); b++ {
+			if err := logsMatch(o.r, ids[a], ids[b]); err != nil {
+				o.r.violate("log matching", "%v", err)
+			}
+		}
+	}
+}
+
+func logsMatch(r *run, a, b string) error {
+	la, lb := r.c.Node(a).Log(), r.c.Node(b).Log()
+	last := min(la.LastIndex(), lb.LastIndex())
+	diverged := uint64(0)
+	for lo := uint64(1); lo <= last; {
+		ea, err1 := la.Entries(lo, last+1, 1<<20)
+		eb, err2 := lb.Entries(lo, last+1, 1<<20)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("reading logs of %s and %s from %d: %v %v", a, b, lo, err1, err2)
+		}
+		n := min(len(ea), len(eb))
+		for i := 0; i < n; i++ {
+			x, y := ea[i], eb[i]
+			same := x.Term == y.Term
+			if same && (x.Type != y.Type || string(x.Data) != string(y.Data)) {
+				return fmt.Errorf("%s and %s hold different entries %d of term %d", a, b, x.Index, x.Term)
+			}
+			if !same && diverged == 0 {
+				diverged = x.Index
+			}
+			if same && diverged != 0 {
+				return fmt.Errorf("%s and %s differ at %d but agree on entry %d of term %d", a, b, diverged, x.Index, x.Term)
+			}
+		}
+		lo += uint64(n)
+	}
+	return nil
+}
+
+// syncedLog wraps a node's LogStorage to know what is durable: the last
+// index covered by a Sync that returned.
+type syncedLog struct {
+	logmgr.LogStorage
+	synced uint64
+}
+
+func (l *syncedLog) Sync() error {
+	last := l.LogStorage.LastIndex()
+	err := l.LogStorage.Sync()
+	if err == nil {
+		l.synced = last
+	}
+	return err
+}
+
+func (l *syncedLog) TruncateSuffix(from uint64) error {
+	err := l.LogStorage.TruncateSuffix(from)
+	if err == nil && l.synced >= from {
+		// Entries past the cut are gone; those before stay durable.
+		l.synced = from - 1
+	}
+	return err
+}
+
+// savedMeta wraps a node's MetaStorage to know the durable hard state.
+type savedMeta struct {
+	logmgr.MetaStorage
+	durable *raftpb.HardState
+}
+
+func (m *savedMeta) Load() (*raftpb.HardState, error) {
+	hs, err := m.MetaStorage.Load()
+	if err == nil {
+		m.durable = hs
+	}
+	return hs, err
+}
+
+func (m *savedMeta) Save(hs *raftpb.HardState) error {
+	err := m.MetaStorage.Save(hs)
+	if err == nil {
+		m.durable = hs
+	}
+	return err
+}

@@ -1,0 +1,345 @@
+package chaos
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/actors/sim"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/logmgr"
+)
+
+// Violation is a failed check.
+type Violation struct {
+	Check  string
+	Detail string
+}
+
+func (v Violation) String() string { return v.Check + ": " + v.Detail }
+
+// Result is the verdict on one run.
+type Result struct {
+	Seed       uint64
+	Events     uint64
+	TraceHash  string
+	Virtual    time.Duration
+	Violations []Violation
+	// Ops counts client operations by outcome.
+	Ops, OK, Failed, Unknown int
+	// Nemesis actions taken, and node crashes.
+	Actions, Crashes int
+	// Visualization is the path of porcupine's HTML rendering of a
+	// history found not linearizable, if written.
+	Visualization string
+}
+
+// OK reports whether every check passed.
+func (r Result) Passed() bool { return len(r.Violations) == 0 }
+
+type run struct {
+	cfg         Config
+	c           *cluster.Cluster
+	oracle      *oracle
+	clientHost  *sim.Host
+	ops         []*op
+	lastOK      []time.Duration // per client: call time of its last OK op
+	stopClients bool
+	crashed     map[string]bool // node lives ("id/life") that crashed
+	violations  []Violation
+	seen        map[string]bool
+	doubleRuns  uint64 // closure.DoubleRuns at the start
+	watchers    []func(from, to actors.Ref, msg any)
+}
+
+// watch calls fn for every message between hosts as it leaves, after the
+// oracle has seen it. Scenarios use it to act at a precise point of the
+// protocol.
+func (r *run) watch(fn func(from, to actors.Ref, msg any)) { r.watchers = append(r.watchers, fn) }
+
+func (r *run) violate(check, format string, args ...any) {
+	d := fmt.Sprintf(format, args...)
+	if r.seen[check+d] || len(r.violations) >= 20 {
+		return
+	}
+	r.seen[check+d] = true
+	r.violations = append(r.violations, Violation{Check: check, Detail: d})
+}
+
+func lifeKey(id string, life int) string { return fmt.Sprintf("%s/%d", id, life) }
+
+func (r *run) crash(id string) {
+	r.crashed[lifeKey(id, r.c.Life(id))] = true
+	r.c.Crash(id)
+}
+
+func (r *run) restart(id string) {
+	if err := r.c.Restart(id); err != nil {
+		r.violate("restart", "%s could not restart: %v", id, err)
+	}
+}
+
+// Run runs one simulated history and checks it.
+func Run(cfg Config) Result { return RunWith(cfg, nil) }
+
+// RunWith is Run with a scenario: script is called once the cluster is up,
+// before anything runs, to schedule extra events (sim.At) on the run.
+func RunWith(cfg Config, script func(r *run)) Result {
+	cfg = cfg.withDefaults()
+	r := &run{cfg: cfg, crashed: map[string]bool{}, seen: map[string]bool{}, lastOK: make([]time.Duration, cfg.Clients), doubleRuns: closure.DoubleRuns()}
+	r.oracle = newOracle(r)
+	var logger *slog.Logger
+	if cfg.Trace != nil {
+		logger = slog.New(&traceHandler{w: cfg.Trace, now: func() time.Duration {
+			if r.c == nil {
+				return 0
+			}
+			return r.c.Sim.Now()
+		}})
+	}
+	r.c = cluster.New(cluster.Options{
+		Logger: logger,
+		Seed:   cfg.Seed,
+		Nodes:  cfg.Nodes,
+		Trace:  cfg.Trace,
+		OnSend: r.oracle.observe,
+		Host: func(id string, hc *sim.HostConfig) {
+			hc.TornCrash = cfg.Nemeses&TornWrites != 0
+		},
+		Node: r.nodeOptions,
+		NewStateMachine: func(id string, life int) fsm.StateMachine {
+			return &kvMachine{r: r, id: id, life: life, data: map[string]string{}}
+		},
+	})
+	if cfg.Nemeses&ClockDrift != 0 {
+		// Start every clock with its own bounded drift.
+		for _, h := range r.c.Sim.Hosts() {
+			h.SetClock(0, (2*float64(len(h.Name())%7)/6-1)*cfg.MaxDrift*0.5)
+		}
+	}
+	r.clientHost = r.c.Sim.AddHost("clients", sim.HostConfig{})
+	for i := 0; i < cfg.Clients; i++ {
+		if _, err := r.clientHost.Spawn(fmt.Sprintf("client%d", i), &client{r: r, id: i}); err != nil {
+			panic(err)
+		}
+	}
+
+	if script != nil {
+		script(r)
+	}
+	// Faults, then healing and the liveness phase, then an orderly end.
+	nem := newNemesis(r)
+	nem.start(cfg.Duration)
+	r.c.Sim.RunFor(cfg.Duration)
+	nem.heal()
+	r.checkLiveness()
+	r.stopClients = true
+	r.c.Sim.RunFor(opTimeout + time.Second) // let operations in flight finish
+	r.oracle.checkLogMatching()
+	r.checkNodes()
+	r.shutdownAll()
+	r.checkClosures()
+	r.checkAcknowledged()
+	res := Result{
+		Seed:      cfg.Seed,
+		Events:    r.c.Sim.Events(),
+		TraceHash: r.c.Sim.TraceHash(),
+		Virtual:   r.c.Sim.Now(),
+		Actions:   nem.actions,
+	}
+	for _, id := range r.c.IDs {
+		res.Crashes += r.c.Lives[id] - 1
+	}
+	res.Visualization = r.checkLinearizable()
+	for _, o := range r.ops {
+		res.Ops++
+		switch o.state {
+		case opOK:
+			res.OK++
+		case opFailed:
+			res.Failed++
+		default:
+			res.Unknown++
+		}
+	}
+	for _, p := range r.c.Panics {
+		r.violate("actor panic", "%s", p)
+	}
+	res.Violations = r.violations
+	return res
+}
+
+// nodeOptions gives each node life storage the oracle can watch: the
+// host's files, wrapped to record what is durable.
+func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
+	o.ElectionTimeout = time.Second
+	disk := h.Disk()
+	dir := "/data/g/" + o.ID
+	st, err := logmgr.OpenFileStorage(disk, dir)
+	if err != nil {
+		r.violate("recovery", "%s cannot open its log: %v", o.ID, err)
+		st = nil
+	}
+	meta, err := logmgr.OpenFileMeta(disk, dir)
+	if err != nil {
+		r.violate("recovery", "%s cannot open its hard state: %v", o.ID, err)
+	}
+	if st == nil || meta == nil {
+		return
+	}
+	l := &syncedLog{LogStorage: st, synced: st.LastIndex()}
+	m := &savedMeta{MetaStorage: meta}
+	r.oracle.logs[o.ID], r.oracle.metas[o.ID] = l, m
+	o.LogStorage, o.MetaStorage = l, m
+}
+
+// checkLiveness: once the faults heal, a leader must be elected and every
+// client must complete an operation it started after the healing, within
+// the bound.
+func (r *run) checkLiveness() {
+	healed := r.c.Sim.Now()
+	ok := r.c.Sim.RunUntil(func() bool {
+		if r.c.StableLeader() == "" {
+			return false
+		}
+		for _, t := range r.lastOK {
+			if t < healed {
+				return false
+			}
+		}
+		return true
+	}, r.cfg.LivenessBound)
+	if !ok {
+		var stuck []int
+		for i, t := range r.lastOK {
+			if t < healed {
+				stuck = append(stuck, i)
+			}
+		}
+		r.violate("liveness", "%v after the faults healed: leader %q, clients without progress %v;%s",
+			r.cfg.LivenessBound, r.c.StableLeader(), stuck, r.c.Describe())
+	}
+}
+
+// checkNodes: no node may be in the error state (nothing here injects
+// storage errors or state machine failures).
+func (r *run) checkNodes() {
+	for _, id := range r.c.Up() {
+		if s := r.c.Node(id).Status(); s.Err != nil {
+			r.violate("node error", "%s: %v", id, s.Err)
+		}
+	}
+}
+
+// shutdownAll stops every node in order, so every closure it holds runs.
+func (r *run) shutdownAll() {
+	for _, id := range r.c.Up() {
+		if err := r.c.Shutdown(id, 10*time.Second); err != nil {
+			r.violate("shutdown", "%v", err)
+		}
+	}
+	r.c.Sim.RunFor(time.Second)
+}
+
+// checkClosures: every closure ran at most once, and exactly once unless
+// the node life it was given to crashed.
+func (r *run) checkClosures() {
+	for _, o := range r.ops {
+		switch {
+		case o.runs > 1:
+			r.violate("exactly once", "the closure of op %d (%s) ran %d times", o.id, describe(o), o.runs)
+		case o.runs == 0 && !r.crashed[lifeKey(o.node, o.life)]:
+			r.violate("exactly once", "the closure of op %d (%s) given to %s (life %d) never ran", o.id, describe(o), o.node, o.life)
+		}
+	}
+	if n := closure.DoubleRuns() - r.doubleRuns; n > 0 {
+		r.violate("exactly once", "%d framework closures ran more than once", n)
+	}
+}
+
+// checkAcknowledged: every write acknowledged as applied is the committed
+// entry at the index it was acknowledged at.
+func (r *run) checkAcknowledged() {
+	for _, o := range r.ops {
+		if o.state != opOK || o.input.Kind == opGet {
+			continue
+		}
+		e, ok := r.oracle.committed[o.index]
+		if !ok || e.data != string(encode(o.input)) {
+			r.violate("acknowledged write", "%s was acknowledged at index %d, which holds %q", describe(o), o.index, e.data)
+		}
+	}
+}
+
+// checkLinearizable builds the client history and checks it with
+// porcupine. Operations whose outcome is unknown are resolved from what
+// the run observed: a write that some node applied took effect no later
+// than that, and one never applied had no effect that anyone observed.
+func (r *run) checkLinearizable() string {
+	end := r.c.Sim.Now()
+	var history []porcupine.Operation
+	for _, o := range r.ops {
+		ret := o.ret
+		switch o.state {
+		case opFailed:
+			continue
+		case opPending, opUnknown:
+			if o.input.Kind == opGet {
+				continue
+			}
+			at, applied := r.oracle.firstApplied[string(encode(o.input))]
+			if !applied {
+				continue
+			}
+			ret = max(at, o.call)
+		}
+		if ret == 0 {
+			ret = end
+		}
+		history = append(history, porcupine.Operation{
+			ClientId: o.client,
+			Input:    o.input,
+			Call:     int64(o.call),
+			Output:   o.output,
+			Return:   int64(ret),
+		})
+	}
+	res, info := porcupine.CheckOperationsVerbose(kvModel, history, time.Minute)
+	switch res {
+	case porcupine.Ok:
+		return ""
+	case porcupine.Unknown:
+		r.violate("linearizability", "porcupine could not decide within a minute (%d operations)", len(history))
+		return ""
+	}
+	path := ""
+	if dir := r.cfg.VisualizeDir; dir != "" {
+		path = filepath.Join(dir, fmt.Sprintf("asyncraft-sim-seed-%d.html", r.cfg.Seed))
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
+				path = ""
+			}
+		}
+	}
+	r.violate("linearizability", "the history of %d operations is not linearizable (%s)", len(history), orNone(path))
+	return path
+}
+
+func orNone(path string) string {
+	if path == "" {
+		return "no visualisation written"
+	}
+	return "see " + path
+}
+
+func describe(o *op) string {
+	return kvModel.DescribeOperation(o.input, o.output) + " by client " + fmt.Sprint(o.client)
+}

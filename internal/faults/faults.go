@@ -1,0 +1,70 @@
+// Package faults plants known bugs in asyncraft, to prove that the cluster
+// simulation's checks catch them. Only tests switch them on; each is a
+// single flag test in production code paths, off by default.
+package faults
+
+import "sync/atomic"
+
+// Fault is one planted bug.
+type Fault uint32
+
+const (
+	// VoteWithoutPersist grants votes before they are durable.
+	VoteWithoutPersist Fault = 1 << iota
+	// VoteTwice grants a vote to any up-to-date candidate, even after
+	// voting for another in the same term.
+	VoteTwice
+	// CommitPriorTerm lets a leader commit entries of earlier terms by
+	// counting replicas (Raft §5.4.2 forbids it).
+	CommitPriorTerm
+	// AckBeforeSync lets followers acknowledge entries before they are
+	// durable.
+	AckBeforeSync
+	// SkipPrevCheck lets followers accept entries without checking that
+	// the previous entry matches.
+	SkipPrevCheck
+	// ApplyTwice hands the last entry of each run to the state machine a
+	// second time.
+	ApplyTwice
+)
+
+var names = map[Fault]string{
+	VoteWithoutPersist: "vote-without-persist",
+	VoteTwice:          "vote-twice",
+	CommitPriorTerm:    "commit-prior-term",
+	AckBeforeSync:      "ack-before-sync",
+	SkipPrevCheck:      "skip-prev-check",
+	ApplyTwice:         "apply-twice",
+}
+
+func (f Fault) String() string {
+	if n, ok := names[f]; ok {
+		return n
+	}
+	return "fault(?)"
+}
+
+// All lists every planted fault.
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice}
+
+var active atomic.Uint32
+
+// On reports whether f is switched on.
+func On(f Fault) bool { return active.Load()&uint32(f) != 0 }
+
+// Set switches f on and returns a function that switches it off again.
+// Faults are process-wide: tests that set them must not run in parallel.
+func Set(f Fault) (restore func()) {
+	active.Or(uint32(f))
+	return func() { active.And(^uint32(f)) }
+}
+
+// Parse returns the fault named name (see String).
+func Parse(name string) (Fault, bool) {
+	for f, n := range names {
+		if n == name {
+			return f, true
+		}
+	}
+	return 0, false
+}

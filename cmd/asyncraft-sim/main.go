@@ -61,7 +61,7 @@ func main() {
 	}
 	cfg := chaos.Config{
 		SkipDurabilityChecks: *noDurab,
-		Nodes: *nodes, Nemeses: nem, NoNemesis: nem == 0, Duration: *duration,
+		Nodes:                *nodes, Nemeses: nem, NoNemesis: nem == 0, Duration: *duration,
 		Clients: *clients, Keys: *keys, Reads: *reads, Appends: *appends, MaxDrift: *drift,
 		VisualizeDir: *out,
 	}

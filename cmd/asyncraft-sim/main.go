@@ -60,14 +60,28 @@ func main() {
 		faults.Set(f)
 	}
 	cfg := chaos.Config{
+		Nodes:                *nodes,
+		Nemeses:              nem,
+		NoNemesis:            nem == 0,
+		Duration:             *duration,
+		Clients:              *clients,
+		Keys:                 *keys,
+		Reads:                *reads,
+		Appends:              *appends,
+		MaxDrift:             *drift,
 		SkipDurabilityChecks: *noDurab,
-		Nodes:                *nodes, Nemeses: nem, NoNemesis: nem == 0, Duration: *duration,
-		Clients: *clients, Keys: *keys, Reads: *reads, Appends: *appends, MaxDrift: *drift,
-		VisualizeDir: *out,
+		VisualizeDir:         *out,
 	}
 	replay := func(s uint64) string {
-		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -max-drift %g -v",
-			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *drift)
+		extra := ""
+		if *plant != "" {
+			extra += " -plant " + *plant
+		}
+		if *noDurab {
+			extra += " -skip-durability-checks"
+		}
+		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -max-drift %g%s -v",
+			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *drift, extra)
 	}
 
 	if *seeds == 0 {

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
@@ -17,27 +15,12 @@ import (
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
-// recordingMeta remembers the last hard state whose Save returned: by the
-// MetaStorage contract, what is durable.
-type recordingMeta struct {
-	logmgr.MetaStorage
-	durable *raftpb.HardState
-}
-
-func (m *recordingMeta) Save(hs *raftpb.HardState) error {
-	err := m.MetaStorage.Save(hs)
-	if err == nil {
-		m.durable = proto.Clone(hs).(*raftpb.HardState)
-	}
-	return err
-}
-
 // TestVotesAreDurableBeforeTheyLeave checks, for every vote request and
 // every granted vote that crosses the network, that its sender had already
 // made the term and vote it states durable (Raft §5.2, Figure 2).
 func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
 	seed := testseed.For(t)
-	metas := map[string]*recordingMeta{}
+	metas := map[string]*cluster.SavedMeta{}
 	requests, grants := 0, 0
 	var violations []string
 	check := func(from, to actors.Ref, msg any) {
@@ -45,7 +28,7 @@ func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
 		if !ok {
 			return
 		}
-		d := metas[e.From].durable
+		d := metas[e.From].Durable
 		switch b := e.Body.(type) {
 		case *raftpb.Envelope_VoteRequest:
 			requests++
@@ -63,7 +46,7 @@ func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
 		}
 	}
 	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5, OnSend: check, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
-		m := &recordingMeta{MetaStorage: logmgr.NewMemoryMeta()}
+		m := &cluster.SavedMeta{MetaStorage: logmgr.NewMemoryMeta()}
 		metas[o.ID] = m
 		o.LogStorage, o.MetaStorage = logmgr.NewMemoryStorage(), m
 	}})
@@ -87,27 +70,12 @@ func TestVotesAreDurableBeforeTheyLeave(t *testing.T) {
 	noPanics(t, c)
 }
 
-// recordingLog remembers the last index covered by a Sync that returned.
-type recordingLog struct {
-	logmgr.LogStorage
-	synced uint64
-}
-
-func (l *recordingLog) Sync() error {
-	last := l.LogStorage.LastIndex()
-	err := l.LogStorage.Sync()
-	if err == nil {
-		l.synced = last
-	}
-	return err
-}
-
 // TestFollowersAcknowledgeOnlyDurableEntries checks every successful
 // AppendEntries reply against the follower's storage: the entries it
 // acknowledges were synced before the reply left.
 func TestFollowersAcknowledgeOnlyDurableEntries(t *testing.T) {
 	seed := testseed.For(t)
-	logs := map[string]*recordingLog{}
+	logs := map[string]*cluster.SyncedLog{}
 	acks := 0
 	var violation string
 	check := func(from, to actors.Ref, msg any) {
@@ -117,13 +85,13 @@ func TestFollowersAcknowledgeOnlyDurableEntries(t *testing.T) {
 		}
 		if r := e.GetAppendResponse(); r != nil && r.Success {
 			acks++
-			if s := logs[e.From].synced; r.MatchIndex > s && violation == "" {
+			if s := logs[e.From].Synced; r.MatchIndex > s && violation == "" {
 				violation = fmt.Sprintf("%s acknowledged up to %d with only %d synced", e.From, r.MatchIndex, s)
 			}
 		}
 	}
 	c := cluster.New(cluster.Options{Seed: seed, OnSend: check, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
-		l := &recordingLog{LogStorage: logmgr.NewMemoryStorage()}
+		l := cluster.NewSyncedLog(logmgr.NewMemoryStorage())
 		logs[o.ID] = l
 		o.LogStorage, o.MetaStorage = l, logmgr.NewMemoryMeta()
 	}})

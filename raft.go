@@ -290,15 +290,7 @@ func (a *nodeActor) trimLog() {
 func (a *nodeActor) advanceCommit(env actors.Env, c uint64) {
 	a.commit = c
 	a.n.commit.Store(c)
-	n, _ := slices.BinarySearchFunc(a.tasks, c+1, func(t *fsm.Task, idx uint64) int {
-		switch {
-		case t.Index < idx:
-			return -1
-		case t.Index > idx:
-			return 1
-		}
-		return 0
-	})
+	n, _ := fsm.SearchTasks(a.tasks, c+1)
 	var done []*fsm.Task
 	if n > 0 {
 		done = a.tasks[:n:n]

@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"slices"
-
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -67,15 +65,7 @@ func (it *iter) Done() closure.Closure {
 		return nil
 	}
 	tasks := it.c.tasks
-	i, found := slices.BinarySearchFunc(tasks, e.Index, func(t *Task, idx uint64) int {
-		switch {
-		case t.Index < idx:
-			return -1
-		case t.Index > idx:
-			return 1
-		}
-		return 0
-	})
+	i, found := SearchTasks(tasks, e.Index)
 	// BinarySearchFunc finds the first task at the index; another may follow
 	// (a task of an earlier leadership whose entry was overwritten here).
 	for found && i < len(tasks) && tasks[i].Index == e.Index && tasks[i].Term != e.Term {

@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -14,6 +16,12 @@ import (
 type Task struct {
 	Index, Term uint64
 	closure.Guard
+}
+
+// SearchTasks returns the position of the first task at or after index in
+// tasks (sorted by index), and whether one is at index.
+func SearchTasks(tasks []*Task, index uint64) (int, bool) {
+	return slices.BinarySearchFunc(tasks, index, func(t *Task, idx uint64) int { return cmp.Compare(t.Index, idx) })
 }
 
 // EntryReader is how the FSM caller reads committed entries: the node's

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
-	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -33,8 +33,8 @@ type oracle struct {
 	firstApplied map[string]time.Duration
 	leaders      map[uint64]string
 	// storage of each node's current life, for the durability checks.
-	logs  map[string]*syncedLog
-	metas map[string]*savedMeta
+	logs  map[string]*cluster.SyncedLog
+	metas map[string]*cluster.SavedMeta
 }
 
 type entry struct {
@@ -48,8 +48,8 @@ func newOracle(r *run) *oracle {
 		committed:    map[uint64]entry{},
 		firstApplied: map[string]time.Duration{},
 		leaders:      map[uint64]string{},
-		logs:         map[string]*syncedLog{},
-		metas:        map[string]*savedMeta{},
+		logs:         map[string]*cluster.SyncedLog{},
+		metas:        map[string]*cluster.SavedMeta{},
 	}
 }
 
@@ -93,24 +93,24 @@ func (o *oracle) observe(from, to actors.Ref, msg any) {
 	// A vote is safe once the voter cannot vote again in its term: it is
 	// durable, or the voter is durably in a later term.
 	durableVote := func(node string, term uint64, vote string) bool {
-		hs := o.metas[node].durable
+		hs := o.metas[node].Durable
 		return hs != nil && (hs.Term > term || (hs.Term == term && hs.Vote == vote))
 	}
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_VoteRequest:
-		if hs := o.metas[e.From].durable; !durableVote(e.From, e.Term, e.From) {
+		if hs := o.metas[e.From].Durable; !durableVote(e.From, e.Term, e.From) {
 			o.r.violate("durability", "%s asked for votes in term %d before its vote for itself was durable (durable: %v)", e.From, e.Term, hs)
 		}
 	case *raftpb.Envelope_VoteResponse:
 		if !b.VoteResponse.Granted {
 			return
 		}
-		if hs := o.metas[e.From].durable; !durableVote(e.From, e.Term, e.To) {
+		if hs := o.metas[e.From].Durable; !durableVote(e.From, e.Term, e.To) {
 			o.r.violate("durability", "%s granted its vote to %s in term %d before it was durable (durable: %v)", e.From, e.To, e.Term, hs)
 		}
 	case *raftpb.Envelope_AppendResponse:
-		if r := b.AppendResponse; r.Success && r.MatchIndex > o.logs[e.From].synced {
-			o.r.violate("durability", "%s acknowledged entries up to %d with only %d synced", e.From, r.MatchIndex, o.logs[e.From].synced)
+		if r := b.AppendResponse; r.Success && r.MatchIndex > o.logs[e.From].Synced {
+			o.r.violate("durability", "%s acknowledged entries up to %d with only %d synced", e.From, r.MatchIndex, o.logs[e.From].Synced)
 		}
 	}
 }
@@ -211,51 +211,4 @@ func logsMatch(r *run, a, b string) error {
 		lo += uint64(n)
 	}
 	return nil
-}
-
-// syncedLog wraps a node's LogStorage to know what is durable: the last
-// index covered by a Sync that returned.
-type syncedLog struct {
-	logmgr.LogStorage
-	synced uint64
-}
-
-func (l *syncedLog) Sync() error {
-	last := l.LogStorage.LastIndex()
-	err := l.LogStorage.Sync()
-	if err == nil {
-		l.synced = last
-	}
-	return err
-}
-
-func (l *syncedLog) TruncateSuffix(from uint64) error {
-	err := l.LogStorage.TruncateSuffix(from)
-	if err == nil && l.synced >= from {
-		// Entries past the cut are gone; those before stay durable.
-		l.synced = from - 1
-	}
-	return err
-}
-
-// savedMeta wraps a node's MetaStorage to know the durable hard state.
-type savedMeta struct {
-	logmgr.MetaStorage
-	durable *raftpb.HardState
-}
-
-func (m *savedMeta) Load() (*raftpb.HardState, error) {
-	hs, err := m.MetaStorage.Load()
-	if err == nil {
-		m.durable = hs
-	}
-	return hs, err
-}
-
-func (m *savedMeta) Save(hs *raftpb.HardState) error {
-	err := m.MetaStorage.Save(hs)
-	if err == nil {
-		m.durable = hs
-	}
-	return err
 }

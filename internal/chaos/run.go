@@ -195,8 +195,8 @@ func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
 	if st == nil || meta == nil {
 		return
 	}
-	l := &syncedLog{LogStorage: st, synced: st.LastIndex()}
-	m := &savedMeta{MetaStorage: meta}
+	l := cluster.NewSyncedLog(st)
+	m := &cluster.SavedMeta{MetaStorage: meta}
 	r.oracle.logs[o.ID], r.oracle.metas[o.ID] = l, m
 	o.LogStorage, o.MetaStorage = l, m
 }

@@ -49,15 +49,24 @@ func NewHost(opts HostOptions) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tlsCfg *proto.TLS
+	if t := opts.TLS; t != nil {
+		if tlsCfg, err = proto.LoadTLS(t.CertFile, t.KeyFile, t.CAFile); err != nil {
+			return nil, fmt.Errorf("asyncraft: %w", err)
+		}
+	}
 	var h *Host
 	sys, err := proto.New(proto.Options{
-		Addr:    opts.Addr,
-		Logger:  opts.Logger,
-		OnPanic: func(ref actors.Ref, v any, stack []byte) { h.HandlePanic(ref, v, stack) },
+		Addr:            opts.Addr,
+		TLS:             tlsCfg,
+		MaxMessageBytes: opts.MaxMessageBytes,
+		Logger:          opts.Logger,
+		OnPanic:         func(ref actors.Ref, v any, stack []byte) { h.HandlePanic(ref, v, stack) },
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("asyncraft: start host at %s: %w", opts.Addr, err)
 	}
+	opts.Addr = sys.Host() // the bound address, for port 0
 	h, err = newHost(sys, opts)
 	if err != nil {
 		sys.Shutdown()
@@ -113,11 +122,35 @@ func (h *Host) Addr() string { return h.opts.Addr }
 // Executor is the host's callback executor (for its panic count).
 func (h *Host) Executor() *closure.Executor { return h.exec }
 
+// BoundaryStats counts messages lost at the host's network boundary.
+type BoundaryStats struct {
+	// Undeliverable: to another host without a network, or not a protobuf
+	// message. Oversized: larger than MaxMessageBytes, dropped before
+	// sending. Malformed: arrived but did not decode. DeadLetters:
+	// arrived for an actor that does not exist here (an unknown group, a
+	// stopped node).
+	Undeliverable, Oversized, Malformed, DeadLetters uint64
+}
+
+// Boundary returns the host's boundary counters (zero for a host on a
+// runtime other than the production one).
+func (h *Host) Boundary() BoundaryStats {
+	if h.sys == nil {
+		return BoundaryStats{}
+	}
+	return BoundaryStats{
+		Undeliverable: h.sys.DroppedRemote(),
+		Oversized:     h.sys.Oversized(),
+		Malformed:     h.sys.Malformed(),
+		DeadLetters:   h.sys.DeadLetters(),
+	}
+}
+
 // StartNode starts this host's member of a group. Its log and hard state
 // are opened (or created) first, so a node that restarts resumes with its
 // term, vote and log.
 func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
-	opts, t, err := opts.withDefaults(h.opts.TickInterval)
+	opts, t, err := opts.withDefaults(h.opts.TickInterval, h.opts.MaxMessageBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -43,8 +43,11 @@ type Node struct {
 	id    string
 	ref   actors.Ref
 	queue *taskQueue
-	actor *nodeActor // for Host.HandlePanic only
-	log   *logmgr.Log
+	// maxCommand is the largest Task.Data a message between hosts can
+	// carry.
+	maxCommand int
+	actor      *nodeActor // for Host.HandlePanic only
+	log        *logmgr.Log
 
 	// Published by the node actor for Status.
 	status   atomic.Pointer[Status]
@@ -66,7 +69,9 @@ func newNode(h *Host, opts NodeOptions) *Node {
 		id:    opts.ID,
 		ref:   actors.Ref{Host: h.opts.Addr, Name: nodeName(opts.Group, opts.ID)},
 		queue: newTaskQueue(opts.MaxPendingTasks),
-		done:  make(chan struct{}),
+
+		maxCommand: h.opts.MaxMessageBytes - envelopeOverhead,
+		done:       make(chan struct{}),
 	}
 	n.status.Store(&Status{Group: opts.Group, ID: opts.ID, Role: Follower})
 	return n
@@ -82,10 +87,16 @@ func (n *Node) key() string { return n.group + "/" + n.id }
 
 // Apply proposes t. It returns at once; t.Done learns the outcome. On a
 // node that is not the leader, Done gets EPERM naming the leader; when
-// MaxPendingTasks proposals are already waiting, EBUSY at once.
+// MaxPendingTasks proposals are already waiting, EBUSY at once; a command
+// larger than the host's MaxMessageBytes less 64 KiB, EINVAL.
 func (n *Node) Apply(t Task) {
 	task := &fsm.Task{}
 	task.Init(t.Done)
+	if len(t.Data) > n.maxCommand {
+		n.host.complete(closure.Batch{{Closure: &task.Guard,
+			Status: closure.Newf(closure.EINVAL, "command of %d bytes exceeds the largest a message can carry (%d)", len(t.Data), n.maxCommand)}})
+		return
+	}
 	st, wake := n.queue.push(proposal{task: task, data: t.Data, expectedTerm: t.ExpectedTerm})
 	if !st.OK() {
 		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})

@@ -23,9 +23,18 @@ func (p Peer) String() string { return p.ID + "@" + p.Addr }
 
 // HostOptions configures a Host.
 type HostOptions struct {
-	// Addr is the host's address ("127.0.0.1:7001"). Peers name it in
-	// their configurations. Required.
+	// Addr is the host's address, "host:port" ("127.0.0.1:7001"): the host
+	// listens there, and peers name it in their configurations. Port 0
+	// picks a free port (Host.Addr reports it). Any other string (no port)
+	// makes a host without a network, whose nodes can only form groups
+	// among themselves — for tests and single-process use. Required.
 	Addr string
+	// TLS, if set, makes every connection between hosts mutual TLS: a host
+	// accepts and reaches only peers whose certificate the CA signed.
+	TLS *TLSFiles
+	// MaxMessageBytes caps one message between hosts (default 4 MiB). It
+	// bounds the largest command (see Node.Apply) and NodeOptions.MaxBytesPerRPC.
+	MaxMessageBytes int
 	// DataDir is where nodes keep their logs and hard state, one directory
 	// per node (DataDir/<group>/<id>). Empty keeps everything in memory:
 	// a restart then loses the node's state, which is only safe for tests.
@@ -40,8 +49,22 @@ type HostOptions struct {
 	FS vfs.FS
 }
 
+// TLSFiles names the PEM files of a host's mutual-TLS identity: its
+// certificate (with the serverAuth and clientAuth key usages, and the
+// host's address among its subject alternative names), its private key,
+// and the CA that signs every host's certificate.
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
+}
+
 // DefaultTickInterval is the default HostOptions.TickInterval.
 const DefaultTickInterval = 10 * time.Millisecond
+
+// DefaultMaxMessageBytes is the default HostOptions.MaxMessageBytes.
+const DefaultMaxMessageBytes = 4 << 20
+
+// envelopeOverhead is room left in a message for everything but entry data.
+const envelopeOverhead = 64 << 10
 
 func (o HostOptions) withDefaults() (HostOptions, error) {
 	if o.Addr == "" {
@@ -58,6 +81,12 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	}
 	if o.FS == nil {
 		o.FS = vfs.OS
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxMessageBytes < 2*envelopeOverhead {
+		return o, fmt.Errorf("asyncraft: HostOptions.MaxMessageBytes %d is below %d", o.MaxMessageBytes, 2*envelopeOverhead)
 	}
 	return o, nil
 }
@@ -128,7 +157,7 @@ type ticks struct {
 	heartbeat int
 }
 
-func (o NodeOptions) withDefaults(tick time.Duration) (NodeOptions, ticks, error) {
+func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptions, ticks, error) {
 	var t ticks
 	bad := func(format string, args ...any) (NodeOptions, ticks, error) {
 		return o, t, fmt.Errorf("asyncraft: NodeOptions: "+format, args...)
@@ -200,6 +229,8 @@ func (o NodeOptions) withDefaults(tick time.Duration) (NodeOptions, ticks, error
 		return bad("ApplyBatch, MaxPendingTasks and MaxInflightMsgs must be positive")
 	case o.ApplyBatch > o.MaxPendingTasks:
 		return bad("ApplyBatch %d exceeds MaxPendingTasks %d", o.ApplyBatch, o.MaxPendingTasks)
+	case o.MaxBytesPerRPC > uint64(maxMessage-envelopeOverhead):
+		return bad("MaxBytesPerRPC %d does not fit the host's MaxMessageBytes %d (less %d of overhead)", o.MaxBytesPerRPC, maxMessage, envelopeOverhead)
 	}
 	return o, t, nil
 }

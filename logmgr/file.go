@@ -1,10 +1,8 @@
 package logmgr
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"path"
 	"sync"
@@ -29,17 +27,22 @@ import (
 //
 // crc32c (Castagnoli) covers the type byte and the payload. An entry
 // record's payload is a marshalled raftpb.Entry; a truncation record's is a
-// raftpb.IndexMark naming the first index removed. On open, the records are
-// replayed; a torn or corrupt record ends the log and the file is cut there
-// (a crash can tear only the unsynced tail).
+// raftpb.IndexMark naming the first index removed; a first-index record's
+// (TruncatePrefix) is a raftpb.IndexMark naming the new first index; a
+// reset record's is a raftpb.Entry holding the next index and the term
+// before it. On open, the records are replayed; a torn or corrupt record
+// ends the log and the file is cut there (a crash can tear only the
+// unsynced tail).
 type FileStorage struct {
-	mu     sync.RWMutex
-	fs     vfs.FS
-	name   string
-	f      vfs.File
-	size   int64      // offset of the end of the last valid record
-	pos    []position // pos[i] locates entry i+1
-	closed bool
+	mu       sync.RWMutex
+	fs       vfs.FS
+	name     string
+	f        vfs.File
+	size     int64      // offset of the end of the last valid record
+	base     uint64     // index of the first entry held
+	baseTerm uint64     // term of entry base-1
+	pos      []position // pos[i] locates entry base+i
+	closed   bool
 
 	buf []byte // encoding buffer; used by the writing goroutine only
 
@@ -54,16 +57,17 @@ type position struct {
 	term uint64
 }
 
+// FileStorage record types (the framing is in wal_format.go).
 const (
-	recHeader   = 9
 	recEntry    = 1
 	recTruncate = 2
-	// maxRecord bounds a record's payload; a larger length field is
-	// damage, not data.
-	maxRecord = 64 << 20
+	// recFirstIndex: payload is a raftpb.IndexMark; entries before Index
+	// are discarded (TruncatePrefix).
+	recFirstIndex = 3
+	// recReset: payload is a raftpb.Entry whose Index is the next index
+	// and whose Term is the term of the entry before it (Reset).
+	recReset = 4
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var _ LogStorage = (*FileStorage)(nil)
 
@@ -78,7 +82,7 @@ func OpenFileStorage(fsys vfs.FS, dir string) (*FileStorage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logmgr: open %s: %w", name, err)
 	}
-	s := &FileStorage{fs: fsys, name: name, f: f}
+	s := &FileStorage{fs: fsys, name: name, f: f, base: 1}
 	// Make the file's directory entry durable. Always, not only when the
 	// file is new: a file found here may have been created by an earlier
 	// open whose SyncDir failed (or never ran), and its name would then
@@ -115,7 +119,7 @@ func (s *FileStorage) replay() error {
 			if err := proto.Unmarshal(payload, &e); err != nil {
 				return fmt.Errorf("logmgr: %s at offset %d: bad entry: %w", s.name, off, err)
 			}
-			if want := uint64(len(s.pos)) + 1; e.Index != want {
+			if want := s.last() + 1; e.Index != want {
 				return fmt.Errorf("logmgr: %s at offset %d: entry %d follows %d", s.name, off, e.Index, want-1)
 			}
 			s.pos = append(s.pos, position{off: off + recHeader, n: uint32(len(payload)), term: e.Term})
@@ -124,10 +128,28 @@ func (s *FileStorage) replay() error {
 			if err := proto.Unmarshal(payload, &m); err != nil {
 				return fmt.Errorf("logmgr: %s at offset %d: bad truncation: %w", s.name, off, err)
 			}
-			if m.Index < 1 || m.Index > uint64(len(s.pos))+1 {
-				return fmt.Errorf("logmgr: %s at offset %d: truncation at %d outside [1, %d]", s.name, off, m.Index, len(s.pos)+1)
+			if m.Index < s.base || m.Index > s.last()+1 {
+				return fmt.Errorf("logmgr: %s at offset %d: truncation at %d outside [%d, %d]", s.name, off, m.Index, s.base, s.last()+1)
 			}
-			s.pos = s.pos[:m.Index-1]
+			s.pos = s.pos[:m.Index-s.base]
+		case recFirstIndex:
+			var m raftpb.IndexMark
+			if err := proto.Unmarshal(payload, &m); err != nil {
+				return fmt.Errorf("logmgr: %s at offset %d: bad first index: %w", s.name, off, err)
+			}
+			if m.Index <= s.base || m.Index > s.last()+1 {
+				return fmt.Errorf("logmgr: %s at offset %d: first index %d outside [%d, %d]", s.name, off, m.Index, s.base+1, s.last()+1)
+			}
+			s.dropPrefix(m.Index)
+		case recReset:
+			var e raftpb.Entry
+			if err := proto.Unmarshal(payload, &e); err != nil {
+				return fmt.Errorf("logmgr: %s at offset %d: bad reset: %w", s.name, off, err)
+			}
+			if e.Index == 0 {
+				return fmt.Errorf("logmgr: %s at offset %d: reset to index 0", s.name, off)
+			}
+			s.base, s.baseTerm, s.pos = e.Index, e.Term, nil
 		default:
 			return fmt.Errorf("logmgr: %s at offset %d: unknown record type %d", s.name, off, typ)
 		}
@@ -146,44 +168,29 @@ func (s *FileStorage) replay() error {
 	return nil
 }
 
-// decodeRecord parses the record at the start of b; ok is false if b does
-// not start with a whole, intact record.
-func decodeRecord(b []byte) (typ byte, payload []byte, ok bool) {
-	if len(b) < recHeader {
-		return 0, nil, false
-	}
-	n := binary.LittleEndian.Uint32(b[0:4])
-	if n > maxRecord || uint64(len(b)-recHeader) < uint64(n) {
-		return 0, nil, false
-	}
-	sum := binary.LittleEndian.Uint32(b[4:8])
-	body := b[8 : recHeader+int(n)]
-	if crc32.Checksum(body, castagnoli) != sum {
-		return 0, nil, false
-	}
-	return body[0], body[1:], true
+// last is the index of the last entry; s.mu must be held (or the caller
+// be the writer).
+func (s *FileStorage) last() uint64 { return s.base + uint64(len(s.pos)) - 1 }
+
+// dropPrefix discards the entries before first, which is in
+// (base, last+1]; s.mu must be held for writing.
+func (s *FileStorage) dropPrefix(first uint64) {
+	n := first - s.base
+	s.baseTerm = s.pos[n-1].term
+	s.pos = append([]position(nil), s.pos[n:]...)
+	s.base = first
 }
 
-func appendRecord(buf []byte, typ byte, m proto.Message) ([]byte, error) {
-	start := len(buf)
-	buf = append(buf, make([]byte, recHeader)...)
-	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
-	if err != nil {
-		return buf[:start], err
-	}
-	n := len(buf) - start - recHeader
-	binary.LittleEndian.PutUint32(buf[start:], uint32(n))
-	buf[start+8] = typ
-	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoli))
-	return buf, nil
+func (s *FileStorage) FirstIndex() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.base
 }
-
-func (s *FileStorage) FirstIndex() uint64 { return 1 }
 
 func (s *FileStorage) LastIndex() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return uint64(len(s.pos))
+	return s.last()
 }
 
 func (s *FileStorage) Term(index uint64) (uint64, error) {
@@ -192,13 +199,17 @@ func (s *FileStorage) Term(index uint64) (uint64, error) {
 	if s.closed {
 		return 0, ErrClosed
 	}
-	if index == 0 {
+	switch {
+	case index == 0:
 		return 0, nil
-	}
-	if index > uint64(len(s.pos)) {
+	case index == s.base-1:
+		return s.baseTerm, nil
+	case index < s.base:
+		return 0, ErrCompacted
+	case index > s.last():
 		return 0, ErrUnavailable
 	}
-	return s.pos[index-1].term, nil
+	return s.pos[index-s.base].term, nil
 }
 
 func (s *FileStorage) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
@@ -207,16 +218,16 @@ func (s *FileStorage) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) 
 	if s.closed {
 		return nil, ErrClosed
 	}
-	if lo < 1 {
+	if lo < s.base {
 		return nil, ErrCompacted
 	}
-	if hi > uint64(len(s.pos))+1 {
+	if hi > s.last()+1 {
 		return nil, ErrUnavailable
 	}
 	var out []*raftpb.Entry
 	var size uint64
 	for i := lo; i < hi; i++ {
-		p := s.pos[i-1]
+		p := s.pos[i-s.base]
 		b := make([]byte, p.n)
 		if _, err := s.f.ReadAt(b, p.off); err != nil {
 			return nil, fmt.Errorf("logmgr: read entry %d from %s: %w", i, s.name, err)
@@ -239,7 +250,7 @@ func (s *FileStorage) Append(entries []*raftpb.Entry) error {
 		return nil
 	}
 	s.mu.RLock()
-	closed, last, end := s.closed, uint64(len(s.pos)), s.size
+	closed, last, end := s.closed, s.last(), s.size
 	s.mu.RUnlock()
 	if closed {
 		return ErrClosed
@@ -270,28 +281,71 @@ func (s *FileStorage) Append(entries []*raftpb.Entry) error {
 
 func (s *FileStorage) TruncateSuffix(from uint64) error {
 	s.mu.RLock()
-	closed, last, end := s.closed, uint64(len(s.pos)), s.size
+	closed, base, last := s.closed, s.base, s.last()
 	s.mu.RUnlock()
 	if closed {
 		return ErrClosed
 	}
-	if from < 1 || from > last+1 {
-		return fmt.Errorf("logmgr: truncate from %d outside [1, %d]", from, last+1)
+	if from < base || from > last+1 {
+		return fmt.Errorf("logmgr: truncate from %d outside [%d, %d]", from, base, last+1)
 	}
 	if from == last+1 {
 		return nil
 	}
-	buf, err := appendRecord(s.buf[:0], recTruncate, &raftpb.IndexMark{Index: from})
+	return s.writeRecord(recTruncate, &raftpb.IndexMark{Index: from}, func() {
+		s.pos = s.pos[: from-base : from-base]
+	})
+}
+
+// TruncatePrefix writes a first-index record; the file keeps its bytes
+// (FileStorage never reclaims space), but the entries before first are
+// gone from its view and, once synced, after a reopen.
+func (s *FileStorage) TruncatePrefix(first uint64) error {
+	s.mu.RLock()
+	closed, base, last := s.closed, s.base, s.last()
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if first > last+1 {
+		return fmt.Errorf("logmgr: truncate prefix before %d after the last index %d", first, last)
+	}
+	if first <= base {
+		return nil
+	}
+	return s.writeRecord(recFirstIndex, &raftpb.IndexMark{Index: first}, func() { s.dropPrefix(first) })
+}
+
+// Reset writes a reset record.
+func (s *FileStorage) Reset(next, term uint64) error {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if next == 0 {
+		return fmt.Errorf("logmgr: reset to next index 0")
+	}
+	return s.writeRecord(recReset, &raftpb.Entry{Index: next, Term: term}, func() {
+		s.base, s.baseTerm, s.pos = next, term, nil
+	})
+}
+
+// writeRecord writes one record at the end of the file, then applies it
+// to the in-memory view under the lock.
+func (s *FileStorage) writeRecord(typ byte, m proto.Message, apply func()) error {
+	buf, err := appendRecord(s.buf[:0], typ, m)
 	if err != nil {
 		return err
 	}
 	s.buf = buf
-	if _, err := s.f.WriteAt(buf, end); err != nil {
+	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		return fmt.Errorf("logmgr: write %s: %w", s.name, err)
 	}
 	s.mu.Lock()
-	s.size = end + int64(len(buf))
-	s.pos = s.pos[: from-1 : from-1]
+	s.size += int64(len(buf))
+	apply()
 	s.mu.Unlock()
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 
 	"google.golang.org/protobuf/proto"
@@ -137,3 +138,7 @@ func (o oracle) lastTerm() uint64 {
 // recordSize is the number of bytes FileStorage writes for one record
 // holding m.
 func recordSize(m proto.Message) int64 { return recHeader + int64(proto.Size(m)) }
+
+// quietLogger drops everything (the WAL warns about repaired tails, which
+// the crash tests cause on purpose).
+var quietLogger = slog.New(slog.DiscardHandler)

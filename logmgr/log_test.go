@@ -267,6 +267,7 @@ func TestLogConcurrentReaders(t *testing.T) {
 	for ki, k := range []storageKind{
 		{name: "memory", open: func(*testing.T) LogStorage { return NewMemoryStorage() }},
 		fileKind("file-memfs", func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
+		walKind("wal-memfs", 4<<10, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
 	} {
 		t.Run(k.name, func(t *testing.T) {
 			runConcurrentLog(t, seed^uint64(ki), k.open(t))

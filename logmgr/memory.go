@@ -10,25 +10,34 @@ import (
 )
 
 // MemoryStorage is a LogStorage in memory. Nothing survives the process;
-// use it for tests and benchmarks.
+// use it for tests and benchmarks. TruncatePrefix discards exactly the
+// entries asked for.
 type MemoryStorage struct {
-	mu      sync.RWMutex
-	entries []*raftpb.Entry // entries[i].Index == i+1
-	closed  bool
+	mu       sync.RWMutex
+	first    uint64          // index of entries[0]
+	prevTerm uint64          // term of entry first-1
+	entries  []*raftpb.Entry // entries[i].Index == first+i
+	closed   bool
 }
 
 var _ LogStorage = (*MemoryStorage)(nil)
 
 // NewMemoryStorage returns an empty MemoryStorage.
-func NewMemoryStorage() *MemoryStorage { return &MemoryStorage{} }
+func NewMemoryStorage() *MemoryStorage { return &MemoryStorage{first: 1} }
 
-func (m *MemoryStorage) FirstIndex() uint64 { return 1 }
+func (m *MemoryStorage) FirstIndex() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.first
+}
 
 func (m *MemoryStorage) LastIndex() uint64 {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return uint64(len(m.entries))
+	return m.last()
 }
+
+func (m *MemoryStorage) last() uint64 { return m.first + uint64(len(m.entries)) - 1 }
 
 func (m *MemoryStorage) Term(index uint64) (uint64, error) {
 	m.mu.RLock()
@@ -36,13 +45,17 @@ func (m *MemoryStorage) Term(index uint64) (uint64, error) {
 	if m.closed {
 		return 0, ErrClosed
 	}
-	if index == 0 {
+	switch {
+	case index == 0:
 		return 0, nil
-	}
-	if index > uint64(len(m.entries)) {
+	case index == m.first-1:
+		return m.prevTerm, nil
+	case index < m.first:
+		return 0, ErrCompacted
+	case index > m.last():
 		return 0, ErrUnavailable
 	}
-	return m.entries[index-1].Term, nil
+	return m.entries[index-m.first].Term, nil
 }
 
 func (m *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
@@ -51,16 +64,17 @@ func (m *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error
 	if m.closed {
 		return nil, ErrClosed
 	}
-	if lo < 1 {
+	if lo < m.first {
 		return nil, ErrCompacted
 	}
-	if hi > uint64(len(m.entries))+1 {
+	if hi > m.last()+1 {
 		return nil, ErrUnavailable
 	}
 	if lo >= hi {
 		return nil, nil
 	}
-	return limitBytes(m.entries[lo-1:hi-1:hi-1], maxBytes), nil
+	lo, hi = lo-m.first, hi-m.first
+	return limitBytes(m.entries[lo:hi:hi], maxBytes), nil
 }
 
 func (m *MemoryStorage) Append(entries []*raftpb.Entry) error {
@@ -72,7 +86,7 @@ func (m *MemoryStorage) Append(entries []*raftpb.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if want := uint64(len(m.entries)) + 1; entries[0].Index != want {
+	if want := m.last() + 1; entries[0].Index != want {
 		return fmt.Errorf("logmgr: append at index %d, want %d", entries[0].Index, want)
 	}
 	m.entries = append(m.entries, entries...)
@@ -85,11 +99,45 @@ func (m *MemoryStorage) TruncateSuffix(from uint64) error {
 	if m.closed {
 		return ErrClosed
 	}
-	if from < 1 || from > uint64(len(m.entries))+1 {
-		return fmt.Errorf("logmgr: truncate from %d outside [1, %d]", from, len(m.entries)+1)
+	if from < m.first || from > m.last()+1 {
+		return fmt.Errorf("logmgr: truncate from %d outside [%d, %d]", from, m.first, m.last()+1)
 	}
 	// Copy so that slices handed out by Entries stay valid.
-	m.entries = append([]*raftpb.Entry(nil), m.entries[:from-1]...)
+	m.entries = append([]*raftpb.Entry(nil), m.entries[:from-m.first]...)
+	return nil
+}
+
+func (m *MemoryStorage) TruncatePrefix(first uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if first > m.last()+1 {
+		return fmt.Errorf("logmgr: truncate prefix before %d after the last index %d", first, m.last())
+	}
+	if first <= m.first {
+		return nil
+	}
+	n := first - m.first
+	m.prevTerm = m.entries[n-1].Term
+	// Copy, so that the discarded entries can be collected; slices handed
+	// out by Entries stay valid.
+	m.entries = append([]*raftpb.Entry(nil), m.entries[n:]...)
+	m.first = first
+	return nil
+}
+
+func (m *MemoryStorage) Reset(next, term uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if next == 0 {
+		return fmt.Errorf("logmgr: reset to next index 0")
+	}
+	m.first, m.prevTerm, m.entries = next, term, nil
 	return nil
 }
 

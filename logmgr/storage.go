@@ -20,7 +20,8 @@
 // Storage sits behind two interfaces, [LogStorage] and [MetaStorage], with
 // an in-memory implementation for tests and benchmarks ([MemoryStorage],
 // [MemoryMeta]) and file implementations on a [vfs.FS] that survive
-// crashes ([FileStorage], [FileMeta]).
+// crashes: [WAL], the segmented write-ahead log (see wal.go for its
+// format), [FileMeta], and the older single-file [FileStorage].
 package logmgr
 
 import (
@@ -43,27 +44,47 @@ var (
 
 // LogStorage holds a node's log entries durably.
 //
-// Concurrency: the mutating methods (Append, TruncateSuffix, Sync, Close)
-// are called by one goroutine at a time — the disk writer actor's. The
-// reading methods may be called at any time from any goroutine, concurrently
-// with each other and with a mutation; implementations synchronise
-// internally. A read never observes a half-applied mutation.
+// The log is the entries [FirstIndex(), LastIndex()], plus the term of the
+// entry just before the first one (Term(FirstIndex()-1)), which the
+// storage keeps after discarding that entry (TruncatePrefix) or without
+// ever having held it (Reset), so that the consistency check of the next
+// append still works.
+//
+// Concurrency: the mutating methods (Append, TruncateSuffix,
+// TruncatePrefix, Reset, Sync, Close) are called by one goroutine at a
+// time — the disk writer actor's. The reading methods may be called at any
+// time from any goroutine, concurrently with each other and with a
+// mutation; implementations synchronise internally. A read never observes
+// a half-applied mutation.
 //
 // Ownership: entries passed to Append and returned by Entries are immutable;
 // the storage may keep the slice elements passed to Append, and callers must
 // not modify returned entries.
+//
+// Durability: a mutation need not be durable until Sync returns; once it
+// is, it stays, and it is ordered with the mutations around it: a crash
+// never resurrects removed entries behind later ones. After a crash the
+// storage holds the state after some prefix of the mutations since the
+// last successful Sync (at least the state as of that Sync).
+//
+// Errors: once Sync has failed, the storage may not know what reached the
+// disk; implementations then fail every later mutation rather than retry.
 type LogStorage interface {
 	// FirstIndex is the index of the first entry held (LastIndex()+1 when
-	// the log is empty).
+	// the log is empty). It only grows, except through Reset.
 	FirstIndex() uint64
-	// LastIndex is the index of the last entry held (0 when the log has
-	// never held one).
+	// LastIndex is the index of the last entry held (FirstIndex()-1 when
+	// the log is empty, 0 when it has never held one).
 	LastIndex() uint64
-	// Term is the term of entry index. Term(0) is 0. It returns
-	// ErrCompacted or ErrUnavailable when the entry is not held.
+	// Term is the term of entry index. Term(0) is 0, and
+	// Term(FirstIndex()-1) is the term of the entry before the first one.
+	// It returns ErrCompacted for other indexes before FirstIndex()-1 and
+	// ErrUnavailable after LastIndex().
 	Term(index uint64) (uint64, error)
 	// Entries returns the entries in [lo, hi), stopping early once their
 	// data exceeds maxBytes (but always at least one entry when lo < hi).
+	// It returns ErrCompacted if lo < FirstIndex() and ErrUnavailable if
+	// hi > LastIndex()+1.
 	Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error)
 	// Append writes entries after the last one: entries[0].Index must be
 	// LastIndex()+1 and indexes consecutive. The entries need not be
@@ -75,6 +96,20 @@ type LogStorage interface {
 	// around it: a crash never resurrects removed entries behind later
 	// ones.
 	TruncateSuffix(from uint64) error
+	// TruncatePrefix allows the storage to discard the entries before
+	// index first, which must be at most LastIndex()+1 (a smaller first
+	// than FirstIndex() is a no-op). The storage may keep some of them:
+	// FirstIndex() reports what it actually kept, and is at most first.
+	// Term(FirstIndex()-1) stays known. A discard that was not synced may
+	// be undone by a crash, which is harmless.
+	TruncatePrefix(first uint64) error
+	// Reset empties the log and makes it continue at index next >= 1:
+	// afterwards FirstIndex() == next, LastIndex() == next-1 and
+	// Term(next-1) == term, and the next Append starts at next. It is
+	// meant for installing a snapshot that covers the entries up to
+	// next-1. Once synced it is durable and ordered with the appends
+	// after it.
+	Reset(next, term uint64) error
 	// Sync makes every mutation so far durable.
 	Sync() error
 	// Close releases the storage. Reads after Close return ErrClosed.

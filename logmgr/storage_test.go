@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/asyncraft/asyncraft/internal/testseed"
@@ -22,7 +23,38 @@ type storageKind struct {
 	reopen func(t *testing.T, s LogStorage) LogStorage
 }
 
+// diskOpener opens the storage in dir on fs and reports how many bytes of
+// a torn tail it repaired.
+type diskOpener func(fs vfs.FS, dir string) (LogStorage, int64, error)
+
+func openFile(fs vfs.FS, dir string) (LogStorage, int64, error) {
+	s, err := OpenFileStorage(fs, dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	return s, s.Repaired, nil
+}
+
+// openWALSized opens WALs with the given segment size.
+func openWALSized(segmentSize int64) diskOpener {
+	return func(fs vfs.FS, dir string) (LogStorage, int64, error) {
+		w, err := OpenWAL(fs, dir, WALOptions{SegmentSize: segmentSize, Logger: quietLogger})
+		if err != nil {
+			return nil, 0, err
+		}
+		return w, w.Repaired(), nil
+	}
+}
+
 func fileKind(name string, fsys func(t *testing.T) (vfs.FS, string)) storageKind {
+	return diskKind(name, fsys, openFile)
+}
+
+func walKind(name string, segmentSize int64, fsys func(t *testing.T) (vfs.FS, string)) storageKind {
+	return diskKind(name, fsys, openWALSized(segmentSize))
+}
+
+func diskKind(name string, fsys func(t *testing.T) (vfs.FS, string), open diskOpener) storageKind {
 	type handle struct {
 		fs  vfs.FS
 		dir string
@@ -32,9 +64,9 @@ func fileKind(name string, fsys func(t *testing.T) (vfs.FS, string)) storageKind
 		name: name,
 		open: func(t *testing.T) LogStorage {
 			fs, dir := fsys(t)
-			s, err := OpenFileStorage(fs, dir)
+			s, _, err := open(fs, dir)
 			if err != nil {
-				t.Fatalf("OpenFileStorage: %v", err)
+				t.Fatalf("open %s: %v", name, err)
 			}
 			t.Cleanup(func() { s.Close() })
 			handles[s] = handle{fs, dir}
@@ -49,12 +81,12 @@ func fileKind(name string, fsys func(t *testing.T) (vfs.FS, string)) storageKind
 				t.Fatalf("Close: %v", err)
 			}
 			delete(handles, s)
-			s2, err := OpenFileStorage(h.fs, h.dir)
+			s2, repaired, err := open(h.fs, h.dir)
 			if err != nil {
 				t.Fatalf("reopen: %v", err)
 			}
-			if s2.Repaired != 0 {
-				t.Fatalf("reopen after a clean close repaired %d bytes", s2.Repaired)
+			if repaired != 0 {
+				t.Fatalf("reopen after a clean close repaired %d bytes", repaired)
 			}
 			t.Cleanup(func() { s2.Close() })
 			handles[s2] = h
@@ -68,6 +100,9 @@ func storageKinds() []storageKind {
 		{name: "memory", open: func(*testing.T) LogStorage { return NewMemoryStorage() }},
 		fileKind("file-memfs", func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
 		fileKind("file-os", func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/log" }),
+		// Small segments, so that the suites roll, cut and drop segments.
+		walKind("wal-memfs", 4<<10, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
+		walKind("wal-os", 64<<10, func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/wal" }),
 	}
 }
 
@@ -373,7 +408,7 @@ func TestLogStorageDifferential(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, uint64(ki)))
 			steps := 400
-			if k.name == "file-os" {
+			if strings.HasSuffix(k.name, "-os") {
 				steps = 150 // real fsyncs are slow
 			}
 			s := k.open(t)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/asyncraft/asyncraft/actors"
 )
@@ -67,6 +68,13 @@ func (a *adapter) Receive(ctx actor.Context) {
 		// Restarts never happen (panics are recovered here), receive
 		// timeouts are not used, Terminated reports a stopped child or
 		// watchee: none has a counterpart in the seam.
+	case *anypb.Any: // from another host
+		if a.stopping {
+			return
+		}
+		if m, ok := a.s.unwrap(msg.(*anypb.Any)); ok {
+			a.deliver(m)
+		}
 	default:
 		if a.stopping {
 			return
@@ -104,11 +112,11 @@ func (a *adapter) Self() actors.Ref { return a.ref }
 // hide the message's priority. Sends to other hosts are dropped and
 // counted.
 func (a *adapter) Send(to actors.Ref, msg any) {
-	if to.Host != a.s.addr {
-		a.s.droppedRemote.Add(1)
+	if a.s.closed.Load() {
 		return
 	}
-	if a.s.closed.Load() {
+	if to.Host != a.s.addr {
+		a.s.sendRemote(a.ctx, to, msg)
 		return
 	}
 	a.ctx.Send(a.s.pid(to), msg)

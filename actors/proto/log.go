@@ -3,6 +3,7 @@ package proto
 import (
 	"context"
 	"log/slog"
+	"strings"
 )
 
 // minLevelHandler drops records below min before they reach the wrapped
@@ -20,10 +21,26 @@ func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
+	if routine(r.Message) {
+		// A peer going away and coming back is routine for a replicated
+		// system; protoactor reports it as an error.
+		r.Level = slog.LevelDebug
+	}
 	if r.Level < m.min {
 		return nil
 	}
 	return m.h.Handle(ctx, r)
+}
+
+// routine reports whether a protoactor message describes a peer being
+// unreachable, which the protocol above handles by design.
+func routine(msg string) bool {
+	return strings.HasPrefix(msg, "EndpointWriter lost connection") ||
+		strings.HasPrefix(msg, "EndpointWriter failed to connect") ||
+		strings.HasPrefix(msg, "EndpointWriter failed to create receive stream") ||
+		strings.HasPrefix(msg, "EndpointWriter failed to send connect request") ||
+		strings.HasPrefix(msg, "EndpointWriter failed to receive connect response") ||
+		strings.HasPrefix(msg, "EndpointReader failed to read")
 }
 
 func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -68,6 +68,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/asyncraft/asyncraft/actors"
 )
@@ -81,8 +82,15 @@ const shutdownTimeout = 5 * time.Second
 // Options configures a System.
 type Options struct {
 	// Addr is this host's address; refs to local actors carry it as
-	// Ref.Host. Required.
+	// Ref.Host. Required. A "host:port" address makes the host listen there
+	// and talk to other hosts (port 0 picks a free port: Host() then
+	// reports the bound address); any other name makes a local-only host.
 	Addr string
+	// TLS, if set, makes connections between hosts mutual TLS.
+	TLS *TLS
+	// MaxMessageBytes caps one message between hosts (default
+	// DefaultMaxMessageBytes).
+	MaxMessageBytes int
 	// Logger receives the runtime's own logs and protoactor's (the latter
 	// filtered to WARN and above). nil means slog.Default().
 	Logger *slog.Logger
@@ -111,7 +119,13 @@ type System struct {
 	pids sync.Map // actors.Ref -> *actor.PID
 
 	droppedRemote atomic.Uint64
+	deadLetters   atomic.Uint64
+	malformed     atomic.Uint64
+	oversized     atomic.Uint64
 	closed        atomic.Bool // Shutdown finished: sends are no-ops
+
+	remote     *remote.Remote // nil for a local-only host
+	maxMessage int
 
 	mu       sync.Mutex
 	stopping bool                    // Shutdown began: spawns fail; guarded by mu
@@ -161,18 +175,34 @@ func New(opts Options) (*System, error) {
 			slog.Any("reason", reason))
 		return actor.StopDirective
 	})
+	s.maxMessage = opts.MaxMessageBytes
+	if s.maxMessage <= 0 {
+		s.maxMessage = DefaultMaxMessageBytes
+	}
+	if host, port, ok := networked(opts.Addr); ok {
+		addr, err := s.startRemote(host, port, opts)
+		if err != nil {
+			s.sys.Shutdown()
+			return nil, err
+		}
+		s.addr = addr
+	}
 	return s, nil
 }
+
+// Counters of messages lost at this host's boundary: sent to another host
+// without a network (or not protobuf), larger than MaxMessageBytes, arrived
+// undecodable, or addressed to an actor that does not exist here.
+func (s *System) DroppedRemote() uint64 { return s.droppedRemote.Load() }
+func (s *System) Oversized() uint64     { return s.oversized.Load() }
+func (s *System) Malformed() uint64     { return s.malformed.Load() }
+func (s *System) DeadLetters() uint64   { return s.deadLetters.Load() }
 
 // Host is this host's address (Options.Addr).
 func (s *System) Host() string { return s.addr }
 
 // Now is time.Now.
 func (s *System) Now() time.Time { return time.Now() }
-
-// DroppedRemote counts sends to refs whose Host is not this host. There is
-// no remote transport yet; such messages are dropped.
-func (s *System) DroppedRemote() uint64 { return s.droppedRemote.Load() }
 
 // Spawn starts a top-level actor whose PID Id and Ref.Name are exactly
 // name. It fails with an error wrapping [actors.ErrNameTaken] if the name is
@@ -208,11 +238,11 @@ func (s *System) Spawn(name string, a actors.Actor, opts ...actors.SpawnOption) 
 // Sends to another host are dropped and counted; after Shutdown, Send does
 // nothing.
 func (s *System) Send(to actors.Ref, msg any) {
-	if to.Host != s.addr {
-		s.droppedRemote.Add(1)
+	if s.closed.Load() {
 		return
 	}
-	if s.closed.Load() {
+	if to.Host != s.addr {
+		s.sendRemote(s.root, to, msg)
 		return
 	}
 	s.root.Send(s.pid(to), msg)
@@ -259,6 +289,9 @@ func (s *System) Shutdown() {
 			}
 		}
 		s.closed.Store(true)
+		if s.remote != nil {
+			s.remote.Shutdown(true) // after the actors: their last words go out
+		}
 		s.sys.Shutdown()
 	})
 }

@@ -1,46 +1,83 @@
 // Command counter is asyncraft's quick start: a replicated counter.
 //
+// With no arguments it runs a demonstration on this machine:
+//
 //	go run ./examples/counter
 //
-// It starts a three-node group inside this process (each node with its own
-// log and hard state on disk, in a temporary directory), increments the
-// counter through the leader with Node.Apply callbacks, stops the leader,
-// watches the others elect a new one and carry on, then restarts the old
-// leader from its data directory and watches it catch up.
+// It starts a three-node group as three processes on 127.0.0.1 (each with
+// its own port and data directory, in a temporary directory), increments
+// the counter through the leader with Node.Apply callbacks, kills the
+// leader's process with SIGKILL, watches the other two elect a new leader
+// and carry on, restarts the killed node from its data directory and
+// watches it catch up.
+//
+// With flags, the same program runs one node of a real cluster in its own
+// terminal; the leader increments the counter every second and every node
+// prints what it applies:
+//
+//	counter -id n1 -addr 127.0.0.1:7001 -data /tmp/n1 -peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
 package main
 
 import (
 	"context"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
-	"time"
 
 	"github.com/asyncraft/asyncraft"
-	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
 )
 
-// counter is the replicated state machine. OnApply runs on the node's FSM
-// caller; the mutex is for main's reads.
+func main() {
+	var (
+		id      = flag.String("id", "", "this node's id (runs one node; see -peers)")
+		addr    = flag.String("addr", "", "this node's address, host:port")
+		peers   = flag.String("peers", "", "every node of the group: id=host:port,...")
+		data    = flag.String("data", "", "this node's data directory")
+		control = flag.Bool("control", false, "take commands on stdin (used by the demonstration)")
+	)
+	flag.Parse()
+	var err error
+	if *id == "" {
+		err = demo()
+	} else {
+		err = runNode(*id, *addr, *peers, *data, *control)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "counter:", err)
+		os.Exit(1)
+	}
+}
+
+// counter is the replicated state machine: a number that commands add to.
+// OnApply runs on the node's FSM caller; the mutex is for readers.
 type counter struct {
 	fsm.Base
-	mu    sync.Mutex
-	value uint64
-	index uint64
+	mu      sync.Mutex
+	value   uint64
+	index   uint64
+	changed chan struct{}
 }
+
+func newCounter() *counter { return &counter{changed: make(chan struct{}, 1)} }
 
 func (c *counter) OnApply(it fsm.Iterator) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for it.Next() {
 		if len(it.Data()) == 8 {
 			c.value += binary.BigEndian.Uint64(it.Data())
 		}
 		c.index = it.Index()
 		it.SetResult(c.value) // handed to the proposal's closure
+	}
+	c.mu.Unlock()
+	select {
+	case c.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -50,173 +87,46 @@ func (c *counter) read() (value, index uint64) {
 	return c.value, c.index
 }
 
-var start = time.Now()
-
-func say(format string, args ...any) {
-	fmt.Printf("[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+func increment(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
 }
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "counter:", err)
-		os.Exit(1)
+func parsePeers(s string) ([]asyncraft.Peer, error) {
+	var peers []asyncraft.Peer
+	for _, p := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("-peers: %q is not id=host:port", p)
+		}
+		peers = append(peers, asyncraft.Peer{ID: id, Addr: addr})
 	}
+	return peers, nil
 }
 
-type demo struct {
-	host  *asyncraft.Host
-	peers []asyncraft.Peer
-	nodes map[string]*asyncraft.Node
-	sms   map[string]*counter
-}
-
-func run() error {
-	dir, err := os.MkdirTemp("", "asyncraft-counter-")
+// startNode starts this process's host and node.
+func startNode(id, addr, peersFlag, data string) (*asyncraft.Host, *asyncraft.Node, *counter, error) {
+	if addr == "" || peersFlag == "" || data == "" {
+		return nil, nil, nil, fmt.Errorf("-id needs -addr, -peers and -data")
+	}
+	peers, err := parsePeers(peersFlag)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer os.RemoveAll(dir)
 	host, err := asyncraft.NewHost(asyncraft.HostOptions{
-		Addr:    "127.0.0.1:0",
-		DataDir: dir,
+		Addr:    addr,
+		DataDir: data,
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer host.Close(context.Background())
-	d := &demo{host: host, nodes: map[string]*asyncraft.Node{}, sms: map[string]*counter{}}
-	for _, id := range []string{"n1", "n2", "n3"} {
-		d.peers = append(d.peers, asyncraft.Peer{ID: id, Addr: host.Addr()})
-	}
-	say("starting a 3-node group (data in %s)", dir)
-	for _, p := range d.peers {
-		if err := d.start(p.ID); err != nil {
-			return err
-		}
-	}
-
-	leader, err := d.waitLeader("")
+	sm := newCounter()
+	node, err := host.StartNode(asyncraft.NodeOptions{Group: "counter", ID: id, Peers: peers, StateMachine: sm})
 	if err != nil {
-		return err
+		host.Close(context.Background())
+		return nil, nil, nil, err
 	}
-	if err := d.increment(leader, 10); err != nil {
-		return err
-	}
-
-	term := leader.Status().Term
-	say("stopping the leader %s", leader.ID())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := leader.Shutdown(ctx); err != nil {
-		return err
-	}
-	old := leader.ID()
-	delete(d.nodes, old)
-
-	leader, err = d.waitLeader(old)
-	if err != nil {
-		return err
-	}
-	if leader.Status().Term <= term {
-		return fmt.Errorf("new leader in term %d, not after %d", leader.Status().Term, term)
-	}
-	if err := d.increment(leader, 10); err != nil {
-		return err
-	}
-
-	say("restarting %s from its data directory", old)
-	if err := d.start(old); err != nil {
-		return err
-	}
-	want, _ := d.sms[leader.ID()].read()
-	if err := waitUntil(10*time.Second, func() bool { v, _ := d.sms[old].read(); return v == want }); err != nil {
-		return fmt.Errorf("%s did not catch up: %w", old, err)
-	}
-	v, idx := d.sms[old].read()
-	say("%s caught up: counter = %d (log index %d), and follows %s", old, v, idx, d.nodes[old].Status().Leader)
-
-	for id, sm := range d.sms {
-		if v, _ := sm.read(); v != want {
-			return fmt.Errorf("%s has %d, want %d", id, v, want)
-		}
-	}
-	say("done: every node agrees the counter is %d", want)
-	return nil
-}
-
-func (d *demo) start(id string) error {
-	sm := &counter{}
-	n, err := d.host.StartNode(asyncraft.NodeOptions{
-		Group:           "counter",
-		ID:              id,
-		Peers:           d.peers,
-		StateMachine:    sm,
-		ElectionTimeout: 300 * time.Millisecond,
-	})
-	if err != nil {
-		return err
-	}
-	d.nodes[id], d.sms[id] = n, sm
-	return nil
-}
-
-// waitLeader waits for a leader other than not.
-func (d *demo) waitLeader(not string) (*asyncraft.Node, error) {
-	var leader *asyncraft.Node
-	err := waitUntil(10*time.Second, func() bool {
-		for id, n := range d.nodes {
-			if s := n.Status(); s.Role == asyncraft.Leader && id != not {
-				leader = n
-				return true
-			}
-		}
-		return false
-	})
-	if err != nil {
-		return nil, fmt.Errorf("no leader elected: %w", err)
-	}
-	say("%s is the leader (term %d)", leader.ID(), leader.Status().Term)
-	return leader, nil
-}
-
-// increment proposes n increments of 1 with Apply and a callback each, and
-// waits for all of them.
-func (d *demo) increment(leader *asyncraft.Node, n int) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var last uint64
-	var failed error
-	one := make([]byte, 8)
-	binary.BigEndian.PutUint64(one, 1)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		leader.Apply(asyncraft.Task{Data: one, Done: closure.ResultFunc(func(st closure.Status, v any) {
-			defer wg.Done()
-			mu.Lock()
-			defer mu.Unlock()
-			if !st.OK() {
-				failed = st.Err()
-				return
-			}
-			last = max(last, v.(uint64))
-		})})
-	}
-	wg.Wait()
-	if failed != nil {
-		return failed
-	}
-	say("applied %d increments through %s: counter = %d", n, leader.ID(), last)
-	return nil
-}
-
-func waitUntil(limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v", limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return nil
+	return host, node, sm, nil
 }

@@ -1,0 +1,315 @@
+package logmgr
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Record framing, shared by the WAL and FileStorage (see the WAL's package
+// documentation in wal.go for the diagram). Frozen: changing any of these
+// changes the on-disk format.
+const (
+	// recHeader is the size of a record's frame: length u32, crc32c u32,
+	// type u8.
+	recHeader = 9
+	// maxRecord bounds a record's payload; a larger length field is
+	// damage, not data.
+	maxRecord = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// WALFormatVersion is the version of the WAL's on-disk format, written in
+// every segment header. OpenWAL refuses segments of any other version.
+const WALFormatVersion = 1
+
+// WAL record types.
+const (
+	// walRecEntry: payload is a marshalled raftpb.Entry, the entry after
+	// the last one.
+	walRecEntry byte = 1
+	// walRecTruncate: payload is a marshalled raftpb.IndexMark; removes
+	// every entry at or after Index (which is after the segment's first
+	// index).
+	walRecTruncate byte = 2
+	// walRecSegment: the segment header, always the first record of a
+	// segment and only there; payload is walSegHeaderLen bytes (see
+	// segHeader).
+	walRecSegment byte = 3
+)
+
+// Segment header payload layout (little endian), walSegHeaderLen bytes.
+const (
+	walMagic          = "asyncwal" // 8 bytes at offset 0
+	walHdrVersionOff  = 8          // u32 format version
+	walHdrFlagsOff    = 12         // u32 flags
+	walHdrFirstOff    = 16         // u64 first index
+	walHdrPrevTermOff = 24         // u64 term of entry first-1
+	walHdrSeqOff      = 32         // u64 sequence number
+	walSegHeaderLen   = 40
+
+	// walFlagReset marks a segment written by Reset: it discards every
+	// segment with a lower sequence number.
+	walFlagReset = 1
+
+	// walHeaderRecordLen is the size of the header record.
+	walHeaderRecordLen = recHeader + walSegHeaderLen
+)
+
+// WALRecordType names a WAL record type for inspection.
+type WALRecordType byte
+
+// String returns "entry", "truncate", "segment" or "type(N)".
+func (t WALRecordType) String() string {
+	switch byte(t) {
+	case walRecEntry:
+		return "entry"
+	case walRecTruncate:
+		return "truncate"
+	case walRecSegment:
+		return "segment"
+	}
+	return fmt.Sprintf("type(%d)", byte(t))
+}
+
+// segHeader is the decoded payload of a segment header record.
+type segHeader struct {
+	first    uint64
+	prevTerm uint64
+	seq      uint64
+	flags    uint32
+}
+
+func (h segHeader) reset() bool { return h.flags&walFlagReset != 0 }
+
+func (h segHeader) marshal() []byte {
+	b := make([]byte, walSegHeaderLen)
+	copy(b, walMagic)
+	binary.LittleEndian.PutUint32(b[walHdrVersionOff:], WALFormatVersion)
+	binary.LittleEndian.PutUint32(b[walHdrFlagsOff:], h.flags)
+	binary.LittleEndian.PutUint64(b[walHdrFirstOff:], h.first)
+	binary.LittleEndian.PutUint64(b[walHdrPrevTermOff:], h.prevTerm)
+	binary.LittleEndian.PutUint64(b[walHdrSeqOff:], h.seq)
+	return b
+}
+
+// parseSegHeader decodes a header payload; the error says what is wrong.
+func parseSegHeader(p []byte) (segHeader, error) {
+	if len(p) != walSegHeaderLen {
+		return segHeader{}, fmt.Errorf("header payload of %d bytes, want %d", len(p), walSegHeaderLen)
+	}
+	if string(p[:len(walMagic)]) != walMagic {
+		return segHeader{}, fmt.Errorf("bad magic %q", p[:len(walMagic)])
+	}
+	if v := binary.LittleEndian.Uint32(p[walHdrVersionOff:]); v != WALFormatVersion {
+		return segHeader{}, fmt.Errorf("format version %d, this build reads %d", v, WALFormatVersion)
+	}
+	h := segHeader{
+		flags:    binary.LittleEndian.Uint32(p[walHdrFlagsOff:]),
+		first:    binary.LittleEndian.Uint64(p[walHdrFirstOff:]),
+		prevTerm: binary.LittleEndian.Uint64(p[walHdrPrevTermOff:]),
+		seq:      binary.LittleEndian.Uint64(p[walHdrSeqOff:]),
+	}
+	if h.flags&^walFlagReset != 0 {
+		return segHeader{}, fmt.Errorf("unknown flags %#x", h.flags)
+	}
+	if h.first == 0 || h.seq == 0 {
+		return segHeader{}, fmt.Errorf("first index %d, sequence %d: both must be positive", h.first, h.seq)
+	}
+	return h, nil
+}
+
+// decodeRecord parses the frame at the start of b; ok is false if b does
+// not start with a whole record whose crc32c checks out. It does not look
+// at the type or the payload.
+func decodeRecord(b []byte) (typ byte, payload []byte, ok bool) {
+	if len(b) < recHeader {
+		return 0, nil, false
+	}
+	n := binary.LittleEndian.Uint32(b[0:4])
+	if n > maxRecord || uint64(len(b)-recHeader) < uint64(n) {
+		return 0, nil, false
+	}
+	sum := binary.LittleEndian.Uint32(b[4:8])
+	body := b[8 : recHeader+int(n)]
+	if crc32.Checksum(body, castagnoli) != sum {
+		return 0, nil, false
+	}
+	return body[0], body[1:], true
+}
+
+// appendRecord appends the record of type typ holding m to buf.
+func appendRecord(buf []byte, typ byte, m proto.Message) ([]byte, error) {
+	start := len(buf)
+	buf = append(buf, make([]byte, recHeader)...)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
+	if err != nil {
+		return buf[:start], err
+	}
+	return sealRecord(buf, start, typ), nil
+}
+
+// appendRawRecord appends a record of type typ around payload.
+func appendRawRecord(buf []byte, typ byte, payload []byte) []byte {
+	start := len(buf)
+	buf = append(buf, make([]byte, recHeader)...)
+	buf = append(buf, payload...)
+	return sealRecord(buf, start, typ)
+}
+
+// sealRecord fills in the frame of the record starting at buf[start],
+// whose payload runs to the end of buf.
+func sealRecord(buf []byte, start int, typ byte) []byte {
+	n := len(buf) - start - recHeader
+	binary.LittleEndian.PutUint32(buf[start:], uint32(n))
+	buf[start+8] = typ
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoli))
+	return buf
+}
+
+// walRec is a decoded WAL record: where it is and what it says.
+type walRec struct {
+	off   int64  // offset of the frame in its segment
+	typ   byte   // walRec*
+	n     uint32 // payload length
+	index uint64 // entry: its index; truncate: the first index removed
+	term  uint64 // entry: its term
+	hdr   segHeader
+}
+
+// end is the offset just past the record.
+func (r walRec) end() int64 { return r.off + recHeader + int64(r.n) }
+
+// decodeWALRecord decodes the WAL record at data[off:]: a whole frame
+// whose crc32c checks out, of a known type, whose payload decodes. It never
+// panics, whatever the bytes.
+func decodeWALRecord(data []byte, off int64) (walRec, bool) {
+	if off < 0 || off > int64(len(data)) {
+		return walRec{}, false
+	}
+	b := data[off:]
+	if len(b) < recHeader {
+		return walRec{}, false
+	}
+	// Cheap checks before the checksum: a plausible length and a known
+	// type.
+	n := binary.LittleEndian.Uint32(b[0:4])
+	if n == 0 || n > maxRecord || uint64(len(b)-recHeader) < uint64(n) || b[8] < walRecEntry || b[8] > walRecSegment {
+		return walRec{}, false
+	}
+	typ, payload, ok := decodeRecord(b)
+	if !ok {
+		return walRec{}, false
+	}
+	r := walRec{off: off, typ: typ, n: n}
+	switch typ {
+	case walRecEntry:
+		r.index, r.term, ok = entryIndexTerm(payload)
+	case walRecTruncate:
+		r.index, ok = markIndex(payload)
+	case walRecSegment:
+		var err error
+		r.hdr, err = parseSegHeader(payload)
+		ok = err == nil
+	}
+	return r, ok
+}
+
+// entryIndexTerm decodes the index and term of a marshalled raftpb.Entry
+// without allocating. It accepts exactly the fields the WAL writes (index,
+// term and type as varints, data as bytes), each at most once in any
+// order, and requires a positive index.
+func entryIndexTerm(b []byte) (index, term uint64, ok bool) {
+	var seen uint8
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num < 1 || num > 4 || seen&(1<<num) != 0 {
+			return 0, 0, false
+		}
+		seen |= 1 << num
+		b = b[n:]
+		if num == 4 {
+			if typ != protowire.BytesType {
+				return 0, 0, false
+			}
+			_, n = protowire.ConsumeBytes(b)
+		} else {
+			if typ != protowire.VarintType {
+				return 0, 0, false
+			}
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			switch num {
+			case 1:
+				index = v
+			case 2:
+				term = v
+			}
+		}
+		if n < 0 {
+			return 0, 0, false
+		}
+		b = b[n:]
+	}
+	return index, term, index > 0
+}
+
+// markIndex decodes a marshalled raftpb.IndexMark holding a positive
+// index (the only field, at most once).
+func markIndex(b []byte) (uint64, bool) {
+	var index uint64
+	for seen := false; len(b) > 0; seen = true {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != 1 || typ != protowire.VarintType || seen {
+			return 0, false
+		}
+		b = b[n:]
+		index, n = protowire.ConsumeVarint(b)
+		if n < 0 {
+			return 0, false
+		}
+		b = b[n:]
+	}
+	return index, index > 0
+}
+
+// findValidRecord returns the offset of the first valid WAL record (see
+// decodeWALRecord) starting in [from, to), or -1. Offsets whose length
+// field is zero are skipped without further work, so zeroed space costs
+// little.
+func findValidRecord(data []byte, from, to int64) int64 {
+	to = min(to, int64(len(data))-recHeader)
+	for off := max(from, 0); off < to; off++ {
+		if data[off] == 0 && data[off+1] == 0 && data[off+2] == 0 && data[off+3] == 0 {
+			continue
+		}
+		if _, ok := decodeWALRecord(data, off); ok {
+			return off
+		}
+	}
+	return -1
+}
+
+// lastNonZero returns the offset of the last non-zero byte of data at or
+// after from, or -1 if there is none. It reads a word at a time.
+func lastNonZero(data []byte, from int64) int64 {
+	i := int64(len(data)) // data[i:] is zero
+	for i > from && i%8 != 0 {
+		if i--; data[i] != 0 {
+			return i
+		}
+	}
+	for i-8 >= from && binary.LittleEndian.Uint64(data[i-8:i]) == 0 {
+		i -= 8
+	}
+	for i > from {
+		if i--; data[i] != 0 {
+			return i
+		}
+	}
+	return -1
+}

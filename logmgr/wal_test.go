@@ -1,0 +1,368 @@
+package logmgr
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/vfs"
+)
+
+const walDir = "/data/wal"
+
+func openTestWAL(t *testing.T, fsys vfs.FS, segSize int64) *WAL {
+	t.Helper()
+	w, err := OpenWAL(fsys, walDir, WALOptions{SegmentSize: segSize, Logger: quietLogger})
+	if err != nil {
+		t.Fatalf("OpenWAL: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func mustModel(t *testing.T, s LogStorage, m logModel, exact bool) {
+	t.Helper()
+	if err := m.check(s, exact); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// walFiles lists the segment files in the WAL directory.
+func walFiles(t *testing.T, fsys vfs.FS) []string {
+	t.Helper()
+	names, err := fsys.List(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// TestLogStorageCompaction is the contract of TruncatePrefix and Reset,
+// for every implementation.
+func TestLogStorageCompaction(t *testing.T) {
+	for _, k := range storageKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			exact := !strings.HasPrefix(k.name, "wal")
+			reopen := func(s LogStorage) LogStorage {
+				if k.reopen == nil {
+					return s
+				}
+				return k.reopen(t, s)
+			}
+			s := k.open(t)
+			m := newModel()
+			// Entries with some data, so that WAL segments roll.
+			mk := func(lo, hi, term uint64) []*raftpb.Entry {
+				es := ents(lo, hi, term)
+				for _, e := range es {
+					e.Data = append(e.Data, make([]byte, 300)...)
+				}
+				return es
+			}
+			es := mk(1, 61, 1)
+			mustAppend(t, s, es)
+			m = m.appended(es)
+			must(t, s.TruncatePrefix(0))
+			must(t, s.TruncatePrefix(1))
+			mustModel(t, s, m, exact)
+			must(t, s.TruncatePrefix(20))
+			m = m.compacted(20)
+			mustModel(t, s, m, exact)
+			if first := s.FirstIndex(); first > 20 || (exact && first != 20) {
+				t.Fatalf("FirstIndex after TruncatePrefix(20) = %d", first)
+			}
+			before := s.FirstIndex()
+			must(t, s.TruncatePrefix(10)) // behind: no-op
+			if got := s.FirstIndex(); got != before {
+				t.Fatalf("TruncatePrefix(10) moved FirstIndex from %d to %d", before, got)
+			}
+			if err := s.TruncatePrefix(62); err == nil {
+				t.Fatal("TruncatePrefix past LastIndex()+1 succeeded")
+			}
+			if err := s.TruncateSuffix(s.FirstIndex() - 1); err == nil {
+				t.Fatalf("TruncateSuffix(%d) before FirstIndex %d succeeded", s.FirstIndex()-1, s.FirstIndex())
+			}
+			s = reopen(s)
+			mustModel(t, s, m, exact)
+			if got := s.FirstIndex(); got != before {
+				t.Fatalf("FirstIndex after reopen = %d, was %d", got, before)
+			}
+			// Truncate back to the compaction point, append, compact all.
+			must(t, s.TruncateSuffix(20))
+			m = m.truncated(20)
+			es = mk(20, 41, 2)
+			mustAppend(t, s, es)
+			m = m.appended(es)
+			mustModel(t, s, m, exact)
+			must(t, s.TruncatePrefix(41))
+			m = m.compacted(41)
+			mustModel(t, s, m, exact)
+			s = reopen(s)
+			mustModel(t, s, m, exact)
+			// Reset ahead of the log, then behind it.
+			for _, c := range []struct{ next, term uint64 }{{100, 7}, {50, 9}, {50, 10}, {1, 0}} {
+				must(t, s.Reset(c.next, c.term))
+				m = m.reset(c.next, c.term)
+				mustModel(t, s, m, true)
+				if err := s.Append(mk(c.next+1, c.next+2, c.term)); err == nil {
+					t.Fatalf("Append after Reset(%d) at %d succeeded", c.next, c.next+1)
+				}
+				es = mk(c.next, c.next+15, c.term+1)
+				mustAppend(t, s, es)
+				m = m.appended(es)
+				s = reopen(s)
+				mustModel(t, s, m, exact)
+			}
+			if err := s.Reset(0, 1); err == nil {
+				t.Fatal("Reset(0) succeeded")
+			}
+			must(t, s.Close())
+			if err := s.TruncatePrefix(2); !errors.Is(err, ErrClosed) {
+				t.Errorf("TruncatePrefix after Close: %v, want ErrClosed", err)
+			}
+			if err := s.Reset(2, 1); !errors.Is(err, ErrClosed) {
+				t.Errorf("Reset after Close: %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestStorageDifferentialCompaction drives every disk implementation and a
+// MemoryStorage with the same random operations — appends, suffix and
+// prefix truncations, resets, syncs, reopens — comparing them after every
+// step, and both with the model. The WAL runs with 4 KiB segments (and
+// batches bigger than that), so that segments roll, are superseded and
+// are dropped all the time.
+func TestStorageDifferentialCompaction(t *testing.T) {
+	seed := testseed.For(t)
+	for ki, k := range storageKinds() {
+		if k.reopen == nil {
+			continue
+		}
+		t.Run(k.name, func(t *testing.T) {
+			steps := 1500
+			if strings.HasSuffix(k.name, "-os") {
+				steps = 200
+			}
+			r := rand.New(rand.NewPCG(seed, uint64(ki)))
+			runDifferential(t, seed, r, k, steps)
+		})
+	}
+}
+
+func runDifferential(t *testing.T, seed uint64, r *rand.Rand, k storageKind, steps int) {
+	exact := !strings.HasPrefix(k.name, "wal")
+	s, mem := k.open(t), NewMemoryStorage()
+	m := newModel()
+	term := uint64(1)
+	for step := range steps {
+		var what string
+		both := func(f func(LogStorage) error) {
+			t.Helper()
+			if err := f(mem); err != nil {
+				t.Fatalf("seed %d step %d: %s on memory: %v", seed, step, what, err)
+			}
+			if err := f(s); err != nil {
+				t.Fatalf("seed %d step %d: %s: %v", seed, step, what, err)
+			}
+		}
+		last := m.last()
+		// Truncations keep to what every implementation still holds.
+		lowest := max(m.compact, m.start)
+		switch n := r.IntN(100); {
+		case n < 50:
+			count := 1 + r.IntN(8)
+			if r.IntN(20) == 0 {
+				count = 20 + r.IntN(40) // bigger than a segment
+			}
+			es := randEnts(r, last+1, count, term)
+			what = "append " + summary(es)
+			both(func(s LogStorage) error { return s.Append(es) })
+			m = m.appended(es)
+		case n < 65 && lowest <= last:
+			from := lowest + r.Uint64N(last-lowest+2)
+			if r.IntN(3) == 0 { // often far back, across segments
+				from = lowest + r.Uint64N(min(last-lowest+2, 5))
+			}
+			what = fmt.Sprint("truncate suffix from ", from)
+			both(func(s LogStorage) error { return s.TruncateSuffix(from) })
+			m = m.truncated(from)
+			term++
+		case n < 75:
+			first := m.start + r.Uint64N(last-m.start+2)
+			what = fmt.Sprint("truncate prefix to ", first)
+			both(func(s LogStorage) error { return s.TruncatePrefix(first) })
+			m = m.compacted(first)
+		case n < 78:
+			next := max(1, int64(last)+1+int64(r.IntN(60))-20)
+			term++
+			what = fmt.Sprint("reset to ", next)
+			both(func(s LogStorage) error { return s.Reset(uint64(next), term) })
+			m = m.reset(uint64(next), term)
+		case n < 85:
+			what = "bad append"
+			if s.Append(randEnts(r, last+2+r.Uint64N(3), 1, term)) == nil {
+				t.Fatalf("seed %d step %d: append past the end succeeded", seed, step)
+			}
+		case n < 93:
+			what = "sync"
+			both(func(s LogStorage) error { return s.Sync() })
+		default:
+			what = "reopen"
+			s = k.reopen(t, s)
+		}
+		if err := m.check(mem, true); err != nil {
+			t.Fatalf("seed %d step %d (%s): memory: %v", seed, step, what, err)
+		}
+		if err := m.check(s, exact); err != nil {
+			t.Fatalf("seed %d step %d (%s): %v", seed, step, what, err)
+		}
+		if err := m.checkRange(r, s); err != nil {
+			t.Fatalf("seed %d step %d (%s): %v", seed, step, what, err)
+		}
+	}
+}
+
+// TestWALSegments checks the files: names by first index, rolls, a batch
+// bigger than a segment, a truncation across segments, prefix truncation
+// and reset.
+func TestWALSegments(t *testing.T) {
+	fsys := vfs.NewMem()
+	w := openTestWAL(t, fsys, 4<<10)
+	if got := walFiles(t, fsys); !slices.Equal(got, []string{"0000000000000001.wal"}) {
+		t.Fatalf("new WAL: files %v", got)
+	}
+	big := func(lo, hi, term uint64, size int) []*raftpb.Entry {
+		es := ents(lo, hi, term)
+		for _, e := range es {
+			e.Data = make([]byte, size)
+		}
+		return es
+	}
+	m := newModel()
+	app := func(es []*raftpb.Entry) {
+		t.Helper()
+		mustAppend(t, w, es)
+		m = m.appended(es)
+	}
+	for i := uint64(1); i <= 30; i += 3 {
+		app(big(i, i+3, 1, 400)) // ~1.3 KiB per batch: 3 batches a segment
+	}
+	want := []string{"0000000000000001.wal", "000000000000000a.wal", "0000000000000013.wal", "000000000000001c.wal"}
+	if got := walFiles(t, fsys); !slices.Equal(got, want) {
+		t.Fatalf("after 30 entries: files %v, want %v", got, want)
+	}
+	app(big(31, 32, 1, 10000)) // its own segment, 12 KiB
+	rep, err := InspectWAL(fsys, walDir, nil)
+	must(t, err)
+	if s := rep.Segments[len(rep.Segments)-1]; s.Name != "000000000000001f.wal" || s.Size != 12<<10 {
+		t.Fatalf("big batch: last segment %+v", s)
+	}
+	app(big(32, 33, 1, 10))
+	mustModel(t, w, m, true)
+	// Truncate back into the second segment: the later ones go.
+	must(t, w.TruncateSuffix(12))
+	m = m.truncated(12)
+	want = []string{"0000000000000001.wal", "000000000000000a.wal", "000000000000000c.wal"}
+	if got := walFiles(t, fsys); !slices.Equal(got, want) {
+		t.Fatalf("after truncating at 12: files %v, want %v", got, want)
+	}
+	// Truncate within the last segment: a record, no new file.
+	app(big(12, 14, 2, 10))
+	must(t, w.TruncateSuffix(13))
+	m = m.truncated(13)
+	if got := walFiles(t, fsys); !slices.Equal(got, want) {
+		t.Fatalf("after truncating at 13: files %v, want %v", got, want)
+	}
+	mustModel(t, w, m, true)
+	// Compact: the first segment (1..9) goes when first >= 10.
+	must(t, w.TruncatePrefix(9))
+	if w.FirstIndex() != 1 {
+		t.Fatalf("TruncatePrefix(9) dropped the first segment (FirstIndex %d)", w.FirstIndex())
+	}
+	must(t, w.TruncatePrefix(11))
+	m = m.compacted(11)
+	if w.FirstIndex() != 10 {
+		t.Fatalf("FirstIndex after TruncatePrefix(11) = %d, want 10", w.FirstIndex())
+	}
+	mustModel(t, w, m, false)
+	if got := walFiles(t, fsys); !slices.Equal(got, want[1:]) {
+		t.Fatalf("after compaction: files %v, want %v", got, want[1:])
+	}
+	// Reset: one segment at next.
+	must(t, w.Reset(500, 3))
+	m = m.reset(500, 3)
+	if got := walFiles(t, fsys); !slices.Equal(got, []string{"00000000000001f4.wal"}) {
+		t.Fatalf("after reset: files %v", got)
+	}
+	mustModel(t, w, m, true)
+	must(t, w.Sync())
+	must(t, w.Close())
+	w = openTestWAL(t, fsys, 4<<10)
+	mustModel(t, w, m, true)
+}
+
+// TestWALDeadSegmentsRecovered fails the removal of the segments a
+// truncation supersedes: the WAL fails, and on reopen they are dead (the
+// new segment supersedes them), and removed.
+func TestWALDeadSegmentsRecovered(t *testing.T) {
+	for _, c := range []struct {
+		op vfs.Op
+		nth int
+	}{{vfs.OpRemove, 1}, {vfs.OpSyncDir, 1}, {vfs.OpSyncDir, 2}} {
+		t.Run(fmt.Sprint(c.op, c.nth), func(t *testing.T) {
+			fsys := vfs.NewMem()
+			w := openTestWAL(t, fsys, 4<<10)
+			m := newModel()
+			for i := uint64(1); i <= 40; i += 4 {
+				es := ents(i, i+4, 1)
+				for _, e := range es {
+					e.Data = make([]byte, 300)
+				}
+				mustAppend(t, w, es)
+				m = m.appended(es)
+			}
+			must(t, w.Sync())
+			seen := 0
+			fsys.SetInjector(func(op vfs.Op, name string) error {
+				if op == c.op {
+					if seen++; seen == c.nth {
+						fsys.Crash()
+						return vfs.ErrnoError(op, name, syscall.EIO)
+					}
+				}
+				return nil
+			})
+			if err := w.TruncateSuffix(5); err == nil {
+				t.Fatal("TruncateSuffix succeeded through a crash")
+			}
+			fsys.SetInjector(nil)
+			w.Close()
+			w = openTestWAL(t, fsys, 4<<10)
+			// A crash before the new segment's directory sync loses it.
+			if matchState(w, []logModel{m, m.truncated(5)}) < 0 {
+				t.Fatalf("recovered log %d..%d matches neither state", w.FirstIndex(), w.LastIndex())
+			}
+			rep, err := InspectWAL(fsys, walDir, nil)
+			must(t, err)
+			for _, s := range rep.Segments {
+				if !s.Live {
+					t.Errorf("dead segment %s left after open", s.Name)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,349 @@
+package logmgr
+
+import (
+	"time"
+	"fmt"
+	"path"
+
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// The WAL's mutations. Only the writer (one goroutine at a time) calls
+// them; it reads the index without the lock, since nobody else changes it,
+// and takes the write lock only to publish a change.
+
+// writable returns the error a mutation must fail with, if any.
+func (w *WAL) writable() error {
+	w.mu.RLock()
+	closed := w.closed
+	w.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if w.failed != nil {
+		return fmt.Errorf("logmgr: WAL unusable after an earlier failure: %w", w.failed)
+	}
+	return nil
+}
+
+// fail makes the WAL unusable and returns err.
+func (w *WAL) fail(err error) error {
+	if w.failed == nil {
+		w.failed = err
+	}
+	return err
+}
+
+func (w *WAL) active() *segment { return w.segs[len(w.segs)-1] }
+
+// Append encodes the batch into one buffer and writes it with one write at
+// the end of the last segment, first rolling to a new segment if the
+// batch does not fit.
+func (w *WAL) Append(entries []*raftpb.Entry) error {
+	if err := w.writable(); err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	next := w.last() + 1
+	if entries[0].Index != next {
+		return fmt.Errorf("logmgr: append at index %d, want %d", entries[0].Index, next)
+	}
+	buf, pos := w.buf[:0], w.pos[:0]
+	for i, e := range entries {
+		if e.Index != next+uint64(i) {
+			return fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
+		}
+		start := len(buf)
+		var err error
+		if buf, err = appendRecord(buf, walRecEntry, e); err != nil {
+			return fmt.Errorf("logmgr: encode entry %d: %w", e.Index, err)
+		}
+		n := len(buf) - start - recHeader
+		if n > maxRecord {
+			return fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
+		}
+		pos = append(pos, walPos{off: uint32(start + recHeader), n: uint32(n), term: e.Term})
+	}
+	w.buf, w.pos = buf, pos
+	if int64(len(buf)) > MaxSegmentSize-walHeaderRecordLen {
+		return fmt.Errorf("logmgr: batch of %d bytes does not fit in a segment", len(buf))
+	}
+	s, err := w.room(int64(len(buf)))
+	if err != nil {
+		return err
+	}
+	at := s.end
+	if err := w.write(s, buf); err != nil {
+		return err
+	}
+	for i := range pos {
+		pos[i].off += uint32(at)
+	}
+	w.mu.Lock()
+	w.ents = append(w.ents, pos...)
+	w.mu.Unlock()
+	return nil
+}
+
+// room returns the segment to write n bytes to: the last one, or a new one
+// if they do not fit.
+func (w *WAL) room(n int64) (*segment, error) {
+	if s := w.active(); s.end+n <= s.size {
+		return s, nil
+	}
+	size := max(w.opts.SegmentSize, alignUp(walHeaderRecordLen+n, walAlign))
+	last := w.last()
+	if err := w.install(last+1, w.term(last), 0, size); err != nil {
+		return nil, err
+	}
+	return w.active(), nil
+}
+
+func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
+
+// write writes b at the end of s's data, with zeros after it up to the next
+// walZeroChunk boundary when that region has not been written yet. It fails
+// the WAL on error.
+func (w *WAL) write(s *segment, b []byte) error {
+	end := s.end + int64(len(b))
+	out := b
+	if end > s.zeroed {
+		if z := min(s.size, alignUp(end, walZeroChunk)); z > end {
+			out = append(b, zeros[:z-end]...)
+		}
+	}
+	t0 := time.Now()
+	_, err := s.f.WriteAt(out, s.end)
+	d := time.Since(t0)
+	if len(out) > len(b) {
+		ExpZeroW += d
+		ExpZeroN++
+	} else {
+		ExpPlainW += d
+		ExpPlainN++
+	}
+	if err != nil {
+		return w.fail(fmt.Errorf("logmgr: write %s at %d: %w", s.path, s.end, err))
+	}
+	s.zeroed = max(s.zeroed, s.end+int64(len(out)))
+	s.end = end
+	s.dirty = true
+	return nil
+}
+
+// TruncateSuffix writes a truncate record at the end of the last segment
+// when the cut is inside it; a cut before it (or with no room left for the
+// record) starts a new segment at the cut instead, which supersedes every
+// segment from the cut on.
+func (w *WAL) TruncateSuffix(from uint64) error {
+	if err := w.writable(); err != nil {
+		return err
+	}
+	last := w.last()
+	if from < w.base || from > last+1 {
+		return fmt.Errorf("logmgr: truncate from %d outside [%d, %d]", from, w.base, last+1)
+	}
+	if from == last+1 {
+		return nil
+	}
+	if s := w.active(); from > s.first {
+		rec, err := appendRecord(w.buf[:0], walRecTruncate, &raftpb.IndexMark{Index: from})
+		if err != nil {
+			return err
+		}
+		w.buf = rec
+		if s.end+int64(len(rec)) <= s.size {
+			if err := w.write(s, rec); err != nil {
+				return err
+			}
+			w.mu.Lock()
+			w.ents = w.ents[:from-w.base]
+			w.mu.Unlock()
+			return nil
+		}
+	}
+	return w.install(from, w.term(from-1), 0, w.opts.SegmentSize)
+}
+
+// TruncatePrefix removes the segments that hold only entries before first,
+// oldest first, syncing the directory after each removal so that a crash
+// leaves a suffix of the segments. The last segment always stays. Writes
+// not yet synced are synced first: a removal must not become durable
+// before the mutations that came before it.
+func (w *WAL) TruncatePrefix(first uint64) error {
+	if err := w.writable(); err != nil {
+		return err
+	}
+	if last := w.last(); first > last+1 {
+		return fmt.Errorf("logmgr: truncate prefix before %d after the last index %d", first, last)
+	}
+	if len(w.segs) > 1 && w.segs[1].first <= first {
+		if err := w.syncDirty(); err != nil {
+			return err
+		}
+	}
+	for len(w.segs) > 1 && w.segs[1].first <= first {
+		old, next := w.segs[0], w.segs[1]
+		w.mu.Lock()
+		w.segs = append([]*segment(nil), w.segs[1:]...)
+		drop := next.first - w.base
+		if drop > uint64(len(w.ents))/2 {
+			w.ents = append([]walPos(nil), w.ents[drop:]...)
+		} else {
+			w.ents = w.ents[drop:]
+		}
+		w.base, w.baseTerm = next.first, next.prevTerm
+		w.mu.Unlock()
+		err := w.fs.Remove(old.path)
+		old.release()
+		if err != nil {
+			return w.fail(fmt.Errorf("logmgr: remove %s: %w", old.path, err))
+		}
+		if err := w.fs.SyncDir(w.dir); err != nil {
+			return w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
+		}
+	}
+	return nil
+}
+
+// Reset starts a new segment at next with the reset flag, which
+// supersedes every other segment; they are then removed.
+func (w *WAL) Reset(next, term uint64) error {
+	if err := w.writable(); err != nil {
+		return err
+	}
+	if next == 0 {
+		return fmt.Errorf("logmgr: reset to next index 0")
+	}
+	return w.install(next, term, walFlagReset, w.opts.SegmentSize)
+}
+
+// Sync fdatasyncs every segment written since the last Sync (the last
+// one, normally: a roll syncs the segment it leaves). A failure makes the
+// WAL unusable.
+func (w *WAL) Sync() error {
+	if err := w.writable(); err != nil {
+		return err
+	}
+	return w.syncDirty()
+}
+
+func (w *WAL) syncDirty() error {
+	for _, s := range w.segs {
+		if !s.dirty {
+			continue
+		}
+		if err := s.f.Sync(); err != nil {
+			return w.fail(fmt.Errorf("logmgr: sync %s: %w", s.path, err))
+		}
+		s.dirty = false
+	}
+	return nil
+}
+
+// install makes a new segment starting at first the last one: after
+// syncing every earlier write (so that only the last segment can ever have
+// a torn tail, and a segment that truncates earlier ones never becomes
+// durable before what it keeps of them), it creates the segment, which
+// supersedes the segments starting at or after first (all of them, with
+// the reset flag), and removes those.
+func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
+	if err := w.syncDirty(); err != nil {
+		return err
+	}
+	s, err := w.createSegment(first, prevTerm, flags, size)
+	if err != nil {
+		return err
+	}
+	var keep, dead []*segment
+	for _, old := range w.segs {
+		if flags&walFlagReset != 0 || old.first >= first {
+			dead = append(dead, old)
+		} else {
+			keep = append(keep, old)
+		}
+	}
+	w.mu.Lock()
+	w.segs = append(keep, s)
+	switch {
+	case flags&walFlagReset != 0:
+		w.base, w.baseTerm, w.ents = first, prevTerm, nil
+	case first <= w.last():
+		w.ents = w.ents[:first-w.base]
+	}
+	w.mu.Unlock()
+	removed := false
+	for _, old := range dead {
+		if old.name != s.name { // else the rename replaced it
+			if err := w.fs.Remove(old.path); err != nil {
+				old.release()
+				return w.fail(fmt.Errorf("logmgr: remove dead segment %s: %w", old.path, err))
+			}
+			removed = true
+		}
+		old.release()
+	}
+	if removed {
+		if err := w.fs.SyncDir(w.dir); err != nil {
+			return w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
+		}
+	}
+	return nil
+}
+
+// createSegment creates a segment file of the given size starting at
+// first, durably: under a temporary name it is sized, preallocated, given
+// its header (and zeros up to walZeroChunk) and synced; then it is renamed
+// into place (replacing a dead segment of that name, if any) and the
+// directory synced. A failure before the rename leaves the WAL as it was
+// (and usable); after it, the WAL fails.
+func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*segment, error) {
+	name := segName(first)
+	final := path.Join(w.dir, name)
+	tmp := final + ".tmp"
+	f, err := w.fs.Create(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("logmgr: create %s: %w", tmp, err)
+	}
+	abort := func(what string, err error) (*segment, error) {
+		f.Close()
+		w.fs.Remove(tmp) // best effort; OpenWAL removes leftovers
+		return nil, fmt.Errorf("logmgr: %s %s: %w", what, tmp, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		return abort("size", err)
+	}
+	if err := f.Preallocate(0, size); err != nil {
+		return abort("preallocate", err)
+	}
+	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags}
+	b := appendRawRecord(make([]byte, 0, walZeroChunk), walRecSegment, hdr.marshal())
+	b = append(b, zeros[:min(size, walZeroChunk)-int64(len(b))]...)
+	if _, err := f.WriteAt(b, 0); err != nil {
+		return abort("write", err)
+	}
+	if err := f.Sync(); err != nil {
+		return abort("sync", err)
+	}
+	if err := w.fs.Rename(tmp, final); err != nil {
+		return abort("rename", err)
+	}
+	w.seq++
+	f.Close()
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		return nil, w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
+	}
+	// Reopen under the final name, so that errors name it.
+	if f, err = w.fs.OpenReadWrite(final); err != nil {
+		return nil, w.fail(fmt.Errorf("logmgr: open %s: %w", final, err))
+	}
+	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, f: f,
+		end: walHeaderRecordLen, zeroed: int64(len(b))}
+	s.refs.Store(1)
+	return s, nil
+}
+
+var ExpZeroW, ExpPlainW time.Duration
+var ExpZeroN, ExpPlainN int

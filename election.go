@@ -24,6 +24,8 @@ import (
 // voter heard from its leader within the election timeout.
 
 func (a *nodeActor) tick(env actors.Env) {
+	a.tickCount++
+	a.expireReads()
 	switch a.role {
 	case Leader:
 		for _, id := range a.others {

@@ -38,6 +38,14 @@ func (a *nodeActor) step(env actors.Env, e *raftpb.Envelope) {
 		if a.fromLeader(env, e, true) {
 			a.onHeartbeat(env, e, b.HeartbeatRequest)
 		}
+	case *raftpb.Envelope_ReadIndexRequest:
+		if e.Term == a.term {
+			a.onReadIndexRequest(env, e, b.ReadIndexRequest)
+		} else {
+			a.answerReadIndex(env, e.From, b.ReadIndexRequest.Batch, false, 0, closure.EPERM)
+		}
+	case *raftpb.Envelope_ReadIndexResponse:
+		a.onReadIndexResponse(b.ReadIndexResponse)
 	default:
 		a.n.metrics.Dropped.Add(1)
 	}

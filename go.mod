@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/asynkron/protoactor-go v0.0.0-20260118094027-288962e52f3f
+	github.com/hashicorp/go-msgpack/v2 v2.1.5
 	google.golang.org/grpc v1.77.0
 	google.golang.org/protobuf v1.36.12
 )

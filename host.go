@@ -191,13 +191,9 @@ func (h *Host) openStorage(opts NodeOptions) (logmgr.LogStorage, logmgr.MetaStor
 		return logmgr.NewMemoryStorage(), logmgr.NewMemoryMeta(), nil
 	}
 	dir := path.Join(h.opts.DataDir, opts.Group, opts.ID)
-	storage, err := logmgr.OpenFileStorage(h.opts.FS, dir)
+	storage, err := logmgr.OpenWAL(h.opts.FS, dir, logmgr.WALOptions{SegmentSize: h.opts.WALSegmentSize, Logger: h.opts.Logger})
 	if err != nil {
 		return nil, nil, err
-	}
-	if storage.Repaired > 0 {
-		h.opts.Logger.Warn("asyncraft: cut a torn tail from the log after a crash",
-			"group", opts.Group, "id", opts.ID, "bytes", storage.Repaired)
 	}
 	meta, err := logmgr.OpenFileMeta(h.opts.FS, dir)
 	if err != nil {

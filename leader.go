@@ -56,6 +56,7 @@ func (a *nodeActor) becomeLeader(env actors.Env) {
 	}
 	noop := &raftpb.Entry{Index: last + 1, Term: a.term, Type: raftpb.EntryType_ENTRY_TYPE_NOOP}
 	a.appendLocal(env, []*raftpb.Entry{noop})
+	a.termStart = noop.Index
 	a.debug("became leader", "first index", noop.Index)
 	env.Send(a.fsmRef, fsm.LeaderStart{Term: a.term, Index: noop.Index})
 	a.wakeReplicators(env)
@@ -72,6 +73,7 @@ func (a *nodeActor) stopLeading(env actors.Env, st closure.Status) {
 		}
 	}
 	a.repls, a.match, a.active = nil, nil, nil
+	a.dropLeaderReads(env)
 	env.Send(a.fsmRef, fsm.LeaderStop{Term: a.term, Status: st})
 }
 
@@ -90,7 +92,7 @@ func (a *nodeActor) drain(env actors.Env) {
 		if a.role != Leader {
 			st := closure.NotLeader(a.leader)
 			for _, p := range batch {
-				a.complete(p.task, st)
+				a.complete(&p.task.Guard, st)
 			}
 		} else {
 			a.appendProposals(env, batch)
@@ -119,7 +121,7 @@ func (a *nodeActor) appendProposals(env actors.Env, batch []proposal) {
 	unordered := len(a.tasks) > 0 && a.tasks[len(a.tasks)-1].Index >= next
 	for i, p := range batch {
 		if p.expectedTerm != 0 && p.expectedTerm != a.term {
-			a.complete(p.task, closure.Newf(closure.ESTALE, "expected term %d, the leader is in term %d", p.expectedTerm, a.term))
+			a.complete(&p.task.Guard, closure.Newf(closure.ESTALE, "expected term %d, the leader is in term %d", p.expectedTerm, a.term))
 			continue
 		}
 		e := &slab[i]
@@ -166,6 +168,7 @@ func (a *nodeActor) onProgress(env actors.Env, m replicator.Progress) {
 		return
 	}
 	a.active[m.Peer] = true
+	a.onContact(env, m.Peer, m.SentAt)
 	if m.Match > a.match[m.Peer] {
 		a.match[m.Peer] = m.Match
 		a.maybeCommit(env)

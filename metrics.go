@@ -17,6 +17,11 @@ type Metrics struct {
 	// Dropped counts envelopes dropped on arrival: for another group or
 	// node, from a non-member, or of an unexpected kind.
 	Dropped atomic.Uint64
+	// Reads counts the reads this node served as leader (its own and
+	// forwarded batches); ReadRounds the quorum rounds it started for
+	// them. Reads/ReadRounds is the batching factor.
+	Reads      atomic.Uint64
+	ReadRounds atomic.Uint64
 }
 
 // Metrics returns the node's counters.

@@ -42,7 +42,8 @@ type Node struct {
 	group string
 	id    string
 	ref   actors.Ref
-	queue *taskQueue
+	queue *boundedQueue[proposal]
+	reads *boundedQueue[*readTask]
 	// maxCommand is the largest Task.Data a message between hosts can
 	// carry.
 	maxCommand int
@@ -68,7 +69,8 @@ func newNode(h *Host, opts NodeOptions) *Node {
 		group: opts.Group,
 		id:    opts.ID,
 		ref:   actors.Ref{Host: h.opts.Addr, Name: nodeName(opts.Group, opts.ID)},
-		queue: newTaskQueue(opts.MaxPendingTasks),
+		queue: newQueue[proposal]("proposals", opts.MaxPendingTasks),
+		reads: newQueue[*readTask]("reads", opts.MaxPendingReads),
 
 		maxCommand: h.opts.MaxMessageBytes - envelopeOverhead,
 		done:       make(chan struct{}),

@@ -47,6 +47,9 @@ type HostOptions struct {
 	Logger *slog.Logger
 	// FS is the file system under DataDir. Default: the OS.
 	FS vfs.FS
+	// WALSegmentSize is the size of each log segment file, allocated in
+	// full when created (default 64 MiB; at least 1 KiB).
+	WALSegmentSize int64
 }
 
 // TLSFiles names the PEM files of a host's mutual-TLS identity: its
@@ -134,6 +137,31 @@ type NodeOptions struct {
 	// not heard from a quorum within an election timeout.
 	DisableCheckQuorum bool
 
+	// ReadMode is how Node.ReadIndex makes reads linearizable unless a
+	// read says otherwise: ReadSafe (a quorum round per batch of reads,
+	// the default) or ReadLease (the leader's lease, falling back to
+	// ReadSafe when it is stale).
+	ReadMode ReadMode
+	// LeaseRatio and MaxClockDrift size the leader lease: it lasts
+	// LeaseRatio×ElectionTimeout − MaxClockDrift from the send time of
+	// the latest heartbeat a quorum answered. MaxClockDrift bounds how
+	// much any two hosts' clocks may drift apart over that time; leases
+	// are unsafe if it is exceeded. Defaults 0.9 and ElectionTimeout/10.
+	LeaseRatio    float64
+	MaxClockDrift time.Duration
+	// MaxReadIndexLag makes a follower's read fail at once with EAGAIN
+	// when the follower has applied more than this many entries fewer
+	// than the read index it got from the leader (0: wait however far
+	// behind).
+	MaxReadIndexLag uint64
+	// MaxPendingReads bounds the reads waiting to be served; Read fails
+	// with EBUSY at once when it is full. Default 8192.
+	MaxPendingReads int
+	// ReadTimeout is how long a read may wait for its quorum round, the
+	// leader's answer or the local apply before it fails with ETIMEDOUT.
+	// Default 2×ElectionTimeout.
+	ReadTimeout time.Duration
+
 	// LogStorage and MetaStorage override the storage the host would
 	// choose (files under HostOptions.DataDir, or memory). Both or
 	// neither. The node closes them when it shuts down.
@@ -149,12 +177,14 @@ const (
 	DefaultMaxInflightMsgs  = 256
 	DefaultMaxInflightBytes = 32 << 20
 	DefaultMaxBytesPerRPC   = 512 << 10
+	DefaultMaxPendingReads  = 8192
 )
 
 // ticks is NodeOptions resolved into ticks of the host.
 type ticks struct {
-	election  int
-	heartbeat int
+	election    int
+	heartbeat   int
+	readTimeout int
 }
 
 func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptions, ticks, error) {
@@ -223,6 +253,32 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	}
 	if o.MaxBytesPerRPC == 0 {
 		o.MaxBytesPerRPC = DefaultMaxBytesPerRPC
+	}
+	if o.ReadMode == ReadDefault {
+		o.ReadMode = ReadSafe
+	}
+	if o.LeaseRatio == 0 {
+		o.LeaseRatio = 0.9
+	}
+	if o.MaxClockDrift == 0 {
+		o.MaxClockDrift = o.ElectionTimeout / 10
+	}
+	if o.MaxPendingReads == 0 {
+		o.MaxPendingReads = DefaultMaxPendingReads
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 2 * o.ElectionTimeout
+	}
+	t.readTimeout = max(1, int(o.ReadTimeout/tick))
+	switch {
+	case o.ReadMode != ReadSafe && o.ReadMode != ReadLease:
+		return bad("ReadMode %v is neither ReadSafe nor ReadLease", o.ReadMode)
+	case o.LeaseRatio <= 0 || o.LeaseRatio > 1:
+		return bad("LeaseRatio %v must be in (0, 1]", o.LeaseRatio)
+	case o.MaxClockDrift < 0 || time.Duration(o.LeaseRatio*float64(o.ElectionTimeout)) <= o.MaxClockDrift:
+		return bad("the lease LeaseRatio×ElectionTimeout − MaxClockDrift (%v×%v − %v) must be positive", o.LeaseRatio, o.ElectionTimeout, o.MaxClockDrift)
+	case o.MaxPendingReads < 0:
+		return bad("MaxPendingReads must be positive")
 	}
 	switch {
 	case o.ApplyBatch < 0 || o.MaxPendingTasks < 0 || o.MaxInflightMsgs < 0:

@@ -15,35 +15,38 @@ type proposal struct {
 	expectedTerm uint64
 }
 
-// taskQueue is the bounded queue between Node.Apply (any goroutine) and the
-// node actor. It is the one structure the public handle and the actor
-// share; it holds no protocol state.
+// boundedQueue is a bounded queue between the Node handle (any goroutine)
+// and the node actor: one for proposals, one for reads. It holds no
+// protocol state.
 //
 // Nudging: a push into an empty, un-nudged queue asks the caller to send
 // the node one nudge; the node takes everything (or as much as it will) and
-// the flag is cleared only when it leaves the queue empty. So a burst of
-// proposals costs one message, and the node never misses work.
-type taskQueue struct {
+// the flag is cleared only when it leaves the queue empty. So a burst costs
+// one message, and the node never misses work.
+type boundedQueue[T any] struct {
+	what   string // for error messages
 	mu     sync.Mutex
-	items  []proposal
+	items  []T
 	head   int
 	cap    int
 	nudged bool
 	closed closure.Status // non-zero Code once the node stopped accepting
 }
 
-func newTaskQueue(capacity int) *taskQueue { return &taskQueue{cap: capacity} }
+func newQueue[T any](what string, capacity int) *boundedQueue[T] {
+	return &boundedQueue[T]{what: what, cap: capacity}
+}
 
 // push adds p. It returns a non-OK status if the queue is closed or full
 // (p is not added), and whether the caller must nudge the node.
-func (q *taskQueue) push(p proposal) (st closure.Status, nudge bool) {
+func (q *boundedQueue[T]) push(p T) (st closure.Status, nudge bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed.Code != closure.OK {
 		return q.closed, false
 	}
 	if len(q.items)-q.head >= q.cap {
-		return closure.Newf(closure.EBUSY, "%d proposals are queued (MaxPendingTasks); retry later", q.cap), false
+		return closure.Newf(closure.EBUSY, "%d %s are queued; retry later", q.cap, q.what), false
 	}
 	q.items = append(q.items, p)
 	if !q.nudged {
@@ -53,8 +56,8 @@ func (q *taskQueue) push(p proposal) (st closure.Status, nudge bool) {
 	return closure.StatusOK, false
 }
 
-// take removes up to max proposals, appending them to buf.
-func (q *taskQueue) take(buf []proposal, max int) []proposal {
+// take removes up to max items, appending them to buf.
+func (q *boundedQueue[T]) take(buf []T, max int) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := min(max, len(q.items)-q.head)
@@ -72,20 +75,20 @@ func (q *taskQueue) take(buf []proposal, max int) []proposal {
 	return buf
 }
 
-// len is the number of queued proposals.
-func (q *taskQueue) len() int {
+// len is the number of queued items.
+func (q *boundedQueue[T]) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items) - q.head
 }
 
-// close stops accepting proposals (later pushes fail with st) and returns
+// close stops accepting items (later pushes fail with st) and returns
 // those still queued.
-func (q *taskQueue) close(st closure.Status) []proposal {
+func (q *boundedQueue[T]) close(st closure.Status) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = st
-	rest := append([]proposal(nil), q.items[q.head:]...)
+	rest := append([]T(nil), q.items[q.head:]...)
 	q.items, q.head = nil, 0
 	return rest
 }

@@ -100,6 +100,12 @@ type nodeActor struct {
 	// entries to become durable.
 	acks []pendingAck
 
+	// Reads: see reads.go.
+	rd        reads
+	tickCount int64
+	// termStart is the index of this leader's first entry (its no-op).
+	termStart uint64
+
 	failed   error
 	stopping bool
 	latch    *stopLatch // counts the node's actors down to finish
@@ -136,6 +142,7 @@ func newNodeActor(n *Node, opts NodeOptions, t ticks, hs *raftpb.HardState, l *l
 		log:       l,
 		term:      hs.Term,
 		vote:      hs.Vote,
+		rd:        reads{acked: map[string]uint64{}},
 		savedTerm: hs.Term,
 		savedVote: hs.Vote,
 	}
@@ -164,11 +171,13 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 	}
 	switch m := msg.(type) {
 	case actors.Started:
+		a.rd.epoch = env.Now()
 		a.resetElectionTimer(env)
 	case tick:
 		a.tick(env)
 	case nudge:
 		a.drain(env)
+		a.drainReads(env)
 	case *raftpb.Envelope:
 		a.step(env, m)
 	case replicator.Progress:
@@ -189,6 +198,7 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		a.fail(env, fmt.Errorf("log storage failed: %w", m.Err), code)
 	case fsm.Applied:
 		a.applied = m.Index // the FSM caller publishes it to Status itself
+		a.onAppliedReads()
 		a.trimLog()
 	case fsm.Failed:
 		a.applied = m.Applied
@@ -310,8 +320,9 @@ func (a *nodeActor) advanceCommit(env actors.Env, c uint64) {
 	}
 }
 
-func (a *nodeActor) complete(t *fsm.Task, st closure.Status) {
-	a.completions = append(a.completions, closure.Completion{Closure: &t.Guard, Status: st})
+// complete queues a closure to run on the executor with st.
+func (a *nodeActor) complete(g *closure.Guard, st closure.Status) {
+	a.completions = append(a.completions, closure.Completion{Closure: g, Status: st})
 }
 
 func (a *nodeActor) flushCompletions(env actors.Env) {
@@ -349,8 +360,9 @@ func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 	a.setLeader(env, "")
 	st := closure.Newf(code, "node failed: %v", err)
 	for _, p := range a.n.queue.close(st) {
-		a.complete(p.task, st)
+		a.complete(&p.task.Guard, st)
 	}
+	a.failAllReads(st)
 	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "node failed before entry was committed (%v); it may still be committed by the group", err))
 	if code != closure.ESTATEMACHINE {
 		env.Send(a.fsmRef, fsm.NodeError{Err: err})
@@ -360,7 +372,7 @@ func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 // abandonTasks completes every appended, uncommitted task with st.
 func (a *nodeActor) abandonTasks(st closure.Status) {
 	for _, t := range a.tasks {
-		a.complete(t, st)
+		a.complete(&t.Guard, st)
 	}
 	a.tasks = nil
 	a.n.inflight.Store(0)
@@ -373,8 +385,9 @@ func (a *nodeActor) died(err error) {
 	a.role = Errored
 	st := closure.Newf(closure.EINTERNAL, "node failed: %v", err)
 	for _, p := range a.n.queue.close(st) {
-		a.complete(p.task, st)
+		a.complete(&p.task.Guard, st)
 	}
+	a.failAllReads(st)
 	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "node failed before entry was committed (%v); it may still be committed by the group", err))
 	a.host.complete(a.completions)
 	a.completions = nil
@@ -395,8 +408,9 @@ func (a *nodeActor) beginShutdown(env actors.Env) {
 	}
 	st := closure.Newf(closure.ESHUTDOWN, "node %s is shutting down", a.n.key())
 	for _, p := range a.n.queue.close(st) {
-		a.complete(p.task, st)
+		a.complete(&p.task.Guard, st)
 	}
+	a.failAllReads(st)
 	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "node shut down before entry was committed; it may still be committed by the group"))
 	a.role = Shutdown
 	a.flushCompletions(env)

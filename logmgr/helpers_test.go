@@ -135,7 +135,7 @@ func (o oracle) lastTerm() uint64 {
 	return o[len(o)-1].Term
 }
 
-// recordSize is the number of bytes FileStorage writes for one record
+// recordSize is the number of bytes one record takes in the WAL's framing
 // holding m.
 func recordSize(m proto.Message) int64 { return recHeader + int64(proto.Size(m)) }
 

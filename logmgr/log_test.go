@@ -266,7 +266,7 @@ func TestLogConcurrentReaders(t *testing.T) {
 	seed := testseed.For(t)
 	for ki, k := range []storageKind{
 		{name: "memory", open: func(*testing.T) LogStorage { return NewMemoryStorage() }},
-		fileKind("file-memfs", func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
+		walKind("wal-memfs", 4096, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
 		walKind("wal-memfs", 4<<10, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
 	} {
 		t.Run(k.name, func(t *testing.T) {

@@ -35,25 +35,29 @@ import (
 // reports Failed, and the host crash follows.
 func TestManagerRandomCrash(t *testing.T) {
 	seed := testseed.For(t)
-	repaired := 0
-	for iter := range uint64(90) {
-		if runManagerCrash(t, seed, iter) {
-			repaired++
-		}
+	for _, st := range mgrStorages {
+		t.Run(st.name, func(t *testing.T) {
+			repaired := 0
+			for iter := range uint64(90) {
+				if runManagerCrash(t, seed, iter, st.open) {
+					repaired++
+				}
+			}
+			t.Logf("%d of 90 recoveries cut a torn tail", repaired)
+		})
 	}
-	t.Logf("%d of 90 recoveries cut a torn tail", repaired)
 }
 
 // runManagerCrash runs one scenario and reports whether recovery had to cut
 // a torn tail.
-func runManagerCrash(t *testing.T, seed, iter uint64) bool {
+func runManagerCrash(t *testing.T, seed, iter uint64, open diskOpener) bool {
 	rng := rand.New(rand.NewPCG(seed, iter))
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf("seed %d iter %d: %s", seed, iter, fmt.Sprintf(format, args...))
 	}
 	torn := rng.IntN(2) == 0
-	r := newMgrRig(t, seed^iter, sim.HostConfig{TornCrash: torn}, func(c *Config) {
+	r := newMgrRigOn(t, seed^iter, sim.HostConfig{TornCrash: torn}, open, func(c *Config) {
 		c.MaxBatchEntries = 1 + rng.IntN(20)
 	})
 
@@ -62,7 +66,7 @@ func runManagerCrash(t *testing.T, seed, iter uint64) bool {
 	if midCrash {
 		crashRand := rand.New(rand.NewPCG(seed^iter, 0xc4a5))
 		disk.SetInjector(func(op vfs.Op, name string) error {
-			if op != vfs.OpSync || name != mgrLog {
+			if op != vfs.OpSync || !isLogFile(name) {
 				return nil
 			}
 			if syncs++; syncs != nth {
@@ -180,7 +184,7 @@ func runManagerCrash(t *testing.T, seed, iter uint64) bool {
 	if err := checkStorage(s, want); err != nil {
 		fail("after restart: %v", err)
 	}
-	return s.Repaired > 0
+	return r.repaired > 0
 }
 
 func indexOfHS(saved []*raftpb.HardState, hs *raftpb.HardState) int {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +33,8 @@ func (p *probe) Receive(_ actors.Env, msg any) {
 }
 
 // mgrRig is one simulated host running a probe node and a Manager over
-// FileStorage and FileMeta on the host's disk.
+// a WAL (or another LogStorage: see newMgrRigOn) and FileMeta on the
+// host's disk.
 type mgrRig struct {
 	t     *testing.T
 	seed  uint64
@@ -42,16 +44,35 @@ type mgrRig struct {
 	node  actors.Ref
 	mgr   actors.Ref
 	stats *Stats
-	log   *FileStorage
+	log   LogStorage
 	meta  *FileMeta
+	open  diskOpener
+	// repaired is what the last crashAndReopen's open repaired.
+	repaired int64
 }
 
+// mgrStorages are the log storages the manager's disk tests run over.
+var mgrStorages = []struct {
+	name string
+	open diskOpener
+}{
+	{"wal", openWALSized(4 << 10)},
+}
+
+// isLogFile reports whether name is a file of the log storage (and not the
+// hard state's).
+func isLogFile(name string) bool { return name == mgrLog || strings.Contains(name, walSegmentExt) }
+
 func newMgrRig(t *testing.T, seed uint64, hc sim.HostConfig, tune func(*Config)) *mgrRig {
+	return newMgrRigOn(t, seed, hc, openWALSized(1<<20), tune)
+}
+
+func newMgrRigOn(t *testing.T, seed uint64, hc sim.HostConfig, open diskOpener, tune func(*Config)) *mgrRig {
 	t.Helper()
-	r := &mgrRig{t: t, seed: seed, s: sim.New(sim.Config{Seed: seed}), probe: &probe{}, stats: &Stats{}}
+	r := &mgrRig{t: t, seed: seed, s: sim.New(sim.Config{Seed: seed}), probe: &probe{}, stats: &Stats{}, open: open}
 	r.h = r.s.AddHost("h1", hc)
 	var err error
-	if r.log, err = OpenFileStorage(r.h.Disk(), mgrDir); err != nil {
+	if r.log, _, err = open(r.h.Disk(), mgrDir); err != nil {
 		t.Fatal(err)
 	}
 	if r.meta, err = OpenFileMeta(r.h.Disk(), mgrDir); err != nil {
@@ -125,11 +146,12 @@ func isClosed(m any) bool { _, ok := m.(Closed); return ok }
 func isFailed(m any) bool { _, ok := m.(Failed); return ok }
 
 // crashAndReopen crashes the host and opens its storage again.
-func (r *mgrRig) crashAndReopen() (*FileStorage, *raftpb.HardState) {
+func (r *mgrRig) crashAndReopen() (LogStorage, *raftpb.HardState) {
 	r.t.Helper()
 	r.h.Crash()
 	r.h.Restart()
-	s, err := OpenFileStorage(r.h.Disk(), mgrDir)
+	s, repaired, err := r.open(r.h.Disk(), mgrDir)
+	r.repaired = repaired
 	if err != nil {
 		r.t.Fatalf("seed %d: reopen log: %v", r.seed, err)
 	}
@@ -310,11 +332,17 @@ func TestManagerHardState(t *testing.T) {
 
 func TestManagerSyncFailure(t *testing.T) {
 	seed := testseed.For(t)
-	r := newMgrRig(t, seed, sim.HostConfig{}, nil)
+	for _, st := range mgrStorages {
+		t.Run(st.name, func(t *testing.T) { runManagerSyncFailure(t, seed, st.open) })
+	}
+}
+
+func runManagerSyncFailure(t *testing.T, seed uint64, open diskOpener) {
+	r := newMgrRigOn(t, seed, sim.HostConfig{}, open, nil)
 	r.send(Append{Entries: ents(1, 3, 1)})
 	r.runUntil("Stable(2, 1)", r.lastStableIs(2, 1))
 	r.h.Disk().SetInjector(func(op vfs.Op, name string) error {
-		if op == vfs.OpSync && name == mgrLog {
+		if op == vfs.OpSync && isLogFile(name) {
 			return vfs.ErrnoError(op, name, syscall.EIO)
 		}
 		return nil
@@ -376,7 +404,7 @@ func TestManagerCloseWhileFailing(t *testing.T) {
 	seed := testseed.For(t)
 	r := newMgrRig(t, seed, sim.HostConfig{}, nil)
 	r.h.Disk().SetInjector(func(op vfs.Op, name string) error {
-		if op == vfs.OpSync && name == mgrLog {
+		if op == vfs.OpSync && isLogFile(name) {
 			return vfs.ErrnoError(op, name, syscall.EIO)
 		}
 		return nil
@@ -393,9 +421,15 @@ func TestManagerCloseWhileFailing(t *testing.T) {
 
 func TestManagerNoSpace(t *testing.T) {
 	seed := testseed.For(t)
-	r := newMgrRig(t, seed, sim.HostConfig{}, nil)
+	for _, st := range mgrStorages {
+		t.Run(st.name, func(t *testing.T) { runManagerNoSpace(t, seed, st.open) })
+	}
+}
+
+func runManagerNoSpace(t *testing.T, seed uint64, open diskOpener) {
+	r := newMgrRigOn(t, seed, sim.HostConfig{}, open, nil)
 	r.h.Disk().SetInjector(func(op vfs.Op, name string) error {
-		if op == vfs.OpWrite && name == mgrLog {
+		if op == vfs.OpWrite && isLogFile(name) {
 			return vfs.ErrnoError(op, name, syscall.ENOSPC)
 		}
 		return nil

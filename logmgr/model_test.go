@@ -71,7 +71,7 @@ func (m logModel) String() string {
 }
 
 // check compares every read of s with the model. exact requires FirstIndex
-// to be exactly the compaction point (MemoryStorage and FileStorage drop
+// to be exactly the compaction point (MemoryStorage drops
 // exactly what they are asked to); otherwise it may be anywhere from the
 // reset point to it.
 func (m logModel) check(s LogStorage, exact bool) error {

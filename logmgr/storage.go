@@ -21,7 +21,7 @@
 // an in-memory implementation for tests and benchmarks ([MemoryStorage],
 // [MemoryMeta]) and file implementations on a [vfs.FS] that survive
 // crashes: [WAL], the segmented write-ahead log (see wal.go for its
-// format), [FileMeta], and the older single-file [FileStorage].
+// format), and [FileMeta].
 package logmgr
 
 import (

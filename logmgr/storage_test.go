@@ -27,14 +27,6 @@ type storageKind struct {
 // a torn tail it repaired.
 type diskOpener func(fs vfs.FS, dir string) (LogStorage, int64, error)
 
-func openFile(fs vfs.FS, dir string) (LogStorage, int64, error) {
-	s, err := OpenFileStorage(fs, dir)
-	if err != nil {
-		return nil, 0, err
-	}
-	return s, s.Repaired, nil
-}
-
 // openWALSized opens WALs with the given segment size.
 func openWALSized(segmentSize int64) diskOpener {
 	return func(fs vfs.FS, dir string) (LogStorage, int64, error) {
@@ -44,10 +36,6 @@ func openWALSized(segmentSize int64) diskOpener {
 		}
 		return w, w.Repaired(), nil
 	}
-}
-
-func fileKind(name string, fsys func(t *testing.T) (vfs.FS, string)) storageKind {
-	return diskKind(name, fsys, openFile)
 }
 
 func walKind(name string, segmentSize int64, fsys func(t *testing.T) (vfs.FS, string)) storageKind {
@@ -98,8 +86,6 @@ func diskKind(name string, fsys func(t *testing.T) (vfs.FS, string), open diskOp
 func storageKinds() []storageKind {
 	return []storageKind{
 		{name: "memory", open: func(*testing.T) LogStorage { return NewMemoryStorage() }},
-		fileKind("file-memfs", func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
-		fileKind("file-os", func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/log" }),
 		// Small segments, so that the suites roll, cut and drop segments.
 		walKind("wal-memfs", 4<<10, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
 		walKind("wal-os", 64<<10, func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/wal" }),

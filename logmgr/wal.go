@@ -132,6 +132,9 @@ type WALOptions struct {
 	// Logger receives the warning about a repaired torn tail. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Prepare says where the next segment's file is prepared; see
+	// PrepareMode. Default PrepareAuto.
+	Prepare PrepareMode
 }
 
 // WAL is a LogStorage in a directory of fixed-size, preallocated segment
@@ -160,14 +163,19 @@ type WAL struct {
 	segs     []*segment // live segments in order; segs[0].first == base
 	base     uint64     // first index
 	baseTerm uint64     // term of entry base-1
-	ents     []walPos   // ents[i] locates entry base+i
+	ents     posIndex   // ents.at(i) locates entry base+i
 	closed   bool
 
 	// Owned by the writer.
-	failed error
-	seq    uint64   // highest segment sequence number used
-	buf    []byte   // encoding buffer
-	pos    []walPos // scratch positions of the batch being appended
+	failed     error
+	seq        uint64   // highest segment sequence number used
+	buf        []byte   // encoding buffer
+	pos        []walPos // scratch positions of the batch being appended
+	background bool     // prepare spare segments in the background
+	spare      *spare   // the spare being prepared, or nil
+	// progress is how far the writer is into the last segment (bytes
+	// after the header), for the spare's preparer to pace itself.
+	progress atomic.Int64
 }
 
 var _ LogStorage = (*WAL)(nil)
@@ -237,11 +245,13 @@ func OpenWAL(fsys vfs.FS, dir string, opts WALOptions) (*WAL, error) {
 		st.closeFiles()
 		return nil, err
 	}
-	w := &WAL{fs: fsys, dir: dir, opts: opts, seq: st.maxSeq, base: st.base, baseTerm: st.baseTerm, ents: st.ents}
+	w := &WAL{fs: fsys, dir: dir, opts: opts, seq: st.maxSeq, base: st.base, baseTerm: st.baseTerm, ents: st.ents,
+		background: opts.Prepare == PrepareBackground || (opts.Prepare == PrepareAuto && fsys == vfs.OS)}
 	if err := w.recover(st); err != nil {
 		st.closeFiles()
 		return nil, err
 	}
+	w.startSpare()
 	return w, nil
 }
 
@@ -299,6 +309,7 @@ func (w *WAL) recover(st *walState) error {
 		}
 		w.segs = []*segment{s}
 	}
+	w.progress.Store(w.active().end - walHeaderRecordLen)
 	return nil
 }
 
@@ -322,7 +333,7 @@ func (w *WAL) LastIndex() uint64 {
 }
 
 // last is the last index; w.mu must be held, or the caller be the writer.
-func (w *WAL) last() uint64 { return w.base + uint64(len(w.ents)) - 1 }
+func (w *WAL) last() uint64 { return w.base + uint64(w.ents.len()) - 1 }
 
 // term is Term without the lock for the writer and callers holding it;
 // index must be in [base-1, last].
@@ -330,7 +341,7 @@ func (w *WAL) term(index uint64) uint64 {
 	if index == w.base-1 {
 		return w.baseTerm
 	}
-	return w.ents[index-w.base].term
+	return w.ents.at(int(index - w.base)).term
 }
 
 func (w *WAL) Term(index uint64) (uint64, error) {
@@ -417,7 +428,7 @@ func (w *WAL) pin(lo, hi, maxBytes uint64) ([]readSpan, error) {
 		bound uint64 // a lower bound of the sizes of the entries taken
 	)
 	for i := lo; i < hi; i++ {
-		p := w.ents[i-w.base]
+		p := w.ents.at(int(i - w.base))
 		// entrySize is len(Data)+24, and the payload holds Data plus at
 		// most 39 bytes of tags and varints.
 		lb := uint64(24)
@@ -459,8 +470,9 @@ func (w *WAL) Close() error {
 	}
 	w.closed = true
 	segs := w.segs
-	w.segs, w.ents = nil, nil
+	w.segs, w.ents = nil, posIndex{}
 	w.mu.Unlock()
+	w.stopSpare()
 	var errs []error
 	for _, s := range segs {
 		errs = append(errs, s.release())

@@ -22,8 +22,8 @@ type walRig struct {
 	fs     *vfs.MemFS
 	opener diskOpener
 	w      LogStorage
-	states  []logModel
-	term    uint64
+	states []logModel
+	term   uint64
 	// repaired counts recoveries that cut a torn tail.
 	repaired     int
 	lastRepaired int64
@@ -39,7 +39,6 @@ var crashKinds = []struct {
 	open diskOpener
 }{
 	{"wal", openWALSized(4 << 10)},
-	{"file", openFile},
 }
 
 func (c *walRig) fatalf(format string, args ...any) {

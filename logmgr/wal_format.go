@@ -7,9 +7,11 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
-// Record framing, shared by the WAL and FileStorage (see the WAL's package
+// Record framing of the WAL (see the WAL's package
 // documentation in wal.go for the diagram). Frozen: changing any of these
 // changes the on-disk format.
 const (
@@ -169,6 +171,34 @@ func sealRecord(buf []byte, start int, typ byte) []byte {
 	buf[start+8] = typ
 	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoli))
 	return buf
+}
+
+// appendEntryRecord appends the entry record of e to buf. The bytes are
+// those of appendRecord(buf, walRecEntry, e) — proto's deterministic
+// encoding of Entry's four fields, in field order, zero values omitted —
+// produced without reflection, which makes an append of small entries
+// several times cheaper. (Unknown fields an Entry might carry are not
+// written.)
+func appendEntryRecord(buf []byte, e *raftpb.Entry) []byte {
+	start := len(buf)
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecEntry)
+	if e.Index != 0 {
+		buf = protowire.AppendTag(buf, 1, protowire.VarintType)
+		buf = protowire.AppendVarint(buf, e.Index)
+	}
+	if e.Term != 0 {
+		buf = protowire.AppendTag(buf, 2, protowire.VarintType)
+		buf = protowire.AppendVarint(buf, e.Term)
+	}
+	if e.Type != 0 {
+		buf = protowire.AppendTag(buf, 3, protowire.VarintType)
+		buf = protowire.AppendVarint(buf, uint64(int64(e.Type)))
+	}
+	if len(e.Data) > 0 {
+		buf = protowire.AppendTag(buf, 4, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, e.Data)
+	}
+	return sealRecord(buf, start, walRecEntry)
 }
 
 // walRec is a decoded WAL record: where it is and what it says.

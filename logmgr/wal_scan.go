@@ -85,7 +85,7 @@ func InspectWAL(fsys vfs.FS, dir string, visit func(WALRecord)) (*WALReport, err
 	st, err := analyzeWAL(fsys, dir, false, visit)
 	st.closeFiles()
 	rep := &WALReport{Dir: dir, Temporary: st.tmps, FirstIndex: st.base, PrevTerm: st.baseTerm, Torn: st.torn}
-	rep.LastIndex = st.base + uint64(len(st.ents)) - 1
+	rep.LastIndex = st.base + uint64(st.ents.len()) - 1
 	for i, f := range st.files {
 		s := WALSegment{Name: f.name, First: f.hdr.first, PrevTerm: f.hdr.prevTerm, Seq: f.hdr.seq,
 			Reset: f.hdr.reset(), Live: f.live, Size: f.size, DataBytes: f.end, Records: f.records}
@@ -132,7 +132,7 @@ type walState struct {
 	maxSeq   uint64
 	base     uint64
 	baseTerm uint64
-	ents     []walPos
+	ents     posIndex
 	torn     *WALDamage
 }
 
@@ -166,7 +166,7 @@ func analyzeWAL(fsys vfs.FS, dir string, writable bool, visit func(WALRecord)) (
 	}
 	for _, name := range names {
 		if tmp, ok := strings.CutSuffix(name, ".tmp"); ok {
-			if _, ok := parseSegName(tmp); ok {
+			if _, ok := parseSegName(tmp); ok || name == walSpareName {
 				st.tmps = append(st.tmps, name)
 			}
 			continue
@@ -275,14 +275,14 @@ func (st *walState) markLive() error {
 // the index, and sets f.end to the end of its valid records.
 func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRecord)) error {
 	h := f.hdr
-	last := st.base + uint64(len(st.ents)) - 1
+	last := st.base + uint64(st.ents.len()) - 1
 	switch {
 	case first:
-		st.base, st.baseTerm, st.ents = h.first, h.prevTerm, nil
+		st.base, st.baseTerm, st.ents = h.first, h.prevTerm, posIndex{}
 	case h.first > last+1:
 		return fmt.Errorf("logmgr: %s at offset 0: segment starts at index %d, but the log before it ends at %d", f.path, h.first, last)
 	default:
-		st.ents = st.ents[:h.first-st.base]
+		st.ents.truncate(int(h.first - st.base))
 		if t := st.term(h.first - 1); t != h.prevTerm {
 			return fmt.Errorf("logmgr: %s at offset 0: header gives term %d for entry %d, the log before it %d", f.path, h.prevTerm, h.first-1, t)
 		}
@@ -298,18 +298,18 @@ func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRe
 		if !ok {
 			break
 		}
-		last := st.base + uint64(len(st.ents)) - 1
+		last := st.base + uint64(st.ents.len()) - 1
 		switch r.typ {
 		case walRecEntry:
 			if r.index != last+1 {
 				return fmt.Errorf("logmgr: %s at offset %d: entry %d follows %d", f.path, off, r.index, last)
 			}
-			st.ents = append(st.ents, walPos{off: uint32(off + recHeader), n: r.n, term: r.term})
+			st.ents.append(walPos{off: uint32(off + recHeader), n: r.n, term: r.term})
 		case walRecTruncate:
 			if r.index <= h.first || r.index > last+1 {
 				return fmt.Errorf("logmgr: %s at offset %d: truncation at %d outside [%d, %d]", f.path, off, r.index, h.first+1, last+1)
 			}
-			st.ents = st.ents[:r.index-st.base]
+			st.ents.truncate(int(r.index - st.base))
 		default:
 			return fmt.Errorf("logmgr: %s at offset %d: segment header inside a segment", f.path, off)
 		}
@@ -328,5 +328,5 @@ func (st *walState) term(index uint64) uint64 {
 	if index == st.base-1 {
 		return st.baseTerm
 	}
-	return st.ents[index-st.base].term
+	return st.ents.at(int(index - st.base)).term
 }

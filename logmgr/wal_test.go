@@ -320,7 +320,7 @@ func TestWALSegments(t *testing.T) {
 // new segment supersedes them), and removed.
 func TestWALDeadSegmentsRecovered(t *testing.T) {
 	for _, c := range []struct {
-		op vfs.Op
+		op  vfs.Op
 		nth int
 	}{{vfs.OpRemove, 1}, {vfs.OpSyncDir, 1}, {vfs.OpSyncDir, 2}} {
 		t.Run(fmt.Sprint(c.op, c.nth), func(t *testing.T) {
@@ -364,5 +364,101 @@ func TestWALDeadSegmentsRecovered(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPosIndex compares the chunked index with a slice.
+func TestPosIndex(t *testing.T) {
+	seed := testseed.For(t)
+	r := rand.New(rand.NewPCG(seed, 0))
+	var x posIndex
+	var model []walPos
+	next := uint32(0)
+	for step := range 3000 {
+		switch n := r.IntN(10); {
+		case n < 6:
+			ps := make([]walPos, r.IntN(3*walIndexChunk/2))
+			for i := range ps {
+				next++
+				ps[i] = walPos{off: next, term: uint64(step)}
+			}
+			x.append(ps...)
+			model = append(model, ps...)
+		case n < 8 && len(model) > 0:
+			k := r.IntN(len(model) + 1)
+			x.truncate(k)
+			model = model[:k]
+		case len(model) > 0:
+			k := r.IntN(len(model) + 1)
+			x.dropFront(k)
+			model = model[k:]
+		}
+		if x.len() != len(model) {
+			t.Fatalf("seed %d step %d: len %d, want %d", seed, step, x.len(), len(model))
+		}
+		for _, i := range []int{0, len(model) / 2, len(model) - 1, r.IntN(len(model) + 1)} {
+			if i >= 0 && i < len(model) && x.at(i) != model[i] {
+				t.Fatalf("seed %d step %d: at(%d) = %v, want %v", seed, step, i, x.at(i), model[i])
+			}
+		}
+		if len(x.chunks) > (x.start+x.n)/walIndexChunk+3 {
+			t.Fatalf("seed %d step %d: %d chunks for %d entries", seed, step, len(x.chunks), x.n)
+		}
+	}
+}
+
+// TestWALBackgroundSpare: with background preparation, rolls take the
+// spare, a Close while the preparer is pacing itself (or working) does not
+// hang, and nothing but segments is left behind.
+func TestWALBackgroundSpare(t *testing.T) {
+	for _, fsys := range []vfs.FS{vfs.OS, vfs.NewMem()} {
+		dir := walDir
+		if fsys == vfs.OS {
+			dir = t.TempDir()
+		}
+		open := func() *WAL {
+			w, err := OpenWAL(fsys, dir, WALOptions{SegmentSize: 64 << 10, Prepare: PrepareBackground, Logger: quietLogger})
+			must(t, err)
+			return w
+		}
+		w := open()
+		must(t, w.Close()) // the preparer is waiting for progress
+		w = open()
+		m := newModel()
+		for i := uint64(1); i <= 600; i += 6 {
+			es := ents(i, i+6, 1)
+			for _, e := range es {
+				e.Data = append(e.Data, make([]byte, 100)...)
+			}
+			mustAppend(t, w, es)
+			m = m.appended(es)
+			if i%60 == 1 {
+				must(t, w.Sync())
+			}
+		}
+		if len(w.segs) < 2 {
+			t.Fatalf("%d segments: the appends should have rolled", len(w.segs))
+		}
+		must(t, w.TruncateSuffix(300)) // back into the first segment
+		m = m.truncated(300)
+		must(t, w.Sync())
+		mustModel(t, w, m, true)
+		if w.spare == nil {
+			t.Fatal("no spare being prepared after a roll")
+		}
+		must(t, w.Close())
+		names, err := fsys.List(dir)
+		must(t, err)
+		for _, n := range names {
+			if _, ok := parseSegName(n); !ok {
+				t.Errorf("%s left in the WAL directory after Close", n)
+			}
+		}
+		if len(names) != 2 {
+			t.Errorf("files %v, want the first segment and the one starting at 300", names)
+		}
+		w = open()
+		mustModel(t, w, m, true)
+		must(t, w.Close())
 	}
 }

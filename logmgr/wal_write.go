@@ -1,11 +1,11 @@
 package logmgr
 
 import (
-	"time"
 	"fmt"
 	"path"
 
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/vfs"
 )
 
 // The WAL's mutations. Only the writer (one goroutine at a time) calls
@@ -56,10 +56,7 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 			return fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
 		}
 		start := len(buf)
-		var err error
-		if buf, err = appendRecord(buf, walRecEntry, e); err != nil {
-			return fmt.Errorf("logmgr: encode entry %d: %w", e.Index, err)
-		}
+		buf = appendEntryRecord(buf, e)
 		n := len(buf) - start - recHeader
 		if n > maxRecord {
 			return fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
@@ -82,7 +79,7 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		pos[i].off += uint32(at)
 	}
 	w.mu.Lock()
-	w.ents = append(w.ents, pos...)
+	w.ents.append(pos...)
 	w.mu.Unlock()
 	return nil
 }
@@ -114,22 +111,15 @@ func (w *WAL) write(s *segment, b []byte) error {
 			out = append(b, zeros[:z-end]...)
 		}
 	}
-	t0 := time.Now()
-	_, err := s.f.WriteAt(out, s.end)
-	d := time.Since(t0)
-	if len(out) > len(b) {
-		ExpZeroW += d
-		ExpZeroN++
-	} else {
-		ExpPlainW += d
-		ExpPlainN++
-	}
-	if err != nil {
+	if _, err := s.f.WriteAt(out, s.end); err != nil {
 		return w.fail(fmt.Errorf("logmgr: write %s at %d: %w", s.path, s.end, err))
 	}
 	s.zeroed = max(s.zeroed, s.end+int64(len(out)))
 	s.end = end
 	s.dirty = true
+	if sp := w.spare; sp != nil {
+		sp.advanced(end - walHeaderRecordLen)
+	}
 	return nil
 }
 
@@ -159,7 +149,7 @@ func (w *WAL) TruncateSuffix(from uint64) error {
 				return err
 			}
 			w.mu.Lock()
-			w.ents = w.ents[:from-w.base]
+			w.ents.truncate(int(from - w.base))
 			w.mu.Unlock()
 			return nil
 		}
@@ -188,12 +178,7 @@ func (w *WAL) TruncatePrefix(first uint64) error {
 		old, next := w.segs[0], w.segs[1]
 		w.mu.Lock()
 		w.segs = append([]*segment(nil), w.segs[1:]...)
-		drop := next.first - w.base
-		if drop > uint64(len(w.ents))/2 {
-			w.ents = append([]walPos(nil), w.ents[drop:]...)
-		} else {
-			w.ents = w.ents[drop:]
-		}
+		w.ents.dropFront(int(next.first - w.base))
 		w.base, w.baseTerm = next.first, next.prevTerm
 		w.mu.Unlock()
 		err := w.fs.Remove(old.path)
@@ -269,9 +254,9 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 	w.segs = append(keep, s)
 	switch {
 	case flags&walFlagReset != 0:
-		w.base, w.baseTerm, w.ents = first, prevTerm, nil
+		w.base, w.baseTerm, w.ents = first, prevTerm, posIndex{}
 	case first <= w.last():
-		w.ents = w.ents[:first-w.base]
+		w.ents.truncate(int(first - w.base))
 	}
 	w.mu.Unlock()
 	removed := false
@@ -302,25 +287,46 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*segment, error) {
 	name := segName(first)
 	final := path.Join(w.dir, name)
-	tmp := final + ".tmp"
-	f, err := w.fs.Create(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("logmgr: create %s: %w", tmp, err)
+	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags}
+	b := appendRawRecord(make([]byte, 0, walZeroChunk), walRecSegment, hdr.marshal())
+	var (
+		tmp    string
+		f      vfs.File
+		zeroed int64
+	)
+	if sp := w.takeSpare(size); sp != nil {
+		tmp, f, zeroed = sp.path, sp.f, size
+	} else {
+		tmp = final + ".tmp"
+		var err error
+		if f, err = w.fs.Create(tmp); err != nil {
+			return nil, fmt.Errorf("logmgr: create %s: %w", tmp, err)
+		}
 	}
 	abort := func(what string, err error) (*segment, error) {
 		f.Close()
 		w.fs.Remove(tmp) // best effort; OpenWAL removes leftovers
 		return nil, fmt.Errorf("logmgr: %s %s: %w", what, tmp, err)
 	}
-	if err := f.Truncate(size); err != nil {
-		return abort("size", err)
+	if zeroed == 0 {
+		if err := f.Truncate(size); err != nil {
+			return abort("size", err)
+		}
+		if err := f.Preallocate(0, size); err != nil {
+			return abort("preallocate", err)
+		}
+		b = append(b, zeros[:min(size, walZeroChunk)-int64(len(b))]...)
+		zeroed = int64(len(b))
+		// With background preparation, a segment made here (no spare
+		// was ready: the first one, one for a big batch) is zero-filled
+		// whole, as a spare would be: its appends then never zero-fill.
+		for ; w.background && zeroed < size; zeroed += walZeroChunk {
+			if _, err := f.WriteAt(zeros[:min(walZeroChunk, size-zeroed)], zeroed); err != nil {
+				return abort("write", err)
+			}
+		}
+		zeroed = min(zeroed, size)
 	}
-	if err := f.Preallocate(0, size); err != nil {
-		return abort("preallocate", err)
-	}
-	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags}
-	b := appendRawRecord(make([]byte, 0, walZeroChunk), walRecSegment, hdr.marshal())
-	b = append(b, zeros[:min(size, walZeroChunk)-int64(len(b))]...)
 	if _, err := f.WriteAt(b, 0); err != nil {
 		return abort("write", err)
 	}
@@ -336,14 +342,14 @@ func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*
 		return nil, w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
 	}
 	// Reopen under the final name, so that errors name it.
-	if f, err = w.fs.OpenReadWrite(final); err != nil {
+	f, err := w.fs.OpenReadWrite(final)
+	if err != nil {
 		return nil, w.fail(fmt.Errorf("logmgr: open %s: %w", final, err))
 	}
 	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, f: f,
-		end: walHeaderRecordLen, zeroed: int64(len(b))}
+		end: walHeaderRecordLen, zeroed: zeroed}
 	s.refs.Store(1)
+	w.progress.Store(0)
+	w.startSpare()
 	return s, nil
 }
-
-var ExpZeroW, ExpPlainW time.Duration
-var ExpZeroN, ExpPlainN int

@@ -1036,10 +1036,12 @@ func (*TimeoutNow) Descriptor() ([]byte, []int) {
 }
 
 // ReadIndexRequest asks the leader for a read index on behalf of a
-// follower's batch of reads.
+// follower's batch of reads (the envelope's seq identifies the batch).
 type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Batch         uint64                 `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Batch uint64                 `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// The reads accept a lease instead of a quorum round.
+	Lease         bool `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1081,11 +1083,22 @@ func (x *ReadIndexRequest) GetBatch() uint64 {
 	return 0
 }
 
+func (x *ReadIndexRequest) GetLease() bool {
+	if x != nil {
+		return x.Lease
+	}
+	return false
+}
+
+// ReadIndexResponse answers a ReadIndexRequest: on success, the follower
+// may serve the batch once it has applied index. On failure, code is the
+// reason (a closure.Code: EPERM when not the leader, EAGAIN when not ready).
 type ReadIndexResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Batch         uint64                 `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
 	Success       bool                   `protobuf:"varint,2,opt,name=success,proto3" json:"success,omitempty"`
 	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Code          int32                  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1137,6 +1150,13 @@ func (x *ReadIndexResponse) GetSuccess() bool {
 func (x *ReadIndexResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetCode() int32 {
+	if x != nil {
+		return x.Code
 	}
 	return 0
 }
@@ -1415,13 +1435,15 @@ const file_raft_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12!\n" +
 	"\fread_context\x18\x01 \x01(\fR\vreadContext\"\f\n" +
 	"\n" +
-	"TimeoutNow\"(\n" +
+	"TimeoutNow\">\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
-	"\x05batch\x18\x01 \x01(\x04R\x05batch\"Y\n" +
+	"\x05batch\x18\x01 \x01(\x04R\x05batch\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\bR\x05lease\"m\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05batch\x18\x01 \x01(\x04R\x05batch\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"\x91\x01\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\x05R\x04code\"\x91\x01\n" +
 	"\fSnapshotMeta\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x01 \x01(\x04R\tlastIndex\x12\x1b\n" +

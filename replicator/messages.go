@@ -31,6 +31,8 @@
 // without a log check.
 package replicator
 
+import "time"
+
 // Messages the replicator accepts from its node.
 type (
 	// Tick is the node's clock, forwarded on every node tick.
@@ -38,6 +40,9 @@ type (
 	// Update says the leader's log may have grown and gives the current
 	// commit index.
 	Update struct{ Commit uint64 }
+	// Beat asks for a heartbeat now: the leader needs a fresh quorum
+	// round to confirm its leadership (ReadIndex).
+	Beat struct{}
 )
 
 // Messages the replicator sends to its node.
@@ -45,10 +50,15 @@ type (
 	// Progress reports that the peer answered in term Term and that its log
 	// matches the leader's up to Match (which may be unchanged: a
 	// heartbeat reply is still contact, for check-quorum).
+	//
+	// SentAt is when the answered request left (on the leader's clock):
+	// the peer recognised the leader's term after that instant. Zero if
+	// unknown.
 	Progress struct {
-		Peer  string
-		Term  uint64
-		Match uint64
+		Peer   string
+		Term   uint64
+		Match  uint64
+		SentAt time.Time
 	}
 	// HigherTerm reports that the peer answered with a term above the
 	// leader's; the node must step down. It is sent once per such term,

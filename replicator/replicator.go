@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -62,11 +63,21 @@ func (s state) String() string {
 
 // flight is one outstanding AppendRequest.
 type flight struct {
-	seq   uint64
-	prev  uint64 // its prev_log_index
-	last  uint64 // the index of its last entry (prev if none)
-	bytes uint64
+	seq    uint64
+	prev   uint64 // its prev_log_index
+	last   uint64 // the index of its last entry (prev if none)
+	bytes  uint64
+	sentAt time.Time
 }
+
+// sentBeat is a heartbeat still awaiting its answer.
+type sentBeat struct {
+	seq uint64
+	at  time.Time
+}
+
+// maxBeats bounds the heartbeats whose send times are remembered.
+const maxBeats = 8
 
 // Replicator is the actor that replicates the leader's log to one peer.
 // It owns the peer's next and match indexes, its state, and the window of
@@ -86,9 +97,10 @@ type Replicator struct {
 	seq      uint64
 	inflight []flight
 	inBytes  uint64
-	hbSeq    uint64 // seq of the last heartbeat sent
-	hbAcked  uint64 // seq of the last heartbeat answered
-	higher   uint64 // the highest term reported in HigherTerm
+	hbSeq    uint64     // seq of the last heartbeat sent
+	hbAcked  uint64     // seq of the last heartbeat answered
+	beats    []sentBeat // the latest heartbeats sent, oldest first
+	higher   uint64     // the highest term reported in HigherTerm
 
 	idleTicks  int // ticks since anything was sent
 	quietTicks int // ticks since an append reply, while requests are outstanding
@@ -129,6 +141,8 @@ func (r *Replicator) Receive(env actors.Env, msg any) {
 		r.send(env)
 	case Tick:
 		r.tick(env)
+	case Beat:
+		r.heartbeat(env)
 	case Update:
 		if m.Commit > r.commit {
 			r.commit = m.Commit
@@ -180,6 +194,10 @@ func (r *Replicator) heartbeat(env actors.Env) {
 	c := min(r.commit, r.match)
 	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c}))
 	r.hbSeq = r.seq
+	if len(r.beats) == maxBeats {
+		r.beats = append(r.beats[:0], r.beats[1:]...)
+	}
+	r.beats = append(r.beats, sentBeat{seq: r.seq, at: env.Now()})
 	r.sentHB = max(r.sentHB, c)
 	r.idleTicks = 0
 }
@@ -229,7 +247,7 @@ func (r *Replicator) send(env actors.Env) {
 			r.quietTicks = 0
 		}
 		lastSent := prev + uint64(len(ents))
-		r.inflight = append(r.inflight, flight{seq: r.seq, prev: prev, last: lastSent, bytes: size})
+		r.inflight = append(r.inflight, flight{seq: r.seq, prev: prev, last: lastSent, bytes: size, sentAt: env.Now()})
 		r.inBytes += size
 		r.next = lastSent + 1
 		if r.st == stateProbe {
@@ -267,7 +285,13 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 			return
 		}
 		r.hbAcked = e.Seq
-		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match})
+		var sentAt time.Time
+		for _, b := range r.beats {
+			if b.seq == e.Seq {
+				sentAt = b.at
+			}
+		}
+		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: sentAt})
 	case *raftpb.Envelope_AppendResponse:
 		r.onAppendResponse(env, e.Seq, b.AppendResponse)
 	}
@@ -294,14 +318,16 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 			r.st = stateReplicate
 			r.next = max(r.next, r.match+1)
 		}
-		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match})
+		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: f.sentAt})
 		r.send(env)
 		if min(r.commit, r.match) > r.sentHB && len(r.inflight) == 0 {
 			r.heartbeat(env)
 		}
 		return
 	}
-	// A rejection: the peer's log does not hold (f.prev, its term).
+	// A rejection: the peer's log does not hold (f.prev, its term). It
+	// still recognises this leader's term: that is contact.
+	env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: f.sentAt})
 	if f.prev < r.match {
 		return // contradicted by a later success: stale
 	}

@@ -39,6 +39,7 @@ func main() {
 		reads    = flag.Float64("reads", 0.4, "fraction of reads")
 		appends  = flag.Float64("appends", 0.3, "fraction of appends (the rest are puts)")
 		drift    = flag.Float64("max-drift", 1e-3, "bound of the hosts' clock drift")
+		leaseDr  = flag.Duration("lease-drift-bound", 100*time.Millisecond, "the nodes' MaxClockDrift (the drift their leases allow for)")
 		verbose  = flag.Bool("v", false, "print the event trace of a single seed")
 		out      = flag.String("out", ".", "directory for porcupine visualisations of non-linearizable histories")
 		workers  = flag.Int("workers", runtime.GOMAXPROCS(0), "seeds run in parallel with -seeds")
@@ -69,6 +70,7 @@ func main() {
 		Reads:                *reads,
 		Appends:              *appends,
 		MaxDrift:             *drift,
+		LeaseDriftBound:      *leaseDr,
 		SkipDurabilityChecks: *noDurab,
 		VisualizeDir:         *out,
 	}
@@ -80,8 +82,8 @@ func main() {
 		if *noDurab {
 			extra += " -skip-durability-checks"
 		}
-		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -max-drift %g%s -v",
-			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *drift, extra)
+		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -max-drift %g -lease-drift-bound %v%s -v",
+			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *drift, *leaseDr, extra)
 	}
 
 	if *seeds == 0 {

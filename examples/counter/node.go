@@ -69,6 +69,8 @@ func runNode(id, addr, peers, data string, control bool) error {
 //	status        -> status <role> <term> <leader> <value> <index>
 //	inc N         -> done <value>  (N increments, each through Node.Apply)
 //	                 or failed <status>
+//	read          -> value <value> <index>: a linearizable read (a ReadIndex
+//	                 barrier, then the local state machine), or failed <status>
 //	quit          -> exits
 func serveControl(node *asyncraft.Node, sm *counter) error {
 	fmt.Println("ready")
@@ -90,6 +92,16 @@ func serveControl(node *asyncraft.Node, sm *counter) error {
 		case "inc":
 			n, _ := strconv.Atoi(fields[1])
 			fmt.Println(incrementMany(node, n))
+		case "read":
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := node.ReadBarrier(ctx)
+			cancel()
+			if err != nil {
+				fmt.Println("failed", err)
+				continue
+			}
+			v, idx := sm.read()
+			fmt.Printf("value %d %d\n", v, idx)
 		case "quit":
 			return nil
 		}

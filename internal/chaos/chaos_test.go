@@ -90,16 +90,18 @@ func TestSameSeedSameTrace(t *testing.T) {
 	seed := testseed.For(t)
 	kinds := []Nemesis{Partitions, Asymmetric, MessageFaults, Crashes, Crashes | TornWrites, ClockDrift, Pauses, AllNemeses}
 	var cfgs []Config
-	for _, k := range kinds {
-		c := Config{Seed: seed, Nemeses: k, Duration: 10 * time.Second}
-		cfgs = append(cfgs, c, c)
+	for s := seed; s < seed+3; s++ {
+		for _, k := range kinds {
+			c := Config{Seed: s, Nemeses: k, Duration: 10 * time.Second}
+			cfgs = append(cfgs, c, c)
+		}
 	}
 	results := sweep(t, cfgs)
 	for i := 0; i < len(results); i += 2 {
 		a, b := results[i], results[i+1]
 		if a.TraceHash != b.TraceHash || a.Events != b.Events || a.Ops != b.Ops || a.OK != b.OK {
 			t.Errorf("seed %d nemesis %v: trace %s/%d events/%d ops, then %s/%d/%d",
-				seed, cfgs[i].Nemeses, a.TraceHash, a.Events, a.Ops, b.TraceHash, b.Events, b.Ops)
+				cfgs[i].Seed, cfgs[i].Nemeses, a.TraceHash, a.Events, a.Ops, b.TraceHash, b.Events, b.Ops)
 		}
 	}
 	// And the hash sees the run: another seed, another trace.

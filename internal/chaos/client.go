@@ -34,6 +34,7 @@ type op struct {
 	id     int
 	client int
 	input  kvInput
+	path   asyncraft.ReadMode // how a get read: through the log (default), ReadSafe or ReadLease
 	call   time.Duration
 	ret    time.Duration
 	state  opState
@@ -127,10 +128,40 @@ func (c *client) next(env actors.Env) {
 	default:
 		in.Kind = opPut
 	}
-	o := &op{id: len(c.r.ops), client: c.id, input: in, call: c.r.c.Sim.Now(), node: c.target, life: c.r.c.Life(c.target)}
+	target := c.target
+	var path asyncraft.ReadMode // for a get: ReadDefault goes through the log
+	if in.Kind == opGet {
+		path = asyncraft.ReadMode(rnd.IntN(3)) // log, ReadSafe or ReadLease
+		if path != asyncraft.ReadDefault && rnd.IntN(2) == 0 {
+			// Half the ReadIndex reads go to any node: followers
+			// forward them to the leader and serve them locally.
+			target = c.r.c.IDs[rnd.IntN(len(c.r.c.IDs))]
+			if node = c.r.c.Node(target); node == nil {
+				target, node = c.target, c.r.c.Node(c.target)
+			}
+		}
+	}
+	o := &op{id: len(c.r.ops), client: c.id, input: in, path: path, call: c.r.c.Sim.Now(), node: target, life: c.r.c.Life(target)}
 	c.r.ops = append(c.r.ops, o)
 	c.cur = o
 	host := c.r.clientHost
+	if path != asyncraft.ReadDefault {
+		m := c.r.machines[target] // the state machine of the life that will answer
+		node.Read(asyncraft.ReadRequest{Mode: path, Done: func(st closure.Status, index uint64, _ []byte) {
+			o.runs++
+			if o.runs > 1 {
+				return
+			}
+			o.status = st
+			if st.OK() {
+				o.index = index
+				o.output = kvOutput{Value: m.data[in.Key]}
+			}
+			host.Send(c.self, clientReply{op: o})
+		}})
+		env.After(opTimeout, clientTimeout{op: o})
+		return
+	}
 	node.Apply(asyncraft.Task{Data: encode(in), Done: closure.ResultFunc(func(st closure.Status, v any) {
 		o.runs++
 		if o.runs > 1 {

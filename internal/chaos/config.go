@@ -119,6 +119,11 @@ type Config struct {
 	Appends float64
 	// MaxDrift bounds the hosts' clock rate errors. Default 1e-3.
 	MaxDrift float64
+	// LeaseDriftBound is the nodes' NodeOptions.MaxClockDrift: how much the
+	// lease allows clocks to drift apart over an election timeout. Default
+	// 100 ms, far above what MaxDrift produces; a planted test sets it
+	// below the drift to show that lease reads then go stale.
+	LeaseDriftBound time.Duration
 	// LivenessBound is how long after the faults heal the group has to
 	// elect a leader and complete every client's next operation. Default
 	// 30 s.
@@ -158,6 +163,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDrift == 0 {
 		c.MaxDrift = 1e-3
+	}
+	if c.LeaseDriftBound == 0 {
+		c.LeaseDriftBound = 100 * time.Millisecond
 	}
 	if c.LivenessBound == 0 {
 		c.LivenessBound = 30 * time.Second

@@ -7,54 +7,97 @@ import (
 	"github.com/asyncraft/asyncraft/internal/faults"
 )
 
-// TestPlantedFaultsAreCaught switches on each planted bug and shows the
-// checks catching it on the named seed (found by sweeping seeds from 1
-// with cmd/asyncraft-sim -plant), then shows the same seed passing without
-// the bug: the bug, not the seed, is what the checks see.
+// plantedCase is a planted bug, the scenario that exposes it, and the
+// first seed (from 1) that catches it with the code as it is.
+type plantedCase struct {
+	name     string
+	fault    faults.Fault // 0: no code fault, the scenario itself breaks an assumption
+	seed     uint64
+	bound    uint64 // seeds scanned if the named one stops catching it
+	check    string // the check expected to fire first
+	run      func(seed uint64) Result
+	runClean func(seed uint64) Result // the same scenario without the bug
+}
+
+func standard(endToEnd bool) func(uint64) Result {
+	return func(seed uint64) Result { return Run(Config{Seed: seed, SkipDurabilityChecks: endToEnd}) }
+}
+
+// TestPlantedFaultsAreCaught switches on each planted bug (or breaks an
+// assumption of the configuration) and shows the checks catching it on the
+// named seed, then the same seed passing without the bug: the bug, not the
+// seed, is what the checks see.
 //
-// Granting a vote before it is durable and acknowledging entries before
-// they are durable break safety end to end only if a crash lands in the
-// sub-millisecond window before the sync completes; the direct durability
-// checks catch them on every seed, and acknowledging early is also caught
-// end to end (seed 212, power loss) with those checks off. Committing an
-// entry of an earlier term by counting replicas is caught in the scripted
-// Figure 8 scenario.
+// The named seeds are the first that catch each bug, found by sweeping
+// from seed 1 (cmd/asyncraft-sim -plant NAME). Any change to the protocol
+// or the harness changes the simulated histories; if a named seed stops
+// catching its bug, the test scans up to the bound and fails naming the new
+// first seed to record here — and fails outright if none within the bound
+// does.
+//
+// Granting a vote before it is durable breaks safety end to end only if a
+// crash lands in the sub-millisecond window before the sync completes; the
+// direct durability checks catch it on every seed. Acknowledging entries
+// before they are durable is also caught end to end, with those checks off,
+// through a power loss. Committing an entry of an earlier term by counting
+// replicas is caught in the scripted Figure 8. Lease reads go stale when the
+// clock drift exceeds the bound the nodes were configured with.
 func TestPlantedFaultsAreCaught(t *testing.T) {
-	cases := []struct {
-		fault    faults.Fault
-		seed     uint64
-		endToEnd bool // with the direct durability checks off
-		figure8  bool
-		check    string
-	}{
-		{faults.VoteWithoutPersist, 1, false, false, "durability"},
-		{faults.VoteTwice, 113, true, false, "election safety"},
-		{faults.CommitPriorTerm, 1, true, true, "leader completeness"},
-		{faults.AckBeforeSync, 1, false, false, "durability"},
-		{faults.AckBeforeSync, 212, true, false, "leader completeness"},
-		{faults.SkipPrevCheck, 39, true, false, "state machine safety"},
-		{faults.ApplyTwice, 1, true, false, "state machine safety"},
+	lease := func(drift float64, bound time.Duration) func(uint64) Result {
+		return func(seed uint64) Result { return LeaseDrift(Config{Seed: seed, LeaseDriftBound: bound}, drift) }
 	}
+	fig8 := func(seed uint64) Result { return Figure8(Config{Seed: seed}) }
+	cases := []plantedCase{
+		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
+		{"vote twice in a term", faults.VoteTwice, 148, 400, "durability", standard(false), nil},
+		{"commit an earlier term's entry by counting", faults.CommitPriorTerm, 1, 10, "leader completeness", fig8, nil},
+		{"acknowledge before sync", faults.AckBeforeSync, 1, 20, "durability", standard(false), nil},
+		{"acknowledge before sync, end to end", faults.AckBeforeSync, 210, 400, "state machine safety", standard(true), nil},
+		{"skip the previous-entry check", faults.SkipPrevCheck, 39, 200, "state machine safety", standard(true), nil},
+		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
+		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 6, 100, "linearizability", standard(true), nil},
+		{"clock drift beyond the lease's bound", 0, 2, 40, "linearizability", lease(-0.5, time.Millisecond), lease(-0.5, 100*time.Millisecond)},
+	}
+	short := testing.Short() || raceEnabled
 	for _, c := range cases {
-		cfg := Config{Seed: c.seed, SkipDurabilityChecks: c.endToEnd}
-		run := Run
-		if c.figure8 {
-			run = Figure8
+		caughtBy := func(seed uint64) (Result, bool) {
+			if c.fault != 0 {
+				defer faults.Set(c.fault)()
+			}
+			r := c.run(seed)
+			return r, !r.Passed()
 		}
-		restore := faults.Set(c.fault)
-		bad := run(cfg)
-		restore()
-		if bad.Passed() {
-			t.Errorf("%v (seed %d, end to end %v): not caught", c.fault, c.seed, c.endToEnd)
+		bad, caught := caughtBy(c.seed)
+		if !caught {
+			found := uint64(0)
+			if !short {
+				for s := uint64(1); s <= c.bound && found == 0; s++ {
+					if _, ok := caughtBy(s); ok {
+						found = s
+					}
+				}
+			}
+			switch {
+			case found != 0:
+				t.Errorf("%s: seed %d no longer catches it; the first seed that does is now %d: record it", c.name, c.seed, found)
+			case short:
+				t.Errorf("%s: seed %d no longer catches it (run without -short to find the new seed)", c.name, c.seed)
+			default:
+				t.Errorf("%s: not caught by seeds 1..%d", c.name, c.bound)
+			}
 			continue
 		}
 		if got := bad.Violations[0].Check; got != c.check {
-			t.Errorf("%v (seed %d): first violation %q, want %q: %v", c.fault, c.seed, got, c.check, bad.Violations[0])
+			t.Errorf("%s (seed %d): first violation %q, want %q: %v", c.name, c.seed, got, c.check, bad.Violations[0])
 		}
-		if clean := run(cfg); !clean.Passed() {
-			t.Errorf("seed %d fails without %v too: %v", c.seed, c.fault, clean.Violations[0])
+		clean := c.runClean
+		if clean == nil {
+			clean = c.run
 		}
-		t.Logf("%v: seed %d caught by %v", c.fault, c.seed, bad.Violations[0])
+		if r := clean(c.seed); !r.Passed() {
+			t.Errorf("%s: seed %d fails without the bug too: %v", c.name, c.seed, r.Violations[0])
+		}
+		t.Logf("%s: seed %d caught by %v", c.name, c.seed, bad.Violations[0])
 	}
 }
 
@@ -67,6 +110,21 @@ func TestFigure8(t *testing.T) {
 	}
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		if r := Figure8(Config{Seed: seed, Duration: 20 * time.Second}); !r.Passed() {
+			t.Errorf("seed %d: %v", seed, r.Violations[0])
+		}
+	}
+}
+
+// TestLeaseWithinDriftBound runs the lease scenario with the leader's clock
+// slow but within the nodes' configured bound: no stale read.
+func TestLeaseWithinDriftBound(t *testing.T) {
+	n := 10
+	if raceEnabled {
+		n = 2
+	}
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		// 5% slow over a 1 s election timeout: 50 ms, within the 100 ms bound.
+		if r := LeaseDrift(Config{Seed: seed}, -0.05); !r.Passed() {
 			t.Errorf("seed %d: %v", seed, r.Violations[0])
 		}
 	}

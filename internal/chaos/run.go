@@ -56,7 +56,9 @@ type run struct {
 	crashed     map[string]bool // node lives ("id/life") that crashed
 	violations  []Violation
 	seen        map[string]bool
-	doubleRuns  uint64 // closure.DoubleRuns at the start
+	doubleRuns  uint64                // closure.DoubleRuns at the start
+	machines    map[string]*kvMachine // each node's current life
+	logger      *slog.Logger
 	watchers    []func(from, to actors.Ref, msg any)
 }
 
@@ -94,9 +96,10 @@ func Run(cfg Config) Result { return RunWith(cfg, nil) }
 // before anything runs, to schedule extra events (sim.At) on the run.
 func RunWith(cfg Config, script func(r *run)) Result {
 	cfg = cfg.withDefaults()
-	r := &run{cfg: cfg, crashed: map[string]bool{}, seen: map[string]bool{}, lastOK: make([]time.Duration, cfg.Clients), doubleRuns: closure.DoubleRuns()}
+	r := &run{cfg: cfg, crashed: map[string]bool{}, seen: map[string]bool{}, lastOK: make([]time.Duration, cfg.Clients),
+		doubleRuns: closure.DoubleRuns(), machines: map[string]*kvMachine{}}
 	r.oracle = newOracle(r)
-	var logger *slog.Logger
+	logger := slog.New(slog.DiscardHandler)
 	if cfg.Trace != nil {
 		logger = slog.New(&traceHandler{w: cfg.Trace, now: func() time.Duration {
 			if r.c == nil {
@@ -105,6 +108,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 			return r.c.Sim.Now()
 		}})
 	}
+	r.logger = logger
 	r.c = cluster.New(cluster.Options{
 		Logger: logger,
 		Seed:   cfg.Seed,
@@ -116,13 +120,15 @@ func RunWith(cfg Config, script func(r *run)) Result {
 		},
 		Node: r.nodeOptions,
 		NewStateMachine: func(id string, life int) fsm.StateMachine {
-			return &kvMachine{r: r, id: id, life: life, data: map[string]string{}}
+			m := &kvMachine{r: r, id: id, life: life, data: map[string]string{}}
+			r.machines[id] = m
+			return m
 		},
 	})
 	if cfg.Nemeses&ClockDrift != 0 {
-		// Start every clock with its own bounded drift.
-		for _, h := range r.c.Sim.Hosts() {
-			h.SetClock(0, (2*float64(len(h.Name())%7)/6-1)*cfg.MaxDrift*0.5)
+		// Start every clock with its own drift, spread across the bound.
+		for i, h := range r.c.Sim.Hosts() {
+			h.SetClock(0, cfg.MaxDrift*(2*float64(i)/float64(max(1, cfg.Nodes-1))-1))
 		}
 	}
 	r.clientHost = r.c.Sim.AddHost("clients", sim.HostConfig{})
@@ -181,9 +187,10 @@ func RunWith(cfg Config, script func(r *run)) Result {
 // host's files, wrapped to record what is durable.
 func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
 	o.ElectionTimeout = time.Second
+	o.MaxClockDrift = r.cfg.LeaseDriftBound
 	disk := h.Disk()
 	dir := "/data/g/" + o.ID
-	st, err := logmgr.OpenFileStorage(disk, dir)
+	st, err := logmgr.OpenWAL(disk, dir, logmgr.WALOptions{SegmentSize: 256 << 10, Logger: r.logger})
 	if err != nil {
 		r.violate("recovery", "%s cannot open its log: %v", o.ID, err)
 		st = nil
@@ -341,5 +348,16 @@ func orNone(path string) string {
 }
 
 func describe(o *op) string {
-	return kvModel.DescribeOperation(o.input, o.output) + " by client " + fmt.Sprint(o.client)
+	how := ""
+	if o.input.Kind == opGet {
+		how = " (" + readPath(o.path) + " read)"
+	}
+	return fmt.Sprintf("%s%s by client %d on %s", kvModel.DescribeOperation(o.input, o.output), how, o.client, o.node)
+}
+
+func readPath(m asyncraft.ReadMode) string {
+	if m == asyncraft.ReadDefault {
+		return "log"
+	}
+	return m.String()
 }

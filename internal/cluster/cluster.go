@@ -108,7 +108,7 @@ func (c *Cluster) onPanic(ref actors.Ref, v any, stack []byte) {
 // Start starts the host and node id (after New, only after a crash).
 func (c *Cluster) Start(id string) error {
 	sh := c.Sim.Host(id)
-	ho := asyncraft.HostOptions{Logger: c.opts.Logger, FS: sh.Disk()}
+	ho := asyncraft.HostOptions{Logger: c.opts.Logger, FS: sh.Disk(), WALSegmentSize: 256 << 10}
 	if !c.opts.Memory {
 		ho.DataDir = "/data"
 	}
@@ -302,6 +302,9 @@ type Recorder struct {
 	// Fail, if set, is called for each entry; a non-nil status makes the
 	// recorder roll back that entry.
 	Fail func(e Entry) *closure.Status
+	// Each, if set, is called once per OnApply call (for example to do
+	// disk I/O that makes applying slow in virtual time).
+	Each func()
 }
 
 // Entry is one applied entry.
@@ -311,6 +314,9 @@ type Entry struct {
 }
 
 func (r *Recorder) OnApply(it fsm.Iterator) {
+	if r.Each != nil {
+		r.Each()
+	}
 	for it.Next() {
 		e := Entry{Index: it.Index(), Term: it.Term(), Data: string(it.Data())}
 		if r.Fail != nil {

@@ -26,6 +26,9 @@ const (
 	// ApplyTwice hands the last entry of each run to the state machine a
 	// second time.
 	ApplyTwice
+	// ReadWithoutQuorum serves safe reads without confirming leadership
+	// with a quorum round.
+	ReadWithoutQuorum
 )
 
 var names = map[Fault]string{
@@ -35,6 +38,7 @@ var names = map[Fault]string{
 	AckBeforeSync:      "ack-before-sync",
 	SkipPrevCheck:      "skip-prev-check",
 	ApplyTwice:         "apply-twice",
+	ReadWithoutQuorum:  "read-without-quorum",
 }
 
 func (f Fault) String() string {
@@ -45,7 +49,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum}
 
 var active atomic.Uint32
 

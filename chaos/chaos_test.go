@@ -1,0 +1,290 @@
+package chaos
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+var (
+	flagDuration = flag.Duration("chaos.duration", 45*time.Second, "how long the nemesis injects faults (pass a -timeout that leaves room for it)")
+	flagSeed     = flag.Uint64("chaos.seed", 0, "seed of the nemesis and the clients (0: from the clock); replays the fault schedule, not the timing")
+	flagClients  = flag.Int("chaos.clients", 5, "concurrent clients")
+	flagKeys     = flag.Int("chaos.keys", 8, "keys the clients work on")
+	flagReads    = flag.Float64("chaos.reads", 0.5, "fraction of operations that are reads")
+	flagKeep     = flag.Bool("chaos.keep", false, "keep the run directory (data, logs, timeline) even when the test passes")
+	flagRace     = flag.Bool("chaos.race", false, "build the kvstore with the race detector")
+	flagCheck    = flag.Duration("chaos.check-timeout", 2*time.Minute, "how long porcupine may take to check the history")
+	flagElection = flag.Duration("chaos.election-timeout", time.Second, "the nodes' Raft election timeout")
+)
+
+// afterHeal is how long the clients keep going once everything is
+// repaired.
+const afterHeal = 3 * time.Second
+
+// TestChaos runs three kvstore processes behind proxies, drives them with
+// concurrent clients while a nemesis kills, pauses and partitions them,
+// repairs everything and checks that the history is linearizable, that
+// the cluster serves writes again within 15 s, and that the nodes
+// converge to the same state.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the chaos test runs processes for a minute or more; skipped with -short")
+	}
+	seed := *flagSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	if dl, ok := t.Deadline(); ok && time.Until(dl) < *flagDuration+3*time.Minute {
+		t.Fatalf("-chaos.duration %v does not fit the test's -timeout (%v left); raise -timeout", *flagDuration, time.Until(dl).Round(time.Second))
+	}
+	dir, err := os.MkdirTemp("", "asyncraft-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := fmt.Sprintf("cd chaos && go test -run 'TestChaos$' -v -chaos.seed=%d -chaos.duration=%v", seed, *flagDuration)
+	t.Cleanup(func() {
+		if t.Failed() || *flagKeep {
+			t.Logf("run directory kept: %s (node logs n*.log, timeline.txt, history.txt)", dir)
+			t.Logf("seed %d; replay the schedule with: %s", seed, replay)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	t.Logf("seed %d (replay: %s); run directory %s", seed, replay, dir)
+
+	bin := buildKVStore(t, t.TempDir(), *flagRace)
+	tl := &timeline{start: time.Now()}
+	h := &history{start: tl.start}
+	defer func() { os.WriteFile(filepath.Join(dir, "timeline.txt"), []byte(tl.String()+"\n"), 0o644) }()
+	tl.add("seed %d, %d clients, %d keys, faults for %v", seed, *flagClients, *flagKeys, *flagDuration)
+
+	c := newCluster(t, bin, dir, 3, tl, "-election-timeout", flagElection.String())
+	var servers []string
+	for _, nd := range c.nodes {
+		servers = append(servers, nd.httpAddr)
+	}
+	c.startAll()
+	probe := newClient(1000, h, servers, seed)
+	defer probe.close()
+	if _, err := probe.until(30*time.Second, func() kvInput {
+		probe.seq++
+		return kvInput{Kind: opPut, Key: "warmup", Value: fmt.Sprintf("w%d;", probe.seq)}
+	}); err != nil {
+		t.Fatalf("the cluster never took a first write: %v\n%s", err, tl)
+	}
+	tl.add("cluster up; first write done")
+
+	// Faults, with the clients running.
+	stopClients := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range *flagClients {
+		cl := newClient(i, h, servers, seed)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cl.close()
+			cl.run(stopClients, *flagKeys, *flagReads)
+		}()
+	}
+	stopNemesis := make(chan struct{})
+	var once sync.Once
+	halt := func() {
+		once.Do(func() {
+			close(stopNemesis)
+			close(stopClients)
+		})
+	}
+	defer func() { halt(); wg.Wait() }() // on t.Fatal too
+	nem := &nemesis{c: c, rng: newRand(seed), tl: tl, h: h}
+	nem.run(stopNemesis, time.Now().Add(*flagDuration))
+
+	// Repair, then liveness: a write completes within 15 s.
+	tl.add("heal")
+	nem.healAll()
+	healed := time.Now()
+	if o, err := probe.until(15*time.Second, func() kvInput {
+		probe.seq++
+		return kvInput{Kind: opPut, Key: "live", Value: fmt.Sprintf("l%d;", probe.seq)}
+	}); err != nil {
+		t.Errorf("liveness: no write completed within 15 s of the repair: %v", err)
+		tl.add("LIVENESS FAILED: %v", err)
+	} else {
+		tl.add("liveness: a write completed %v after the repair (via %s)", time.Since(healed).Round(time.Millisecond), o.node)
+	}
+	if rest := afterHeal - time.Since(healed); rest > 0 {
+		time.Sleep(rest)
+	}
+	halt()
+	wg.Wait()
+	tl.add("clients stopped")
+
+	// Final reads of every key, part of the history.
+	for k := range *flagKeys {
+		key := fmt.Sprintf("k%d", k)
+		if _, err := probe.until(15*time.Second, func() kvInput { return kvInput{Kind: opGet, Key: key} }); err != nil {
+			t.Errorf("final read of %s: %v", key, err)
+		}
+	}
+	tl.add("final reads done")
+
+	// The nodes converge: same applied index, same state.
+	if err := converge(c, 15*time.Second); err != nil {
+		t.Errorf("after the repair: %v", err)
+		tl.add("CONVERGENCE FAILED: %v", err)
+	} else {
+		tl.add("nodes converged")
+	}
+
+	// Orderly shutdown: every node exits cleanly on SIGTERM.
+	for _, nd := range c.nodes {
+		if err := nd.stop(15 * time.Second); err != nil {
+			t.Errorf("shutdown: %v", err)
+			tl.add("SHUTDOWN FAILED: %v", err)
+		}
+	}
+	tl.add("nodes stopped")
+	for _, msg := range c.unexpectedExits() {
+		t.Errorf("crash: %s", msg)
+	}
+	for _, msg := range c.scanLogs() {
+		t.Errorf("node log: %s", msg)
+	}
+
+	ops, problems := h.snapshot()
+	for _, p := range problems {
+		t.Errorf("problem: %s", p)
+	}
+	t.Logf("%s", summarize(ops))
+	writeHistory(filepath.Join(dir, "history.txt"), ops)
+	checkLinearizable(t, ops, dir, seed, tl)
+	if t.Failed() {
+		t.Logf("timeline:\n%s", tl)
+	}
+}
+
+// converge waits until every node reports the same applied index and
+// digest.
+func converge(c *cluster, limit time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(limit)
+	var last []string
+	for {
+		last = last[:0]
+		same := true
+		var first statusReply
+		for i, nd := range c.nodes {
+			st, err := nd.status(client)
+			if err != nil {
+				last = append(last, fmt.Sprintf("%s: %v", nd.id, err))
+				same = false
+				continue
+			}
+			last = append(last, fmt.Sprintf("%s: %s term %d leader %q commit %d applied %d keys %d digest %s %s",
+				nd.id, st.Role, st.Term, st.Leader, st.Commit, st.Applied, st.Keys, st.Digest, st.Error))
+			if i == 0 {
+				first = st
+			} else if st.Applied != first.Applied || st.Digest != first.Digest {
+				same = false
+			}
+			if st.Error != "" {
+				same = false
+			}
+		}
+		if same {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nodes did not converge within %v:\n  %s", limit, strings.Join(last, "\n  "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkLinearizable checks the history with porcupine (see
+// porcupineHistory) and, if it is not linearizable, writes porcupine's
+// visualisation into dir.
+func checkLinearizable(t *testing.T, ops []op, dir string, seed uint64, tl *timeline) {
+	hist := porcupineHistory(ops)
+	began := time.Now()
+	res, info := porcupine.CheckOperationsVerbose(kvModel, hist, *flagCheck)
+	t.Logf("porcupine: %s for %d operations in %v", res, len(hist), time.Since(began).Round(time.Millisecond))
+	switch res {
+	case porcupine.Ok:
+		return
+	case porcupine.Unknown:
+		t.Errorf("porcupine could not decide within %v (%d operations); seed %d; run directory %s", *flagCheck, len(hist), seed, dir)
+		return
+	}
+	path := filepath.Join(dir, "linearizability.html")
+	if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
+		path = fmt.Sprintf("(visualisation failed: %v)", err)
+	}
+	tl.add("NOT LINEARIZABLE: see %s", path)
+	t.Errorf("the history of %d operations is NOT LINEARIZABLE (seed %d): porcupine's visualisation is %s; node logs, timeline.txt and history.txt are in %s",
+		len(hist), seed, path, dir)
+}
+
+// porcupineHistory turns the client operations into porcupine's history:
+// failed operations are left out, and so are reads whose outcome is
+// unknown; a write whose outcome is unknown may have taken effect at any
+// time after its call, so its return is the end of the history and its
+// output is ignored.
+func porcupineHistory(ops []op) []porcupine.Operation {
+	var end time.Duration
+	for _, o := range ops {
+		end = max(end, o.ret)
+	}
+	end += time.Second
+	var hist []porcupine.Operation
+	for _, o := range ops {
+		ret, out := o.ret, o.output
+		switch o.state {
+		case opFailed:
+			continue
+		case opUnknown:
+			if o.input.Kind == opGet {
+				continue
+			}
+			ret, out = end, kvOutput{Unknown: true}
+		}
+		hist = append(hist, porcupine.Operation{ClientId: o.client, Input: o.input, Call: int64(o.call), Output: out, Return: int64(ret)})
+	}
+	return hist
+}
+
+func summarize(ops []op) string {
+	count := map[string]int{}
+	for _, o := range ops {
+		count[o.input.Kind.String()+" "+o.state.String()]++
+	}
+	keys := make([]string, 0, len(count))
+	for k := range count {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d operations:", len(ops))
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%d", k, count[k])
+	}
+	return b.String()
+}
+
+func writeHistory(path string, ops []op) {
+	var b strings.Builder
+	for _, o := range ops {
+		fmt.Fprintf(&b, "%10.6f %10.6f client %-4d %-7s %-8s %-40s -> %-8s %q [%s]\n",
+			o.call.Seconds(), o.ret.Seconds(), o.client, o.node, o.input.Kind, o.input.Key+" "+o.input.Value, o.state, o.output.Value, o.detail)
+	}
+	os.WriteFile(path, []byte(b.String()), 0o644)
+}

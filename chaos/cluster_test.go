@@ -1,0 +1,490 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/asyncraft/asyncraft/chaos/proxy"
+)
+
+// A cluster is three kvstore processes on 127.0.0.1, each with its own
+// data directory and log file, whose Raft traffic goes through one proxy
+// per directed link. Clients talk to the nodes' HTTP ports directly.
+type cluster struct {
+	t     *testing.T
+	bin   string
+	dir   string
+	start time.Time
+	nodes []*node
+	// links[i][j] carries node i's traffic to node j (nil for i == j).
+	links [][]*proxy.Link
+	tl    *timeline
+
+	mu         sync.Mutex
+	unexpected []string // processes that exited on their own
+}
+
+type node struct {
+	c        *cluster
+	idx      int
+	id       string
+	raftAddr string // where it listens (the proxies forward here)
+	httpAddr string
+	data     string
+	logPath  string
+	args     []string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	running bool
+	paused  bool
+	killed  bool // the current process's exit is expected
+	exited  chan struct{}
+	lives   int
+}
+
+// buildKVStore builds the kvstore example into dir and returns the binary.
+func buildKVStore(t *testing.T, dir string, race bool) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "examples", "kvstore")); err != nil {
+		t.Fatalf("cannot find the kvstore example from %s: %v", root, err)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(dir, "kvstore")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "./examples/kvstore")
+	cmd := exec.Command(goBin, args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./examples/kvstore: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var (
+	portMu   sync.Mutex
+	portUsed = map[int]bool{}
+	portRand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+)
+
+// freePort returns a free port on 127.0.0.1 for a node to listen on, for
+// all its lives. It picks one below the kernel's ephemeral range when it
+// can: ports given out for :0 (the proxies) and for outgoing connections
+// come from that range, and could take the port while the node is down.
+func freePort(t *testing.T) string {
+	t.Helper()
+	lo, hi := 10000, ephemeralLow()
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 1000 {
+		if hi-lo < 1000 {
+			break
+		}
+		p := lo + portRand.IntN(hi-lo)
+		if portUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portUsed[p] = true
+		return l.Addr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// ephemeralLow is the start of the kernel's ephemeral port range (32768
+// if it cannot tell).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
+}
+
+// newCluster prepares (but does not start) n nodes and their proxies,
+// with extra flags for the kvstore. Every process and proxy is stopped by
+// t.Cleanup.
+func newCluster(t *testing.T, bin, dir string, n int, tl *timeline, extra ...string) *cluster {
+	c := &cluster{t: t, bin: bin, dir: dir, start: tl.start, tl: tl}
+	for i := range n {
+		c.nodes = append(c.nodes, &node{
+			c: c, idx: i, id: fmt.Sprintf("n%d", i+1),
+			raftAddr: freePort(t), httpAddr: freePort(t),
+			data:    filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			logPath: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1)),
+		})
+	}
+	t.Cleanup(c.killAll)
+	c.links = make([][]*proxy.Link, n)
+	for i := range n {
+		c.links[i] = make([]*proxy.Link, n)
+		for j := range n {
+			if i == j {
+				continue
+			}
+			l, err := proxy.Listen(c.nodes[j].raftAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.links[i][j] = l
+			t.Cleanup(func() { l.Close() })
+		}
+	}
+	var peerHTTP []string
+	for _, nd := range c.nodes {
+		peerHTTP = append(peerHTTP, nd.id+"="+nd.httpAddr)
+	}
+	for i, nd := range c.nodes {
+		var peers []string
+		for j, other := range c.nodes {
+			addr := other.raftAddr
+			if i != j {
+				addr = c.links[i][j].Addr()
+			}
+			peers = append(peers, other.id+"="+addr)
+		}
+		nd.args = []string{
+			"-id", nd.id, "-addr", nd.raftAddr, "-http", nd.httpAddr, "-data", nd.data,
+			"-peers", strings.Join(peers, ","), "-peer-http", strings.Join(peerHTTP, ","),
+			"-timeout", serverTimeout.String(),
+		}
+		nd.args = append(nd.args, extra...)
+	}
+	return c
+}
+
+// startAll starts every node and waits until each serves HTTP.
+func (c *cluster) startAll() {
+	for _, nd := range c.nodes {
+		if err := nd.start(); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	for _, nd := range c.nodes {
+		if err := nd.waitServing(15 * time.Second); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func (nd *node) start() error {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.running {
+		return nil
+	}
+	logf, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child has its own descriptor
+	nd.lives++
+	fmt.Fprintf(logf, "=== %s life %d starting at %s: %s %s\n", nd.id, nd.lives, nd.c.tl.now(), nd.c.bin, strings.Join(nd.args, " "))
+	cmd := exec.Command(nd.c.bin, nd.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", nd.id, err)
+	}
+	nd.cmd, nd.running, nd.paused, nd.killed = cmd, true, false, false
+	nd.exited = make(chan struct{})
+	exited, life := nd.exited, nd.lives
+	nd.c.tl.add("%s started (life %d, pid %d)", nd.id, life, cmd.Process.Pid)
+	go func() {
+		err := cmd.Wait()
+		nd.mu.Lock()
+		expected := nd.killed
+		nd.running, nd.paused = false, false
+		nd.mu.Unlock()
+		if !expected {
+			msg := fmt.Sprintf("%s (pid %d, life %d) exited on its own at %s: %v (log: %s)", nd.id, cmd.Process.Pid, life, nd.c.tl.now(), err, nd.logPath)
+			nd.c.tl.add("UNEXPECTED EXIT: %s", msg)
+			nd.c.mu.Lock()
+			nd.c.unexpected = append(nd.c.unexpected, msg)
+			nd.c.mu.Unlock()
+		}
+		close(exited)
+	}()
+	return nil
+}
+
+// waitServing waits until the node answers GET /status.
+func (nd *node) waitServing(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		if _, err := nd.status(client); err == nil {
+			return nil
+		}
+		nd.mu.Lock()
+		running := nd.running
+		nd.mu.Unlock()
+		if !running {
+			return fmt.Errorf("%s exited before serving (log: %s)", nd.id, nd.logPath)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not serve HTTP at %s after %v (log: %s)", nd.id, nd.httpAddr, limit, nd.logPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill ends the node's process with SIGKILL and waits for it.
+func (nd *node) kill() {
+	nd.mu.Lock()
+	if !nd.running {
+		nd.mu.Unlock()
+		return
+	}
+	nd.killed = true
+	cmd, exited := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// pause stops the process with SIGSTOP; resume continues it.
+func (nd *node) pause() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if !nd.running || nd.paused {
+		return false
+	}
+	if err := nd.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return false
+	}
+	nd.paused = true
+	return true
+}
+
+func (nd *node) resume() {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.running && nd.paused {
+		nd.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	nd.paused = false
+}
+
+func (nd *node) isRunning() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.running
+}
+
+// stop ends the process in order (SIGTERM), or kills it after limit. It
+// reports whether it exited in time and cleanly.
+func (nd *node) stop(limit time.Duration) error {
+	nd.mu.Lock()
+	if !nd.running {
+		nd.mu.Unlock()
+		return nil
+	}
+	nd.killed = true
+	cmd, exited := nd.cmd, nd.exited
+	if nd.paused {
+		cmd.Process.Signal(syscall.SIGCONT)
+		nd.paused = false
+	}
+	nd.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		if !cmd.ProcessState.Success() {
+			return fmt.Errorf("%s (pid %d) exited with %v after SIGTERM (log: %s)", nd.id, cmd.Process.Pid, cmd.ProcessState, nd.logPath)
+		}
+		return nil
+	case <-time.After(limit):
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+		return fmt.Errorf("%s (pid %d) did not exit within %v of SIGTERM; killed (log: %s)", nd.id, cmd.Process.Pid, limit, nd.logPath)
+	}
+}
+
+// killAll kills whatever still runs: the safety net of t.Cleanup.
+func (c *cluster) killAll() {
+	for _, nd := range c.nodes {
+		nd.mu.Lock()
+		if nd.running {
+			nd.killed = true
+			nd.cmd.Process.Signal(syscall.SIGKILL)
+		}
+		exited := nd.exited
+		nd.mu.Unlock()
+		if exited != nil {
+			<-exited
+		}
+	}
+}
+
+// setLink sets the mode of the link i→j.
+func (c *cluster) setLink(i, j int, m proxy.Mode) {
+	c.links[i][j].SetMode(m)
+}
+
+// healLinks brings every link up.
+func (c *cluster) healLinks() {
+	for i := range c.links {
+		for j := range c.links[i] {
+			if i != j {
+				c.links[i][j].SetMode(proxy.Up)
+			}
+		}
+	}
+}
+
+// statusReply is the kvstore's GET /status.
+type statusReply struct {
+	ID         string `json:"id"`
+	Role       string `json:"role"`
+	Term       uint64 `json:"term"`
+	Leader     string `json:"leader"`
+	LeaderHTTP string `json:"leader_http"`
+	Commit     uint64 `json:"commit"`
+	Applied    uint64 `json:"applied"`
+	LastIndex  uint64 `json:"last_index"`
+	Keys       int    `json:"keys"`
+	Digest     string `json:"digest"`
+	Error      string `json:"error"`
+}
+
+func (nd *node) status(client *http.Client) (statusReply, error) {
+	var st statusReply
+	ctx, cancel := context.WithTimeout(context.Background(), client.Timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.httpAddr+"/status", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s: /status: %s", nd.id, resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// leader returns the index of the node that claims to lead in the highest
+// term, or -1.
+func (c *cluster) leader() int {
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	best, term := -1, uint64(0)
+	for i, nd := range c.nodes {
+		if !nd.isRunning() {
+			continue
+		}
+		st, err := nd.status(client)
+		if err == nil && st.Role == "leader" && st.Term >= term {
+			best, term = i, st.Term
+		}
+	}
+	return best
+}
+
+func (c *cluster) unexpectedExits() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.unexpected...)
+}
+
+// timeline records what happened when, for the failure report.
+type timeline struct {
+	start time.Time
+	mu    sync.Mutex
+	lines []string
+	t     *testing.T
+}
+
+func (tl *timeline) now() string {
+	return fmt.Sprintf("%8.3fs", time.Since(tl.start).Seconds())
+}
+
+func (tl *timeline) add(format string, args ...any) {
+	line := tl.now() + " " + fmt.Sprintf(format, args...)
+	tl.mu.Lock()
+	tl.lines = append(tl.lines, line)
+	tl.mu.Unlock()
+	if testing.Verbose() {
+		fmt.Println("chaos:", line)
+	}
+}
+
+func (tl *timeline) String() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return strings.Join(tl.lines, "\n")
+}
+
+// badLog marks log lines that should never appear: a data race (with
+// -chaos.race), a panic or fatal error, an error logged by asyncraft or the
+// kvstore.
+var badLog = []string{"WARNING: DATA RACE", "panic:", "fatal error:", "level=ERROR"}
+
+// scanLogs returns the bad lines of the nodes' logs (a few per node).
+func (c *cluster) scanLogs() []string {
+	var out []string
+	for _, nd := range c.nodes {
+		b, err := os.ReadFile(nd.logPath)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", nd.id, err))
+			continue
+		}
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, bad := range badLog {
+				if strings.Contains(line, bad) {
+					if n < 5 {
+						out = append(out, fmt.Sprintf("%s (%s): %.300s", nd.id, nd.logPath, line))
+					}
+					n++
+					break
+				}
+			}
+		}
+		if n > 5 {
+			out = append(out, fmt.Sprintf("%s: %d more bad lines in %s", nd.id, n-5, nd.logPath))
+		}
+	}
+	return out
+}

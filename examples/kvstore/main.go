@@ -1,0 +1,206 @@
+// Command kvstore is a replicated key-value store on asyncraft, with an
+// HTTP API. Each process runs one node:
+//
+//	kvstore -id n1 -addr 127.0.0.1:7001 -http 127.0.0.1:8001 -data /tmp/kv/n1 \
+//	    -peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
+//	    -peer-http n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003
+//
+// Commands (get, put, append, delete) are msgpack-encoded log entries; every
+// operation, reads included, goes through the log. See Server for the API
+// and README.md for a walk-through; ./cli is a client that follows leader
+// hints.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/asyncraft/asyncraft"
+)
+
+// group is the Raft group every kvstore node belongs to.
+const group = "kv"
+
+type config struct {
+	id, addr, http, data string
+	peers                []asyncraft.Peer
+	peerHTTP             map[string]string
+	timeout              time.Duration
+	electionTimeout      time.Duration
+	logLevel             slog.Level
+	staleReads           bool
+}
+
+func main() {
+	cfg, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kvstore:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "kvstore:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
+	var (
+		cfg      config
+		peers    = fs.String("peers", "", "every node of the group: id=host:port,... (this node's Raft address included)")
+		peerHTTP = fs.String("peer-http", "", "HTTP addresses of the nodes, for leader hints: id=host:port,...")
+		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	)
+	fs.StringVar(&cfg.id, "id", "", "this node's id (required)")
+	fs.StringVar(&cfg.addr, "addr", "", "this node's Raft address, host:port (required)")
+	fs.StringVar(&cfg.http, "http", "", "the HTTP API's address, host:port (required)")
+	fs.StringVar(&cfg.data, "data", "", "this node's data directory (required)")
+	fs.DurationVar(&cfg.timeout, "timeout", DefaultTimeout, "how long a request waits for its command to be applied before answering 504 EUNKNOWN")
+	fs.DurationVar(&cfg.electionTimeout, "election-timeout", asyncraft.DefaultElectionTimeout, "Raft election timeout")
+	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if cfg.id == "" || cfg.addr == "" || cfg.http == "" || cfg.data == "" || *peers == "" {
+		return cfg, errors.New("-id, -addr, -http, -data and -peers are required")
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.timeout <= 0 {
+		return cfg, errors.New("-timeout must be positive")
+	}
+	pm, err := parseIDMap("-peers", *peers)
+	if err != nil {
+		return cfg, err
+	}
+	for _, id := range pm.order {
+		cfg.peers = append(cfg.peers, asyncraft.Peer{ID: id, Addr: pm.m[id]})
+	}
+	if pm.m[cfg.id] == "" {
+		return cfg, fmt.Errorf("-peers does not list this node (%s)", cfg.id)
+	}
+	cfg.peerHTTP = map[string]string{}
+	if *peerHTTP != "" {
+		hm, err := parseIDMap("-peer-http", *peerHTTP)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.peerHTTP = hm.m
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, fmt.Errorf("-log-level: %w", err)
+	}
+	return cfg, nil
+}
+
+type idMap struct {
+	m     map[string]string
+	order []string
+}
+
+// parseIDMap parses id=host:port,...
+func parseIDMap(flagName, s string) (idMap, error) {
+	out := idMap{m: map[string]string{}}
+	for _, p := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || id == "" || addr == "" {
+			return out, fmt.Errorf("%s: %q is not id=host:port", flagName, p)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return out, fmt.Errorf("%s: %q: %w", flagName, p, err)
+		}
+		if _, dup := out.m[id]; dup {
+			return out, fmt.Errorf("%s: %s is listed twice", flagName, id)
+		}
+		out.m[id] = addr
+		out.order = append(out.order, id)
+	}
+	return out, nil
+}
+
+// startNode starts the host and the node of cfg (Raft only, no HTTP).
+func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*asyncraft.Host, *asyncraft.Node, *Store, error) {
+	host, err := asyncraft.NewHost(hostOpts)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store := NewStore(cfg.id, log)
+	node, err := host.StartNode(asyncraft.NodeOptions{
+		Group: group, ID: cfg.id, Peers: cfg.peers, StateMachine: store,
+		ElectionTimeout: cfg.electionTimeout,
+	})
+	if err != nil {
+		host.Close(context.Background())
+		return nil, nil, nil, err
+	}
+	return host, node, store, nil
+}
+
+// run runs one node and its HTTP API until SIGINT or SIGTERM.
+func run(cfg config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	raftLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: max(cfg.logLevel, slog.LevelWarn)}))
+	// Listen first: a port in use fails before the node starts.
+	ln, err := net.Listen("tcp", cfg.http)
+	if err != nil {
+		return err
+	}
+	host, node, store, err := startNode(cfg, asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: raftLog}, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	api := NewServerWithTimeout(node, store, cfg.peerHTTP, cfg.timeout)
+	api.staleReads = cfg.staleReads
+	if cfg.staleReads {
+		log.Warn("kvstore: -stale-reads: reads are served from this node's state and are not linearizable")
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	var runErr error
+	select {
+	case sig := <-stop:
+		log.Info("kvstore: shutting down", "id", cfg.id, "signal", sig.String())
+	case runErr = <-serveErr:
+	}
+	signal.Stop(stop)
+	// Let in-flight requests finish (they wait for their commands), then
+	// stop the node.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout+time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := host.Close(ctx2); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	log.Info("kvstore: stopped", "id", cfg.id)
+	return runErr
+}
+
+// NewServerWithTimeout is NewServer with a request timeout.
+func NewServerWithTimeout(node raftNode, store *Store, peerHTTP map[string]string, timeout time.Duration) *Server {
+	s := NewServer(node, store, peerHTTP)
+	s.timeout = timeout
+	return s
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/closure"
+)
+
+// raftNode is what the HTTP server needs of a node (*asyncraft.Node).
+type raftNode interface {
+	ApplyWait(ctx context.Context, data []byte) (any, error)
+	ReadBarrier(ctx context.Context, mode ...asyncraft.ReadMode) error
+	Status() asyncraft.Status
+}
+
+// Server serves the HTTP API of one node:
+//
+//	GET    /kv/{key}           200 {"key","value"}, 404 when absent;
+//	                           ?consistency= linearizable (default: ReadIndex,
+//	                           one quorum round per batch of reads), lease
+//	                           (the leader's lease), log (through the log),
+//	                           stale (this node's state as is)
+//	PUT    /kv/{key}           body = value; 204
+//	POST   /kv/{key}?append=1  body appended to the value; 204
+//	DELETE /kv/{key}           204 (absent or not)
+//	GET    /status             200 the node's role, term, leader, indexes
+//
+// Writes go through the Raft log. Reads are linearizable unless
+// ?consistency=stale asks otherwise: a ReadIndex barrier (or the leader's
+// lease), then this node's state machine; any node serves them, followers
+// by asking the leader for the read index. Errors are JSON
+// {"error","code","leader","leader_http"}; see httpError for the status
+// codes.
+type Server struct {
+	node  raftNode
+	store *Store
+	// peerHTTP maps node ids to their HTTP addresses, for leader hints.
+	peerHTTP map[string]string
+	// timeout bounds the wait for a command to be applied; past it the
+	// answer is 504 EUNKNOWN.
+	timeout time.Duration
+	// maxValue bounds a request body.
+	maxValue int64
+	// staleReads answers GET from this node's state machine without going
+	// through the log: not linearizable (see -stale-reads).
+	staleReads bool
+}
+
+// Defaults of Server.
+const (
+	DefaultTimeout  = 5 * time.Second
+	DefaultMaxValue = 1 << 20
+)
+
+// NewServer returns the HTTP server of node, whose state machine is store.
+func NewServer(node raftNode, store *Store, peerHTTP map[string]string) *Server {
+	return &Server{node: node, store: store, peerHTTP: peerHTTP, timeout: DefaultTimeout, maxValue: DefaultMaxValue}
+}
+
+// Handler returns the server's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/kv/{key...}", s.handleKV)
+	mux.HandleFunc("/status", s.handleStatus)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, APIError{Error: "no such endpoint: " + r.URL.Path, Code: "ENOTFOUND"})
+	})
+	return mux
+}
+
+// APIError is the body of every error response.
+type APIError struct {
+	Error string `json:"error"`
+	// Code is the asyncraft status code (EPERM, EBUSY, EUNKNOWN, ...), or
+	// EINVAL for a bad request and ENOTFOUND for a missing key.
+	Code string `json:"code"`
+	// Leader and LeaderHTTP name the leader, when this node is not it and
+	// knows it (LeaderHTTP only if it was given -peer-http).
+	Leader     string `json:"leader,omitempty"`
+	LeaderHTTP string `json:"leader_http,omitempty"`
+}
+
+// KV is the body of a successful GET.
+type KV struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// StatusReply is the body of GET /status.
+type StatusReply struct {
+	ID         string `json:"id"`
+	Role       string `json:"role"`
+	Term       uint64 `json:"term"`
+	Leader     string `json:"leader"`
+	LeaderHTTP string `json:"leader_http,omitempty"`
+	Commit     uint64 `json:"commit"`
+	Applied    uint64 `json:"applied"`
+	LastIndex  uint64 `json:"last_index"`
+	// Keys and Digest describe the state machine (equal digests: equal
+	// maps).
+	Keys   int    `json:"keys"`
+	Digest string `json:"digest"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, "GET")
+		return
+	}
+	st := s.node.Status()
+	reply := StatusReply{
+		ID: st.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Leader, LeaderHTTP: s.peerHTTP[st.Leader],
+		Commit: st.Commit, Applied: st.Applied, LastIndex: st.LastIndex,
+	}
+	if st.Err != nil {
+		reply.Error = st.Err.Error()
+	}
+	_, reply.Keys, reply.Digest = s.store.Snapshot()
+	writeJSON(w, http.StatusOK, reply)
+}
+
+func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := validKey(key); err != nil {
+		badRequest(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c := Command{Key: key}
+	switch r.Method {
+	case http.MethodGet:
+		c.Op = OpGet
+	case http.MethodDelete:
+		c.Op = OpDelete
+	case http.MethodPut:
+		c.Op = OpPut
+	case http.MethodPost:
+		switch r.URL.Query().Get("append") {
+		case "1", "true":
+			c.Op = OpAppend
+		default:
+			badRequest(w, http.StatusBadRequest, "POST /kv/{key} needs ?append=1")
+			return
+		}
+	default:
+		methodNotAllowed(w, "GET, PUT, POST, DELETE")
+		return
+	}
+	if c.Op == OpPut || c.Op == OpAppend {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxValue))
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			badRequest(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d bytes", s.maxValue))
+			return
+		case err != nil:
+			badRequest(w, http.StatusBadRequest, "reading the value: "+err.Error())
+			return
+		case !utf8.Valid(body):
+			badRequest(w, http.StatusBadRequest, "value is not valid UTF-8")
+			return
+		}
+		c.Value = string(body)
+	}
+	if c.Op == OpGet {
+		consistency := r.URL.Query().Get("consistency")
+		if s.staleReads && consistency == "" {
+			consistency = "stale"
+		}
+		switch consistency {
+		case "", "linearizable", "lease":
+			mode := asyncraft.ReadSafe
+			if consistency == "lease" {
+				mode = asyncraft.ReadLease
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+			defer cancel()
+			if err := s.node.ReadBarrier(ctx, mode); err != nil {
+				code, body := s.httpError(closure.StatusOf(err))
+				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, closure.ErrTimeout) {
+					// A read has no effect: a timeout is just a retry.
+					code, body = http.StatusServiceUnavailable, APIError{Error: "read timed out: " + err.Error(), Code: closure.ETIMEDOUT.String()}
+				}
+				writeJSON(w, code, body)
+				return
+			}
+			s.writeLocal(w, key)
+			return
+		case "stale":
+			s.writeLocal(w, key)
+			return
+		case "log":
+		default:
+			badRequest(w, http.StatusBadRequest, "consistency must be linearizable, lease, log or stale")
+			return
+		}
+	}
+	data, err := c.Encode()
+	if err != nil {
+		badRequest(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	v, err := s.node.ApplyWait(ctx, data)
+	if err != nil {
+		code, body := s.httpError(closure.StatusOf(err))
+		writeJSON(w, code, body)
+		return
+	}
+	res, ok := v.(Result)
+	if !ok || res.Err != "" {
+		writeJSON(w, http.StatusInternalServerError, APIError{Error: fmt.Sprintf("unexpected result %+v", v), Code: closure.EINTERNAL.String()})
+		return
+	}
+	switch {
+	case c.Op != OpGet:
+		w.WriteHeader(http.StatusNoContent)
+	case !res.Found:
+		writeJSON(w, http.StatusNotFound, APIError{Error: "key not found", Code: "ENOTFOUND"})
+	default:
+		writeJSON(w, http.StatusOK, KV{Key: key, Value: res.Value})
+	}
+}
+
+// writeLocal answers a GET from this node's state machine.
+func (s *Server) writeLocal(w http.ResponseWriter, key string) {
+	if v, ok := s.store.Get(key); ok {
+		writeJSON(w, http.StatusOK, KV{Key: key, Value: v})
+		return
+	}
+	writeJSON(w, http.StatusNotFound, APIError{Error: "key not found", Code: "ENOTFOUND"})
+}
+
+// httpError maps the status of a failed command to an HTTP status code and
+// body:
+//
+//	421 EPERM        not the leader, which is known: retry at Leader/LeaderHTTP
+//	503 EPERM        not the leader, and no leader known: retry later/elsewhere
+//	503 EBUSY, EAGAIN, ESHUTDOWN, ESTALE, ENEWLEADER
+//	                 definitely not applied: retry
+//	504 EUNKNOWN     the outcome is unknown (timeout, node stopped): the
+//	                 command may or may not be applied
+//	400 EINVAL       bad request
+//	500 others       the node is in error (ESTATEMACHINE, EIO, ...)
+func (s *Server) httpError(st closure.Status) (int, APIError) {
+	body := APIError{Error: st.String(), Code: st.Code.String()}
+	switch st.Code {
+	case closure.EPERM:
+		if st.Leader == "" {
+			st.Leader = s.node.Status().Leader
+		}
+		body.Leader, body.LeaderHTTP = st.Leader, s.peerHTTP[st.Leader]
+		if st.Leader == "" {
+			return http.StatusServiceUnavailable, body
+		}
+		return http.StatusMisdirectedRequest, body
+	case closure.EBUSY, closure.EAGAIN, closure.ESHUTDOWN, closure.ESTALE, closure.ENEWLEADER:
+		return http.StatusServiceUnavailable, body
+	case closure.EUNKNOWN, closure.ETIMEDOUT:
+		body.Code = closure.EUNKNOWN.String()
+		return http.StatusGatewayTimeout, body
+	case closure.EINVAL:
+		return http.StatusBadRequest, body
+	default:
+		return http.StatusInternalServerError, body
+	}
+}
+
+func badRequest(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, APIError{Error: msg, Code: closure.EINVAL.String()})
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeJSON(w, http.StatusMethodNotAllowed, APIError{Error: "method not allowed; use " + allow, Code: closure.EINVAL.String()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,167 @@
+package logmgr
+
+import (
+	"errors"
+	"path"
+	"sync/atomic"
+
+	"github.com/asyncraft/asyncraft/vfs"
+)
+
+// PrepareMode says where the WAL prepares the file of its next segment.
+type PrepareMode int
+
+const (
+	// PrepareAuto prepares in the background on vfs.OS and inline on
+	// any other file system (a simulated one must see all I/O on the
+	// writer's goroutine to stay deterministic).
+	PrepareAuto PrepareMode = iota
+	// PrepareInline creates a segment when it is needed, on the
+	// writer's goroutine, with only its first walZeroChunk zero-filled;
+	// appends zero-fill the rest a chunk ahead of the data.
+	PrepareInline
+	// PrepareBackground keeps one spare segment file ready, fully
+	// zero-filled and synced by a goroutine of the WAL's own, so that a
+	// roll costs a header write, an fdatasync, a rename and a directory
+	// sync, and appends never zero-fill. The goroutine paces itself:
+	// it zero-fills no faster than twice the rate at which the writer
+	// fills the current segment (so it is done by the time that one is
+	// half full), rather than in a burst that would slow the writer's
+	// fdatasyncs; when the writer needs the spare early, it hurries.
+	PrepareBackground
+)
+
+var errSpareStopped = errors.New("logmgr: spare segment preparation stopped")
+
+// walSpareName is the spare segment's file, a temporary file like those
+// of segments being created: OpenWAL removes it.
+const walSpareName = "spare" + walTmpExt
+
+// spare is a segment file being prepared in the background. f and err
+// are written by the preparing goroutine before done is closed and read by
+// the writer after.
+type spare struct {
+	path     string
+	size     int64
+	progress *atomic.Int64 // the writer's progress in its current segment
+	need     atomic.Int64  // the progress the pacing preparer waits for
+	hurry    atomic.Bool   // the writer is waiting: stop pacing
+	kick     chan struct{} // wakes a pacing preparer (buffered, 1)
+	quit     chan struct{} // closed to stop
+	done     chan struct{} // closed when the preparer returns
+	f        vfs.File
+	err      error
+}
+
+// startSpare starts preparing the next segment's file in the background,
+// unless that is off or one is already there.
+func (w *WAL) startSpare() {
+	if !w.background || w.spare != nil {
+		return
+	}
+	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.opts.SegmentSize, progress: &w.progress,
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	w.spare = sp
+	go func() {
+		defer close(sp.done)
+		sp.f, sp.err = prepareSpare(w.fs, sp)
+	}()
+}
+
+// prepareSpare creates the spare file: sized, preallocated, zero-filled
+// and synced, so that writes into it only overwrite written blocks.
+func prepareSpare(fsys vfs.FS, sp *spare) (vfs.File, error) {
+	f, err := fsys.Create(sp.path)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (vfs.File, error) {
+		f.Close()
+		fsys.Remove(sp.path)
+		return nil, err
+	}
+	if err := f.Truncate(sp.size); err != nil {
+		return fail(err)
+	}
+	if err := f.Preallocate(0, sp.size); err != nil {
+		return fail(err)
+	}
+	for off := int64(0); off < sp.size; off += walZeroChunk {
+		for off > 2*sp.progress.Load() && !sp.hurry.Load() {
+			sp.need.Store((off + 1) / 2)
+			if off <= 2*sp.progress.Load() {
+				break // the writer moved on before it could see need
+			}
+			select {
+			case <-sp.kick:
+			case <-sp.quit:
+				return fail(errSpareStopped)
+			}
+		}
+		select {
+		case <-sp.quit:
+			return fail(errSpareStopped)
+		default:
+		}
+		if _, err := f.WriteAt(zeros[:min(walZeroChunk, sp.size-off)], off); err != nil {
+			return fail(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+// takeSpare returns the prepared spare file if there is one of the given
+// size, waiting for its preparation to finish; nil otherwise (and then
+// the caller creates the segment inline). A spare that failed is
+// forgotten; the inline creation will meet the same trouble and report
+// it.
+func (w *WAL) takeSpare(size int64) *spare {
+	sp := w.spare
+	if sp == nil || sp.size != size {
+		return nil
+	}
+	sp.hurry.Store(true)
+	sp.nudge()
+	<-sp.done
+	w.spare = nil
+	if sp.err != nil {
+		return nil
+	}
+	return sp
+}
+
+// stopSpare stops the background preparation, if any, and removes the
+// spare file.
+func (w *WAL) stopSpare() {
+	sp := w.spare
+	if sp == nil {
+		return
+	}
+	w.spare = nil
+	close(sp.quit)
+	<-sp.done
+	if sp.f != nil {
+		sp.f.Close()
+		w.fs.Remove(sp.path) // best effort: OpenWAL removes leftovers
+	}
+}
+
+// advanced tells the preparer the writer's progress, waking it if it
+// waits for that much.
+func (sp *spare) advanced(progress int64) {
+	sp.progress.Store(progress)
+	if progress >= sp.need.Load() {
+		sp.nudge()
+	}
+}
+
+// nudge wakes the preparer if it is pacing itself.
+func (sp *spare) nudge() {
+	select {
+	case sp.kick <- struct{}{}:
+	default:
+	}
+}

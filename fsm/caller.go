@@ -151,6 +151,11 @@ func (c *Caller) Receive(env actors.Env, msg any) {
 // pass applies every committed entry not yet applied.
 func (c *Caller) pass(env actors.Env) {
 	start := c.applied
+	// Size the batch of completions for the tasks this pass settles: one
+	// allocation instead of a growing slice.
+	if n, _ := SearchTasks(c.tasks, c.target+1); n > cap(c.done)-len(c.done) {
+		c.done = append(make(closure.Batch, 0, len(c.done)+n), c.done...)
+	}
 	for c.applied < c.target && c.failed == nil && !c.shutdown {
 		ents, err := c.cfg.Log.Entries(c.applied+1, c.target+1, c.cfg.MaxReadBytes)
 		if err == nil && len(ents) == 0 {

@@ -1,17 +1,36 @@
 package logmgr
 
+import "sort"
+
 // posIndex is the WAL's in-memory index: the positions of a run of
 // consecutive entries. It is kept in fixed-size chunks, so that it grows
 // without copying what it holds (a log of millions of entries would
 // otherwise be copied, and its fresh memory faulted in, at every growth)
 // and drops a prefix by dropping chunks.
 //
+// Each entry costs 8 bytes (its offset and length in its segment); terms
+// are kept as runs, since a term spans many entries.
+//
 // It is not synchronised: the WAL changes it under its write lock and
 // reads it under its read lock (or as the writer).
 type posIndex struct {
-	chunks [][]walPos // each walIndexChunk long
-	start  int        // where the first entry is in chunks[0]
-	n      int        // number of entries
+	chunks  [][]walLoc // each walIndexChunk long
+	start   int        // where the first entry is in chunks[0]
+	n       int        // number of entries
+	dropped int        // entries dropped from the front since the index began
+	terms   []termRun  // by increasing from; the last covers the last entry
+}
+
+// walLoc is where an entry's record payload is in its segment.
+type walLoc struct {
+	off, n uint32
+}
+
+// termRun says that the entries from ordinal from on (counted since the
+// index began, dropped ones included) have term term, up to the next run.
+type termRun struct {
+	from int
+	term uint64
 }
 
 const (
@@ -25,16 +44,22 @@ func (x *posIndex) len() int { return x.n }
 // at returns the position of the i-th entry, i < len().
 func (x *posIndex) at(i int) walPos {
 	j := x.start + i
-	return x.chunks[j>>walIndexShift][j&walIndexMask]
+	loc := x.chunks[j>>walIndexShift][j&walIndexMask]
+	ord := x.dropped + i
+	k := sort.Search(len(x.terms), func(k int) bool { return x.terms[k].from > ord }) - 1
+	return walPos{off: loc.off, n: loc.n, term: x.terms[k].term}
 }
 
 func (x *posIndex) append(ps ...walPos) {
 	for _, p := range ps {
+		if last := len(x.terms) - 1; last < 0 || x.terms[last].term != p.term {
+			x.terms = append(x.terms, termRun{from: x.dropped + x.n, term: p.term})
+		}
 		j := x.start + x.n
 		if j>>walIndexShift == len(x.chunks) {
-			x.chunks = append(x.chunks, make([]walPos, walIndexChunk))
+			x.chunks = append(x.chunks, make([]walLoc, walIndexChunk))
 		}
-		x.chunks[j>>walIndexShift][j&walIndexMask] = p
+		x.chunks[j>>walIndexShift][j&walIndexMask] = walLoc{off: p.off, n: p.n}
 		x.n++
 	}
 }
@@ -42,6 +67,9 @@ func (x *posIndex) append(ps ...walPos) {
 // truncate keeps the first n entries, n <= len().
 func (x *posIndex) truncate(n int) {
 	x.n = n
+	end := x.dropped + n
+	k := sort.Search(len(x.terms), func(k int) bool { return x.terms[k].from >= end })
+	x.terms = x.terms[:k]
 	// Keep one spare chunk; let the rest go.
 	if keep := (x.start+n)>>walIndexShift + 2; keep < len(x.chunks) {
 		clear(x.chunks[keep:])
@@ -53,8 +81,14 @@ func (x *posIndex) truncate(n int) {
 func (x *posIndex) dropFront(k int) {
 	x.start += k
 	x.n -= k
+	x.dropped += k
+	// Keep the run covering the new first entry and those after it.
+	i := sort.Search(len(x.terms), func(i int) bool { return x.terms[i].from > x.dropped }) - 1
+	if i > 0 {
+		x.terms = append(x.terms[:0], x.terms[i:]...)
+	}
 	if d := x.start >> walIndexShift; d > 0 {
-		x.chunks = append([][]walPos(nil), x.chunks[d:]...)
+		x.chunks = append([][]walLoc(nil), x.chunks[d:]...)
 		x.start &= walIndexMask
 	}
 }

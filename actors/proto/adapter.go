@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/asyncraft/asyncraft/actors"
 )
@@ -68,13 +67,6 @@ func (a *adapter) Receive(ctx actor.Context) {
 		// Restarts never happen (panics are recovered here), receive
 		// timeouts are not used, Terminated reports a stopped child or
 		// watchee: none has a counterpart in the seam.
-	case *anypb.Any: // from another host
-		if a.stopping {
-			return
-		}
-		if m, ok := a.s.unwrap(msg.(*anypb.Any)); ok {
-			a.deliver(m)
-		}
 	default:
 		if a.stopping {
 			return

@@ -14,6 +14,9 @@ import (
 type minLevelHandler struct {
 	min slog.Level
 	h   slog.Handler
+	// malformed, if set, is called when protoactor reports a message from
+	// another host that did not decode.
+	malformed func()
 }
 
 func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -21,6 +24,9 @@ func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
+	if m.malformed != nil && strings.HasPrefix(r.Message, "EndpointReader failed to deserialize") {
+		m.malformed()
+	}
 	if routine(r.Message) {
 		// A peer going away and coming back is routine for a replicated
 		// system; protoactor reports it as an error.
@@ -44,9 +50,9 @@ func routine(msg string) bool {
 }
 
 func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevelHandler{min: m.min, h: m.h.WithAttrs(attrs)}
+	return minLevelHandler{min: m.min, h: m.h.WithAttrs(attrs), malformed: m.malformed}
 }
 
 func (m minLevelHandler) WithGroup(name string) slog.Handler {
-	return minLevelHandler{min: m.min, h: m.h.WithGroup(name)}
+	return minLevelHandler{min: m.min, h: m.h.WithGroup(name), malformed: m.malformed}
 }

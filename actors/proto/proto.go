@@ -158,7 +158,7 @@ func New(opts Options) (*System, error) {
 				slog.String("stack", string(stack)))
 		}
 	}
-	protoLog := slog.New(minLevelHandler{min: slog.LevelWarn, h: lg.Handler()}).
+	protoLog := slog.New(minLevelHandler{min: slog.LevelWarn, h: lg.Handler(), malformed: func() { s.malformed.Add(1) }}).
 		With(slog.String("lib", "protoactor"))
 	s.sys = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(sys *actor.ActorSystem) *slog.Logger {

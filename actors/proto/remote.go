@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/asyncraft/asyncraft/actors"
 )
@@ -22,10 +21,11 @@ import (
 // The network between hosts is protoactor-go remote: one gRPC stream per
 // pair of hosts, carrying batches of messages. What this runtime adds:
 //
-//   - Messages crossing hosts must be protobuf messages. Each travels
-//     wrapped in a google.protobuf.Any, which the receiving adapter unwraps:
-//     a payload that does not decode is dropped and counted (Malformed)
-//     instead of making protoactor tear the whole stream down.
+//   - Messages crossing hosts must be protobuf messages, encoded once, by
+//     protoactor. A payload that does not decode at the receiver makes
+//     protoactor drop that stream's batch and reset the stream (the peer
+//     reconnects on its next send); the runtime counts it (Malformed) from
+//     protoactor's report of the failure. Raft tolerates the lost batch.
 //   - Sizes are capped at both ends. A message larger than MaxMessageBytes
 //     is dropped at the sender and counted (Oversized); the protocol above
 //     splits what it sends (AppendEntries are capped by bytes) so this does
@@ -138,21 +138,9 @@ func (s *System) sendRemote(ctx actor.SenderContext, to actors.Ref, msg any) {
 		s.droppedRemote.Add(1)
 		return
 	}
-	wrapped, err := anypb.New(pm)
-	if err != nil || proto.Size(wrapped) > s.maxMessage {
+	if proto.Size(pm) > s.maxMessage {
 		s.oversized.Add(1)
 		return
 	}
-	ctx.Send(actor.NewPID(to.Host, to.Name), wrapped)
-}
-
-// unwrap turns a message that crossed the network back into what was sent.
-// ok is false (and the message counted as malformed) if it does not decode.
-func (s *System) unwrap(a *anypb.Any) (any, bool) {
-	m, err := a.UnmarshalNew()
-	if err != nil {
-		s.malformed.Add(1)
-		return nil, false
-	}
-	return m, true
+	ctx.Send(actor.NewPID(to.Host, to.Name), msg)
 }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Spec is one workload: the operation, the load, and the topology it runs
+// on. It travels to the member processes as JSON.
+type Spec struct {
+	Name string `json:"name"`
+	// Op is "propose" (Node.Apply) or "read" (Node.Read, then a local map
+	// read); ReadMode is "index" (ReadSafe) or "lease" (ReadLease).
+	Op       string `json:"op"`
+	ReadMode string `json:"read_mode,omitempty"`
+	// Clients is the number of closed-loop clients in flight, in total,
+	// split evenly over the groups.
+	Clients int           `json:"clients"`
+	Warmup  time.Duration `json:"warmup"`
+	Measure time.Duration `json:"measure"`
+	// The command: an 8-byte key (one of Keys, uniform) and ValueSize
+	// bytes of value.
+	ValueSize int `json:"value_size"`
+	Keys      int `json:"keys"`
+	// Members per group, groups per host; InProc runs every member in one
+	// process on one Host without a network.
+	Members int  `json:"members"`
+	Groups  int  `json:"groups"`
+	InProc  bool `json:"inproc"`
+	// Sweep names the family ("standard", "payload", ...); Param is the
+	// swept value (clients for the client sweep), for charts.
+	Sweep string `json:"sweep"`
+	Param int    `json:"param,omitempty"`
+}
+
+// Prefill reports whether the workload writes every key once first.
+func (s Spec) Prefill() bool { return s.Op == "read" }
+
+// Describe is a one-line description of the workload.
+func (s Spec) Describe() string {
+	var b strings.Builder
+	switch s.Op {
+	case "read":
+		mode := "ReadSafe (ReadIndex)"
+		if s.ReadMode == "lease" {
+			mode = "ReadLease"
+		}
+		fmt.Fprintf(&b, "linearizable reads, %s + local map read", mode)
+	default:
+		fmt.Fprintf(&b, "Apply of %d B commands", 8+s.ValueSize)
+	}
+	fmt.Fprintf(&b, ", %s, %v + %v", plural(s.Clients, "client"), s.Warmup, s.Measure)
+	topo := fmt.Sprintf("%s in %s", plural(s.Members, "member"), plural(s.Members, "process"))
+	if s.InProc {
+		topo = plural(s.Members, "member") + " in 1 process (no network)"
+	}
+	if s.Groups > 1 {
+		topo += fmt.Sprintf(", %d groups", s.Groups)
+	}
+	return b.String() + ", " + topo
+}
+
+func plural(n int, what string) string {
+	switch {
+	case n == 1:
+		return "1 " + what
+	case strings.HasSuffix(what, "s"):
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// standardValue is the value size of the standard command (8 + 120 = 128
+// bytes).
+const standardValue = 120
+
+func base(name string, clients int, warmup, measure time.Duration) Spec {
+	return Spec{
+		Name: name, Op: "propose", Clients: clients, Warmup: warmup, Measure: measure,
+		ValueSize: standardValue, Keys: 1024, Members: 3, Groups: 1, Sweep: "standard",
+	}
+}
+
+// sweepNames lists the sweeps -sweep accepts, in run order.
+var sweepNames = []string{"payload", "size", "multigroup", "inproc", "clients"}
+
+// registry returns every workload, standard ones first. groups is the
+// number of groups of the multigroup sweep.
+func registry(groups int) []Spec {
+	var out []Spec
+	add := func(s Spec) { out = append(out, s) }
+
+	// The standard workloads of PERFORMANCE.md.
+	add(base("tput", 256, 2*time.Second, 10*time.Second))
+	add(base("lat1", 1, time.Second, 5*time.Second))
+	add(base("lat64", 64, time.Second, 5*time.Second))
+	r := base("read64-index", 64, time.Second, 5*time.Second)
+	r.Op, r.ReadMode = "read", "index"
+	add(r)
+	r.Name, r.ReadMode = "read64-lease", "lease"
+	add(r)
+
+	// Sweeps: the tput load (256 clients), 1 s + 5 s.
+	for _, v := range []struct {
+		name string
+		size int
+	}{{"16", 16}, {"128", 128}, {"1k", 1 << 10}, {"16k", 16 << 10}} {
+		s := base("tput-v"+v.name, 256, time.Second, 5*time.Second)
+		s.ValueSize, s.Sweep, s.Param = v.size, "payload", v.size
+		add(s)
+	}
+	for _, n := range []int{1, 3, 5} {
+		s := base(fmt.Sprintf("tput-n%d", n), 256, time.Second, 5*time.Second)
+		s.Members, s.Sweep, s.Param = n, "size", n
+		add(s)
+	}
+	mg := base(fmt.Sprintf("tput-g%d", groups), 256, time.Second, 5*time.Second)
+	mg.Groups, mg.Sweep, mg.Param = groups, "multigroup", groups
+	add(mg)
+	for _, s := range out[:3] { // tput, lat1, lat64 with everything in one process
+		s.Name += "-inproc"
+		s.InProc, s.Sweep = true, "inproc"
+		add(s)
+	}
+	for _, c := range []int{1, 4, 16, 64, 256} {
+		s := base(fmt.Sprintf("clients-%d", c), c, time.Second, 3*time.Second)
+		s.Sweep, s.Param = "clients", c
+		add(s)
+	}
+	return out
+}
+
+// selectWorkloads resolves -workload and -sweep into the list to run.
+// workloads is "all" (the standard five), or a comma list of names and
+// sweep names; sweeps is a comma list of sweep names (or "all").
+func selectWorkloads(reg []Spec, workloads, sweeps string) ([]Spec, error) {
+	want := map[string]bool{}
+	wantSweep := map[string]bool{}
+	for _, w := range splitList(workloads) {
+		switch {
+		case w == "all":
+			wantSweep["standard"] = true
+		case slices.Contains(sweepNames, w):
+			wantSweep[w] = true
+		default:
+			if !slices.ContainsFunc(reg, func(s Spec) bool { return s.Name == w }) {
+				return nil, fmt.Errorf("unknown workload %q (see -list)", w)
+			}
+			want[w] = true
+		}
+	}
+	for _, s := range splitList(sweeps) {
+		switch {
+		case s == "all":
+			for _, n := range sweepNames {
+				wantSweep[n] = true
+			}
+		case slices.Contains(sweepNames, s):
+			wantSweep[s] = true
+		default:
+			return nil, fmt.Errorf("unknown sweep %q (one of %s, all)", s, strings.Join(sweepNames, ", "))
+		}
+	}
+	var out []Spec
+	for _, s := range reg {
+		if want[s.Name] || wantSweep[s.Sweep] {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no workload selected")
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

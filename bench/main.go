@@ -95,10 +95,19 @@ func orchestrate() (code int) {
 		fmt.Fprintln(os.Stderr, "bench: -reps must be at least 1 and -retries not negative")
 		return 2
 	}
-	exe, err := os.Executable()
+	binDir, err := os.MkdirTemp(*tmp, "asyncraft-bench-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
+	}
+	defer os.RemoveAll(binDir)
+	exe, note, err := memberBinary(binDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if note != "" {
+		fmt.Fprintln(os.Stderr, "bench:", note)
 	}
 	if *profileDir != "" {
 		if err := os.MkdirAll(*profileDir, 0o755); err != nil {

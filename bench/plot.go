@@ -1,3 +1,5 @@
+//go:build !benchmember
+
 package main
 
 import (

@@ -53,9 +53,13 @@ const (
 	DefaultMaxMessageBytes = 4 << 20
 	// recvLimit is the gRPC receive limit, which applies to a batch.
 	recvLimit = 256 << 20
-	// writerQueue bounds the messages queued for one peer while it is
-	// unreachable.
-	writerQueue = 1 << 16
+	// writerQueue is the initial capacity, in messages, of the queue of
+	// one peer's endpoint writer. The queue grows as needed (and never
+	// shrinks), so this only sets the memory a connection starts with:
+	// 16 KiB, where protoactor's default (a million slots) is 16 MiB.
+	// Messages for a peer that cannot be reached are dropped with its
+	// endpoint (see MaxRetryCount below), not queued without bound.
+	writerQueue = 1 << 10
 )
 
 // networked reports whether addr is an address to listen on (host:port)

@@ -1,5 +1,5 @@
 // Command bench runs asyncraft's standard workloads (see
-// ../../shared/PERFORMANCE.md and ../docs/benchmarks.md) on real clusters:
+// ../docs/benchmarks.md) on real clusters:
 // one OS process per member on 127.0.0.1, fsync on, a fresh cluster and
 // data directories for every repetition, the load generator inside the
 // leader's process calling the API directly.
@@ -40,7 +40,8 @@ func main() {
 	os.Exit(orchestrate())
 }
 
-// Targets and peers from PERFORMANCE.md, for the notes under the table.
+// The project's targets and the peers' figures on the reference machine
+// (docs/benchmarks.md), for the notes under the table.
 const (
 	dragonboatTput  = 38027
 	dragonboatLat64 = 15762
@@ -209,7 +210,7 @@ func orchestrate() (code int) {
 }
 
 // notes are the lines under the table: who led, group commit, errors,
-// repeats, and the figures against PERFORMANCE.md's targets.
+// repeats, and the figures against the project's targets.
 func notes(sums []Summary, results []RepResult) string {
 	var b strings.Builder
 	b.WriteString("\ncolumns: ops/s completed in the measured window; latency from Apply/Read to its callback, all clients merged;\n")
@@ -255,7 +256,7 @@ func notes(sums []Summary, results []RepResult) string {
 	return b.String()
 }
 
-// versusTarget compares a standard workload with PERFORMANCE.md.
+// versusTarget compares a standard workload with its target.
 func versusTarget(s Summary) string {
 	if s.Reps == 0 {
 		return ""

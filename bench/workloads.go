@@ -92,7 +92,7 @@ func registry(groups int) []Spec {
 	var out []Spec
 	add := func(s Spec) { out = append(out, s) }
 
-	// The standard workloads of PERFORMANCE.md.
+	// The standard workloads (docs/benchmarks.md).
 	add(base("tput", 256, 2*time.Second, 10*time.Second))
 	add(base("lat1", 1, time.Second, 5*time.Second))
 	add(base("lat64", 64, time.Second, 5*time.Second))

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/internal/chaos"
 	"github.com/asyncraft/asyncraft/internal/faults"
 )
@@ -38,6 +39,7 @@ func main() {
 		keys     = flag.Int("keys", 6, "keys the clients use")
 		reads    = flag.Float64("reads", 0.4, "fraction of reads")
 		appends  = flag.Float64("appends", 0.3, "fraction of appends (the rest are puts)")
+		paths    = flag.String("read-paths", "log,safe,lease", "how reads are made, each equally likely: a list of log (through the log), safe (ReadIndex), lease")
 		drift    = flag.Float64("max-drift", 1e-3, "bound of the hosts' clock drift")
 		leaseDr  = flag.Duration("lease-drift-bound", 100*time.Millisecond, "the nodes' MaxClockDrift (the drift their leases allow for)")
 		verbose  = flag.Bool("v", false, "print the event trace of a single seed")
@@ -60,7 +62,13 @@ func main() {
 		}
 		faults.Set(f)
 	}
+	readPaths, err := parseReadPaths(*paths)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "asyncraft-sim:", err)
+		os.Exit(2)
+	}
 	cfg := chaos.Config{
+		ReadPaths:            readPaths,
 		Nodes:                *nodes,
 		Nemeses:              nem,
 		NoNemesis:            nem == 0,
@@ -82,8 +90,8 @@ func main() {
 		if *noDurab {
 			extra += " -skip-durability-checks"
 		}
-		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -max-drift %g -lease-drift-bound %v%s -v",
-			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *drift, *leaseDr, extra)
+		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -read-paths %s -max-drift %g -lease-drift-bound %v%s -v",
+			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *paths, *drift, *leaseDr, extra)
 	}
 
 	if *seeds == 0 {
@@ -171,4 +179,22 @@ func report(w io.Writer, r chaos.Result, wall time.Duration, replay func(uint64)
 		fmt.Fprintf(w, "  history visualised in %s\n", r.Visualization)
 	}
 	fmt.Fprintf(w, "seed=%d events=%d trace=%s VIOLATED %s\n  replay: %s\n", r.Seed, r.Events, r.TraceHash, r.Violations[0].Check, replay(r.Seed))
+}
+
+// parseReadPaths parses -read-paths.
+func parseReadPaths(list string) ([]asyncraft.ReadMode, error) {
+	var out []asyncraft.ReadMode
+	for _, p := range strings.Split(list, ",") {
+		switch strings.TrimSpace(p) {
+		case "log":
+			out = append(out, asyncraft.ReadDefault)
+		case "safe":
+			out = append(out, asyncraft.ReadSafe)
+		case "lease":
+			out = append(out, asyncraft.ReadLease)
+		default:
+			return nil, fmt.Errorf("-read-paths: unknown read path %q (want log, safe or lease)", p)
+		}
+	}
+	return out, nil
 }

@@ -131,7 +131,7 @@ func (c *client) next(env actors.Env) {
 	target := c.target
 	var path asyncraft.ReadMode // for a get: ReadDefault goes through the log
 	if in.Kind == opGet {
-		path = asyncraft.ReadMode(rnd.IntN(3)) // log, ReadSafe or ReadLease
+		path = c.r.cfg.ReadPaths[rnd.IntN(len(c.r.cfg.ReadPaths))]
 		if path != asyncraft.ReadDefault && rnd.IntN(2) == 0 {
 			// Half the ReadIndex reads go to any node: followers
 			// forward them to the leader and serve them locally.

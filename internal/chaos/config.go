@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/asyncraft/asyncraft"
 )
 
 // Nemesis is a set of fault kinds.
@@ -117,6 +119,10 @@ type Config struct {
 	Keys    int
 	Reads   float64
 	Appends float64
+	// ReadPaths are the ways a get may read, each equally likely:
+	// asyncraft.ReadDefault goes through the log, ReadSafe and ReadLease
+	// through Node.Read. Default: all three.
+	ReadPaths []asyncraft.ReadMode
 	// MaxDrift bounds the hosts' clock rate errors. Default 1e-3.
 	MaxDrift float64
 	// LeaseDriftBound is the nodes' NodeOptions.MaxClockDrift: how much the
@@ -160,6 +166,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Reads == 0 && c.Appends == 0 {
 		c.Reads, c.Appends = 0.4, 0.3
+	}
+	if len(c.ReadPaths) == 0 {
+		c.ReadPaths = []asyncraft.ReadMode{asyncraft.ReadDefault, asyncraft.ReadSafe, asyncraft.ReadLease}
 	}
 	if c.MaxDrift == 0 {
 		c.MaxDrift = 1e-3

@@ -107,6 +107,7 @@ func TestChaos(t *testing.T) {
 	defer func() { halt(); wg.Wait() }() // on t.Fatal too
 	nem := &nemesis{c: c, rng: newRand(seed), tl: tl, h: h}
 	nem.run(stopNemesis, time.Now().Add(*flagDuration))
+	t.Logf("nemesis: %s", nem.summary())
 
 	// Repair, then liveness: a write completes within 15 s.
 	tl.add("heal")
@@ -138,11 +139,14 @@ func TestChaos(t *testing.T) {
 	tl.add("final reads done")
 
 	// The nodes converge: same applied index, same state.
-	if err := converge(c, 15*time.Second); err != nil {
+	if term, err := converge(c, 15*time.Second); err != nil {
 		t.Errorf("after the repair: %v", err)
 		tl.add("CONVERGENCE FAILED: %v", err)
 	} else {
-		tl.add("nodes converged")
+		// With pre-vote a term begins only with an election, so the
+		// final term counts the elections held (won or not).
+		tl.add("nodes converged in term %d", term)
+		t.Logf("elections: %d (the final term)", term)
 	}
 
 	// Orderly shutdown: every node exits cleanly on SIGTERM.
@@ -174,7 +178,7 @@ func TestChaos(t *testing.T) {
 
 // converge waits until every node reports the same applied index and
 // digest.
-func converge(c *cluster, limit time.Duration) error {
+func converge(c *cluster, limit time.Duration) (term uint64, err error) {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(limit)
 	var last []string
@@ -182,6 +186,7 @@ func converge(c *cluster, limit time.Duration) error {
 		last = last[:0]
 		same := true
 		var first statusReply
+		term = 0
 		for i, nd := range c.nodes {
 			st, err := nd.status(client)
 			if err != nil {
@@ -191,6 +196,7 @@ func converge(c *cluster, limit time.Duration) error {
 			}
 			last = append(last, fmt.Sprintf("%s: %s term %d leader %q commit %d applied %d keys %d digest %s %s",
 				nd.id, st.Role, st.Term, st.Leader, st.Commit, st.Applied, st.Keys, st.Digest, st.Error))
+			term = max(term, st.Term)
 			if i == 0 {
 				first = st
 			} else if st.Applied != first.Applied || st.Digest != first.Digest {
@@ -201,10 +207,10 @@ func converge(c *cluster, limit time.Duration) error {
 			}
 		}
 		if same {
-			return nil
+			return term, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nodes did not converge within %v:\n  %s", limit, strings.Join(last, "\n  "))
+			return 0, fmt.Errorf("nodes did not converge within %v:\n  %s", limit, strings.Join(last, "\n  "))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -19,6 +19,8 @@ type nemesis struct {
 	rng *rand.Rand
 	tl  *timeline
 	h   *history
+	// injected counts the faults injected (nemesis cycles), by kind.
+	injected map[string]int
 }
 
 type faultKind struct {
@@ -52,12 +54,29 @@ func (n *nemesis) run(stop <-chan struct{}, until time.Time) {
 		w := n.rng.IntN(total)
 		for _, f := range faults {
 			if w < f.weight {
+				if n.injected == nil {
+					n.injected = map[string]int{}
+				}
+				n.injected[f.name]++
 				f.inject(n, stop)
 				break
 			}
 			w -= f.weight
 		}
 	}
+}
+
+// summary says how many faults of each kind were injected.
+func (n *nemesis) summary() string {
+	total := 0
+	var parts []string
+	for _, f := range faults {
+		if k := n.injected[f.name]; k > 0 {
+			total += k
+			parts = append(parts, fmt.Sprintf("%s=%d", f.name, k))
+		}
+	}
+	return fmt.Sprintf("%d faults injected: %s", total, strings.Join(parts, " "))
 }
 
 // sleep waits d, or until stop is closed (false).

@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 func noPanics(t *testing.T, c *cluster.Cluster) {
@@ -383,4 +385,59 @@ func TestStateMachineFailureIsANodeError(t *testing.T) {
 	}
 	runLoad(t, c, l, "more", 10)
 	noPanics(t, c)
+}
+
+// TestBadEnvelopesAreDroppedAndCounted sends a node envelopes it must not
+// act on: from a node that is not a member, from itself, for another group,
+// addressed to another node, and with no body. Each is dropped and counted
+// in Metrics().Dropped, nothing panics, and the group goes on committing.
+func TestBadEnvelopesAreDroppedAndCounted(t *testing.T) {
+	seed := testseed.For(t)
+	c := cluster.New(cluster.Options{Seed: seed})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim string
+	for _, id := range c.IDs {
+		if id != l {
+			victim = id
+			break
+		}
+	}
+	node := c.Node(victim)
+	term := c.Node(l).Status().Term
+	before := node.Metrics().Dropped.Load()
+	// Each would, if accepted, make the victim vote or follow someone.
+	vote := func(group, from, to string) *raftpb.Envelope {
+		return &raftpb.Envelope{Group: group, From: from, To: to, Term: term + 5,
+			Body: &raftpb.Envelope_VoteRequest{VoteRequest: &raftpb.VoteRequest{LastLogIndex: 1 << 40, LastLogTerm: term + 5}}}
+	}
+	bad := []*raftpb.Envelope{
+		vote("g", "intruder", victim),                 // not a member
+		vote("g", victim, victim),                     // from itself
+		vote("other", l, victim),                      // another group
+		vote("g", l, "n9"),                            // another node
+		{Group: "g", From: l, To: victim, Term: term}, // no body
+	}
+	to := actors.Ref{Host: victim, Name: "g/" + victim + "/node"}
+	for _, e := range bad {
+		c.Sim.Host(l).Send(to, e)
+	}
+	c.Sim.RunFor(time.Second)
+	noPanics(t, c)
+	if got := node.Metrics().Dropped.Load() - before; got != uint64(len(bad)) {
+		t.Fatalf("dropped %d envelopes, want %d", got, len(bad))
+	}
+	if st := node.Status(); st.Term != term {
+		t.Fatalf("the victim moved to term %d (was %d): a bad envelope was acted on", st.Term, term)
+	}
+	o := cluster.NewOutcomes()
+	c.Load(l, "after-", 100, 10, o)
+	if !c.Sim.RunUntil(func() bool { return o.Completed() == 100 }, 10*time.Second) {
+		t.Fatalf("%d of 100 completed after the bad envelopes: %v%s", o.Completed(), o.ByCode, c.Describe())
+	}
+	if o.ByCode[closure.OK] != 100 {
+		t.Fatalf("outcomes %v, want 100 OK", o.ByCode)
+	}
 }

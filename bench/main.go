@@ -264,8 +264,9 @@ func versusTarget(s Summary) string {
 	ops, p50, p99 := s.OpsPerSec.Median, s.P50Ms.Median, s.P99Ms.Median
 	switch s.Workload {
 	case "tput":
-		return fmt.Sprintf("target ≥ 57,000 ops/s: %.2f× dragonboat's %s; RSS target ≤ 64 MiB; ops/CPU-s target ≥ 50,000",
-			ops/dragonboatTput, fmtInt(dragonboatTput))
+		rss, opc := s.LeaderRSS.Median, s.OpsPerCPU.Median
+		return fmt.Sprintf("target ≥ 57,000 ops/s: %.2f× dragonboat's %s, %s; leader RSS ≤ 64 MiB: %.0f, %s; ops/CPU-s ≥ 50,000: %s",
+			ops/dragonboatTput, fmtInt(dragonboatTput), okMark(ops >= 57000), rss, okMark(rss <= 64), okMark(opc >= 50000))
 	case "lat1":
 		return fmt.Sprintf("target p50 ≤ 0.9 ms, p99 ≤ 2.5 ms: %s", okMark(p50 <= 0.9 && p99 <= 2.5))
 	case "lat64":

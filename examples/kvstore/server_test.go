@@ -56,7 +56,16 @@ func startLocal(t *testing.T, id string, peers []asyncraft.Peer, dataDir string)
 func startSingle(t *testing.T, dataDir string) (*httptest.Server, *asyncraft.Host, *asyncraft.Node) {
 	t.Helper()
 	host, node, store := startLocal(t, "n1", []asyncraft.Peer{{ID: "n1", Addr: "local"}}, dataDir)
-	waitFor(t, 10*time.Second, "n1 leads", func() bool { return node.Status().Role == asyncraft.Leader })
+	// Leading is not enough to serve reads: a new leader answers EAGAIN
+	// until an entry of its term has committed.
+	waitFor(t, 10*time.Second, "n1 leads and serves reads", func() bool {
+		if node.Status().Role != asyncraft.Leader {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return node.ReadBarrier(ctx) == nil
+	})
 	ts := httptest.NewServer(NewServer(node, store, map[string]string{"n1": "127.0.0.1:1"}).Handler())
 	t.Cleanup(ts.Close)
 	return ts, host, node

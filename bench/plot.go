@@ -48,16 +48,25 @@ func pointsOf(xs []float64, stats []stat) errPoints {
 	return p
 }
 
-// addSeries draws points (joined by a line if line) with their error bars.
-func addSeries(p *plot.Plot, name string, pts errPoints, i int, line bool) error {
+// markers is the scatter of series i's points, in its colour and glyph.
+func markers(pts plotter.XYer, i int) (*plotter.Scatter, color.Color, error) {
 	col := palette[i%len(palette)]
 	sc, err := plotter.NewScatter(pts)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sc.GlyphStyle.Color = col
 	sc.GlyphStyle.Radius = vg.Points(3)
 	sc.GlyphStyle.Shape = glyphs[i%len(glyphs)]
+	return sc, col, nil
+}
+
+// addSeries draws points (joined by a line if line) with their error bars.
+func addSeries(p *plot.Plot, name string, pts errPoints, i int, line bool) error {
+	sc, col, err := markers(pts, i)
+	if err != nil {
+		return err
+	}
 	eb, err := plotter.NewYErrorBars(pts)
 	if err != nil {
 		return err
@@ -226,14 +235,10 @@ func hPoints(ys []float64, stats []stat) hErrPoints {
 
 // addHSeries draws points with horizontal error bars.
 func addHSeries(p *plot.Plot, name string, pts hErrPoints, i int) error {
-	col := palette[i%len(palette)]
-	sc, err := plotter.NewScatter(pts)
+	sc, col, err := markers(pts, i)
 	if err != nil {
 		return err
 	}
-	sc.GlyphStyle.Color = col
-	sc.GlyphStyle.Radius = vg.Points(3)
-	sc.GlyphStyle.Shape = glyphs[i%len(glyphs)]
 	eb, err := plotter.NewXErrorBars(pts)
 	if err != nil {
 		return err

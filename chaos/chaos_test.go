@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,9 +28,12 @@ var (
 	flagElection = flag.Duration("chaos.election-timeout", time.Second, "the nodes' Raft election timeout")
 )
 
-// afterHeal is how long the clients keep going once everything is
-// repaired.
-const afterHeal = 3 * time.Second
+// Once everything is repaired, every client must complete afterHealOps
+// operations within afterHealLimit.
+const (
+	afterHealOps   = 100
+	afterHealLimit = 30 * time.Second
+)
 
 // TestChaos runs three kvstore processes behind proxies, drives them with
 // concurrent clients while a nemesis kills, pauses and partitions them,
@@ -122,8 +126,24 @@ func TestChaos(t *testing.T) {
 	} else {
 		tl.add("liveness: a write completed %v after the repair (via %s)", time.Since(healed).Round(time.Millisecond), o.node)
 	}
-	if rest := afterHeal - time.Since(healed); rest > 0 {
-		time.Sleep(rest)
+	// Every client then completes afterHealOps more operations, all
+	// begun after the repair: each one makes progress again, and the
+	// history has a healthy stretch for the checker.
+	mark := h.mark()
+	progressed := func() bool {
+		done := make([]int, *flagClients)
+		h.since(mark, func(o *op) {
+			if o.client < *flagClients && o.ret > 0 && o.state == opOK {
+				done[o.client]++
+			}
+		})
+		return slices.Min(done) >= afterHealOps
+	}
+	if !eventually(afterHealLimit, retryEvery, progressed) {
+		t.Errorf("liveness: not every client completed %d operations within %v of the repair", afterHealOps, afterHealLimit)
+		tl.add("LIVENESS FAILED: not every client completed %d operations", afterHealOps)
+	} else {
+		tl.add("every client completed %d operations after the repair", afterHealOps)
 	}
 	halt()
 	wg.Wait()
@@ -180,18 +200,17 @@ func TestChaos(t *testing.T) {
 // digest.
 func converge(c *cluster, limit time.Duration) (term uint64, err error) {
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(limit)
 	var last []string
-	for {
+	same := func() bool {
 		last = last[:0]
-		same := true
-		var first statusReply
 		term = 0
+		var first statusReply
+		agree := true
 		for i, nd := range c.nodes {
 			st, err := nd.status(client)
 			if err != nil {
 				last = append(last, fmt.Sprintf("%s: %v", nd.id, err))
-				same = false
+				agree = false
 				continue
 			}
 			last = append(last, fmt.Sprintf("%s: %s term %d leader %q commit %d applied %d keys %d digest %s %s",
@@ -200,20 +219,18 @@ func converge(c *cluster, limit time.Duration) (term uint64, err error) {
 			if i == 0 {
 				first = st
 			} else if st.Applied != first.Applied || st.Digest != first.Digest {
-				same = false
+				agree = false
 			}
 			if st.Error != "" {
-				same = false
+				agree = false
 			}
 		}
-		if same {
-			return term, nil
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("nodes did not converge within %v:\n  %s", limit, strings.Join(last, "\n  "))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return agree
 	}
+	if !eventually(limit, 100*time.Millisecond, same) {
+		return 0, fmt.Errorf("nodes did not converge within %v:\n  %s", limit, strings.Join(last, "\n  "))
+	}
+	return term, nil
 }
 
 // checkLinearizable checks the history with porcupine (see

@@ -23,6 +23,8 @@ const (
 	clientTimeout = 3 * time.Second
 	// maxThink is the longest pause of a client between operations.
 	maxThink = 20 * time.Millisecond
+	// retryEvery paces the attempts of until and the polls of eventually.
+	retryEvery = 20 * time.Millisecond
 )
 
 type opState uint8
@@ -78,6 +80,24 @@ func (h *history) problem(format string, args ...any) {
 	h.mu.Unlock()
 }
 
+// mark is a position in the history: the operations begun after it are
+// those that since(mark) visits.
+func (h *history) mark() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ops)
+}
+
+// since calls f, under the history's lock, for every operation begun after
+// mark, finished or not (a finished one has ret > 0).
+func (h *history) since(mark int, f func(o *op)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, o := range h.ops[mark:] {
+		f(o)
+	}
+}
+
 // snapshot returns the operations and problems so far.
 func (h *history) snapshot() ([]op, []string) {
 	h.mu.Lock()
@@ -102,6 +122,8 @@ type client struct {
 	// readAnywhere sends each read to a random node (for the self-check,
 	// where followers answer reads).
 	readAnywhere bool
+	// backoff is added to the next pause of run (set on a 503).
+	backoff time.Duration
 }
 
 func newClient(id int, h *history, servers []string, seed uint64) *client {
@@ -220,8 +242,10 @@ func (cl *client) send(in kvInput) (opState, kvOutput, string) {
 		cl.retarget(e.LeaderHTTP)
 		return opFailed, kvOutput{}, detail
 	case code == http.StatusServiceUnavailable:
+		// No leader yet, or one not ready: back off before the next
+		// operation (see run).
 		cl.retarget(e.LeaderHTTP)
-		time.Sleep(time.Duration(10+cl.rng.IntN(40)) * time.Millisecond)
+		cl.backoff = time.Duration(10+cl.rng.IntN(40)) * time.Millisecond
 		return opFailed, kvOutput{}, detail
 	case code == http.StatusGatewayTimeout && e.Code == "EUNKNOWN":
 		cl.retarget("")
@@ -241,34 +265,53 @@ func isDial(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// run does random operations until stop is closed.
+// run does random operations until stop is closed, with a random think
+// time between them (and the backoff a 503 asked for).
 func (cl *client) run(stop <-chan struct{}, keys int, reads float64) {
 	for {
+		pause := time.Duration(cl.rng.Int64N(int64(maxThink))) + cl.backoff
+		cl.backoff = 0
 		select {
 		case <-stop:
 			return
-		case <-time.After(time.Duration(cl.rng.Int64N(int64(maxThink)))):
+		case <-time.After(pause):
 		}
 		cl.do(cl.next(keys, reads))
 	}
 }
 
 // until repeats an operation (with a new unique value each time, for
-// writes) until one succeeds or limit passes. Every attempt is recorded.
+// writes), one attempt per retryEvery at most, until one succeeds or limit
+// passes. Every attempt is recorded.
 func (cl *client) until(limit time.Duration, mk func() kvInput) (*op, error) {
-	deadline := time.Now().Add(limit)
 	var last *op
-	for time.Now().Before(deadline) {
+	if eventually(limit, retryEvery, func() bool {
 		last = cl.do(mk())
-		if last.state == opOK {
-			return last, nil
-		}
-		time.Sleep(20 * time.Millisecond)
+		return last.state == opOK
+	}) {
+		return last, nil
 	}
 	if last == nil {
 		return nil, fmt.Errorf("no attempt within %v", limit)
 	}
 	return nil, fmt.Errorf("no success within %v; last attempt: %s to %s: %s", limit, last.input.Kind, last.node, last.detail)
+}
+
+// eventually evaluates cond at once and then every interval until it holds
+// (true) or limit has passed (false).
+func eventually(limit, every time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // newRand is the nemesis's RNG.

@@ -251,23 +251,24 @@ func (nd *node) start() error {
 
 // waitServing waits until the node answers GET /status.
 func (nd *node) waitServing(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
 	client := &http.Client{Timeout: time.Second}
-	for {
+	exited := false
+	serving := eventually(limit, 50*time.Millisecond, func() bool {
 		if _, err := nd.status(client); err == nil {
-			return nil
+			return true
 		}
 		nd.mu.Lock()
-		running := nd.running
+		exited = !nd.running
 		nd.mu.Unlock()
-		if !running {
-			return fmt.Errorf("%s exited before serving (log: %s)", nd.id, nd.logPath)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not serve HTTP at %s after %v (log: %s)", nd.id, nd.httpAddr, limit, nd.logPath)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return exited
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("%s exited before serving (log: %s)", nd.id, nd.logPath)
+	case !serving:
+		return fmt.Errorf("%s does not serve HTTP at %s after %v (log: %s)", nd.id, nd.httpAddr, limit, nd.logPath)
 	}
+	return nil
 }
 
 // kill ends the node's process with SIGKILL and waits for it.

@@ -61,9 +61,12 @@ func TestChaosSelfCheck(t *testing.T) {
 			cl.run(stop, 4, 0.5)
 		}()
 	}
-	// Isolate each node in turn for 2 s: whichever is cut off serves
-	// stale reads.
+	// Isolate each node in turn: whichever is cut off serves stale reads.
+	// Each isolation lasts until the history holds one (a write the
+	// majority completed, then a read of that key answered by the cut-off
+	// node), or 10 s; after the repair the group must take a write again.
 	for i := range c.nodes {
+		mark := h.mark()
 		for j := range c.nodes {
 			if i != j {
 				c.setLink(i, j, proxy.Blackhole)
@@ -71,10 +74,17 @@ func TestChaosSelfCheck(t *testing.T) {
 			}
 		}
 		tl.add("isolate %s", c.nodes[i].id)
-		time.Sleep(2 * time.Second)
+		if eventually(10*time.Second, retryEvery, func() bool { return staleReadSeen(h, mark, c.nodes[i].httpAddr) }) {
+			tl.add("a stale read from %s is in the history", c.nodes[i].id)
+		}
 		c.healLinks()
 		tl.add("links up")
-		time.Sleep(500 * time.Millisecond)
+		if _, err := probe.until(15*time.Second, func() kvInput {
+			probe.seq++
+			return kvInput{Kind: opPut, Key: "heal", Value: fmt.Sprintf("h%d;", probe.seq)}
+		}); err != nil {
+			t.Fatalf("no write completed within 15 s of healing: %v\n%s", err, tl)
+		}
 	}
 	close(stop)
 	wg.Wait()
@@ -86,4 +96,31 @@ func TestChaosSelfCheck(t *testing.T) {
 	if res != porcupine.Illegal {
 		t.Errorf("stale reads went unnoticed: porcupine says %s for %d operations\n%s", res, len(hist), tl)
 	}
+}
+
+// staleReadSeen reports whether, among the operations begun after mark, a
+// write completed on a node other than isolated and a later read of the
+// same key was answered by isolated (which cannot have seen the write).
+func staleReadSeen(h *history, mark int, isolated string) bool {
+	written := map[string]time.Duration{} // key -> earliest completion
+	var reads []op
+	h.since(mark, func(o *op) {
+		if o.ret == 0 || o.state != opOK {
+			return
+		}
+		switch {
+		case o.input.Kind == opGet && o.node == isolated:
+			reads = append(reads, *o)
+		case o.input.Kind != opGet && o.node != isolated:
+			if w, ok := written[o.input.Key]; !ok || o.ret < w {
+				written[o.input.Key] = o.ret
+			}
+		}
+	})
+	for _, r := range reads {
+		if w, ok := written[r.input.Key]; ok && r.call > w {
+			return true
+		}
+	}
+	return false
 }

@@ -230,7 +230,8 @@ func TestFollowerReadFailsFastWhenLagging(t *testing.T) {
 	}
 }
 
-// TestReadsCompleteOnShutdownAndStepDown: reads never vanish.
+// TestReadsCompleteOnShutdown: reads pending on a leader that shuts down
+// complete (none with OK: the isolated leader could not confirm them).
 func TestReadsCompleteOnShutdown(t *testing.T) {
 	seed := testseed.For(t)
 	c := cluster.New(cluster.Options{Seed: seed})

@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/asyncraft/asyncraft/actors"
@@ -387,4 +392,73 @@ func TestMalformedIsCounted(t *testing.T) {
 	if got := s.Malformed(); got != 1 {
 		t.Fatalf("malformed = %d, want 1", got)
 	}
+}
+
+// TestRemoteMalformedIsCounted sends the peer a protobuf message of a type
+// its binary does not know, so that it cannot decode it: the peer counts
+// it as malformed, drops it, and keeps serving (the reset stream is made
+// again by the next send).
+func TestRemoteMalformedIsCounted(t *testing.T) {
+	if ownProcess(t) {
+		return
+	}
+	s, in, self := localNet(t, nil)
+	p := startPeer(t, "127.0.0.1:0", "")
+	echo := actors.Ref{Host: p.addr, Name: "echo"}
+	s.Send(echo, unknownMessage(t))
+	// The stats request may be lost with the reset stream: ask until it
+	// is answered.
+	var got []string
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		s.Send(echo, wrapperspb.String(self.Host+"|"+self.Name+"|stats"))
+		got = in.snapshot()
+		return len(got) > 0
+	}) {
+		t.Fatal("the peer never answered after the malformed message")
+	}
+	if got[0] != "malformed=1 dead=0" {
+		t.Fatalf("peer counted %q, want malformed=1 dead=0", got[0])
+	}
+}
+
+// unknownMessage is a protobuf message of a type no binary registers.
+func unknownMessage(t *testing.T) proto.Message {
+	t.Helper()
+	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+		Name:    proto.String("asyncraft_test_unknown.proto"),
+		Package: proto.String("asyncraft.test"),
+		Syntax:  proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Unknown"),
+			Field: []*descriptorpb.FieldDescriptorProto{{
+				Name: proto.String("text"), JsonName: proto.String("text"), Number: proto.Int32(1),
+				Type:  descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
+				Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(),
+			}},
+		}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := fd.Messages().Get(0)
+	m := dynamicpb.NewMessage(md)
+	m.Set(md.Fields().Get(0), protoreflect.ValueOfString("nobody can read this"))
+	return m
+}
+
+// eventually evaluates cond at once and then every interval until it holds
+// (true) or limit has passed (false).
+func eventually(limit, every time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }

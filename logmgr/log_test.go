@@ -266,8 +266,8 @@ func TestLogConcurrentReaders(t *testing.T) {
 	seed := testseed.For(t)
 	for ki, k := range []storageKind{
 		{name: "memory", open: func(*testing.T) LogStorage { return NewMemoryStorage() }},
-		walKind("wal-memfs", 4096, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
-		walKind("wal-memfs", 4<<10, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
+		walKind("wal-memfs", 4<<10, false, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
+		walKind("wal-memfs-buffered", 4<<10, true, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data" }),
 	} {
 		t.Run(k.name, func(t *testing.T) {
 			runConcurrentLog(t, seed^uint64(ki), k.open(t))

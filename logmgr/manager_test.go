@@ -56,7 +56,8 @@ var mgrStorages = []struct {
 	name string
 	open diskOpener
 }{
-	{"wal", openWALSized(4 << 10)},
+	{"wal", openWALSized(4<<10, false)},
+	{"wal-buffered", openWALSized(4<<10, true)},
 }
 
 // isLogFile reports whether name is a file of the log storage (and not the
@@ -64,7 +65,7 @@ var mgrStorages = []struct {
 func isLogFile(name string) bool { return name == mgrLog || strings.Contains(name, walSegmentExt) }
 
 func newMgrRig(t *testing.T, seed uint64, hc sim.HostConfig, tune func(*Config)) *mgrRig {
-	return newMgrRigOn(t, seed, hc, openWALSized(1<<20), tune)
+	return newMgrRigOn(t, seed, hc, openWALSized(1<<20, false), tune)
 }
 
 func newMgrRigOn(t *testing.T, seed uint64, hc sim.HostConfig, open diskOpener, tune func(*Config)) *mgrRig {

@@ -27,10 +27,11 @@ type storageKind struct {
 // a torn tail it repaired.
 type diskOpener func(fs vfs.FS, dir string) (LogStorage, int64, error)
 
-// openWALSized opens WALs with the given segment size.
-func openWALSized(segmentSize int64) diskOpener {
+// openWALSized opens WALs with the given segment size, writing directly
+// where the file system can, or through the page cache (buffered).
+func openWALSized(segmentSize int64, buffered bool) diskOpener {
 	return func(fs vfs.FS, dir string) (LogStorage, int64, error) {
-		w, err := OpenWAL(fs, dir, WALOptions{SegmentSize: segmentSize, Logger: quietLogger})
+		w, err := OpenWAL(fs, dir, WALOptions{SegmentSize: segmentSize, Buffered: buffered, Logger: quietLogger})
 		if err != nil {
 			return nil, 0, err
 		}
@@ -38,8 +39,8 @@ func openWALSized(segmentSize int64) diskOpener {
 	}
 }
 
-func walKind(name string, segmentSize int64, fsys func(t *testing.T) (vfs.FS, string)) storageKind {
-	return diskKind(name, fsys, openWALSized(segmentSize))
+func walKind(name string, segmentSize int64, buffered bool, fsys func(t *testing.T) (vfs.FS, string)) storageKind {
+	return diskKind(name, fsys, openWALSized(segmentSize, buffered))
 }
 
 func diskKind(name string, fsys func(t *testing.T) (vfs.FS, string), open diskOpener) storageKind {
@@ -87,8 +88,10 @@ func storageKinds() []storageKind {
 	return []storageKind{
 		{name: "memory", open: func(*testing.T) LogStorage { return NewMemoryStorage() }},
 		// Small segments, so that the suites roll, cut and drop segments.
-		walKind("wal-memfs", 4<<10, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
-		walKind("wal-os", 64<<10, func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/wal" }),
+		walKind("wal-memfs", 4<<10, false, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
+		walKind("wal-memfs-buffered", 4<<10, true, func(*testing.T) (vfs.FS, string) { return vfs.NewMem(), "/data/node1" }),
+		walKind("wal-os", 64<<10, false, func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/wal" }),
+		walKind("wal-os-buffered", 64<<10, true, func(t *testing.T) (vfs.FS, string) { return vfs.OS, t.TempDir() + "/wal" }),
 	}
 }
 

@@ -135,6 +135,13 @@ type WALOptions struct {
 	// Prepare says where the next segment's file is prepared; see
 	// PrepareMode. Default PrepareAuto.
 	Prepare PrepareMode
+	// Buffered makes the WAL write through the page cache and fdatasync
+	// in Sync. By default, where the file system supports it (see
+	// vfs.DirectFS: Linux file systems with O_DIRECT, and vfs.MemFS),
+	// the WAL writes each batch with one direct, durable write instead
+	// (O_DIRECT|O_DSYNC), which leaves Sync nothing to do for it: one
+	// system call, no copy into the page cache. See docs/storage.md.
+	Buffered bool
 }
 
 // WAL is a LogStorage in a directory of fixed-size, preallocated segment
@@ -176,6 +183,14 @@ type WAL struct {
 	// progress is how far the writer is into the last segment (bytes
 	// after the header), for the spare's preparer to pace itself.
 	progress atomic.Int64
+	// Direct writes (see direct.go). dfile writes dseg, the segment last
+	// written directly; dbuf is an aligned buffer whose first dtail bytes
+	// are dseg's data from its last DirectAlign boundary to its end.
+	direct bool
+	dseg   *segment
+	dfile  vfs.DirectFile
+	dbuf   []byte
+	dtail  int
 }
 
 var _ LogStorage = (*WAL)(nil)
@@ -245,8 +260,10 @@ func OpenWAL(fsys vfs.FS, dir string, opts WALOptions) (*WAL, error) {
 		st.closeFiles()
 		return nil, err
 	}
+	_, canDirect := fsys.(vfs.DirectFS)
 	w := &WAL{fs: fsys, dir: dir, opts: opts, seq: st.maxSeq, base: st.base, baseTerm: st.baseTerm, ents: st.ents,
-		background: opts.Prepare == PrepareBackground || (opts.Prepare == PrepareAuto && fsys == vfs.OS)}
+		background: opts.Prepare == PrepareBackground || (opts.Prepare == PrepareAuto && fsys == vfs.OS),
+		direct:     canDirect && !opts.Buffered}
 	if err := w.recover(st); err != nil {
 		st.closeFiles()
 		return nil, err
@@ -474,6 +491,7 @@ func (w *WAL) Close() error {
 	w.mu.Unlock()
 	w.stopSpare()
 	var errs []error
+	errs = append(errs, w.closeDirect())
 	for _, s := range segs {
 		errs = append(errs, s.release())
 	}

@@ -3,6 +3,7 @@ package logmgr
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"syscall"
@@ -290,8 +291,15 @@ func (in *injectOn) install(fsys *vfs.MemFS) {
 
 // TestWALWriteAndSyncErrors: a failed write or fdatasync is returned,
 // acknowledges nothing, never panics, and makes every later mutation fail
-// — without another fdatasync being tried.
+// — without another fdatasync being tried. With direct writes, a failed
+// sync is the failure of the write that Append makes.
 func TestWALWriteAndSyncErrors(t *testing.T) {
+	for _, buffered := range []bool{true, false} {
+		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) { testWALWriteAndSyncErrors(t, buffered) })
+	}
+}
+
+func testWALWriteAndSyncErrors(t *testing.T, buffered bool) {
 	for _, c := range []struct {
 		name  string
 		op    vfs.Op
@@ -303,7 +311,8 @@ func TestWALWriteAndSyncErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fsys := vfs.NewMem()
-			w := openTestWAL(t, fsys, 4<<10)
+			opts := WALOptions{SegmentSize: 4 << 10, Buffered: buffered}
+			w := openTestWALOpts(t, fsys, opts)
 			m := newModel()
 			es := ents(1, 6, 1)
 			mustAppend(t, w, es)
@@ -312,7 +321,7 @@ func TestWALWriteAndSyncErrors(t *testing.T) {
 			in := &injectOn{op: c.op, n: 1, errno: c.errno}
 			in.install(fsys)
 			err := w.Append(ents(6, 9, 1))
-			if c.op == vfs.OpSync {
+			if c.op == vfs.OpSync && buffered {
 				if err != nil {
 					t.Fatalf("Append: %v", err)
 				}
@@ -344,7 +353,7 @@ func TestWALWriteAndSyncErrors(t *testing.T) {
 			}
 			fsys.SetInjector(nil)
 			must(t, w.Close())
-			w = openTestWAL(t, fsys, 4<<10)
+			w = openTestWALOpts(t, fsys, opts)
 			if matchState(w, []logModel{m, m.appended(ents(6, 9, 1))}) < 0 {
 				t.Fatalf("reopened: first %d last %d", w.FirstIndex(), w.LastIndex())
 			}
@@ -358,23 +367,34 @@ func TestWALWriteAndSyncErrors(t *testing.T) {
 // temporary file and leaves the WAL usable; a failed directory sync after
 // the rename makes it unusable.
 func TestWALSegmentCreationErrors(t *testing.T) {
+	for _, buffered := range []bool{true, false} {
+		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) { testWALSegmentCreationErrors(t, buffered) })
+	}
+}
+
+func testWALSegmentCreationErrors(t *testing.T, buffered bool) {
+	const (
+		segFiles = iota // the segments and their temporary files
+		tmpFiles        // the temporary files only
+		anyFile
+	)
 	for _, c := range []struct {
-		name    string
-		op      vfs.Op
-		n       int
-		errno   syscall.Errno
-		usable  bool
-		anyName bool
+		name   string
+		op     vfs.Op
+		errno  syscall.Errno
+		usable bool
+		files  int
 	}{
-		{"enospc-preallocate", vfs.OpPreallocate, 1, syscall.ENOSPC, true, false},
-		{"eio-write-tmp", vfs.OpWrite, 1, syscall.EIO, true, false},
-		{"eio-sync-tmp", vfs.OpSync, 2, syscall.EIO, true, false},
-		{"eio-rename", vfs.OpRename, 1, syscall.EIO, true, false},
-		{"eio-syncdir", vfs.OpSyncDir, 1, syscall.EIO, false, true},
+		{"enospc-preallocate", vfs.OpPreallocate, syscall.ENOSPC, true, segFiles},
+		{"eio-write-tmp", vfs.OpWrite, syscall.EIO, true, tmpFiles},
+		{"eio-sync-tmp", vfs.OpSync, syscall.EIO, true, tmpFiles},
+		{"eio-rename", vfs.OpRename, syscall.EIO, true, segFiles},
+		{"eio-syncdir", vfs.OpSyncDir, syscall.EIO, false, anyFile},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fsys := vfs.NewMem()
-			w := openTestWAL(t, fsys, 4<<10)
+			opts := WALOptions{SegmentSize: 4 << 10, Buffered: buffered}
+			w := openTestWALOpts(t, fsys, opts)
 			m := newModel()
 			for i := uint64(1); i <= 10; i++ { // just under a segment
 				e := ent(i, 1)
@@ -382,12 +402,13 @@ func TestWALSegmentCreationErrors(t *testing.T) {
 				mustAppend(t, w, []*raftpb.Entry{e})
 				m = m.appended([]*raftpb.Entry{e})
 			}
-			seen := 0
+			failed := false
 			fsys.SetInjector(func(op vfs.Op, name string) error {
-				if op == c.op && (c.anyName || strings.Contains(name, walSegmentExt)) {
-					if seen++; seen == c.n {
-						return vfs.ErrnoError(op, name, c.errno)
-					}
+				match := c.files == anyFile || c.files == segFiles && strings.Contains(name, walSegmentExt) ||
+					c.files == tmpFiles && strings.HasSuffix(name, walTmpExt)
+				if op == c.op && match && !failed {
+					failed = true
+					return vfs.ErrnoError(op, name, c.errno)
 				}
 				return nil
 			})
@@ -413,7 +434,7 @@ func TestWALSegmentCreationErrors(t *testing.T) {
 				must(t, w.Sync())
 			}
 			must(t, w.Close())
-			w = openTestWAL(t, fsys, 4<<10)
+			w = openTestWALOpts(t, fsys, opts)
 			mustModel(t, w, m, true)
 		})
 	}

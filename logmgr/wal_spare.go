@@ -3,6 +3,7 @@ package logmgr
 import (
 	"errors"
 	"path"
+	"sync"
 	"sync/atomic"
 
 	"github.com/asyncraft/asyncraft/vfs"
@@ -43,6 +44,7 @@ const walSpareName = "spare" + walTmpExt
 type spare struct {
 	path     string
 	size     int64
+	direct   bool          // zero-fill with direct writes
 	progress *atomic.Int64 // the writer's progress in its current segment
 	need     atomic.Int64  // the progress the pacing preparer waits for
 	hurry    atomic.Bool   // the writer is waiting: stop pacing
@@ -59,7 +61,7 @@ func (w *WAL) startSpare() {
 	if !w.background || w.spare != nil {
 		return
 	}
-	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.opts.SegmentSize, progress: &w.progress,
+	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.opts.SegmentSize, direct: w.direct, progress: &w.progress,
 		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	w.spare = sp
 	go func() {
@@ -70,12 +72,18 @@ func (w *WAL) startSpare() {
 
 // prepareSpare creates the spare file: sized, preallocated, zero-filled
 // and synced, so that writes into it only overwrite written blocks.
+// When the WAL writes directly, so are the zeros: they do not pass
+// through (and crowd) the page cache, and cost no copy.
 func prepareSpare(fsys vfs.FS, sp *spare) (vfs.File, error) {
 	f, err := fsys.Create(sp.path)
 	if err != nil {
 		return nil, err
 	}
+	var d vfs.DirectFile
 	fail := func(err error) (vfs.File, error) {
+		if d != nil {
+			d.Close()
+		}
 		f.Close()
 		fsys.Remove(sp.path)
 		return nil, err
@@ -85,6 +93,18 @@ func prepareSpare(fsys vfs.FS, sp *spare) (vfs.File, error) {
 	}
 	if err := f.Preallocate(0, sp.size); err != nil {
 		return fail(err)
+	}
+	zeros, write := zeros, f.WriteAt
+	if dfs, ok := fsys.(vfs.DirectFS); ok && sp.direct && sp.size%vfs.DirectAlign == 0 {
+		d, err = dfs.OpenDirect(sp.path)
+		switch {
+		case err == nil:
+			zeros, write = alignedZeros(), d.WriteAt
+		case errors.Is(err, vfs.ErrDirectUnsupported):
+			d = nil
+		default:
+			return fail(err)
+		}
 	}
 	for off := int64(0); off < sp.size; off += walZeroChunk {
 		for off > 2*sp.progress.Load() && !sp.hurry.Load() {
@@ -103,7 +123,14 @@ func prepareSpare(fsys vfs.FS, sp *spare) (vfs.File, error) {
 			return fail(errSpareStopped)
 		default:
 		}
-		if _, err := f.WriteAt(zeros[:min(walZeroChunk, sp.size-off)], off); err != nil {
+		if _, err := write(zeros[:min(walZeroChunk, sp.size-off)], off); err != nil {
+			return fail(err)
+		}
+	}
+	if d != nil {
+		err := d.Close()
+		d = nil
+		if err != nil {
 			return fail(err)
 		}
 	}
@@ -112,6 +139,10 @@ func prepareSpare(fsys vfs.FS, sp *spare) (vfs.File, error) {
 	}
 	return f, nil
 }
+
+// alignedZeros is walZeroChunk zero bytes at an aligned address, never
+// written to.
+var alignedZeros = sync.OnceValue(func() []byte { return vfs.AlignedBuffer(walZeroChunk) })
 
 // takeSpare returns the prepared spare file if there is one of the given
 // size, waiting for its preparation to finish; nil otherwise (and then

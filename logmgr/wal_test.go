@@ -18,7 +18,14 @@ const walDir = "/data/wal"
 
 func openTestWAL(t *testing.T, fsys vfs.FS, segSize int64) *WAL {
 	t.Helper()
-	w, err := OpenWAL(fsys, walDir, WALOptions{SegmentSize: segSize, Logger: quietLogger})
+	return openTestWALOpts(t, fsys, WALOptions{SegmentSize: segSize})
+}
+
+// openTestWALOpts opens the WAL in walDir with opts (and a quiet logger).
+func openTestWALOpts(t *testing.T, fsys vfs.FS, opts WALOptions) *WAL {
+	t.Helper()
+	opts.Logger = quietLogger
+	w, err := OpenWAL(fsys, walDir, opts)
 	if err != nil {
 		t.Fatalf("OpenWAL: %v", err)
 	}

@@ -104,6 +104,12 @@ func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
 // walZeroChunk boundary when that region has not been written yet. It fails
 // the WAL on error.
 func (w *WAL) write(s *segment, b []byte) error {
+	if ok, err := w.writeDirect(s, b); ok {
+		if err == nil {
+			w.advanced(s)
+		}
+		return err
+	}
 	end := s.end + int64(len(b))
 	out := b
 	if end > s.zeroed {
@@ -117,10 +123,15 @@ func (w *WAL) write(s *segment, b []byte) error {
 	s.zeroed = max(s.zeroed, s.end+int64(len(out)))
 	s.end = end
 	s.dirty = true
-	if sp := w.spare; sp != nil {
-		sp.advanced(end - walHeaderRecordLen)
-	}
+	w.advanced(s)
 	return nil
+}
+
+// advanced tells the spare's preparer how far the writer is in s.
+func (w *WAL) advanced(s *segment) {
+	if sp := w.spare; sp != nil {
+		sp.advanced(s.end - walHeaderRecordLen)
+	}
 }
 
 // TruncateSuffix writes a truncate record at the end of the last segment
@@ -248,6 +259,13 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 			dead = append(dead, old)
 		} else {
 			keep = append(keep, old)
+		}
+	}
+	if w.dseg != nil {
+		// Direct writes go to the new segment from now on.
+		if err := w.closeDirect(); err != nil {
+			s.release()
+			return w.fail(err)
 		}
 	}
 	w.mu.Lock()

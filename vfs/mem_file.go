@@ -310,3 +310,39 @@ func (f *memFile) Preallocate(off, length int64) error {
 	})
 	return err
 }
+
+// OpenDirect implements DirectFS. MemFS models a direct write as a write
+// followed by a Sync of the file, both reported to the injector and the
+// observer (so either can fail it, and the simulator charges it a sync).
+// That Sync also makes the file's earlier unsynced writes durable, which a
+// real disk need not do: code must not rely on it. Writes are checked for
+// alignment like the OS's.
+func (m *MemFS) OpenDirect(name string) (DirectFile, error) {
+	f, err := m.open(OpOpen, name, openWrite)
+	if err != nil {
+		return nil, err
+	}
+	return memDirectFile{f.(*memFile)}, nil
+}
+
+type memDirectFile struct {
+	f *memFile
+}
+
+func (d memDirectFile) WriteAt(p []byte, off int64) (int, error) {
+	if !IsAligned(p) || off%DirectAlign != 0 {
+		return 0, pathErr("write", d.f.name, syscall.EINVAL)
+	}
+	n, err := d.f.WriteAt(p, off)
+	if err != nil {
+		return n, err
+	}
+	if err := d.f.Sync(); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+func (d memDirectFile) Close() error { return d.f.Close() }
+
+func (d memDirectFile) Name() string { return d.f.name }

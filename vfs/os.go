@@ -88,3 +88,30 @@ func rawControl(f *os.File, fn func(fd int) error) error {
 	}
 	return ferr
 }
+
+// OpenDirect implements DirectFS: on Linux it opens name with
+// O_WRONLY|O_DIRECT|O_DSYNC; elsewhere, and on file systems without
+// O_DIRECT, it fails with an error wrapping ErrDirectUnsupported.
+func (osFS) OpenDirect(name string) (DirectFile, error) {
+	f, err := openDirect(name)
+	if err != nil {
+		return nil, err
+	}
+	return osDirectFile{f}, nil
+}
+
+// osDirectFile is a file opened by OpenDirect.
+type osDirectFile struct {
+	f *os.File
+}
+
+func (d osDirectFile) WriteAt(b []byte, off int64) (int, error) {
+	if !IsAligned(b) || off%DirectAlign != 0 {
+		return 0, &os.PathError{Op: "write", Path: d.f.Name(), Err: syscall.EINVAL}
+	}
+	return d.f.WriteAt(b, off)
+}
+
+func (d osDirectFile) Close() error { return d.f.Close() }
+
+func (d osDirectFile) Name() string { return d.f.Name() }

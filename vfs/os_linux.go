@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,4 +81,12 @@ func lockFile(name string) (io.Closer, error) {
 		return nil, &os.PathError{Op: "lock", Path: name, Err: err}
 	}
 	return &osLock{f: f}, nil
+}
+
+func openDirect(name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|syscall.O_DIRECT|syscall.O_DSYNC, 0)
+	if errors.Is(err, syscall.EINVAL) {
+		err = fmt.Errorf("%w: %w", ErrDirectUnsupported, err)
+	}
+	return f, err
 }

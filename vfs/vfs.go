@@ -60,6 +60,7 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // FS is the file system a storage engine writes through. Paths use "/" and
@@ -184,4 +185,52 @@ func (op Op) String() string {
 // errors.Is(err, fs.ErrNotExist) for ENOENT.
 func ErrnoError(op Op, name string, errno syscall.Errno) error {
 	return &fs.PathError{Op: op.String(), Path: name, Err: errno}
+}
+
+// DirectAlign is what the offset, the length and the memory address of
+// every write through a DirectFile must be multiples of.
+const DirectAlign = 4 << 10
+
+// ErrDirectUnsupported is wrapped by the error DirectFS.OpenDirect returns
+// when the file system cannot write the file directly (tmpfs, for one, has
+// no O_DIRECT). Callers fall back to buffered writes and File.Sync.
+var ErrDirectUnsupported = errors.New("vfs: direct writes not supported")
+
+// DirectFS is implemented by file systems that can open a file for direct,
+// durable writes: OS on Linux and MemFS.
+type DirectFS interface {
+	// OpenDirect opens the existing file name for direct writes.
+	OpenDirect(name string) (DirectFile, error)
+}
+
+// DirectFile is a file opened for direct, durable writes (O_DIRECT|O_DSYNC
+// on Linux). WriteAt bypasses the page cache and returns once the written
+// range is durable, as WriteAt followed by File.Sync would — in one system
+// call, which the disk completes with one write (with FUA, or followed by
+// a cache flush). A buffered handle of the same file reads what it wrote.
+// The offset, the length and the address of the buffer must be multiples
+// of DirectAlign (see AlignedBuffer); a write that is not fails with
+// EINVAL. A failed write may have written any part of the range.
+type DirectFile interface {
+	io.WriterAt
+	io.Closer
+	// Name returns the name the file was opened with.
+	Name() string
+}
+
+// AlignedBuffer returns a zeroed buffer of n bytes whose address is a
+// multiple of DirectAlign.
+func AlignedBuffer(n int) []byte {
+	b := make([]byte, n+DirectAlign)
+	skip := 0
+	if r := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) % DirectAlign); r != 0 {
+		skip = DirectAlign - r
+	}
+	return b[skip : skip+n : skip+n]
+}
+
+// IsAligned reports whether b's address and length are multiples of
+// DirectAlign.
+func IsAligned(b []byte) bool {
+	return len(b)%DirectAlign == 0 && uintptr(unsafe.Pointer(unsafe.SliceData(b)))%DirectAlign == 0
 }

@@ -190,7 +190,10 @@ func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
 	o.MaxClockDrift = r.cfg.LeaseDriftBound
 	disk := h.Disk()
 	dir := "/data/g/" + o.ID
-	st, err := logmgr.OpenWAL(disk, dir, logmgr.WALOptions{SegmentSize: 256 << 10, Logger: r.logger})
+	// Odd seeds write the log through the page cache, even ones directly
+	// (each append durable when written): both ways the storage can go.
+	buffered := r.cfg.Seed%2 == 1
+	st, err := logmgr.OpenWAL(disk, dir, logmgr.WALOptions{SegmentSize: 256 << 10, Buffered: buffered, Logger: r.logger})
 	if err != nil {
 		r.violate("recovery", "%s cannot open its log: %v", o.ID, err)
 		st = nil

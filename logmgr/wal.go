@@ -59,8 +59,10 @@
 // at the cut, which supersedes every segment after the cut at once); then
 // each record applies in order.
 //
-// So the writer never rewrites a byte it wrote before: appends and
-// truncations within the last segment are records written at its end;
+// So the writer never changes a byte it wrote before (a direct write
+// rewrites the partial block at the end with the same bytes; see
+// wal_direct.go): appends and truncations within the last segment are
+// records written at its end;
 // a truncation further back, a Reset, and a roll to the next segment are
 // new segments, made durable (after every earlier write is synced) by the
 // rename and directory sync that give them their names. Dead segments and

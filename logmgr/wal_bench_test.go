@@ -81,7 +81,9 @@ const benchPhase = 50
 //     in phases alternating with the WAL's (benchPhase operations each),
 //     so that both see the same disk and the same noise. The WAL runs
 //     with the default options (64 MiB segments, prepared in the
-//     background); segment rolls are included.
+//     background, direct writes); segment rolls are included;
+//   - buffered-batch-256: the same with WALOptions.Buffered, for
+//     comparison (writes through the page cache, fdatasync in Sync).
 func BenchmarkWAL(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		raw := newRawDisk(b, b.TempDir())
@@ -92,11 +94,19 @@ func BenchmarkWAL(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/d.Seconds(), "fsyncs/s")
 	})
-	for _, batch := range []int{1, 16, 256} {
-		b.Run(fmt.Sprintf("append-batch-%d", batch), func(b *testing.B) {
+	for _, c := range []struct {
+		batch    int
+		buffered bool
+	}{{1, false}, {16, false}, {256, false}, {256, true}} {
+		name := fmt.Sprintf("append-batch-%d", c.batch)
+		if c.buffered {
+			name = fmt.Sprintf("buffered-batch-%d", c.batch)
+		}
+		batch := c.batch
+		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			raw := newRawDisk(b, dir)
-			w, err := OpenWAL(vfs.OS, filepath.Join(dir, "wal"), WALOptions{})
+			w, err := OpenWAL(vfs.OS, filepath.Join(dir, "wal"), WALOptions{Buffered: c.buffered})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -183,20 +193,34 @@ func BenchmarkWALReopen1GiB(b *testing.B) {
 	}
 	names, _ := os.ReadDir(dir)
 	b.Logf("built %d entries, %d bytes of records in %d segments in %v", next-1, size, len(names), time.Since(start))
-	b.Run("reopen", func(b *testing.B) {
-		var d time.Duration
-		for range b.N {
-			start := time.Now()
-			w, err := OpenWAL(vfs.OS, dir, WALOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			d += time.Since(start)
-			if w.LastIndex() != next-1 {
-				b.Fatalf("reopened with last index %d, want %d", w.LastIndex(), next-1)
-			}
-			w.Close()
+	for _, cold := range []bool{false, true} {
+		name := "reopen"
+		if cold {
+			name = "reopen-cold"
 		}
-		b.ReportMetric(d.Seconds()/float64(b.N), "s/reopen")
-	})
+		b.Run(name, func(b *testing.B) { benchReopen(b, dir, next-1, cold) })
+	}
+}
+
+// benchReopen reports the time OpenWAL takes on the log in dir, whose last
+// index is last: with the page cache as the previous open left it, or
+// (cold) with the segments' pages evicted first.
+func benchReopen(b *testing.B, dir string, last uint64, cold bool) {
+	var d time.Duration
+	for range b.N {
+		if cold {
+			evictPages(b, dir)
+		}
+		start := time.Now()
+		w, err := OpenWAL(vfs.OS, dir, WALOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d += time.Since(start)
+		if w.LastIndex() != last {
+			b.Fatalf("reopened with last index %d, want %d", w.LastIndex(), last)
+		}
+		w.Close()
+	}
+	b.ReportMetric(d.Seconds()/float64(b.N), "s/reopen")
 }

@@ -38,7 +38,8 @@ func (w *WAL) active() *segment { return w.segs[len(w.segs)-1] }
 
 // Append encodes the batch into one buffer and writes it with one write at
 // the end of the last segment, first rolling to a new segment if the
-// batch does not fit.
+// batch does not fit. With direct writes the batch is durable when Append
+// returns.
 func (w *WAL) Append(entries []*raftpb.Entry) error {
 	if err := w.writable(); err != nil {
 		return err
@@ -100,9 +101,10 @@ func (w *WAL) room(n int64) (*segment, error) {
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
 
-// write writes b at the end of s's data, with zeros after it up to the next
-// walZeroChunk boundary when that region has not been written yet. It fails
-// the WAL on error.
+// write writes b at the end of s's data, directly if it can (see
+// writeDirect), else through the page cache with zeros after it up to the
+// next walZeroChunk boundary when that region has not been written yet. It
+// fails the WAL on error.
 func (w *WAL) write(s *segment, b []byte) error {
 	if ok, err := w.writeDirect(s, b); ok {
 		if err == nil {
@@ -216,9 +218,9 @@ func (w *WAL) Reset(next, term uint64) error {
 	return w.install(next, term, walFlagReset, w.opts.SegmentSize)
 }
 
-// Sync fdatasyncs every segment written since the last Sync (the last
-// one, normally: a roll syncs the segment it leaves). A failure makes the
-// WAL unusable.
+// Sync fdatasyncs every segment written through the page cache since the
+// last Sync (the last one, normally: a roll syncs the segment it leaves);
+// direct writes leave it nothing to do. A failure makes the WAL unusable.
 func (w *WAL) Sync() error {
 	if err := w.writable(); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 // Config configures a log manager.
@@ -202,6 +203,7 @@ type diskWriter struct {
 	manager actors.Ref
 	storage LogStorage
 	meta    MetaStorage
+	ents    []*raftpb.Entry // scratch: consecutive appends merged
 }
 
 func (w *diskWriter) Receive(env actors.Env, msg any) {
@@ -217,10 +219,13 @@ func (w *diskWriter) Receive(env actors.Env, msg any) {
 	}
 }
 
+// write performs ops in order, merging consecutive appends into one
+// Append (one write: with direct writes, each Append is a durable write of
+// its own), then syncs the log if it was touched.
 func (w *diskWriter) write(ops []op) writeDone {
 	var done writeDone
 	logTouched := false
-	for _, o := range ops {
+	for i, o := range ops {
 		var err error
 		switch o.kind {
 		case opHardState:
@@ -230,9 +235,15 @@ func (w *diskWriter) write(ops []op) writeDone {
 			err = w.storage.TruncateSuffix(o.from)
 			logTouched = true
 		case opAppend:
-			err = w.storage.Append(o.entries)
+			w.ents = append(w.ents, o.entries...)
 			done.entries += len(o.entries)
 			logTouched = true
+			if i+1 < len(ops) && ops[i+1].kind == opAppend {
+				continue
+			}
+			err = w.storage.Append(w.ents)
+			clear(w.ents)
+			w.ents = w.ents[:0]
 		}
 		if err != nil {
 			done.err = err

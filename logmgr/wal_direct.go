@@ -96,7 +96,7 @@ func (w *WAL) growDirect(n int) {
 		w.dbuf = w.dbuf[:cap(w.dbuf)]
 		return
 	}
-	b := vfs.AlignedBuffer(int(alignUp(int64(max(n, 2*cap(w.dbuf))), vfs.DirectAlign)))
+	b := vfs.AlignedBuffer(int(alignUp(int64(n), vfs.DirectAlign)))
 	copy(b, w.dbuf[:w.dtail])
 	w.dbuf = b
 }

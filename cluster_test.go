@@ -128,13 +128,20 @@ func runLoad(t *testing.T, c *cluster.Cluster, id, prefix string, total int) *cl
 	return o
 }
 
-func TestCrashedLeaderReplacedAndCatchesUp(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l1, err := c.WaitLeader(10 * time.Second)
+// newGroup starts the default simulated group with a fresh seed (printed
+// for replay) and waits for its leader.
+func newGroup(t *testing.T) (*cluster.Cluster, string) {
+	t.Helper()
+	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
+	l, err := c.WaitLeader(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, l
+}
+
+func TestCrashedLeaderReplacedAndCatchesUp(t *testing.T) {
+	c, l1 := newGroup(t)
 	runLoad(t, c, l1, "a", 1000)
 	term1 := c.Node(l1).Status().Term
 	c.Crash(l1)
@@ -253,12 +260,7 @@ func TestOverloadFailsFastWithEBUSY(t *testing.T) {
 }
 
 func TestFollowerRefusesWithLeaderID(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	for _, id := range c.IDs {
 		if id == l {
 			continue
@@ -303,12 +305,7 @@ func TestSameSeedSameTraceHash(t *testing.T) {
 }
 
 func TestShutdownCompletesEveryClosure(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	o := cluster.NewOutcomes()
 	for i := 0; i < 500; i++ {
 		c.Node(l).Apply(asyncraft.Task{Data: []byte("x"), Done: o.Closure()})
@@ -349,12 +346,7 @@ func TestShutdownCompletesEveryClosure(t *testing.T) {
 }
 
 func TestStateMachineFailureIsANodeError(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	victim := ""
 	for _, id := range c.IDs {
 		if id != l {
@@ -392,12 +384,7 @@ func TestStateMachineFailureIsANodeError(t *testing.T) {
 // addressed to another node, and with no body. Each is dropped and counted
 // in Metrics().Dropped, nothing panics, and the group goes on committing.
 func TestBadEnvelopesAreDroppedAndCounted(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	var victim string
 	for _, id := range c.IDs {
 		if id != l {

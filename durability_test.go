@@ -110,12 +110,7 @@ func TestFollowersAcknowledgeOnlyDurableEntries(t *testing.T) {
 }
 
 func TestExpectedTermMismatchIsStale(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	term := c.Node(l).Status().Term
 	o := cluster.NewOutcomes()
 	c.Node(l).Apply(asyncraft.Task{Data: []byte("old"), ExpectedTerm: term + 1, Done: o.Closure()})

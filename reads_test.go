@@ -55,12 +55,7 @@ func waitReads(t *testing.T, c *cluster.Cluster, rs ...*readResult) {
 // after the write's, and the local state machine has applied it when the
 // read completes.
 func TestReadsSeeAcknowledgedWrites(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	o := runLoad(t, c, l, "w", 100)
 	lastWrite := uint64(0)
 	for _, v := range o.Results {
@@ -84,12 +79,7 @@ func TestReadsSeeAcknowledgedWrites(t *testing.T) {
 // TestReadsShareOneQuorumRound: many concurrent safe reads cost one quorum
 // round, not one each.
 func TestReadsShareOneQuorumRound(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	runLoad(t, c, l, "w", 10)
 	m := c.Node(l).Metrics()
 	rounds, reads := m.ReadRounds.Load(), m.Reads.Load()
@@ -233,12 +223,7 @@ func TestFollowerReadFailsFastWhenLagging(t *testing.T) {
 // TestReadsCompleteOnShutdown: reads pending on a leader that shuts down
 // complete (none with OK: the isolated leader could not confirm them).
 func TestReadsCompleteOnShutdown(t *testing.T) {
-	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l := newGroup(t)
 	c.Sim.Isolate(l) // no round can complete
 	var rs []*readResult
 	for i := 0; i < 50; i++ {

@@ -235,13 +235,18 @@ func (w *diskWriter) write(ops []op) writeDone {
 			err = w.storage.TruncateSuffix(o.from)
 			logTouched = true
 		case opAppend:
-			w.ents = append(w.ents, o.entries...)
 			done.entries += len(o.entries)
 			logTouched = true
 			if i+1 < len(ops) && ops[i+1].kind == opAppend {
+				w.ents = append(w.ents, o.entries...)
 				continue
 			}
-			err = w.storage.Append(w.ents)
+			ents := o.entries
+			if len(w.ents) > 0 { // the end of a run of appends
+				w.ents = append(w.ents, o.entries...)
+				ents = w.ents
+			}
+			err = w.storage.Append(ents)
 			clear(w.ents)
 			w.ents = w.ents[:0]
 		}

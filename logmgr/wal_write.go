@@ -263,13 +263,6 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 			keep = append(keep, old)
 		}
 	}
-	if w.dseg != nil {
-		// Direct writes go to the new segment from now on.
-		if err := w.closeDirect(); err != nil {
-			s.release()
-			return w.fail(err)
-		}
-	}
 	w.mu.Lock()
 	w.segs = append(keep, s)
 	switch {

@@ -82,7 +82,7 @@ func TestMemDirectIsDurable(t *testing.T) {
 		t.Errorf("observed %v, want [write sync]", ops)
 	}
 	m.Crash()
-	if got := readMem(t, m, "/d/f"); got[:7] != "durable" || len(got) != DirectAlign {
+	if got := readMem(t, m, "/d/f"); len(got) != DirectAlign || got[:7] != "durable" {
 		t.Fatalf("after a crash: %q (%d bytes)", got[:min(len(got), 7)], len(got))
 	}
 	// A failed sync fails the write.

@@ -330,8 +330,8 @@ type memDirectFile struct {
 }
 
 func (d memDirectFile) WriteAt(p []byte, off int64) (int, error) {
-	if !IsAligned(p) || off%DirectAlign != 0 {
-		return 0, pathErr("write", d.f.name, syscall.EINVAL)
+	if err := checkDirect(d.f.name, p, off); err != nil {
+		return 0, err
 	}
 	n, err := d.f.WriteAt(p, off)
 	if err != nil {

@@ -106,8 +106,8 @@ type osDirectFile struct {
 }
 
 func (d osDirectFile) WriteAt(b []byte, off int64) (int, error) {
-	if !IsAligned(b) || off%DirectAlign != 0 {
-		return 0, &os.PathError{Op: "write", Path: d.f.Name(), Err: syscall.EINVAL}
+	if err := checkDirect(d.f.Name(), b, off); err != nil {
+		return 0, err
 	}
 	return d.f.WriteAt(b, off)
 }

@@ -234,3 +234,12 @@ func AlignedBuffer(n int) []byte {
 func IsAligned(b []byte) bool {
 	return len(b)%DirectAlign == 0 && uintptr(unsafe.Pointer(unsafe.SliceData(b)))%DirectAlign == 0
 }
+
+// checkDirect is the error a direct write of b at off to name fails with
+// before reaching the disk: EINVAL unless all three are aligned.
+func checkDirect(name string, b []byte, off int64) error {
+	if !IsAligned(b) || off%DirectAlign != 0 {
+		return &fs.PathError{Op: "write", Path: name, Err: syscall.EINVAL}
+	}
+	return nil
+}

@@ -185,14 +185,18 @@ type WAL struct {
 	// progress is how far the writer is into the last segment (bytes
 	// after the header), for the spare's preparer to pace itself.
 	progress atomic.Int64
-	// Direct writes (see direct.go). dfile writes dseg, the segment last
-	// written directly; dbuf is an aligned buffer whose first dtail bytes
-	// are dseg's data from its last DirectAlign boundary to its end.
+	// Direct writes (see wal_direct.go). dfile writes dseg, the segment
+	// last written directly; dbuf is an aligned buffer whose first dtail
+	// bytes are dseg's data from its last DirectAlign boundary to its end:
+	// a slot of dring (the writer takes them in turn) or dbig.
 	direct bool
 	dseg   *segment
 	dfile  vfs.DirectFile
 	dbuf   []byte
 	dtail  int
+	dring  [directRing][]byte
+	dnext  int
+	dbig   []byte
 }
 
 var _ LogStorage = (*WAL)(nil)

@@ -51,9 +51,17 @@ func (w *WAL) writeDirect(s *segment, b []byte) (ok bool, err error) {
 		zend = max(zend, min(s.size, alignUp(end, walZeroChunk)))
 	}
 	n := int(zend - start)
-	w.growDirect(n)
+	// b may be in place already (Append encodes there).
+	inPlace := len(b) > 0 && w.dtail < cap(w.dbuf) && &w.dbuf[:cap(w.dbuf)][w.dtail] == &b[0]
+	if inPlace {
+		w.growDirect(n, w.dtail+len(b))
+	} else {
+		w.growDirect(n, w.dtail)
+	}
 	out := w.dbuf[:n]
-	copy(out[w.dtail:], b)
+	if !inPlace {
+		copy(out[w.dtail:], b)
+	}
 	clear(out[w.dtail+len(b):])
 	if _, err := w.dfile.WriteAt(out, start); err != nil {
 		return true, w.fail(fmt.Errorf("logmgr: write %s at %d: %w", s.path, start, err))
@@ -81,7 +89,7 @@ func (w *WAL) openDirect(s *segment) error {
 	}
 	start := alignDown(s.end, vfs.DirectAlign)
 	tail := int(s.end - start)
-	w.growDirect(tail)
+	w.growDirect(tail, 0)
 	if _, err := s.f.ReadAt(w.dbuf[:tail], start); err != nil {
 		f.Close()
 		return fmt.Errorf("logmgr: read the tail of %s at %d: %w", s.path, start, err)
@@ -90,15 +98,42 @@ func (w *WAL) openDirect(s *segment) error {
 	return nil
 }
 
-// growDirect makes dbuf hold at least n bytes, keeping its tail.
-func (w *WAL) growDirect(n int) {
-	if n <= cap(w.dbuf) {
-		w.dbuf = w.dbuf[:cap(w.dbuf)]
-		return
+// The writer encodes a batch in place, after the tail, in one of
+// directRing buffers of directSlot bytes, taken in turn: writing into a
+// buffer the disk has just read from costs more than writing into one it
+// read from a few writes ago (some 5 µs for 40 KiB on a virtual machine:
+// the cache lines are elsewhere). A batch that does not fit in a slot is
+// encoded elsewhere and copied into dbig, one buffer as large as needed.
+const (
+	directRing = 4
+	directSlot = 64 << 10
+)
+
+// directBuffer makes the next slot of the ring the direct buffer, moves
+// the tail there, and returns the buffer up to the tail, for the batch to
+// be appended to.
+func (w *WAL) directBuffer() []byte {
+	w.dnext = (w.dnext + 1) % len(w.dring)
+	slot := w.dring[w.dnext]
+	if slot == nil {
+		slot = vfs.AlignedBuffer(directSlot)
+		w.dring[w.dnext] = slot
 	}
-	b := vfs.AlignedBuffer(int(alignUp(int64(n), vfs.DirectAlign)))
-	copy(b, w.dbuf[:w.dtail])
-	w.dbuf = b
+	copy(slot, w.dbuf[:w.dtail])
+	w.dbuf = slot
+	return slot[:w.dtail]
+}
+
+// growDirect makes dbuf hold at least n bytes, keeping its first keep.
+func (w *WAL) growDirect(n, keep int) {
+	if n > cap(w.dbuf) {
+		if n > cap(w.dbig) {
+			w.dbig = vfs.AlignedBuffer(int(alignUp(int64(n), vfs.DirectAlign)))
+		}
+		copy(w.dbig, w.dbuf[:keep])
+		w.dbuf = w.dbig
+	}
+	w.dbuf = w.dbuf[:cap(w.dbuf)]
 }
 
 // closeDirect closes the direct handle, if any. Its writes are durable

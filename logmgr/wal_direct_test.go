@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/vfs"
 )
 
@@ -65,9 +66,9 @@ func TestWALDirectUnsupportedFallsBack(t *testing.T) {
 }
 
 // TestWALDirectOS appends batches of random sizes with direct writes on
-// the real disk, reopening now and then (so the tail block is read back
-// from the file), truncating now and then, and checks every entry after
-// a last reopen.
+// the real disk (some fit the direct buffers, some do not), reopening now
+// and then (so the tail block is read back from the file), truncating now
+// and then, and checks every entry before and after a last reopen.
 func TestWALDirectOS(t *testing.T) {
 	seed := testseed.For(t)
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -111,10 +112,64 @@ func TestWALDirectOS(t *testing.T) {
 			must(t, w.Sync())
 		}
 	}
+	// Reads before the reopen use the positions the appends recorded.
+	if err := m.check(w, true); err != nil {
+		t.Fatalf("seed %d: before reopen: %v", seed, err)
+	}
 	w.Close()
 	w = open()
 	defer w.Close()
 	if err := m.check(w, true); err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
+}
+
+// TestWALDirectRollWithShortTail: a batch encoded in place behind a tail
+// shorter than a segment header, then rolled into a new segment, whose
+// header becomes the tail in the same buffer, must be moved out of the
+// way first.
+func TestWALDirectRollWithShortTail(t *testing.T) {
+	fsys := vfs.NewMem()
+	opts := WALOptions{SegmentSize: 64 << 10}
+	w := openTestWALOpts(t, fsys, opts)
+	m := newModel()
+	target := int64(opts.SegmentSize - 4096 + 20) // a tail of 20 bytes
+	entry := func(size int) *raftpb.Entry {
+		return &raftpb.Entry{Index: m.last() + 1, Term: 1, Data: make([]byte, size)}
+	}
+	for w.active().end < target {
+		left := target - w.active().end
+		size := 2000
+		if left < 3000 {
+			// The data length whose record fills exactly what is left.
+			for size = 0; int64(len(appendEntryRecord(nil, entry(size)))) != left; size++ {
+				if size > 3000 {
+					t.Fatalf("no record of %d bytes", left)
+				}
+			}
+		}
+		es := []*raftpb.Entry{entry(size)}
+		for i := range es[0].Data {
+			es[0].Data[i] = byte(i)
+		}
+		mustAppend(t, w, es)
+		m = m.appended(es)
+	}
+	if w.dtail != 20 {
+		t.Fatalf("tail of %d bytes, want 20", w.dtail)
+	}
+	es := []*raftpb.Entry{entry(5000)} // does not fit: a new segment
+	for i := range es[0].Data {
+		es[0].Data[i] = byte(i * 7)
+	}
+	segs := len(w.segs)
+	mustAppend(t, w, es)
+	m = m.appended(es)
+	if len(w.segs) != segs+1 {
+		t.Fatalf("%d segments, want %d", len(w.segs), segs+1)
+	}
+	mustModel(t, w, m, true)
+	w.Close()
+	w = openTestWALOpts(t, fsys, opts)
+	mustModel(t, w, m, true)
 }

@@ -51,7 +51,17 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 	if entries[0].Index != next {
 		return fmt.Errorf("logmgr: append at index %d, want %d", entries[0].Index, next)
 	}
-	buf, pos := w.buf[:0], w.pos[:0]
+	// Writing directly to the segment written last, the batch is
+	// encoded in place, after the tail in the next direct buffer (see
+	// directBuffer); otherwise in w.buf.
+	dseg := w.dseg
+	inPlace := dseg != nil && dseg == w.active()
+	buf := w.buf[:0]
+	if inPlace {
+		buf = w.directBuffer()
+	}
+	base := len(buf)
+	pos := w.pos[:0]
 	for i, e := range entries {
 		if e.Index != next+uint64(i) {
 			return fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
@@ -62,18 +72,27 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		if n > maxRecord {
 			return fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
 		}
-		pos = append(pos, walPos{off: uint32(start + recHeader), n: uint32(n), term: e.Term})
+		pos = append(pos, walPos{off: uint32(start - base + recHeader), n: uint32(n), term: e.Term})
 	}
-	w.buf, w.pos = buf, pos
-	if int64(len(buf)) > MaxSegmentSize-walHeaderRecordLen {
-		return fmt.Errorf("logmgr: batch of %d bytes does not fit in a segment", len(buf))
+	w.pos = pos
+	batch := buf[base:]
+	if int64(len(batch)) > MaxSegmentSize-walHeaderRecordLen {
+		return fmt.Errorf("logmgr: batch of %d bytes does not fit in a segment", len(batch))
 	}
-	s, err := w.room(int64(len(buf)))
+	s, err := w.room(int64(len(batch)))
 	if err != nil {
 		return err
 	}
+	if !inPlace {
+		w.buf = buf
+	} else if s != dseg {
+		// A new segment: its tail replaces the old one in the
+		// direct buffer, so the batch moves out of the way first.
+		w.buf = append(w.buf[:0], batch...)
+		batch = w.buf
+	}
 	at := s.end
-	if err := w.write(s, buf); err != nil {
+	if err := w.write(s, batch); err != nil {
 		return err
 	}
 	for i := range pos {

@@ -32,14 +32,21 @@
 //	+------------+------------+---------+---------------------+
 //	  little endian; crc32c (Castagnoli) covers type and payload
 //
-//	type 1 entry     payload: raftpb.Entry, the entry after the last one
+//	type 4 batch     entries after the last one (format version 2);
+//	                 payload, uvarints and bytes:
+//	                 +-------+------+------+-----+------+------+-----+
+//	                 | first | term | type | len | data | term | ... |
+//	                 +-------+------+------+-----+------+------+-----+
+//	                 first: the index of the first entry; at least one
 //	type 2 truncate  payload: raftpb.IndexMark; removes the entries at and
 //	                 after Index, which is after the segment's first index
 //	type 3 segment   the header, only at offset 0; payload (40 bytes):
 //	                 +----------+---------+-------+-------+----------+-----+
 //	                 | "asyncwal"| version| flags | first | prevTerm | seq |
-//	                 |  8 bytes | u32 = 1 | u32   | u64   | u64      | u64 |
+//	                 |  8 bytes | u32 = 2 | u32   | u64   | u64      | u64 |
 //	                 +----------+---------+-------+-------+----------+-----+
+//	type 1 entry     (format version 1 segments, still read) payload:
+//	                 raftpb.Entry, the entry after the last one
 //
 // first is the index of the segment's first entry (= the name), prevTerm
 // the term of entry first-1, seq a sequence number that grows with every
@@ -217,6 +224,7 @@ type segment struct {
 	first    uint64
 	prevTerm uint64
 	size     int64
+	batched  bool // holds batch records (format version 2), not entry records
 	f        vfs.File
 	// refs counts the WAL's own reference (while the segment is live)
 	// and readers'; the file closes when it drops to zero.
@@ -319,7 +327,7 @@ func (w *WAL) recover(st *walState) error {
 	}
 	for _, f := range st.live {
 		s := &segment{name: f.name, path: f.path, first: f.hdr.first, prevTerm: f.hdr.prevTerm,
-			size: f.size, f: f.f, end: f.end, zeroed: f.end}
+			size: f.size, batched: f.hdr.batched(), f: f.f, end: f.end, zeroed: f.end}
 		s.refs.Store(1)
 		f.f = nil
 		w.segs = append(w.segs, s)
@@ -414,10 +422,19 @@ func (w *WAL) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
 			return nil, fmt.Errorf("logmgr: read entries from %s: %w", sp.seg.path, err)
 		}
 		for i, p := range sp.pos {
-			e := &raftpb.Entry{}
+			index := sp.index + uint64(i)
 			b := buf[int64(p.off)-start:][:p.n]
-			if err := proto.Unmarshal(b, e); err != nil || e.Index != sp.index+uint64(i) {
-				return nil, fmt.Errorf("logmgr: entry %d in %s at offset %d does not decode (err %v, index %d)", sp.index+uint64(i), sp.seg.path, p.off, err, e.Index)
+			var e *raftpb.Entry
+			if sp.seg.batched {
+				var ok bool
+				if e, ok = batchEntry(b, index); !ok {
+					return nil, fmt.Errorf("logmgr: entry %d in %s at offset %d does not decode", index, sp.seg.path, p.off)
+				}
+			} else {
+				e = &raftpb.Entry{}
+				if err := proto.Unmarshal(b, e); err != nil || e.Index != index {
+					return nil, fmt.Errorf("logmgr: entry %d in %s at offset %d does not decode (err %v, index %d)", index, sp.seg.path, p.off, err, e.Index)
+				}
 			}
 			size += entrySize(e)
 			if len(out) > 0 && size > maxBytes {

@@ -159,7 +159,7 @@ func BenchmarkWAL(b *testing.B) {
 }
 
 // BenchmarkWALReopen1GiB builds a 1 GiB WAL of entries with 128 bytes of
-// data (about 7.4 million entries, 16 segments) once, then measures
+// data (about 8.1 million entries, 16 segments) once, then measures
 // OpenWAL on it (with a warm page cache), in seconds per reopen. It is
 // skipped unless -bench names it explicitly (building the log takes a
 // while): go test -run '^$' -bench WALReopen1GiB ./logmgr/

@@ -46,10 +46,14 @@ func newCorruptRig(t *testing.T) *corruptRig {
 	return c
 }
 
-// entryRecord returns the record of entry index.
+// entryRecord returns the record of entry index (the rig appends one
+// entry per batch, so each batch record holds one).
 func (c *corruptRig) entryRecord(t *testing.T, index uint64) WALRecord {
 	for _, r := range c.records {
-		if r.Type == WALRecordType(walRecEntry) && r.Index == index {
+		if r.Type == WALRecordType(walRecBatch) && r.Index == index {
+			if r.Entries != 1 {
+				t.Fatalf("the record of entry %d holds %d entries", index, r.Entries)
+			}
 			return r
 		}
 	}
@@ -61,8 +65,8 @@ func (c *corruptRig) entryRecord(t *testing.T, index uint64) WALRecord {
 func (c *corruptRig) lastIn(name string) uint64 {
 	var last uint64
 	for _, r := range c.records {
-		if r.Segment == name && r.Type == WALRecordType(walRecEntry) {
-			last = r.Index
+		if r.Segment == name && r.Type == WALRecordType(walRecBatch) {
+			last = r.Index + uint64(r.Entries) - 1
 		}
 	}
 	return last
@@ -254,11 +258,11 @@ func TestWALBadHeaders(t *testing.T) {
 	h, err := parseSegHeader(b[recHeader:walHeaderRecordLen])
 	must(t, err)
 	payload := h.marshal()
-	payload[walHdrVersionOff] = 2
+	payload[walHdrVersionOff] = WALFormatVersion + 1
 	copy(b, appendRawRecord(nil, walRecSegment, payload))
 	must(t, c.fs.WriteFile(p, b))
 	c.fs.SyncAll()
-	if _, err := c.open(); err == nil || !strings.Contains(err.Error(), "format version 2") {
+	if _, err := c.open(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("format version %d", WALFormatVersion+1)) {
 		t.Fatalf("newer format: err %v", err)
 	}
 }

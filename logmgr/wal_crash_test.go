@@ -304,9 +304,9 @@ func runCrashAtEveryOp(t *testing.T, seed uint64, open diskOpener) {
 	}
 }
 
-// TestWALTornAtEveryOffset writes a batch after a synced log and tears it
-// at every byte offset: recovery keeps exactly the records that were
-// written whole, zeroes the rest and reports it.
+// TestWALTornAtEveryOffset writes two batches (two records) after a synced
+// log and tears them at every byte offset: recovery keeps exactly the
+// records that were written whole, zeroes the rest and reports it.
 func TestWALTornAtEveryOffset(t *testing.T) {
 	for _, synced := range []int{1, 7} { // in the first segment, in a later one
 		fsys := vfs.NewMem()
@@ -325,17 +325,19 @@ func TestWALTornAtEveryOffset(t *testing.T) {
 		durable, err := fsys.ReadFile(name)
 		must(t, err)
 		batch := []*raftpb.Entry{ent(m.last()+1, 2), {Index: m.last() + 2, Term: 2}, ent(m.last()+3, 2)}
+		// Records: the first two entries, then the third.
+		parts := [][]*raftpb.Entry{batch[:2], batch[2:]}
 		var sizes []int64
-		for _, e := range batch {
-			b, err := appendRecord(nil, walRecEntry, e)
+		for _, es := range parts {
+			b, _, err := appendBatchRecords(nil, nil, es, es[0].Index)
 			must(t, err)
 			sizes = append(sizes, int64(len(b)))
+			mustAppend(t, w, es)
 		}
-		mustAppend(t, w, batch)
 		written, err := fsys.ReadFile(name)
 		must(t, err)
 		w.Close()
-		total := sizes[0] + sizes[1] + sizes[2]
+		total := sizes[0] + sizes[1]
 		for cut := int64(0); cut <= total; cut++ {
 			torn := append([]byte(nil), durable...)
 			copy(torn[end:end+cut], written[end:end+cut])
@@ -345,10 +347,13 @@ func TestWALTornAtEveryOffset(t *testing.T) {
 			if err != nil {
 				t.Fatalf("torn at %d of %d: %v", cut, total, err)
 			}
-			whole, kept := int64(0), 0
-			for kept < len(sizes) && whole+sizes[kept] <= cut {
-				whole += sizes[kept]
-				kept++
+			whole, records, kept := int64(0), 0, 0
+			// A record is whole when what the cut leaves out of it is
+			// zeros (an entry without data ends in zeros).
+			for records < len(sizes) && (whole+sizes[records] <= cut || lastNonZero(written[:end+whole+sizes[records]], end+cut) < 0) {
+				whole += sizes[records]
+				kept += len(parts[records])
+				records++
 			}
 			wantRepaired := int64(0)
 			if z := lastNonZero(torn[:end+cut], end+whole); z >= 0 {

@@ -142,7 +142,7 @@ func TestWALDirectRollWithShortTail(t *testing.T) {
 		size := 2000
 		if left < 3000 {
 			// The data length whose record fills exactly what is left.
-			for size = 0; int64(len(appendEntryRecord(nil, entry(size)))) != left; size++ {
+			for size = 0; batchLen(t, entry(size)) != left; size++ {
 				if size > 3000 {
 					t.Fatalf("no record of %d bytes", left)
 				}
@@ -172,4 +172,11 @@ func TestWALDirectRollWithShortTail(t *testing.T) {
 	w.Close()
 	w = openTestWALOpts(t, fsys, opts)
 	mustModel(t, w, m, true)
+}
+
+// batchLen is the size of the batch record of e alone.
+func batchLen(t *testing.T, e *raftpb.Entry) int64 {
+	b, _, err := appendBatchRecords(nil, nil, []*raftpb.Entry{e}, e.Index)
+	must(t, err)
+	return int64(len(b))
 }

@@ -26,13 +26,20 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WALFormatVersion is the version of the WAL's on-disk format, written in
-// every segment header. OpenWAL refuses segments of any other version.
-const WALFormatVersion = 1
+// the header of every segment this build creates. Version 2 holds entries
+// in batch records; version 1 held one entry record per entry. OpenWAL
+// reads segments of both versions (the first append after opening a log
+// whose last segment is of version 1 starts a new segment) and refuses
+// any other.
+const WALFormatVersion = 2
+
+// walFirstVersion is the oldest format version this build reads.
+const walFirstVersion = 1
 
 // WAL record types.
 const (
-	// walRecEntry: payload is a marshalled raftpb.Entry, the entry after
-	// the last one.
+	// walRecEntry (version 1 segments only): payload is a marshalled
+	// raftpb.Entry, the entry after the last one.
 	walRecEntry byte = 1
 	// walRecTruncate: payload is a marshalled raftpb.IndexMark; removes
 	// every entry at or after Index (which is after the segment's first
@@ -42,6 +49,11 @@ const (
 	// segment and only there; payload is walSegHeaderLen bytes (see
 	// segHeader).
 	walRecSegment byte = 3
+	// walRecBatch (version 2 segments only): entries after the last one.
+	// Payload: the index of the first as a uvarint, then for each entry
+	// its term, its type and the length of its data as uvarints, and its
+	// data; at least one entry.
+	walRecBatch byte = 4
 )
 
 // Segment header payload layout (little endian), walSegHeaderLen bytes.
@@ -74,6 +86,8 @@ func (t WALRecordType) String() string {
 		return "truncate"
 	case walRecSegment:
 		return "segment"
+	case walRecBatch:
+		return "batch"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }
@@ -84,14 +98,23 @@ type segHeader struct {
 	prevTerm uint64
 	seq      uint64
 	flags    uint32
+	version  uint32 // 0 (marshal): WALFormatVersion
 }
+
+// batched says whether the segment holds batch records (version 2) rather
+// than entry records.
+func (h segHeader) batched() bool { return h.version >= 2 }
 
 func (h segHeader) reset() bool { return h.flags&walFlagReset != 0 }
 
 func (h segHeader) marshal() []byte {
 	b := make([]byte, walSegHeaderLen)
 	copy(b, walMagic)
-	binary.LittleEndian.PutUint32(b[walHdrVersionOff:], WALFormatVersion)
+	v := h.version
+	if v == 0 {
+		v = WALFormatVersion
+	}
+	binary.LittleEndian.PutUint32(b[walHdrVersionOff:], v)
 	binary.LittleEndian.PutUint32(b[walHdrFlagsOff:], h.flags)
 	binary.LittleEndian.PutUint64(b[walHdrFirstOff:], h.first)
 	binary.LittleEndian.PutUint64(b[walHdrPrevTermOff:], h.prevTerm)
@@ -107,10 +130,12 @@ func parseSegHeader(p []byte) (segHeader, error) {
 	if string(p[:len(walMagic)]) != walMagic {
 		return segHeader{}, fmt.Errorf("bad magic %q", p[:len(walMagic)])
 	}
-	if v := binary.LittleEndian.Uint32(p[walHdrVersionOff:]); v != WALFormatVersion {
-		return segHeader{}, fmt.Errorf("format version %d, this build reads %d", v, WALFormatVersion)
+	v := binary.LittleEndian.Uint32(p[walHdrVersionOff:])
+	if v < walFirstVersion || v > WALFormatVersion {
+		return segHeader{}, fmt.Errorf("format version %d, this build reads %d to %d", v, walFirstVersion, WALFormatVersion)
 	}
 	h := segHeader{
+		version:  v,
 		flags:    binary.LittleEndian.Uint32(p[walHdrFlagsOff:]),
 		first:    binary.LittleEndian.Uint64(p[walHdrFirstOff:]),
 		prevTerm: binary.LittleEndian.Uint64(p[walHdrPrevTermOff:]),
@@ -173,32 +198,114 @@ func sealRecord(buf []byte, start int, typ byte) []byte {
 	return buf
 }
 
-// appendEntryRecord appends the entry record of e to buf. The bytes are
-// those of appendRecord(buf, walRecEntry, e) — proto's deterministic
-// encoding of Entry's four fields, in field order, zero values omitted —
-// produced without reflection, which makes an append of small entries
-// several times cheaper. (Unknown fields an Entry might carry are not
-// written.)
-func appendEntryRecord(buf []byte, e *raftpb.Entry) []byte {
-	start := len(buf)
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecEntry)
-	if e.Index != 0 {
-		buf = protowire.AppendTag(buf, 1, protowire.VarintType)
-		buf = protowire.AppendVarint(buf, e.Index)
+// batchEntrySize is the size of e in a batch record.
+func batchEntrySize(e *raftpb.Entry) int {
+	return protowire.SizeVarint(e.Term) + protowire.SizeVarint(uint64(int64(e.Type))) +
+		protowire.SizeVarint(uint64(len(e.Data))) + len(e.Data)
+}
+
+// appendBatchEntry appends e as a batch record holds it.
+func appendBatchEntry(buf []byte, e *raftpb.Entry) []byte {
+	buf = protowire.AppendVarint(buf, e.Term)
+	buf = protowire.AppendVarint(buf, uint64(int64(e.Type)))
+	buf = protowire.AppendVarint(buf, uint64(len(e.Data)))
+	return append(buf, e.Data...)
+}
+
+// nextBatchEntry decodes the entry at the start of b, a batch record's
+// payload after its first index; n < 0 if b does not start with one. The
+// data aliases b.
+func nextBatchEntry(b []byte) (term uint64, typ raftpb.EntryType, data []byte, n int) {
+	term, n1 := protowire.ConsumeVarint(b)
+	if n1 < 0 {
+		return 0, 0, nil, -1
 	}
-	if e.Term != 0 {
-		buf = protowire.AppendTag(buf, 2, protowire.VarintType)
-		buf = protowire.AppendVarint(buf, e.Term)
+	t, n2 := protowire.ConsumeVarint(b[n1:])
+	if n2 < 0 || int64(int32(int64(t))) != int64(t) {
+		return 0, 0, nil, -1
 	}
-	if e.Type != 0 {
-		buf = protowire.AppendTag(buf, 3, protowire.VarintType)
-		buf = protowire.AppendVarint(buf, uint64(int64(e.Type)))
+	l, n3 := protowire.ConsumeVarint(b[n1+n2:])
+	h := n1 + n2 + n3
+	if n3 < 0 || l > uint64(len(b)-h) {
+		return 0, 0, nil, -1
 	}
-	if len(e.Data) > 0 {
-		buf = protowire.AppendTag(buf, 4, protowire.BytesType)
-		buf = protowire.AppendBytes(buf, e.Data)
+	return term, raftpb.EntryType(int32(int64(t))), b[h : h+int(l)], h + int(l)
+}
+
+// batchEntry decodes the entry of a batch record at index from b, which
+// must hold it exactly.
+func batchEntry(b []byte, index uint64) (*raftpb.Entry, bool) {
+	term, typ, data, n := nextBatchEntry(b)
+	if n != len(b) {
+		return nil, false
 	}
-	return sealRecord(buf, start, walRecEntry)
+	e := &raftpb.Entry{Index: index, Term: term, Type: typ}
+	if len(data) > 0 {
+		e.Data = append([]byte(nil), data...)
+	}
+	return e, true
+}
+
+// batchHead decodes the first index of a batch record's payload: the
+// entries start at p[n:].
+func batchHead(p []byte) (first uint64, n int) {
+	first, n = protowire.ConsumeVarint(p)
+	if n < 0 || first == 0 || n == len(p) {
+		return 0, -1
+	}
+	return first, n
+}
+
+// batchSpan checks a batch record's payload and returns its first index,
+// the number of entries and the term of the last.
+func batchSpan(p []byte) (first uint64, count int, term uint64, ok bool) {
+	first, n := batchHead(p)
+	if n < 0 {
+		return 0, 0, 0, false
+	}
+	for b := p[n:]; len(b) > 0; count++ {
+		var k int
+		term, _, _, k = nextBatchEntry(b)
+		if k < 0 {
+			return 0, 0, 0, false
+		}
+		b = b[k:]
+	}
+	return first, count, term, true
+}
+
+// appendBatchRecords appends the batch records of entries, which must
+// start at index next, to buf: one record, or more if their bytes exceed
+// what a record holds. It appends to pos the position of each entry (its
+// offset from the end of buf as it was, its length, its term).
+func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next uint64) ([]byte, []walPos, error) {
+	base := len(buf)
+	rec := -1 // start of the open record
+	for i, e := range entries {
+		if e.Index != next+uint64(i) {
+			return buf[:base], pos, fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
+		}
+		n := batchEntrySize(e)
+		if n+binary.MaxVarintLen64 > maxRecord {
+			return buf[:base], pos, fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
+		}
+		if rec >= 0 && len(buf)-rec-recHeader+n > maxRecord {
+			buf = sealRecord(buf, rec, walRecBatch)
+			rec = -1
+		}
+		if rec < 0 {
+			rec = len(buf)
+			buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecBatch)
+			buf = protowire.AppendVarint(buf, e.Index)
+		}
+		start := len(buf)
+		buf = appendBatchEntry(buf, e)
+		pos = append(pos, walPos{off: uint32(start - base), n: uint32(n), term: e.Term})
+	}
+	if rec >= 0 {
+		buf = sealRecord(buf, rec, walRecBatch)
+	}
+	return buf, pos, nil
 }
 
 // walRec is a decoded WAL record: where it is and what it says.
@@ -206,8 +313,9 @@ type walRec struct {
 	off   int64  // offset of the frame in its segment
 	typ   byte   // walRec*
 	n     uint32 // payload length
-	index uint64 // entry: its index; truncate: the first index removed
-	term  uint64 // entry: its term
+	index uint64 // entry: its index; batch: the first's; truncate: the first index removed
+	term  uint64 // entry: its term; batch: the last entry's
+	count int    // batch: the number of entries
 	hdr   segHeader
 }
 
@@ -228,7 +336,7 @@ func decodeWALRecord(data []byte, off int64) (walRec, bool) {
 	// Cheap checks before the checksum: a plausible length and a known
 	// type.
 	n := binary.LittleEndian.Uint32(b[0:4])
-	if n == 0 || n > maxRecord || uint64(len(b)-recHeader) < uint64(n) || b[8] < walRecEntry || b[8] > walRecSegment {
+	if n == 0 || n > maxRecord || uint64(len(b)-recHeader) < uint64(n) || b[8] < walRecEntry || b[8] > walRecBatch {
 		return walRec{}, false
 	}
 	typ, payload, ok := decodeRecord(b)
@@ -239,6 +347,8 @@ func decodeWALRecord(data []byte, off int64) (walRec, bool) {
 	switch typ {
 	case walRecEntry:
 		r.index, r.term, ok = entryIndexTerm(payload)
+	case walRecBatch:
+		r.index, r.count, r.term, ok = batchSpan(payload)
 	case walRecTruncate:
 		r.index, ok = markIndex(payload)
 	case walRecSegment:

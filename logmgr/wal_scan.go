@@ -59,8 +59,9 @@ type WALRecord struct {
 	Offset  int64
 	Type    WALRecordType
 	Len     int    // payload bytes
-	Index   uint64 // entry: its index; truncate: first index removed; segment: first index
-	Term    uint64 // entry: its term; segment: term of the entry before the first
+	Index   uint64 // entry: its index; batch: the first's; truncate: first index removed; segment: first index
+	Term    uint64 // entry: its term; batch: the last entry's; segment: term of the entry before the first
+	Entries int    // batch: the number of entries
 	Seq     uint64 // segment: sequence number
 	Reset   bool   // segment: written by Reset
 }
@@ -300,11 +301,24 @@ func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRe
 		}
 		last := st.base + uint64(st.ents.len()) - 1
 		switch r.typ {
-		case walRecEntry:
+		case walRecEntry, walRecBatch:
+			if batch := r.typ == walRecBatch; batch != h.batched() {
+				return fmt.Errorf("logmgr: %s at offset %d: %s record in a segment of format version %d", f.path, off, WALRecordType(r.typ), h.version)
+			}
 			if r.index != last+1 {
 				return fmt.Errorf("logmgr: %s at offset %d: entry %d follows %d", f.path, off, r.index, last)
 			}
-			st.ents.append(walPos{off: uint32(off + recHeader), n: r.n, term: r.term})
+			if r.typ == walRecEntry {
+				st.ents.append(walPos{off: uint32(off + recHeader), n: r.n, term: r.term})
+				break
+			}
+			p := data[off+recHeader : r.end()]
+			_, k := batchHead(p)
+			for b := p[k:]; len(b) > 0; {
+				term, _, _, n := nextBatchEntry(b)
+				st.ents.append(walPos{off: uint32(r.end() - int64(len(b))), n: uint32(n), term: term})
+				b = b[n:]
+			}
 		case walRecTruncate:
 			if r.index <= h.first || r.index > last+1 {
 				return fmt.Errorf("logmgr: %s at offset %d: truncation at %d outside [%d, %d]", f.path, off, r.index, h.first+1, last+1)
@@ -314,7 +328,7 @@ func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRe
 			return fmt.Errorf("logmgr: %s at offset %d: segment header inside a segment", f.path, off)
 		}
 		if visit != nil {
-			visit(WALRecord{Segment: f.name, Offset: off, Type: WALRecordType(r.typ), Len: int(r.n), Index: r.index, Term: r.term})
+			visit(WALRecord{Segment: f.name, Offset: off, Type: WALRecordType(r.typ), Len: int(r.n), Index: r.index, Term: r.term, Entries: r.count})
 		}
 		f.records++
 		off = r.end()

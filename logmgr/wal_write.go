@@ -61,18 +61,9 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		buf = w.directBuffer()
 	}
 	base := len(buf)
-	pos := w.pos[:0]
-	for i, e := range entries {
-		if e.Index != next+uint64(i) {
-			return fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
-		}
-		start := len(buf)
-		buf = appendEntryRecord(buf, e)
-		n := len(buf) - start - recHeader
-		if n > maxRecord {
-			return fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
-		}
-		pos = append(pos, walPos{off: uint32(start - base + recHeader), n: uint32(n), term: e.Term})
+	buf, pos, err := appendBatchRecords(buf, w.pos[:0], entries, next)
+	if err != nil {
+		return err
 	}
 	w.pos = pos
 	batch := buf[base:]
@@ -107,7 +98,7 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 // room returns the segment to write n bytes to: the last one, or a new one
 // if they do not fit.
 func (w *WAL) room(n int64) (*segment, error) {
-	if s := w.active(); s.end+n <= s.size {
+	if s := w.active(); s.end+n <= s.size && s.batched {
 		return s, nil
 	}
 	size := max(w.opts.SegmentSize, alignUp(walHeaderRecordLen+n, walAlign))
@@ -378,7 +369,7 @@ func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*
 	if err != nil {
 		return nil, w.fail(fmt.Errorf("logmgr: open %s: %w", final, err))
 	}
-	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, f: f,
+	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, batched: true, f: f,
 		end: walHeaderRecordLen, zeroed: zeroed}
 	s.refs.Store(1)
 	w.progress.Store(0)

@@ -57,6 +57,8 @@ func formatRecord(r logmgr.WALRecord) string {
 	switch r.Type.String() {
 	case "entry":
 		return fmt.Sprintf("%s index=%d term=%d len=%d", head, r.Index, r.Term, r.Len)
+	case "batch":
+		return fmt.Sprintf("%s index=%d-%d entries=%d lastterm=%d len=%d", head, r.Index, r.Index+uint64(r.Entries)-1, r.Entries, r.Term, r.Len)
 	case "truncate":
 		return fmt.Sprintf("%s from=%d", head, r.Index)
 	case "segment":

@@ -42,7 +42,7 @@ func runTool(t *testing.T, cmd, dir string) (int, string) {
 func TestTool(t *testing.T) {
 	dir, last := build(t)
 	code, out := runTool(t, "dump", dir)
-	if code != 0 || !strings.Contains(out, "log: entries 1-30") || !strings.Contains(out, "entry index=30 term=1 len=") {
+	if code != 0 || !strings.Contains(out, "log: entries 1-30") || !strings.Contains(out, "batch index=30-30 entries=1 lastterm=1 len=") {
 		t.Fatalf("dump of a clean WAL: exit %d\n%s", code, out)
 	}
 	if code, out := runTool(t, "check", dir); code != 0 || strings.Contains(out, "index=") {

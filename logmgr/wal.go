@@ -194,16 +194,12 @@ type WAL struct {
 	progress atomic.Int64
 	// Direct writes (see wal_direct.go). dfile writes dseg, the segment
 	// last written directly; dbuf is an aligned buffer whose first dtail
-	// bytes are dseg's data from its last DirectAlign boundary to its end:
-	// a slot of dring (the writer takes them in turn) or dbig.
+	// bytes are dseg's data from its last DirectAlign boundary to its end.
 	direct bool
 	dseg   *segment
 	dfile  vfs.DirectFile
 	dbuf   []byte
 	dtail  int
-	dring  [directRing][]byte
-	dnext  int
-	dbig   []byte
 }
 
 var _ LogStorage = (*WAL)(nil)

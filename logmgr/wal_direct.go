@@ -98,40 +98,20 @@ func (w *WAL) openDirect(s *segment) error {
 	return nil
 }
 
-// The writer encodes a batch in place, after the tail, in one of
-// directRing buffers of directSlot bytes, taken in turn: writing into a
-// buffer the disk has just read from costs more than writing into one it
-// read from a few writes ago (some 5 µs for 40 KiB on a virtual machine:
-// the cache lines are elsewhere). A batch that does not fit in a slot is
-// encoded elsewhere and copied into dbig, one buffer as large as needed.
-const (
-	directRing = 4
-	directSlot = 64 << 10
-)
-
-// directBuffer makes the next slot of the ring the direct buffer, moves
-// the tail there, and returns the buffer up to the tail, for the batch to
-// be appended to.
+// directBuffer returns dbuf up to the tail, for Append to encode the
+// batch behind it, in place: the write then needs no copy. A batch that
+// outgrows dbuf is encoded elsewhere (append reallocates) and copied.
 func (w *WAL) directBuffer() []byte {
-	w.dnext = (w.dnext + 1) % len(w.dring)
-	slot := w.dring[w.dnext]
-	if slot == nil {
-		slot = vfs.AlignedBuffer(directSlot)
-		w.dring[w.dnext] = slot
-	}
-	copy(slot, w.dbuf[:w.dtail])
-	w.dbuf = slot
-	return slot[:w.dtail]
+	w.dbuf = w.dbuf[:cap(w.dbuf)]
+	return w.dbuf[:w.dtail]
 }
 
 // growDirect makes dbuf hold at least n bytes, keeping its first keep.
 func (w *WAL) growDirect(n, keep int) {
 	if n > cap(w.dbuf) {
-		if n > cap(w.dbig) {
-			w.dbig = vfs.AlignedBuffer(int(alignUp(int64(n), vfs.DirectAlign)))
-		}
-		copy(w.dbig, w.dbuf[:keep])
-		w.dbuf = w.dbig
+		b := vfs.AlignedBuffer(int(alignUp(int64(n), vfs.DirectAlign)))
+		copy(b, w.dbuf[:keep])
+		w.dbuf = b
 	}
 	w.dbuf = w.dbuf[:cap(w.dbuf)]
 }

@@ -52,7 +52,7 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		return fmt.Errorf("logmgr: append at index %d, want %d", entries[0].Index, next)
 	}
 	// Writing directly to the segment written last, the batch is
-	// encoded in place, after the tail in the next direct buffer (see
+	// encoded in place, behind the tail in the direct buffer (see
 	// directBuffer); otherwise in w.buf.
 	dseg := w.dseg
 	inPlace := dseg != nil && dseg == w.active()

@@ -96,6 +96,7 @@
 package logmgr
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -493,8 +494,17 @@ func (w *WAL) pin(lo, hi, maxBytes uint64) ([]readSpan, error) {
 	return spans, nil
 }
 
-// adjacent reports whether q's record directly follows p's.
-func adjacent(p, q walPos) bool { return uint64(p.off)+uint64(p.n)+recHeader == uint64(q.off) }
+// adjacent reports whether q's bytes follow p's closely enough to be read
+// with them in one piece: at once (entries of one batch record), or after
+// a record frame (entry records; the next batch record, whose first index
+// comes too) or a short truncate record.
+func adjacent(p, q walPos) bool {
+	end := uint64(p.off) + uint64(p.n)
+	return uint64(q.off) >= end && uint64(q.off)-end <= walMaxGap
+}
+
+// walMaxGap is the most bytes adjacent entries may have between them.
+const walMaxGap = 2 * (recHeader + binary.MaxVarintLen64)
 
 // Close releases the WAL; it does not sync. Files being read are closed
 // when their readers are done.

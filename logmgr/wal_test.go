@@ -469,3 +469,42 @@ func TestWALBackgroundSpare(t *testing.T) {
 		must(t, w.Close())
 	}
 }
+
+// TestWALReadsSpans: Entries reads a run of entries of one segment with
+// one read, across the batch records between them; entries a truncation
+// removed are skipped (a second read).
+func TestWALReadsSpans(t *testing.T) {
+	fsys := vfs.NewMem()
+	w := openTestWAL(t, fsys, 64<<10)
+	defer w.Close()
+	m := newModel()
+	for lo := uint64(1); lo < 40; lo += 10 {
+		mustAppend(t, w, ents(lo, lo+10, 1))
+		m = m.appended(ents(lo, lo+10, 1))
+	}
+	read := func(want int) {
+		t.Helper()
+		reads := 0
+		fsys.SetObserver(func(op vfs.Op, name string, n int) {
+			if op == vfs.OpRead {
+				reads++
+			}
+		})
+		es, err := w.Entries(1, m.last()+1, ^uint64(0))
+		fsys.SetObserver(nil)
+		must(t, err)
+		if uint64(len(es)) != m.last() || reads != want {
+			t.Fatalf("%d entries in %d reads, want %d in %d", len(es), reads, m.last(), want)
+		}
+	}
+	read(1)
+	must(t, w.TruncateSuffix(35))
+	m = m.truncated(35)
+	mustAppend(t, w, ents(35, 45, 2))
+	m = m.appended(ents(35, 45, 2))
+	if len(w.segs) != 1 {
+		t.Fatalf("%d segments, want 1", len(w.segs))
+	}
+	read(2)
+	mustModel(t, w, m, true)
+}

@@ -257,8 +257,10 @@ func batchHead(p []byte) (first uint64, n int) {
 }
 
 // batchSpan checks a batch record's payload and returns its first index,
-// the number of entries and the term of the last.
-func batchSpan(p []byte) (first uint64, count int, term uint64, ok bool) {
+// the number of entries and the term of the last. Walking it, it calls
+// each (if not nil) with every entry's offset in p, length and term, even
+// if a later entry turns out bad (ok false).
+func batchSpan(p []byte, each func(at, n int, term uint64)) (first uint64, count int, term uint64, ok bool) {
 	first, n := batchHead(p)
 	if n < 0 {
 		return 0, 0, 0, false
@@ -268,6 +270,9 @@ func batchSpan(p []byte) (first uint64, count int, term uint64, ok bool) {
 		term, _, _, k = nextBatchEntry(b)
 		if k < 0 {
 			return 0, 0, 0, false
+		}
+		if each != nil {
+			each(len(p)-len(b), k, term)
 		}
 		b = b[k:]
 	}
@@ -326,6 +331,13 @@ func (r walRec) end() int64 { return r.off + recHeader + int64(r.n) }
 // whose crc32c checks out, of a known type, whose payload decodes. It never
 // panics, whatever the bytes.
 func decodeWALRecord(data []byte, off int64) (walRec, bool) {
+	return decodeWALRecordEach(data, off, nil)
+}
+
+// decodeWALRecordEach is decodeWALRecord that also calls each, if not nil,
+// for the entries of a batch record as it checks them (see batchSpan), so
+// that a scan walks them once.
+func decodeWALRecordEach(data []byte, off int64, each func(at, n int, term uint64)) (walRec, bool) {
 	if off < 0 || off > int64(len(data)) {
 		return walRec{}, false
 	}
@@ -348,7 +360,7 @@ func decodeWALRecord(data []byte, off int64) (walRec, bool) {
 	case walRecEntry:
 		r.index, r.term, ok = entryIndexTerm(payload)
 	case walRecBatch:
-		r.index, r.count, r.term, ok = batchSpan(payload)
+		r.index, r.count, r.term, ok = batchSpan(payload, each)
 	case walRecTruncate:
 		r.index, ok = markIndex(payload)
 	case walRecSegment:

@@ -294,31 +294,32 @@ func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRe
 	}
 	off := int64(walHeaderRecordLen)
 	f.records = 1
+	// The positions of a batch record's entries, taken as the record is
+	// checked; dropped again if it turns out bad.
+	index := func(at, n int, term uint64) {
+		st.ents.append(walPos{off: uint32(off + recHeader + int64(at)), n: uint32(n), term: term})
+	}
 	for {
-		r, ok := decodeWALRecord(data, off)
+		mark := st.ents.len()
+		last := st.base + uint64(mark) - 1
+		r, ok := decodeWALRecordEach(data, off, index)
 		if !ok {
+			st.ents.truncate(mark)
 			break
 		}
-		last := st.base + uint64(st.ents.len()) - 1
 		switch r.typ {
 		case walRecEntry, walRecBatch:
 			if batch := r.typ == walRecBatch; batch != h.batched() {
+				st.ents.truncate(mark)
 				return fmt.Errorf("logmgr: %s at offset %d: %s record in a segment of format version %d", f.path, off, WALRecordType(r.typ), h.version)
 			}
 			if r.index != last+1 {
+				st.ents.truncate(mark)
 				return fmt.Errorf("logmgr: %s at offset %d: entry %d follows %d", f.path, off, r.index, last)
 			}
 			if r.typ == walRecEntry {
 				st.ents.append(walPos{off: uint32(off + recHeader), n: r.n, term: r.term})
-				break
-			}
-			p := data[off+recHeader : r.end()]
-			_, k := batchHead(p)
-			for b := p[k:]; len(b) > 0; {
-				term, _, _, n := nextBatchEntry(b)
-				st.ents.append(walPos{off: uint32(r.end() - int64(len(b))), n: uint32(n), term: term})
-				b = b[n:]
-			}
+			} // a batch record's entries are indexed already
 		case walRecTruncate:
 			if r.index <= h.first || r.index > last+1 {
 				return fmt.Errorf("logmgr: %s at offset %d: truncation at %d outside [%d, %d]", f.path, off, r.index, h.first+1, last+1)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -198,19 +199,35 @@ func sealRecord(buf []byte, start int, typ byte) []byte {
 	return buf
 }
 
-// batchEntrySize is the size of e in a batch record.
+// batchEntrySize is the size of e in a batch record: its term, type and
+// data length as varints, then its data.
 func batchEntrySize(e *raftpb.Entry) int {
 	return protowire.SizeVarint(e.Term) + protowire.SizeVarint(uint64(int64(e.Type))) +
 		protowire.SizeVarint(uint64(len(e.Data))) + len(e.Data)
 }
 
-// appendBatchEntry appends e as a batch record holds it.
-func appendBatchEntry(buf []byte, e *raftpb.Entry) []byte {
-	buf = protowire.AppendVarint(buf, e.Term)
-	buf = protowire.AppendVarint(buf, uint64(int64(e.Type)))
-	buf = protowire.AppendVarint(buf, uint64(len(e.Data)))
-	return append(buf, e.Data...)
+// appendBatchEntry appends e as a batch record holds it and returns its
+// length. It puts the pieces in place rather than appending each (which
+// costs noticeably more in a batch of small entries), and grows buf by
+// no more than e needs.
+func appendBatchEntry(buf []byte, e *raftpb.Entry) ([]byte, int) {
+	room := batchEntryHeaderMax + len(e.Data)
+	if cap(buf)-len(buf) < room {
+		room = batchEntrySize(e)
+		buf = slices.Grow(buf, room)
+	}
+	at := len(buf)
+	b := buf[at : at+room]
+	k := binary.PutUvarint(b, e.Term)
+	k += binary.PutUvarint(b[k:], uint64(int64(e.Type)))
+	k += binary.PutUvarint(b[k:], uint64(len(e.Data)))
+	n := k + copy(b[k:], e.Data)
+	return buf[:at+n], n
 }
+
+// batchEntryHeaderMax is the most bytes of an entry's header in a batch
+// record.
+const batchEntryHeaderMax = 3 * binary.MaxVarintLen64
 
 // nextBatchEntry decodes the entry at the start of b, a batch record's
 // payload after its first index; n < 0 if b does not start with one. The
@@ -290,27 +307,35 @@ func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next 
 		if e.Index != next+uint64(i) {
 			return buf[:base], pos, fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
 		}
-		n := batchEntrySize(e)
+		if rec < 0 {
+			rec = len(buf)
+			buf = appendBatchFrame(buf, e.Index)
+		}
+		var n int
+		buf, n = appendBatchEntry(buf, e)
 		if n+binary.MaxVarintLen64 > maxRecord {
 			return buf[:base], pos, fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
 		}
-		if rec >= 0 && len(buf)-rec-recHeader+n > maxRecord {
-			buf = sealRecord(buf, rec, walRecBatch)
-			rec = -1
-		}
-		if rec < 0 {
+		if len(buf)-rec-recHeader > maxRecord {
+			// The record is full without e (which alone would fit,
+			// after its frame): e starts the next one.
+			buf = sealRecord(buf[:len(buf)-n], rec, walRecBatch)
 			rec = len(buf)
-			buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecBatch)
-			buf = protowire.AppendVarint(buf, e.Index)
+			buf, _ = appendBatchEntry(appendBatchFrame(buf, e.Index), e)
 		}
-		start := len(buf)
-		buf = appendBatchEntry(buf, e)
-		pos = append(pos, walPos{off: uint32(start - base), n: uint32(n), term: e.Term})
+		pos = append(pos, walPos{off: uint32(len(buf) - n - base), n: uint32(n), term: e.Term})
 	}
 	if rec >= 0 {
 		buf = sealRecord(buf, rec, walRecBatch)
 	}
 	return buf, pos, nil
+}
+
+// appendBatchFrame opens a batch record whose first entry has the given
+// index: its frame, to be sealed, and the index.
+func appendBatchFrame(buf []byte, index uint64) []byte {
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecBatch)
+	return binary.AppendUvarint(buf, index)
 }
 
 // walRec is a decoded WAL record: where it is and what it says.

@@ -3,6 +3,7 @@ package logmgr
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -161,6 +162,69 @@ func TestBatchRecordEncoding(t *testing.T) {
 			t.Errorf("entry %d: decoded %v (%v), term in position %d", i, got, ok, p.term)
 		}
 	}
+}
+
+// TestBatchRecordSplits: a batch whose bytes exceed what a record holds
+// is written as several records, each as full as it can be, the entries
+// in order; an entry that no record can hold is refused, buf as it was.
+func TestBatchRecordSplits(t *testing.T) {
+	big := make([]byte, maxRecord)
+	for i := range big {
+		big[i] = byte(i*7 + i>>11)
+	}
+	for _, c := range []struct {
+		sizes []int // of the entries' data
+		want  []int // entries per record
+	}{
+		{[]int{20 << 20, 20 << 20, 20 << 20, 20 << 20, 20 << 20}, []int{3, 2}},
+		{[]int{100, 21 << 20, 21 << 20, 21 << 20, 1 << 20, 100}, []int{4, 2}},
+		{[]int{maxRecord - 64, 10, maxRecord - 64}, []int{2, 1}},
+		// The record's payload: 1 byte of first index, 13 of the
+		// first entry, 6 of the second's header, then its data.
+		{[]int{10, maxRecord - 20}, []int{2}},
+		{[]int{10, maxRecord - 19}, []int{1, 1}},
+	} {
+		var es []*raftpb.Entry
+		for i, n := range c.sizes {
+			data := big[i:][:n] // a different slice of big for each
+			es = append(es, &raftpb.Entry{Index: uint64(10 + i), Term: uint64(1 + i/2), Data: data})
+		}
+		b, pos, err := appendBatchRecords([]byte("prefix"), nil, es, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts []int
+		for off := int64(len("prefix")); off < int64(len(b)); {
+			r, ok := decodeWALRecord(b, off)
+			if !ok || r.typ != walRecBatch || r.index != uint64(10+sum(counts)) {
+				t.Fatalf("sizes %v: record at %d: %+v, %v", c.sizes, off, r, ok)
+			}
+			counts = append(counts, r.count)
+			off = r.end()
+		}
+		if !slices.Equal(counts, c.want) {
+			t.Errorf("sizes %v: records of %v entries, want %v", c.sizes, counts, c.want)
+		}
+		for i, e := range es {
+			p := pos[i]
+			got, ok := batchEntry(b[len("prefix")+int(p.off):][:p.n], e.Index)
+			if !ok || p.term != e.Term || !proto.Equal(got, e) {
+				t.Errorf("sizes %v: entry %d does not decode from its position", c.sizes, i)
+			}
+		}
+	}
+	huge := &raftpb.Entry{Index: 10, Data: big}
+	b, pos, err := appendBatchRecords([]byte("prefix"), nil, []*raftpb.Entry{{Index: 9}, huge}, 9)
+	if err == nil || string(b) != "prefix" || len(pos) != 1 {
+		t.Errorf("an entry of %d bytes: err %v, %d bytes, %d positions", maxRecord, err, len(b), len(pos))
+	}
+}
+
+func sum(xs []int) (s int) {
+	for _, x := range xs {
+		s += x
+	}
+	return s
 }
 
 // TestEntryRecordEncoding: the hand-written entry encoder (of format

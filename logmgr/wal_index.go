@@ -50,17 +50,30 @@ func (x *posIndex) at(i int) walPos {
 	return walPos{off: loc.off, n: loc.n, term: x.terms[k].term}
 }
 
-func (x *posIndex) append(ps ...walPos) {
-	for _, p := range ps {
-		if last := len(x.terms) - 1; last < 0 || x.terms[last].term != p.term {
-			x.terms = append(x.terms, termRun{from: x.dropped + x.n, term: p.term})
-		}
+func (x *posIndex) append(ps ...walPos) { x.appendAt(ps, 0) }
+
+// appendAt appends ps with at added to their offsets.
+func (x *posIndex) appendAt(ps []walPos, at uint32) {
+	term, runs := uint64(0), len(x.terms)
+	if runs > 0 {
+		term = x.terms[runs-1].term
+	}
+	for len(ps) > 0 {
 		j := x.start + x.n
 		if j>>walIndexShift == len(x.chunks) {
 			x.chunks = append(x.chunks, make([]walLoc, walIndexChunk))
 		}
-		x.chunks[j>>walIndexShift][j&walIndexMask] = walLoc{off: p.off, n: p.n}
-		x.n++
+		c := x.chunks[j>>walIndexShift][j&walIndexMask:]
+		c = c[:min(len(c), len(ps))]
+		for i, p := range ps[:len(c)] {
+			if p.term != term || len(x.terms) == 0 {
+				term = p.term
+				x.terms = append(x.terms, termRun{from: x.dropped + x.n + i, term: term})
+			}
+			c[i] = walLoc{off: p.off + at, n: p.n}
+		}
+		x.n += len(c)
+		ps = ps[len(c):]
 	}
 }
 

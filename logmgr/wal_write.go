@@ -86,11 +86,8 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 	if err := w.write(s, batch); err != nil {
 		return err
 	}
-	for i := range pos {
-		pos[i].off += uint32(at)
-	}
 	w.mu.Lock()
-	w.ents.append(pos...)
+	w.ents.appendAt(pos, uint32(at))
 	w.mu.Unlock()
 	return nil
 }

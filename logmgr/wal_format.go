@@ -307,15 +307,18 @@ func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next 
 		if e.Index != next+uint64(i) {
 			return buf[:base], pos, fmt.Errorf("logmgr: append of entry %d after %d in one batch", e.Index, next+uint64(i)-1)
 		}
+		// Refused before it is copied: it may be huge.
+		if len(e.Data) > maxRecord-batchEntryHeaderMax-binary.MaxVarintLen64 {
+			if n := batchEntrySize(e); n+binary.MaxVarintLen64 > maxRecord {
+				return buf[:base], pos, fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
+			}
+		}
 		if rec < 0 {
 			rec = len(buf)
 			buf = appendBatchFrame(buf, e.Index)
 		}
 		var n int
 		buf, n = appendBatchEntry(buf, e)
-		if n+binary.MaxVarintLen64 > maxRecord {
-			return buf[:base], pos, fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
-		}
 		if len(buf)-rec-recHeader > maxRecord {
 			// The record is full without e (which alone would fit,
 			// after its frame): e starts the next one.

@@ -218,6 +218,9 @@ func TestBatchRecordSplits(t *testing.T) {
 	if err == nil || string(b) != "prefix" || len(pos) != 1 {
 		t.Errorf("an entry of %d bytes: err %v, %d bytes, %d positions", maxRecord, err, len(b), len(pos))
 	}
+	if cap(b) >= maxRecord {
+		t.Errorf("an entry of %d bytes was copied before it was refused (buffer of %d bytes)", maxRecord, cap(b))
+	}
 }
 
 func sum(xs []int) (s int) {

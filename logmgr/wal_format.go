@@ -313,19 +313,19 @@ func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next 
 				return buf[:base], pos, fmt.Errorf("logmgr: entry %d: %d bytes, more than a record holds (%d)", e.Index, n, maxRecord)
 			}
 		}
+		// The open record is full if e does not fit in it (sized
+		// exactly only when it might not): e then starts the next.
+		if used := len(buf) - rec - recHeader; rec >= 0 && used+batchEntryHeaderMax+len(e.Data) > maxRecord &&
+			used+batchEntrySize(e) > maxRecord {
+			buf = sealRecord(buf, rec, walRecBatch)
+			rec = -1
+		}
 		if rec < 0 {
 			rec = len(buf)
 			buf = appendBatchFrame(buf, e.Index)
 		}
 		var n int
 		buf, n = appendBatchEntry(buf, e)
-		if len(buf)-rec-recHeader > maxRecord {
-			// The record is full without e (which alone would fit,
-			// after its frame): e starts the next one.
-			buf = sealRecord(buf[:len(buf)-n], rec, walRecBatch)
-			rec = len(buf)
-			buf, _ = appendBatchEntry(appendBatchFrame(buf, e.Index), e)
-		}
 		pos = append(pos, walPos{off: uint32(len(buf) - n - base), n: uint32(n), term: e.Term})
 	}
 	if rec >= 0 {

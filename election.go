@@ -21,7 +21,13 @@ import (
 //
 // Voters refuse to help replace a leader they still hear from (leader
 // stickiness): a (pre-)vote request for a higher term is refused while the
-// voter heard from its leader within the election timeout.
+// voter heard from its leader within the election timeout. Leases rest on
+// this promise (reads.go), and it must survive a restart: a node that may
+// have acknowledged a leader just before it crashed no longer remembers
+// when, so after it starts it refuses every (pre-)vote, and starts no
+// election of its own, until an election timeout plus the clock-drift bound
+// has passed on its clock (ticks.restartQuiet). A node whose durable term is
+// 0 has never acknowledged a leader and is exempt.
 
 func (a *nodeActor) tick(env actors.Env) {
 	a.tickCount++
@@ -47,7 +53,7 @@ func (a *nodeActor) tick(env actors.Env) {
 		}
 	case Follower, PreCandidate, Candidate:
 		a.electionElapsed++
-		if a.electionElapsed >= a.randomizedTimeout && a.conf.Contains(a.opts.ID) {
+		if a.electionElapsed >= a.randomizedTimeout && a.conf.Contains(a.opts.ID) && !a.restartQuiet() {
 			a.startElection(env)
 		}
 	}
@@ -61,13 +67,21 @@ func (a *nodeActor) quorumActive() bool {
 	}) == quorum.VoteWon
 }
 
-// inLease reports whether this node still trusts a leader (or is one), and
-// so refuses to help elect another.
+// inLease reports whether this node still trusts a leader (or is one), or
+// has restarted too recently to know, and so refuses to help elect another.
 func (a *nodeActor) inLease() bool {
-	if a.opts.DisablePreVote && a.opts.DisableCheckQuorum {
+	if !a.opts.sticky() {
 		return false
 	}
-	return a.role == Leader || (a.leader != "" && a.electionElapsed < a.ticks.election)
+	return a.role == Leader || (a.leader != "" && a.electionElapsed < a.ticks.election) || a.restartQuiet()
+}
+
+// restartQuiet reports whether this node restarted less than an election
+// timeout plus the drift bound ago (counted in its own ticks, one more for
+// the phase of the first), with a durable term: it may have promised a
+// leader, before it crashed, not to help elect another until then.
+func (a *nodeActor) restartQuiet() bool {
+	return a.restarted && a.tickCount < int64(a.ticks.restartQuiet) && !faults.On(faults.VoteAfterRestart)
 }
 
 func (a *nodeActor) resetElectionTimer(env actors.Env) {
@@ -138,7 +152,10 @@ func (a *nodeActor) tally(env actors.Env) {
 }
 
 func (a *nodeActor) onVoteRequest(env actors.Env, e *raftpb.Envelope, req *raftpb.VoteRequest, pre bool) {
-	if e.Term > a.term && !req.LeadershipTransfer && a.inLease() {
+	// req.LeadershipTransfer is ignored: nothing sends it yet, and until a
+	// real transfer exists (one that revokes the leader's lease first) it
+	// must not bypass stickiness.
+	if e.Term > a.term && a.inLease() {
 		a.replyVote(env, e, pre, false, a.term)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
@@ -47,6 +48,8 @@ type Node struct {
 	// maxCommand is the largest Task.Data a message between hosts can
 	// carry.
 	maxCommand int
+	// sticky: leader stickiness is on, so lease reads are allowed.
+	sticky bool
 	actor      *nodeActor // for Host.HandlePanic only
 	log        *logmgr.Log
 
@@ -56,6 +59,9 @@ type Node struct {
 	applied  atomic.Uint64
 	last     atomic.Uint64
 	inflight atomic.Int64
+	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
+	// of this host's clock (0: no lease).
+	leaseUntil atomic.Int64
 	logStats logmgr.Stats
 	metrics  Metrics
 
@@ -73,6 +79,7 @@ func newNode(h *Host, opts NodeOptions) *Node {
 		reads: newQueue[*readTask]("reads", opts.MaxPendingReads),
 
 		maxCommand: h.opts.MaxMessageBytes - envelopeOverhead,
+		sticky:     opts.sticky(),
 		done:       make(chan struct{}),
 	}
 	n.status.Store(&Status{Group: opts.Group, ID: opts.ID, Role: Follower})
@@ -137,6 +144,9 @@ func (n *Node) Status() Status {
 	s.Commit = n.commit.Load()
 	s.LastIndex = n.last.Load()
 	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
+	if u := n.leaseUntil.Load(); u != 0 && s.Role == Leader {
+		s.LeaseUntil = time.Unix(0, u)
+	}
 	return s
 }
 

@@ -185,7 +185,16 @@ type ticks struct {
 	election    int
 	heartbeat   int
 	readTimeout int
+	// restartQuiet is how many ticks a restarted node refuses votes:
+	// an election timeout plus the drift bound, plus one for the phase of
+	// its first tick.
+	restartQuiet int
 }
+
+// sticky reports whether voters refuse to replace a leader they still hear
+// from (leader stickiness). It is on unless both pre-vote and check-quorum
+// are off; leases need it.
+func (o NodeOptions) sticky() bool { return !(o.DisablePreVote && o.DisableCheckQuorum) }
 
 func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptions, ticks, error) {
 	var t ticks
@@ -257,12 +266,17 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	if o.ReadMode == ReadDefault {
 		o.ReadMode = ReadSafe
 	}
+	// A voter counts its election timeout in ticks from the first tick
+	// after it heard the leader, so it may give up on the leader up to a
+	// tick early: the lease may last at most ElectionTimeout − one tick.
+	maxLease := time.Duration(t.election-1) * tick
 	if o.LeaseRatio == 0 {
-		o.LeaseRatio = 0.9
+		o.LeaseRatio = min(0.9, float64(maxLease)/float64(o.ElectionTimeout))
 	}
 	if o.MaxClockDrift == 0 {
 		o.MaxClockDrift = o.ElectionTimeout / 10
 	}
+	t.restartQuiet = t.election + int((o.MaxClockDrift+tick-1)/tick) + 1
 	if o.MaxPendingReads == 0 {
 		o.MaxPendingReads = DefaultMaxPendingReads
 	}
@@ -275,6 +289,11 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 		return bad("ReadMode %v is neither ReadSafe nor ReadLease", o.ReadMode)
 	case o.LeaseRatio <= 0 || o.LeaseRatio > 1:
 		return bad("LeaseRatio %v must be in (0, 1]", o.LeaseRatio)
+	case time.Duration(o.LeaseRatio*float64(o.ElectionTimeout)) > maxLease:
+		return bad("LeaseRatio %v × ElectionTimeout %v exceeds the election timeout in ticks less one (%v): voters count the timeout in ticks and may give up on a leader a tick early, so the lease could outlive their promise",
+			o.LeaseRatio, o.ElectionTimeout, maxLease)
+	case o.ReadMode == ReadLease && !o.sticky():
+		return bad("ReadMode ReadLease needs leader stickiness, which is off when both DisablePreVote and DisableCheckQuorum are set: voters would elect a new leader while the old one's lease runs, and lease reads could be stale")
 	case o.MaxClockDrift < 0 || time.Duration(o.LeaseRatio*float64(o.ElectionTimeout)) <= o.MaxClockDrift:
 		return bad("the lease LeaseRatio×ElectionTimeout − MaxClockDrift (%v×%v − %v) must be positive", o.LeaseRatio, o.ElectionTimeout, o.MaxClockDrift)
 	case o.MaxPendingReads < 0:

@@ -109,6 +109,11 @@ func (n *Node) ReadIndex(reqCtx []byte, done closure.ReadIndexClosure) {
 func (n *Node) Read(r ReadRequest) {
 	t := &readTask{fn: r.Done, reqCtx: r.Context, mode: r.Mode}
 	t.Init(t)
+	if r.Mode == ReadLease && !n.sticky {
+		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: closure.Newf(closure.EINVAL,
+			"a lease read needs leader stickiness, which this node has off (DisablePreVote and DisableCheckQuorum are both set)")}})
+		return
+	}
 	st, wake := n.reads.push(t)
 	if !st.OK() {
 		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: st}})
@@ -303,6 +308,7 @@ func (a *nodeActor) confirmReads(env actors.Env, now uint64) {
 	lease := uint64(a.opts.LeaseRatio*float64(a.opts.ElectionTimeout)) - uint64(a.opts.MaxClockDrift)
 	if q+lease > a.rd.leaseUntil && lease > 0 && q < now {
 		a.rd.leaseUntil = q + lease
+		a.n.leaseUntil.Store(a.rd.epoch.Add(time.Duration(a.rd.leaseUntil)).UnixNano())
 	}
 	n := 0
 	for n < len(a.rd.waiting) && a.rd.waiting[n].regAt <= q {
@@ -379,6 +385,10 @@ func (a *nodeActor) onReadIndexRequest(env actors.Env, e *raftpb.Envelope, req *
 		return
 	case !a.termReady():
 		a.answerReadIndex(env, e.From, req.Batch, false, 0, closure.EAGAIN)
+		return
+	}
+	if req.Lease && !a.opts.sticky() {
+		a.answerReadIndex(env, e.From, req.Batch, false, 0, closure.EINVAL)
 		return
 	}
 	now := a.readClock(env)
@@ -467,6 +477,7 @@ func (a *nodeActor) dropLeaderReads(env actors.Env) {
 	a.rd.remote = nil
 	clear(a.rd.acked)
 	a.rd.leaseUntil, a.rd.beatAt = 0, 0
+	a.n.leaseUntil.Store(0)
 }
 
 // failAllReads completes every read the node holds with st (shutdown,

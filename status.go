@@ -3,6 +3,7 @@ package asyncraft
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Role is a node's part in its group.
@@ -50,6 +51,10 @@ type Status struct {
 	LastIndex uint64
 	// PendingTasks is the number of proposals queued or in flight.
 	PendingTasks int
+	// LeaseUntil is when the leader's lease runs out, on this host's
+	// clock: until then it serves lease reads without a quorum round
+	// (zero when the node does not lead or holds no lease).
+	LeaseUntil time.Time
 	// Err is set in the Errored role.
 	Err error
 }

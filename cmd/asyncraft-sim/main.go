@@ -10,6 +10,11 @@
 //	go run ./cmd/asyncraft-sim -seeds 1000         # seeds 1..1000; last line: seeds=1000 violations=0
 //	go run ./cmd/asyncraft-sim -seed 42 -v         # with the readable event trace
 //	go run ./cmd/asyncraft-sim -nemesis crash,partition -nodes 5
+//	go run ./cmd/asyncraft-sim -swarm -seeds 1000  # each seed draws its faults, timing and workload
+//	go run ./cmd/asyncraft-sim -swarm -soak 8h     # seeds until the time is up, with progress lines
+//
+// Every run ends with the throughput in seeds per core-hour (one core runs
+// one seed at a time; -workers sets how many run at once).
 package main
 
 import (
@@ -33,7 +38,7 @@ func main() {
 		seeds    = flag.Int("seeds", 0, "run this many seeds, starting at -from")
 		from     = flag.Uint64("from", 1, "first seed of -seeds")
 		nodes    = flag.Int("nodes", 3, "nodes in the group")
-		nemesis  = flag.String("nemesis", "all", "fault kinds: all, none, or a list of partition,asymmetric,faults,crash,torn,drift,pause")
+		nemesis  = flag.String("nemesis", "all", "fault kinds: all, none, or a list of partition,asymmetric,faults,crash,torn,drift,pause,restart")
 		duration = flag.Duration("duration", 30*time.Second, "virtual time with faults (a liveness phase follows)")
 		clients  = flag.Int("clients", 5, "concurrent clients")
 		keys     = flag.Int("keys", 6, "keys the clients use")
@@ -47,6 +52,9 @@ func main() {
 		workers  = flag.Int("workers", runtime.GOMAXPROCS(0), "seeds run in parallel with -seeds")
 		plant    = flag.String("plant", "", "switch on a planted bug to see the checks catch it: "+plantable())
 		noDurab  = flag.Bool("skip-durability-checks", false, "leave only the end-to-end checks")
+		swarm    = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
+		phases   = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
+		soak     = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
 	)
 	flag.Parse()
 	nem, err := chaos.ParseNemeses(*nemesis)
@@ -81,6 +89,18 @@ func main() {
 		LeaseDriftBound:      *leaseDr,
 		SkipDurabilityChecks: *noDurab,
 		VisualizeDir:         *out,
+		ReadOnlyPhases:       *phases,
+	}
+	// configFor is the configuration of one seed.
+	configFor := func(s uint64) chaos.Config {
+		if !*swarm {
+			c := cfg
+			c.Seed = s
+			return c
+		}
+		c := chaos.Swarm(s)
+		c.SkipDurabilityChecks, c.VisualizeDir = *noDurab, *out
+		return c
 	}
 	replay := func(s uint64) string {
 		extra := ""
@@ -90,67 +110,106 @@ func main() {
 		if *noDurab {
 			extra += " -skip-durability-checks"
 		}
+		if *swarm {
+			return fmt.Sprintf("go run ./cmd/asyncraft-sim -swarm -seed %d%s -v", s, extra)
+		}
+		if *phases {
+			extra += " -read-only-phases"
+		}
 		return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %s -duration %v -clients %d -keys %d -reads %g -appends %g -read-paths %s -max-drift %g -lease-drift-bound %v%s -v",
 			s, *nodes, nem, *duration, *clients, *keys, *reads, *appends, *paths, *drift, *leaseDr, extra)
 	}
+	describe := func(s uint64) string {
+		if !*swarm {
+			return ""
+		}
+		return configFor(s).Describe()
+	}
 
-	if *seeds == 0 {
+	if *seeds == 0 && *soak == 0 {
 		if *seed == 0 {
 			*seed = 1
 		}
-		cfg.Seed = *seed
+		c := configFor(*seed)
 		if *verbose {
-			cfg.Trace = os.Stdout
+			c.Trace = os.Stdout
+		}
+		if *swarm {
+			fmt.Printf("swarm seed %d: %s\n", *seed, c.Describe())
 		}
 		start := time.Now()
-		r := chaos.Run(cfg)
-		report(os.Stdout, r, time.Since(start), replay)
+		r := chaos.Run(c)
+		report(os.Stdout, r, time.Since(start), replay, describe)
 		if !r.Passed() {
 			os.Exit(1)
 		}
 		return
 	}
 
+	// Seeds run on the workers in order from -from; results are reported
+	// as they finish.
 	start := time.Now()
-	results := make([]chaos.Result, *seeds)
-	next := make(chan int)
+	var deadline time.Time
+	if *soak > 0 {
+		deadline = start.Add(*soak)
+	}
+	results := make(chan chaos.Result)
+	next := make(chan uint64)
 	var wg sync.WaitGroup
-	for w := 0; w < max(1, *workers); w++ {
+	workerN := max(1, *workers)
+	for w := 0; w < workerN; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				c := cfg
-				c.Seed = *from + uint64(i)
-				results[i] = chaos.Run(c)
+			for s := range next {
+				results <- chaos.Run(configFor(s))
 			}
 		}()
 	}
-	for i := 0; i < *seeds; i++ {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	wall := time.Since(start)
+	go func() {
+		for i := uint64(0); *soak > 0 || i < uint64(*seeds); i++ {
+			if *soak > 0 && time.Now().After(deadline) {
+				break
+			}
+			next <- *from + i
+		}
+		close(next)
+		wg.Wait()
+		close(results)
+	}()
 
-	violations := 0
+	var done, violations int
 	var events uint64
 	var virtual time.Duration
-	for _, r := range results {
+	lastProgress := start
+	for r := range results {
+		done++
 		events += r.Events
 		virtual += r.Virtual
 		if !r.Passed() {
 			violations++
-			report(os.Stdout, r, 0, replay)
+			report(os.Stdout, r, 0, replay, describe)
+		}
+		if *soak > 0 && time.Since(lastProgress) >= time.Minute {
+			lastProgress = time.Now()
+			fmt.Printf("progress: %v seeds=%d violations=%d seeds/core-hour=%.0f\n",
+				time.Since(start).Round(time.Second), done, violations, perCoreHour(done, time.Since(start), workerN))
 		}
 	}
-	fmt.Printf("wall=%v events=%d events/s=%.0f virtual=%v wall-per-virtual-minute=%v\n",
+	wall := time.Since(start)
+	fmt.Printf("wall=%v events=%d events/s=%.0f virtual=%v wall-per-virtual-minute=%v seeds/core-hour=%.0f\n",
 		wall.Round(time.Millisecond), events, float64(events)/wall.Seconds(), virtual.Round(time.Second),
-		(time.Duration(float64(wall) / virtual.Minutes() * float64(max(1, *workers)))).Round(time.Microsecond))
-	fmt.Printf("seeds=%d violations=%d\n", *seeds, violations)
+		(time.Duration(float64(wall) / virtual.Minutes() * float64(workerN))).Round(time.Microsecond),
+		perCoreHour(done, wall, workerN))
+	fmt.Printf("seeds=%d violations=%d\n", done, violations)
 	if violations > 0 {
 		os.Exit(1)
 	}
+}
+
+// perCoreHour is the rate of n seeds in wall time on workers cores.
+func perCoreHour(n int, wall time.Duration, workers int) float64 {
+	return float64(n) / (wall.Hours() * float64(min(workers, runtime.NumCPU())))
 }
 
 func plantable() string {
@@ -161,7 +220,7 @@ func plantable() string {
 	return strings.Join(names, ", ")
 }
 
-func report(w io.Writer, r chaos.Result, wall time.Duration, replay func(uint64) string) {
+func report(w io.Writer, r chaos.Result, wall time.Duration, replay, describe func(uint64) string) {
 	fmt.Fprintf(w, "seed=%d ops=%d (ok %d, failed %d, unknown %d) nemesis-actions=%d crashes=%d virtual=%v",
 		r.Seed, r.Ops, r.OK, r.Failed, r.Unknown, r.Actions, r.Crashes, r.Virtual.Round(time.Millisecond))
 	if wall > 0 {
@@ -171,6 +230,9 @@ func report(w io.Writer, r chaos.Result, wall time.Duration, replay func(uint64)
 	if r.Passed() {
 		fmt.Fprintf(w, "seed=%d events=%d trace=%s ok\n", r.Seed, r.Events, r.TraceHash)
 		return
+	}
+	if d := describe(r.Seed); d != "" {
+		fmt.Fprintf(w, "  swarm: %s\n", d)
 	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "  VIOLATION %s\n", v)

@@ -128,11 +128,21 @@ func (c *client) next(env actors.Env) {
 	default:
 		in.Kind = opPut
 	}
+	if c.r.noWrites {
+		in.Kind = opGet
+	}
 	target := c.target
+	steer := c.r.steerWrites
+	if in.Kind == opGet {
+		steer = c.r.steerReads
+	}
+	if steer != "" && c.r.c.Node(steer) != nil {
+		target, node = steer, c.r.c.Node(steer)
+	}
 	var path asyncraft.ReadMode // for a get: ReadDefault goes through the log
 	if in.Kind == opGet {
 		path = c.r.cfg.ReadPaths[rnd.IntN(len(c.r.cfg.ReadPaths))]
-		if path != asyncraft.ReadDefault && rnd.IntN(2) == 0 {
+		if path != asyncraft.ReadDefault && rnd.IntN(2) == 0 && c.r.steerReads == "" {
 			// Half the ReadIndex reads go to any node: followers
 			// forward them to the leader and serve them locally.
 			target = c.r.c.IDs[rnd.IntN(len(c.r.c.IDs))]

@@ -43,9 +43,16 @@ const (
 	// Pauses freezes a node (often the leader) for a while, as SIGSTOP or
 	// a long GC pause would; it wakes up with stale beliefs.
 	Pauses
+	// Restarts crash nodes and restart them within an election timeout
+	// (often at once): one node, or several in a row, and half the time
+	// together with a cut around the leader at the same instant
+	// (isolated, or deaf, or mute), on top of any cut already there.
+	// Quick restarts test what a node must remember, or assume, about the
+	// promises it made in its previous life.
+	Restarts
 
 	// AllNemeses is every fault kind.
-	AllNemeses = Partitions | Asymmetric | MessageFaults | Crashes | TornWrites | ClockDrift | Pauses
+	AllNemeses = Partitions | Asymmetric | MessageFaults | Crashes | TornWrites | ClockDrift | Pauses | Restarts
 )
 
 var nemesisNames = []struct {
@@ -54,6 +61,7 @@ var nemesisNames = []struct {
 }{
 	{Partitions, "partition"}, {Asymmetric, "asymmetric"}, {MessageFaults, "faults"},
 	{Crashes, "crash"}, {TornWrites, "torn"}, {ClockDrift, "drift"}, {Pauses, "pause"},
+	{Restarts, "restart"},
 }
 
 func (n Nemesis) String() string {
@@ -73,7 +81,7 @@ func (n Nemesis) String() string {
 }
 
 // ParseNemeses parses "all", "none" or a comma-separated list of
-// partition, asymmetric, faults, crash, torn, drift, pause.
+// partition, asymmetric, faults, crash, torn, drift, pause, restart.
 func ParseNemeses(s string) (Nemesis, error) {
 	switch s {
 	case "all":
@@ -134,6 +142,23 @@ type Config struct {
 	// elect a leader and complete every client's next operation. Default
 	// 30 s.
 	LivenessBound time.Duration
+	// ReadOnlyPhases makes the workload alternate between mixed phases
+	// and phases of reads only (each 0.3–3 s), as read-mostly
+	// applications do: while nobody writes, every log stays as up to date
+	// as the leader's, which some faults need to matter.
+	ReadOnlyPhases bool
+
+	// Node options; zero values keep the defaults (ElectionTimeout 1 s,
+	// the library's defaults for the rest).
+	ElectionTimeout    time.Duration
+	HeartbeatInterval  time.Duration
+	LeaseRatio         float64
+	ApplyBatch         int
+	MaxInflightMsgs    int
+	MaxBytesPerRPC     uint64
+	DisablePreVote     bool
+	DisableCheckQuorum bool
+
 	// SkipDurabilityChecks turns off the direct checks that votes and
 	// acknowledged entries are durable before they are sent, leaving only
 	// the end-to-end checks (used to show those catch planted bugs too).
@@ -175,6 +200,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LeaseDriftBound == 0 {
 		c.LeaseDriftBound = 100 * time.Millisecond
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = time.Second
 	}
 	if c.LivenessBound == 0 {
 		c.LivenessBound = 30 * time.Second

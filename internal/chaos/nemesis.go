@@ -34,7 +34,7 @@ type nemesis struct {
 
 func newNemesis(r *run) *nemesis {
 	n := &nemesis{r: r, rnd: rand.New(rand.NewPCG(r.cfg.Seed, 0x6e656d))}
-	for _, k := range []Nemesis{Partitions, Asymmetric, MessageFaults, Crashes, ClockDrift, Pauses} {
+	for _, k := range []Nemesis{Partitions, Asymmetric, MessageFaults, Crashes, ClockDrift, Pauses, Restarts} {
 		if r.cfg.Nemeses&k != 0 {
 			n.kinds = append(n.kinds, k)
 		}
@@ -89,6 +89,8 @@ func (n *nemesis) act() {
 		n.drift()
 	case Pauses:
 		n.pause()
+	case Restarts:
+		n.restarts()
 	}
 	n.at(n.between(500*time.Millisecond, 4*time.Second), n.act)
 }
@@ -108,8 +110,15 @@ func (n *nemesis) shuffled() []string {
 	return ids
 }
 
+// composeCut reports whether a new cut may be made now: when none is in
+// place, or half the time on top of the one in place (cuts then add up,
+// and the latest one's healing heals them all).
+func (n *nemesis) composeCut() bool {
+	return n.cutGen == 0 || n.rnd.IntN(2) == 0
+}
+
 func (n *nemesis) partition() {
-	if n.cutGen != 0 {
+	if !n.composeCut() {
 		return
 	}
 	s := n.r.c.Sim
@@ -145,7 +154,7 @@ func (n *nemesis) partition() {
 }
 
 func (n *nemesis) asymmetric() {
-	if n.cutGen != 0 {
+	if !n.composeCut() {
 		return
 	}
 	s := n.r.c.Sim
@@ -234,6 +243,115 @@ func (n *nemesis) crashOne(id string, down time.Duration) {
 			n.r.restart(id)
 		}
 	})
+}
+
+// restarts crashes nodes and restarts them within an election timeout,
+// half the time at once. A quarter of the time it restarts several nodes
+// in a row; a quarter of the time one node, with (half the time) a cut
+// around the leader made at the same instant; and half the time it stages
+// a leader's isolation around the restarts (stagedRestarts).
+func (n *nemesis) restarts() {
+	switch n.rnd.IntN(4) {
+	case 0:
+		ids := n.shuffled()
+		ids = ids[:2+n.rnd.IntN(len(ids)-1)]
+		n.say("restarts in a row: %v", ids)
+		after := time.Duration(0)
+		for _, id := range ids {
+			down := n.quick()
+			if after == 0 {
+				n.crashOne(id, down)
+			} else {
+				n.at(after, func() { n.crashOne(id, down) })
+			}
+			after += n.between(time.Millisecond, n.r.cfg.ElectionTimeout)
+		}
+	case 1:
+		leader := n.r.c.Leader()
+		id := n.pick()
+		n.crashOne(id, n.quick())
+		if leader != "" && leader != id && n.rnd.IntN(2) == 0 {
+			n.cutLeader(leader)
+		}
+	default:
+		n.stagedRestarts()
+	}
+}
+
+// quick is how long a quickly restarted node stays down: nothing half the
+// time, else up to an election timeout.
+func (n *nemesis) quick() time.Duration {
+	if n.rnd.IntN(2) == 0 {
+		return 0
+	}
+	return n.between(time.Millisecond, n.r.cfg.ElectionTimeout)
+}
+
+// stagedRestarts heals the network, cuts the leader off from a minority of
+// its followers (one way or both), and within one and a half election timeouts restarts some
+// of the followers that still hear it and cuts the leader off at the same
+// instant. The cut-off followers campaign once they stop hearing the
+// leader; the restarted ones must not help them while the leader may still
+// rely on what they acknowledged before they crashed.
+func (n *nemesis) stagedRestarts() {
+	leader := n.r.c.Leader()
+	if leader == "" {
+		n.crashOne(n.pick(), n.quick())
+		return
+	}
+	var followers []string
+	for _, id := range n.shuffled() {
+		if id != leader {
+			followers = append(followers, id)
+		}
+	}
+	k := 1 + n.rnd.IntN(max(1, len(followers)/2))
+	away, near := followers[:k], followers[k:]
+	both := n.rnd.IntN(2) == 0
+	s := n.r.c.Sim
+	s.Heal() // the stage starts from a whole network
+	for _, x := range away {
+		s.Block(leader, x)
+		if both {
+			s.Block(x, leader)
+		}
+	}
+	if both {
+		n.cut(fmt.Sprintf("staged: %s and %v cut apart", leader, away))
+	} else {
+		n.cut(fmt.Sprintf("staged: %v cannot hear %s", away, leader))
+	}
+	n.at(n.between(0, n.r.cfg.ElectionTimeout*3/2), func() {
+		for _, id := range near[:1+n.rnd.IntN(len(near))] {
+			n.crashOne(id, n.quick())
+		}
+		n.cutLeader(leader)
+	})
+}
+
+// cutLeader cuts the leader off, on top of any cut in place: isolated,
+// deaf or mute.
+func (n *nemesis) cutLeader(leader string) {
+	s := n.r.c.Sim
+	switch n.rnd.IntN(3) {
+	case 0:
+		s.Isolate(leader)
+		n.cut("isolate " + leader)
+	case 1:
+		for _, y := range n.r.c.IDs {
+			if y != leader {
+				s.Block(y, leader)
+			}
+		}
+		n.cut(leader + " cannot hear")
+	default:
+		for _, y := range n.r.c.IDs {
+			if y != leader {
+				s.Block(leader, y)
+			}
+		}
+		n.cut(leader + " cannot be heard")
+	}
 }
 
 func (n *nemesis) drift() {

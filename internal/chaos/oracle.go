@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -35,6 +36,8 @@ type oracle struct {
 	// storage of each node's current life, for the durability checks.
 	logs  map[string]*cluster.SyncedLog
 	metas map[string]*cluster.SavedMeta
+	// watched is what each node published last (invariants.go).
+	watched map[string]*nodeWatch
 }
 
 type entry struct {
@@ -50,6 +53,7 @@ func newOracle(r *run) *oracle {
 		leaders:      map[uint64]string{},
 		logs:         map[string]*cluster.SyncedLog{},
 		metas:        map[string]*cluster.SavedMeta{},
+		watched:      map[string]*nodeWatch{},
 	}
 }
 
@@ -80,6 +84,7 @@ func (o *oracle) observe(from, to actors.Ref, msg any) {
 	if !ok {
 		return
 	}
+	o.watchNode(e.From)
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_AppendRequest:
 		o.leader(e.Term, e.From)
@@ -126,6 +131,7 @@ func (o *oracle) leader(term uint64, id string) {
 		return
 	}
 	o.leaders[term] = id
+	o.checkLeases(term, id)
 	n := o.r.c.Node(id)
 	if n == nil {
 		return
@@ -137,6 +143,25 @@ func (o *oracle) leader(term uint64, id string) {
 			o.r.violate("leader completeness", "%s leads term %d but its entry %d has term %d (err %v); committed is term %d",
 				id, term, i, t, err, o.committed[i].term)
 			return
+		}
+	}
+}
+
+// checkLeases: when id first speaks as the leader of term, no leader of
+// an earlier term may still hold a lease, by its own clock: the lease
+// promises that no other leader is elected before it runs out.
+func (o *oracle) checkLeases(term uint64, id string) {
+	for _, x := range o.r.c.Up() {
+		if x == id {
+			continue
+		}
+		st := o.r.c.Node(x).Status()
+		if st.Role != asyncraft.Leader || st.Term >= term || st.LeaseUntil.IsZero() {
+			continue
+		}
+		if now := o.r.c.Sim.Host(x).Now(); now.Before(st.LeaseUntil) {
+			o.r.violate("lease safety", "%s leads term %d while %s, leader of term %d, holds a lease for %v more by its clock",
+				id, term, x, st.Term, st.LeaseUntil.Sub(now))
 		}
 	}
 }

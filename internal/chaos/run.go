@@ -3,6 +3,8 @@ package chaos
 import (
 	"fmt"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 // Violation is a failed check.
@@ -53,13 +56,18 @@ type run struct {
 	ops         []*op
 	lastOK      []time.Duration // per client: call time of its last OK op
 	stopClients bool
-	crashed     map[string]bool // node lives ("id/life") that crashed
-	violations  []Violation
-	seen        map[string]bool
-	doubleRuns  uint64                // closure.DoubleRuns at the start
-	machines    map[string]*kvMachine // each node's current life
-	logger      *slog.Logger
-	watchers    []func(from, to actors.Ref, msg any)
+	// Scenarios may steer clients: while set, reads go to steerReads and
+	// writes to steerWrites (when those nodes are up), and noWrites makes
+	// every operation a read.
+	steerReads, steerWrites string
+	noWrites                bool
+	crashed                 map[string]bool // node lives ("id/life") that crashed
+	violations              []Violation
+	seen                    map[string]bool
+	doubleRuns              uint64                // closure.DoubleRuns at the start
+	machines                map[string]*kvMachine // each node's current life
+	logger                  *slog.Logger
+	watchers                []func(from, to actors.Ref, msg any)
 }
 
 // watch calls fn for every message between hosts as it leaves, after the
@@ -144,11 +152,18 @@ func RunWith(cfg Config, script func(r *run)) Result {
 	// Faults, then healing and the liveness phase, then an orderly end.
 	nem := newNemesis(r)
 	nem.start(cfg.Duration)
+	if cfg.ReadOnlyPhases {
+		r.phases(cfg.Duration)
+	}
 	r.c.Sim.RunFor(cfg.Duration)
 	nem.heal()
+	if cfg.ReadOnlyPhases {
+		r.noWrites = false
+	}
 	r.checkLiveness()
 	r.stopClients = true
 	r.c.Sim.RunFor(opTimeout + time.Second) // let operations in flight finish
+	r.checkConverged()
 	r.oracle.checkLogMatching()
 	r.checkNodes()
 	r.shutdownAll()
@@ -183,11 +198,29 @@ func RunWith(cfg Config, script func(r *run)) Result {
 	return res
 }
 
+// phases alternates the workload between mixed phases and phases of
+// reads only, each 0.3–3 s, until end, on a random stream of its own.
+func (r *run) phases(end time.Duration) {
+	rnd := rand.New(rand.NewPCG(r.cfg.Seed, 0x7068617365))
+	var next func()
+	next = func() {
+		if r.c.Sim.Now() >= end {
+			return
+		}
+		r.noWrites = !r.noWrites
+		r.c.Sim.At(300*time.Millisecond+time.Duration(rnd.Int64N(int64(2700*time.Millisecond))), next)
+	}
+	r.c.Sim.At(300*time.Millisecond+time.Duration(rnd.Int64N(int64(2700*time.Millisecond))), next)
+}
+
 // nodeOptions gives each node life storage the oracle can watch: the
 // host's files, wrapped to record what is durable.
 func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
-	o.ElectionTimeout = time.Second
-	o.MaxClockDrift = r.cfg.LeaseDriftBound
+	c := r.cfg
+	o.ElectionTimeout, o.HeartbeatInterval = c.ElectionTimeout, c.HeartbeatInterval
+	o.MaxClockDrift, o.LeaseRatio = c.LeaseDriftBound, c.LeaseRatio
+	o.ApplyBatch, o.MaxInflightMsgs, o.MaxBytesPerRPC = c.ApplyBatch, c.MaxInflightMsgs, c.MaxBytesPerRPC
+	o.DisablePreVote, o.DisableCheckQuorum = c.DisablePreVote, c.DisableCheckQuorum
 	disk := h.Disk()
 	dir := "/data/g/" + o.ID
 	// Odd seeds write the log through the page cache, even ones directly
@@ -205,8 +238,10 @@ func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
 	if st == nil || meta == nil {
 		return
 	}
+	id := o.ID
 	l := cluster.NewSyncedLog(st)
-	m := &cluster.SavedMeta{MetaStorage: meta}
+	l.OnTruncate = func(s logmgr.LogStorage, from uint64) { r.oracle.truncating(id, s, from) }
+	m := &cluster.SavedMeta{MetaStorage: meta, OnSave: func(prev, next *raftpb.HardState) { r.oracle.savedHardState(id, prev, next) }}
 	r.oracle.logs[o.ID], r.oracle.metas[o.ID] = l, m
 	o.LogStorage, o.MetaStorage = l, m
 }
@@ -236,6 +271,35 @@ func (r *run) checkLiveness() {
 		}
 		r.violate("liveness", "%v after the faults healed: leader %q, clients without progress %v;%s",
 			r.cfg.LivenessBound, r.c.StableLeader(), stuck, r.c.Describe())
+	}
+}
+
+// checkConverged: once the clients stop, every running node must apply
+// the same entries and hold the same state, within the liveness bound.
+func (r *run) checkConverged() {
+	var why string
+	converged := func() bool {
+		up := r.c.Up()
+		if len(up) == 0 {
+			why = "no node is up"
+			return false
+		}
+		first := r.c.Node(up[0]).Status()
+		for _, id := range up {
+			st := r.c.Node(id).Status()
+			if st.Applied != first.Applied || st.Commit != st.Applied {
+				why = fmt.Sprintf("%s has applied %d of %d committed; %s has applied %d", id, st.Applied, st.Commit, up[0], first.Applied)
+				return false
+			}
+			if !maps.Equal(r.machines[id].data, r.machines[up[0]].data) {
+				why = fmt.Sprintf("%s and %s applied up to %d but their state differs", id, up[0], st.Applied)
+				return false
+			}
+		}
+		return true
+	}
+	if !r.c.Sim.RunUntil(converged, r.cfg.LivenessBound) {
+		r.violate("liveness", "state machines did not converge within %v of the clients stopping: %s;%s", r.cfg.LivenessBound, why, r.c.Describe())
 	}
 }
 

@@ -11,6 +11,9 @@ import (
 type SyncedLog struct {
 	logmgr.LogStorage
 	Synced uint64
+	// OnTruncate, if set, sees every suffix truncation before it happens,
+	// with the storage still holding the entries it removes.
+	OnTruncate func(s logmgr.LogStorage, from uint64)
 }
 
 // NewSyncedLog wraps s, whose entries are all durable.
@@ -28,6 +31,9 @@ func (l *SyncedLog) Sync() error {
 }
 
 func (l *SyncedLog) TruncateSuffix(from uint64) error {
+	if l.OnTruncate != nil {
+		l.OnTruncate(l.LogStorage, from)
+	}
 	err := l.LogStorage.TruncateSuffix(from)
 	if err == nil && l.Synced >= from {
 		// Entries past the cut are gone; those before stay durable.
@@ -41,6 +47,9 @@ func (l *SyncedLog) TruncateSuffix(from uint64) error {
 type SavedMeta struct {
 	logmgr.MetaStorage
 	Durable *raftpb.HardState
+	// OnSave, if set, sees every hard state made durable, after the one
+	// durable before it (nil if none).
+	OnSave func(prev, next *raftpb.HardState)
 }
 
 func (m *SavedMeta) Load() (*raftpb.HardState, error) {
@@ -54,6 +63,9 @@ func (m *SavedMeta) Load() (*raftpb.HardState, error) {
 func (m *SavedMeta) Save(hs *raftpb.HardState) error {
 	err := m.MetaStorage.Save(hs)
 	if err == nil {
+		if m.OnSave != nil {
+			m.OnSave(m.Durable, hs)
+		}
 		m.Durable = hs
 	}
 	return err

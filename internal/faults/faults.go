@@ -29,6 +29,10 @@ const (
 	// ReadWithoutQuorum serves safe reads without confirming leadership
 	// with a quorum round.
 	ReadWithoutQuorum
+	// VoteAfterRestart lets a node grant (pre-)votes, and campaign, right
+	// after it restarts, forgetting the lease promise it may have made to
+	// a leader before it crashed.
+	VoteAfterRestart
 )
 
 var names = map[Fault]string{
@@ -39,6 +43,7 @@ var names = map[Fault]string{
 	SkipPrevCheck:      "skip-prev-check",
 	ApplyTwice:         "apply-twice",
 	ReadWithoutQuorum:  "read-without-quorum",
+	VoteAfterRestart:   "vote-after-restart",
 }
 
 func (f Fault) String() string {
@@ -49,7 +54,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart}
 
 var active atomic.Uint32
 

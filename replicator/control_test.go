@@ -262,8 +262,8 @@ func (h *harness) update(commit uint64) {
 }
 
 // TestResendAfterSilence: with requests outstanding and no append reply for
-// ResendTicks ticks, the replicator probes again from its match; heartbeat
-// replies do not count as answers.
+// ResendTicks ticks, the replicator probes again from the first index not
+// acknowledged (here its match); heartbeat replies do not count as answers.
 func TestResendAfterSilence(t *testing.T) {
 	base := mkEntries(fixed(8), run{1, 20})
 	h := newHarness(t, setup{
@@ -300,6 +300,69 @@ func TestResendAfterSilence(t *testing.T) {
 	h.f.drop = nil
 	h.tickN(5)
 	h.waitConverged(time.Second)
+}
+
+// TestSilentPeerReprobedWhereItWas: a replicator starts, as a new leader's
+// does, at the leader's last index + 1 (its no-op) while its peer is down:
+// the probe and its resends are lost for many ResendTicks, and the leader
+// appends meanwhile. When the peer answers again it gets only what it
+// lacks: the silence must not move the probe back to match+1, which at the
+// start of a term is index 1 and would resend the whole log. A peer that
+// lost entries while down costs one rejection, whose hint moves the probe
+// back to them.
+func TestSilentPeerReprobedWhereItWas(t *testing.T) {
+	cases := []struct {
+		name     string
+		follower []run // the peer's log when it answers again
+		rejects  int
+	}{
+		{"intact", []run{{1, 1000}}, 0},
+		{"lost-its-tail", []run{{1, 600}}, 1},
+		// A restarted ex-leader: entries of its term that never committed.
+		{"old-leader-suffix", []run{{1, 1050}}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			leader := mkEntries(fixed(8), run{1, 1000}, run{2, 1})
+			h := newHarness(t, setup{
+				seed: testseed.For(t), net: fifoNet, leader: leader, follower: mkEntries(fixed(8), tc.follower...),
+				cfg:       Config{Term: 2, NextIndex: 1001, MaxInflightMsgs: 8, MaxBytesPerRPC: 1 << 10, HeartbeatTicks: 2, ResendTicks: 4},
+				tickEvery: 10 * time.Millisecond,
+			})
+			h.s.Block("L", "F")
+			next := uint64(1002)
+			for range 10 {
+				h.run(20 * time.Millisecond)
+				h.appendLeader(mkEntriesFrom(next, fixed(8), run{2, 20}), 0)
+				next += 20
+			}
+			h.run(50 * time.Millisecond)
+			if h.tick.n < 6*h.r.cfg.ResendTicks || len(h.f.reqs) != 0 {
+				h.fatalf("%d ticks of silence, %d requests through: want many ResendTicks and none", h.tick.n, len(h.f.reqs))
+			}
+			h.s.Unblock("L", "F")
+			h.waitConverged(10 * time.Second)
+			sent, redundant := 0, 0
+			for _, r := range h.f.reqs {
+				sent += r.n
+				if r.n > 0 && r.prev+1 <= h.common {
+					redundant += int(min(h.common, r.prev+uint64(r.n)) - r.prev)
+				}
+			}
+			t.Logf("%d entries sent in %d requests for %d missing, %d of them already held; %d rejections",
+				sent, len(h.f.reqs), h.log.LastIndex()-h.common, redundant, h.f.rejects)
+			if first := h.f.reqs[0]; first.prev != 1000 {
+				h.fatalf("first request after the silence %+v, want the probe after 1000, where it was", first)
+			}
+			if redundant > 0 {
+				h.fatalf("%d entries sent that the peer already held (its log matched up to %d)", redundant, h.common)
+			}
+			if h.f.rejects != tc.rejects {
+				h.fatalf("%d rejections, want %d", h.f.rejects, tc.rejects)
+			}
+			h.checkResent(1 << 10 / 32)
+		})
+	}
 }
 
 // TestNoResendWhileRepliesFlow: slow replies, each well within ResendTicks,

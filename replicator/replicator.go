@@ -161,7 +161,14 @@ func (r *Replicator) tick(env actors.Env) {
 	if len(r.inflight) > 0 {
 		r.quietTicks++
 		if r.quietTicks >= r.cfg.ResendTicks {
-			r.resetToProbe()
+			// The requests or their replies were lost, or the peer is
+			// down. What the peer held then is still the best guess:
+			// probe again from the first index not acknowledged (in probe
+			// state, the same probe). If the peer lost entries meanwhile,
+			// its rejection's hint moves the probe back. Falling back to
+			// match+1 instead would, at the start of a term (match 0),
+			// resend the whole log to a peer that was merely silent.
+			r.resetToProbe(r.inflight[0].prev + 1)
 			r.send(env)
 		}
 	}
@@ -170,12 +177,14 @@ func (r *Replicator) tick(env actors.Env) {
 	}
 }
 
-func (r *Replicator) resetToProbe() {
+// resetToProbe forgets the outstanding requests and goes back to probe
+// from next, never below match+1 (the invariant match < next).
+func (r *Replicator) resetToProbe(next uint64) {
 	r.st = stateProbe
 	r.inflight = r.inflight[:0]
 	r.inBytes = 0
 	r.quietTicks = 0
-	r.next = r.match + 1
+	r.next = max(next, r.match+1)
 }
 
 func (r *Replicator) envelope(body any) *raftpb.Envelope {
@@ -331,8 +340,10 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	if f.prev < r.match {
 		return // contradicted by a later success: stale
 	}
-	r.resetToProbe()
-	r.next = r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm)
+	// Probe next where the hint says the logs may match, and never at or
+	// after the rejected probe point: each rejection makes progress even
+	// if a hint is wrong.
+	r.resetToProbe(min(r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm), f.prev))
 	r.send(env)
 }
 

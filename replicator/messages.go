@@ -19,11 +19,19 @@
 //     requests and MaxInflightBytes bytes outstanding, each up to
 //     MaxBytesPerRPC.
 //
+// A replicator starts probing at Config.NextIndex, the leader's last index
+// + 1 (Raft §5.3): a peer that is up to date needs no back-off at all.
+//
 // Every request carries a sequence number. A reply is matched against the
 // outstanding requests by it; a reply that matches none (late, duplicated,
-// from before a reset) is dropped. A rejection or a silence of ResendTicks
-// with requests outstanding sends the replicator back to probe from the
-// last index known to match, which recovers from any loss or reordering.
+// from before a reset) is dropped. A rejection sends the replicator back to
+// probe where the hint points (never before match+1, never at or after the
+// rejected point). A silence of ResendTicks with requests outstanding sends
+// it back to probe from the first index not acknowledged — in probe state,
+// the same probe again — not from the match: at the start of a term the
+// match is 0, and a peer that was merely down would be sent the whole log.
+// If the peer lost entries meanwhile, its rejection's hint moves the probe
+// back. Together this recovers from any loss or reordering.
 //
 // Heartbeats (every HeartbeatTicks of the node's ticks, or at once when the
 // commit index moves and there is nothing else to send) carry the commit

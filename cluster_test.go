@@ -1,7 +1,12 @@
 package asyncraft_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/vfs"
 )
 
 func noPanics(t *testing.T, c *cluster.Cluster) {
@@ -544,4 +550,87 @@ func TestBadEnvelopesAreDroppedAndCounted(t *testing.T) {
 	if o.ByCode[closure.OK] != 100 {
 		t.Fatalf("outcomes %v, want 100 OK", o.ByCode)
 	}
+}
+
+// TestLeaderReadFailureReportedAndRetried: a leader restarted from disk
+// reads a lagging follower's entries from its WAL, and those reads fail
+// (EIO injected in the leader's disk). The node learns of it — a metric,
+// Status.ReplicationErr — while the rest of the group goes on, and once
+// reads work again the replicator, which kept retrying, catches the
+// follower up and the error clears.
+func TestLeaderReadFailureReportedAndRetried(t *testing.T) {
+	var logs bytes.Buffer
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lagging string
+	for _, id := range c.IDs {
+		if id != l {
+			lagging = id
+			break
+		}
+	}
+	c.Crash(lagging)
+	runLoad(t, c, l, "a", 300)
+	// Restart the other two: the new leader's log cache is empty, so what
+	// the lagging node lacks is read from the WAL.
+	up := c.Up()
+	for _, id := range up {
+		c.Crash(id)
+	}
+	for _, id := range up {
+		if err := c.Restart(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its no-op commits, and both nodes replay their logs from disk.
+	if !c.Sim.RunUntil(func() bool { s := c.Node(leader).Status(); return s.Commit == s.LastIndex }, 10*time.Second) {
+		t.Fatalf("the leader does not commit its no-op:%s", c.Describe())
+	}
+	waitApplied(t, c, c.Node(leader).Status().Commit, 10*time.Second)
+	failing := true
+	c.Sim.Host(leader).Disk().SetInjector(func(op vfs.Op, name string) error {
+		if failing && op == vfs.OpRead {
+			return vfs.ErrnoError(op, name, syscall.EIO)
+		}
+		return nil
+	})
+	if err := c.Restart(lagging); err != nil {
+		t.Fatal(err)
+	}
+	n := c.Node(leader)
+	if !c.Sim.RunUntil(func() bool {
+		return n.Metrics().ReplicationReadFailures.Load() >= 3 && n.Status().ReplicationErr != nil
+	}, 10*time.Second) {
+		t.Fatalf("read failures not reported: %d counted, status %v", n.Metrics().ReplicationReadFailures.Load(), n.Status())
+	}
+	st := n.Status()
+	if !errors.Is(st.ReplicationErr, syscall.EIO) || !strings.Contains(st.ReplicationErr.Error(), lagging) || st.Role != asyncraft.Leader {
+		t.Fatalf("status %v: want a leader whose ReplicationErr names %s and wraps EIO", st, lagging)
+	}
+	if got := c.Node(lagging).Status().LastIndex; got >= n.Status().Commit {
+		t.Fatalf("%s got the entries (last %d) although the leader cannot read them", lagging, got)
+	}
+	runLoad(t, c, leader, "b", 50) // the others still commit
+	failing = false
+	waitApplied(t, c, n.Status().Commit, 10*time.Second)
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	if st := n.Status(); st.ReplicationErr != nil || st.Role != asyncraft.Leader {
+		t.Fatalf("status once reads work: %v", st)
+	}
+	t.Logf("%d failed reads reported before reads worked again", n.Metrics().ReplicationReadFailures.Load())
+	for _, line := range []string{"a replicator cannot read the log", "a replicator reads the log again"} {
+		if got := strings.Count(logs.String(), line); got != 1 {
+			t.Fatalf("%d log lines %q, want 1 (once per run of failures):\n%s", got, line, logs.String())
+		}
+	}
+	noPanics(t, c)
 }

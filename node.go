@@ -56,6 +56,7 @@ type Node struct {
 	applied  atomic.Uint64
 	last     atomic.Uint64
 	inflight atomic.Int64
+	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
 	logStats logmgr.Stats
 	metrics  Metrics
 
@@ -137,6 +138,9 @@ func (n *Node) Status() Status {
 	s.Commit = n.commit.Load()
 	s.LastIndex = n.last.Load()
 	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
+	if p := n.readErr.Load(); p != nil {
+		s.ReplicationErr = p.err
+	}
 	return s
 }
 

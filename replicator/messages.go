@@ -33,6 +33,15 @@
 // If the peer lost entries meanwhile, its rejection's hint moves the probe
 // back. Together this recovers from any loss or reordering.
 //
+// A read of the log that fails (a storage error) is reported to the node as
+// ReadFailed, and no request goes out until a retry on a later tick: after
+// 1 tick, then twice as long each time, up to HeartbeatTicks. Heartbeats go
+// on meanwhile. The first read that works again is reported as
+// ReadResumed. Entries compacted away would need a snapshot installed
+// instead; neither compaction nor snapshots exist yet, and a retry does
+// not cure ErrCompacted, so for them the retries would go on for the rest
+// of the term.
+//
 // Heartbeats (every HeartbeatTicks of the node's ticks, or at once when the
 // commit index moves and there is nothing else to send) carry the commit
 // index clipped to the peer's match index, which the follower can adopt
@@ -74,5 +83,26 @@ type (
 	HigherTerm struct {
 		Peer string
 		Term uint64
+	}
+	// ReadFailed reports that the replicator could not read from the log
+	// what the peer needs next (a term or entries), so the peer gets no
+	// entries. Failures counts the failed reads in a row, this one
+	// included; the replicator reads again in RetryTicks ticks (doubling
+	// from 1 up to HeartbeatTicks) and sends ReadFailed after every failed
+	// attempt, then ReadResumed once a read works. (Entries compacted
+	// away would need a snapshot; neither exists yet.)
+	ReadFailed struct {
+		Peer       string
+		Term       uint64
+		Err        error
+		Failures   int
+		RetryTicks int
+	}
+	// ReadResumed reports that a read worked again after Failures failed
+	// reads in a row (each reported by a ReadFailed).
+	ReadResumed struct {
+		Peer     string
+		Term     uint64
+		Failures int
 	}
 )

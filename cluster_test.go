@@ -1,7 +1,12 @@
 package asyncraft_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/vfs"
 )
 
 func noPanics(t *testing.T, c *cluster.Cluster) {
@@ -170,14 +176,95 @@ func TestCrashedLeaderReplacedAndCatchesUp(t *testing.T) {
 	noPanics(t, c)
 }
 
+// TestRestartedLeaderGetsOnlyWhatItLacks: a leader with a long log crashes
+// and a new one is elected while it is down, so the new leader's first
+// probe to it, and its resends, go unanswered for many resend timeouts.
+// Once restarted, the ex-leader must be sent the entries it lacks, not the
+// log it holds again: the probe stays where it was during the silence
+// (the new leader's last index + 1), it does not fall back to index 1.
+func TestRestartedLeaderGetsOnlyWhatItLacks(t *testing.T) {
+	var (
+		counting        bool
+		old             string
+		held            []uint64 // held[i-1]: the term of entry i in the restarted node's log
+		sent, redundant int
+	)
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), OnSend: func(_, to actors.Ref, msg any) {
+		req := msg.(*raftpb.Envelope).GetAppendRequest()
+		if !counting || to.Host != old || req == nil {
+			return
+		}
+		for _, e := range req.Entries {
+			sent++
+			if e.Index <= uint64(len(held)) && held[e.Index-1] == e.Term {
+				redundant++
+			}
+		}
+	}})
+	old, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, old, "a", 5000)
+	c.Crash(old)
+	l2, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l2, "b", 500)
+	if err := c.Restart(old); err != nil {
+		t.Fatal(err)
+	}
+	lg := c.Node(old).Log()
+	for i := uint64(1); i <= lg.LastIndex(); i++ {
+		term, err := lg.Term(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, term)
+	}
+	counting = true
+	waitApplied(t, c, c.Node(l2).Status().Commit, 10*time.Second)
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.SM(old).Applied); got != 5500 {
+		t.Fatalf("restarted %s applied %d commands, want 5500", old, got)
+	}
+	missing := c.Node(l2).Status().LastIndex - uint64(len(held))
+	t.Logf("%s restarted holding %d entries, %d behind: sent %d entries, %d of them already held",
+		old, len(held), missing, sent, redundant)
+	if sent == 0 || redundant*10 >= sent {
+		t.Fatalf("%d of the %d entries sent to the restarted leader were already in its log", redundant, sent)
+	}
+	noPanics(t, c)
+}
+
+// TestDivergentLogsConvergeWithConflictHints: an old leader and a follower,
+// cut off from the majority, append 2000 entries that never commit, while
+// the majority writes 3000 others. A later leader of the majority, elected
+// after the logs diverged, probes the minority at its own last index + 1
+// (the optimistic start); each minority node rejects once, and the
+// conflict hint takes the leader straight back to where the logs diverged
+// (index 201) instead of one entry per round trip. So the minority sees a
+// rejection or two each, and gets little more than the entries it lacks.
 func TestDivergentLogsConvergeWithConflictHints(t *testing.T) {
 	seed := testseed.For(t)
-	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5})
+	var (
+		counting bool
+		sentTo   = map[string]int{} // entries sent to each node once healed
+	)
+	c := cluster.New(cluster.Options{Seed: seed, Nodes: 5, OnSend: func(_, to actors.Ref, msg any) {
+		if req := msg.(*raftpb.Envelope).GetAppendRequest(); counting && req != nil {
+			sentTo[to.Host] += len(req.Entries)
+		}
+	}})
 	old, err := c.WaitLeader(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runLoad(t, c, old, "base", 200)
+	common := c.Node(old).Status().LastIndex
 	// Cut the leader and one follower off from the other three.
 	var minority, majority []string
 	minority = append(minority, old)
@@ -200,24 +287,45 @@ func TestDivergentLogsConvergeWithConflictHints(t *testing.T) {
 		t.Fatalf("proposals on the minority side completed: %v", lost.ByCode)
 	}
 	// The majority elects a leader and writes more than the minority has.
-	var l2 string
-	if !c.Sim.RunUntil(func() bool {
-		for _, id := range majority {
-			if s := c.Node(id).Status(); s.Role == asyncraft.Leader {
-				l2 = id
-				return true
+	majorityLeader := func(after uint64) string {
+		var l string
+		if !c.Sim.RunUntil(func() bool {
+			for _, id := range majority {
+				if n := c.Node(id); n != nil {
+					if s := n.Status(); s.Role == asyncraft.Leader && s.Term > after {
+						l = id
+						return true
+					}
+				}
 			}
+			return false
+		}, 10*time.Second) {
+			t.Fatalf("majority elected no leader after term %d:%s", after, c.Describe())
 		}
-		return false
-	}, 10*time.Second) {
-		t.Fatalf("majority elected no leader:%s", c.Describe())
+		return l
 	}
+	l2 := majorityLeader(0)
 	runLoad(t, c, l2, "new", 3000)
+	// That leader was elected before the logs diverged: its probes to the
+	// minority wait at index 201, which matches. Replace it with one
+	// elected now, which starts probing past the minority's logs.
+	term2 := c.Node(l2).Status().Term
+	c.Crash(l2)
+	if err := c.Restart(l2); err != nil {
+		t.Fatal(err)
+	}
+	l3 := majorityLeader(term2)
+	noop := c.Node(l3).Status().LastIndex
+	if !c.Sim.RunUntil(func() bool { return c.Node(l3).Status().Commit >= noop }, 10*time.Second) {
+		t.Fatalf("%s does not commit its no-op:%s", l3, c.Describe())
+	}
 	lagging := minority[1]
 	behind := c.Node(lagging).Status().LastIndex
+	rejectsBefore := c.Node(old).Metrics().AppendRejects.Load() + c.Node(lagging).Metrics().AppendRejects.Load()
 	c.Sim.Heal()
+	counting = true
 	healed := c.Sim.Now()
-	waitApplied(t, c, c.Node(l2).Status().Commit, 10*time.Second)
+	waitApplied(t, c, c.Node(l3).Status().Commit, 10*time.Second)
 	took := c.Sim.Now() - healed
 	if err := c.CheckApplied(); err != nil {
 		t.Fatal(err)
@@ -228,11 +336,26 @@ func TestDivergentLogsConvergeWithConflictHints(t *testing.T) {
 	if lost.Completed() != 2000 || lost.ByCode[closure.ENEWLEADER] != 2000 || lost.Double != 0 {
 		t.Fatalf("old leader's proposals: %v (double %d)%s", lost.ByCode, lost.Double, c.Describe())
 	}
-	rejects := c.Node(old).Metrics().AppendRejects.Load() + c.Node(lagging).Metrics().AppendRejects.Load()
-	t.Logf("converged %v after heal; %s was at %d; %d rejections on the minority", took, lagging, behind, rejects)
+	rejects := c.Node(old).Metrics().AppendRejects.Load() + c.Node(lagging).Metrics().AppendRejects.Load() - rejectsBefore
+	missing := c.Node(l3).Status().LastIndex - common
+	t.Logf("converged %v after heal; %s was at %d, the logs agree up to %d, leader %s at %d; %d rejections on the minority; entries sent: %s %d, %s %d",
+		took, lagging, behind, common, l3, c.Node(l3).Status().LastIndex, rejects, old, sentTo[old], lagging, sentTo[lagging])
+	// Both minority logs go past the leader's probe point's term: each
+	// must reject. None would if the leader probed from index 1.
+	if rejects == 0 {
+		t.Fatalf("no rejection on the minority: the leader did not probe from its last index + 1")
+	}
 	// Without hints, skipping 2000 divergent entries takes ~2000 rejections.
-	if rejects > 20 {
+	if rejects > 4 {
 		t.Fatalf("%d rejections to converge: the conflict hints do not work", rejects)
+	}
+	// Each minority node gets the entries after the common prefix, plus
+	// the few the rejected probe carried (those after the leader's probe
+	// point: its no-op): no part of the prefix, and no entry twice.
+	for _, id := range minority {
+		if limit := int(missing) + 10; sentTo[id] > limit {
+			t.Fatalf("%d entries sent to %s, which lacked %d: want at most %d", sentTo[id], id, missing, limit)
+		}
 	}
 	noPanics(t, c)
 }
@@ -427,4 +550,87 @@ func TestBadEnvelopesAreDroppedAndCounted(t *testing.T) {
 	if o.ByCode[closure.OK] != 100 {
 		t.Fatalf("outcomes %v, want 100 OK", o.ByCode)
 	}
+}
+
+// TestLeaderReadFailureReportedAndRetried: a leader restarted from disk
+// reads a lagging follower's entries from its WAL, and those reads fail
+// (EIO injected in the leader's disk). The node learns of it — a metric,
+// Status.ReplicationErr — while the rest of the group goes on, and once
+// reads work again the replicator, which kept retrying, catches the
+// follower up and the error clears.
+func TestLeaderReadFailureReportedAndRetried(t *testing.T) {
+	var logs bytes.Buffer
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lagging string
+	for _, id := range c.IDs {
+		if id != l {
+			lagging = id
+			break
+		}
+	}
+	c.Crash(lagging)
+	runLoad(t, c, l, "a", 300)
+	// Restart the other two: the new leader's log cache is empty, so what
+	// the lagging node lacks is read from the WAL.
+	up := c.Up()
+	for _, id := range up {
+		c.Crash(id)
+	}
+	for _, id := range up {
+		if err := c.Restart(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its no-op commits, and both nodes replay their logs from disk.
+	if !c.Sim.RunUntil(func() bool { s := c.Node(leader).Status(); return s.Commit == s.LastIndex }, 10*time.Second) {
+		t.Fatalf("the leader does not commit its no-op:%s", c.Describe())
+	}
+	waitApplied(t, c, c.Node(leader).Status().Commit, 10*time.Second)
+	failing := true
+	c.Sim.Host(leader).Disk().SetInjector(func(op vfs.Op, name string) error {
+		if failing && op == vfs.OpRead {
+			return vfs.ErrnoError(op, name, syscall.EIO)
+		}
+		return nil
+	})
+	if err := c.Restart(lagging); err != nil {
+		t.Fatal(err)
+	}
+	n := c.Node(leader)
+	if !c.Sim.RunUntil(func() bool {
+		return n.Metrics().ReplicationReadFailures.Load() >= 3 && n.Status().ReplicationErr != nil
+	}, 10*time.Second) {
+		t.Fatalf("read failures not reported: %d counted, status %v", n.Metrics().ReplicationReadFailures.Load(), n.Status())
+	}
+	st := n.Status()
+	if !errors.Is(st.ReplicationErr, syscall.EIO) || !strings.Contains(st.ReplicationErr.Error(), lagging) || st.Role != asyncraft.Leader {
+		t.Fatalf("status %v: want a leader whose ReplicationErr names %s and wraps EIO", st, lagging)
+	}
+	if got := c.Node(lagging).Status().LastIndex; got >= n.Status().Commit {
+		t.Fatalf("%s got the entries (last %d) although the leader cannot read them", lagging, got)
+	}
+	runLoad(t, c, leader, "b", 50) // the others still commit
+	failing = false
+	waitApplied(t, c, n.Status().Commit, 10*time.Second)
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	if st := n.Status(); st.ReplicationErr != nil || st.Role != asyncraft.Leader {
+		t.Fatalf("status once reads work: %v", st)
+	}
+	t.Logf("%d failed reads reported before reads worked again", n.Metrics().ReplicationReadFailures.Load())
+	for _, line := range []string{"a replicator cannot read the log", "a replicator reads the log again"} {
+		if got := strings.Count(logs.String(), line); got != 1 {
+			t.Fatalf("%d log lines %q, want 1 (once per run of failures):\n%s", got, line, logs.String())
+		}
+	}
+	noPanics(t, c)
 }

@@ -73,6 +73,7 @@ func (a *nodeActor) stopLeading(env actors.Env, st closure.Status) {
 		}
 	}
 	a.repls, a.match, a.active = nil, nil, nil
+	a.n.readErr.Store(nil)
 	a.dropLeaderReads(env)
 	env.Send(a.fsmRef, fsm.LeaderStop{Term: a.term, Status: st})
 }
@@ -188,5 +189,40 @@ func (a *nodeActor) maybeCommit(env actors.Env) {
 	})
 	if c > a.commit && (a.log.MatchTerm(c, a.term) || faults.On(faults.CommitPriorTerm)) {
 		a.advanceCommit(env, c)
+	}
+}
+
+// peerError is a replicator's failure to read the log for peer.
+type peerError struct {
+	peer string
+	err  error
+}
+
+// onReadReport handles a replicator's replicator.ReadFailed and
+// replicator.ReadResumed: it counts every failed read, shows the latest
+// failure in Status.ReplicationErr until that replicator reads again, and
+// logs when a run of failures starts and ends. With several replicators
+// failing, Status shows the one that reported last (each reports at least
+// every HeartbeatInterval while it fails).
+func (a *nodeActor) onReadReport(msg any) {
+	switch m := msg.(type) {
+	case replicator.ReadFailed:
+		a.n.metrics.ReplicationReadFailures.Add(1)
+		if a.role != Leader || m.Term != a.term {
+			return
+		}
+		if m.Failures == 1 {
+			a.logger.Error("asyncraft: a replicator cannot read the log; the peer gets no entries while it retries",
+				"peer", m.Peer, "term", m.Term, "err", m.Err)
+		}
+		a.n.readErr.Store(&peerError{m.Peer, fmt.Errorf("replicate to %s: read failed (%d in a row; retry in %d ticks): %w", m.Peer, m.Failures, m.RetryTicks, m.Err)})
+	case replicator.ReadResumed:
+		if a.role != Leader || m.Term != a.term {
+			return
+		}
+		a.logger.Info("asyncraft: a replicator reads the log again", "peer", m.Peer, "term", m.Term, "failed reads", m.Failures)
+		if p := a.n.readErr.Load(); p != nil && p.peer == m.Peer {
+			a.n.readErr.Store(nil)
+		}
 	}
 }

@@ -14,6 +14,10 @@ type Metrics struct {
 	// AppendRejects counts AppendEntries this node refused because its log
 	// did not match (each answered with a conflict hint).
 	AppendRejects atomic.Uint64
+	// ReplicationReadFailures counts the reads of the log that this
+	// node's replicators (while it leads) failed to make for their peers;
+	// each is retried (see Status.ReplicationErr).
+	ReplicationReadFailures atomic.Uint64
 	// Dropped counts envelopes dropped on arrival: for another group or
 	// node, from a non-member, or of an unexpected kind.
 	Dropped atomic.Uint64

@@ -50,8 +50,8 @@ type Node struct {
 	maxCommand int
 	// sticky: leader stickiness is on, so lease reads are allowed.
 	sticky bool
-	actor      *nodeActor // for Host.HandlePanic only
-	log        *logmgr.Log
+	actor  *nodeActor // for Host.HandlePanic only
+	log    *logmgr.Log
 
 	// Published by the node actor for Status.
 	status   atomic.Pointer[Status]
@@ -59,11 +59,12 @@ type Node struct {
 	applied  atomic.Uint64
 	last     atomic.Uint64
 	inflight atomic.Int64
+	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
 	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
 	// of this host's clock (0: no lease).
 	leaseUntil atomic.Int64
-	logStats logmgr.Stats
-	metrics  Metrics
+	logStats   logmgr.Stats
+	metrics    Metrics
 
 	shutdownOnce sync.Once
 	done         chan struct{}
@@ -146,6 +147,9 @@ func (n *Node) Status() Status {
 	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
 	if u := n.leaseUntil.Load(); u != 0 && s.Role == Leader {
 		s.LeaseUntil = time.Unix(0, u)
+	}
+	if p := n.readErr.Load(); p != nil {
+		s.ReplicationErr = p.err
 	}
 	return s
 }

@@ -23,8 +23,8 @@ import (
 // It accepts:
 //   - envelopes from peers (votes, appends, heartbeats);
 //   - tick from the host's ticker, nudge from its Node handle;
-//   - Progress and HigherTerm from its replicators (children, while it
-//     leads);
+//   - Progress, HigherTerm, ReadFailed and ReadResumed from its
+//     replicators (children, while it leads);
 //   - Stable, HardStateSaved, Failed and Closed from its log manager;
 //   - Applied, Failed and ShutdownDone from its FSM caller;
 //   - shutdownNode and actorFailed from its host.
@@ -186,6 +186,8 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		a.step(env, m)
 	case replicator.Progress:
 		a.onProgress(env, m)
+	case replicator.ReadFailed, replicator.ReadResumed:
+		a.onReadReport(m)
 	case replicator.HigherTerm:
 		if m.Term > a.term && a.failed == nil {
 			a.becomeFollower(env, m.Term, "")

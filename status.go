@@ -57,6 +57,13 @@ type Status struct {
 	LeaseUntil time.Time
 	// Err is set in the Errored role.
 	Err error
+	// ReplicationErr is set on a leader one of whose replicators cannot
+	// read from the log what its peer needs (a storage error): that peer
+	// gets no entries while the replicator retries. It names the peer and
+	// wraps the latest failure; it is cleared when that replicator reads
+	// again (another one still failing sets it again at its next retry)
+	// and when leadership ends. See also Metrics.ReplicationReadFailures.
+	ReplicationErr error
 }
 
 func (s Status) String() string {
@@ -65,6 +72,9 @@ func (s Status) String() string {
 		s.Group, s.ID, s.Role, s.Term, s.Leader, s.Commit, s.Applied, s.LastIndex)
 	if s.Err != nil {
 		fmt.Fprintf(&b, " err=%q", s.Err)
+	}
+	if s.ReplicationErr != nil {
+		fmt.Fprintf(&b, " replication-err=%q", s.ReplicationErr)
 	}
 	return b.String()
 }

@@ -1,6 +1,8 @@
 package replicator
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -262,8 +264,8 @@ func (h *harness) update(commit uint64) {
 }
 
 // TestResendAfterSilence: with requests outstanding and no append reply for
-// ResendTicks ticks, the replicator probes again from its match; heartbeat
-// replies do not count as answers.
+// ResendTicks ticks, the replicator probes again from the first index not
+// acknowledged (here its match); heartbeat replies do not count as answers.
 func TestResendAfterSilence(t *testing.T) {
 	base := mkEntries(fixed(8), run{1, 20})
 	h := newHarness(t, setup{
@@ -300,6 +302,69 @@ func TestResendAfterSilence(t *testing.T) {
 	h.f.drop = nil
 	h.tickN(5)
 	h.waitConverged(time.Second)
+}
+
+// TestSilentPeerReprobedWhereItWas: a replicator starts, as a new leader's
+// does, at the leader's last index + 1 (its no-op) while its peer is down:
+// the probe and its resends are lost for many ResendTicks, and the leader
+// appends meanwhile. When the peer answers again it gets only what it
+// lacks: the silence must not move the probe back to match+1, which at the
+// start of a term is index 1 and would resend the whole log. A peer that
+// lost entries while down costs one rejection, whose hint moves the probe
+// back to them.
+func TestSilentPeerReprobedWhereItWas(t *testing.T) {
+	cases := []struct {
+		name     string
+		follower []run // the peer's log when it answers again
+		rejects  int
+	}{
+		{"intact", []run{{1, 1000}}, 0},
+		{"lost-its-tail", []run{{1, 600}}, 1},
+		// A restarted ex-leader: entries of its term that never committed.
+		{"old-leader-suffix", []run{{1, 1050}}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			leader := mkEntries(fixed(8), run{1, 1000}, run{2, 1})
+			h := newHarness(t, setup{
+				seed: testseed.For(t), net: fifoNet, leader: leader, follower: mkEntries(fixed(8), tc.follower...),
+				cfg:       Config{Term: 2, NextIndex: 1001, MaxInflightMsgs: 8, MaxBytesPerRPC: 1 << 10, HeartbeatTicks: 2, ResendTicks: 4},
+				tickEvery: 10 * time.Millisecond,
+			})
+			h.s.Block("L", "F")
+			next := uint64(1002)
+			for range 10 {
+				h.run(20 * time.Millisecond)
+				h.appendLeader(mkEntriesFrom(next, fixed(8), run{2, 20}), 0)
+				next += 20
+			}
+			h.run(50 * time.Millisecond)
+			if h.tick.n < 6*h.r.cfg.ResendTicks || len(h.f.reqs) != 0 {
+				h.fatalf("%d ticks of silence, %d requests through: want many ResendTicks and none", h.tick.n, len(h.f.reqs))
+			}
+			h.s.Unblock("L", "F")
+			h.waitConverged(10 * time.Second)
+			sent, redundant := 0, 0
+			for _, r := range h.f.reqs {
+				sent += r.n
+				if r.n > 0 && r.prev+1 <= h.common {
+					redundant += int(min(h.common, r.prev+uint64(r.n)) - r.prev)
+				}
+			}
+			t.Logf("%d entries sent in %d requests for %d missing, %d of them already held; %d rejections",
+				sent, len(h.f.reqs), h.log.LastIndex()-h.common, redundant, h.f.rejects)
+			if first := h.f.reqs[0]; first.prev != 1000 {
+				h.fatalf("first request after the silence %+v, want the probe after 1000, where it was", first)
+			}
+			if redundant > 0 {
+				h.fatalf("%d entries sent that the peer already held (its log matched up to %d)", redundant, h.common)
+			}
+			if h.f.rejects != tc.rejects {
+				h.fatalf("%d rejections, want %d", h.f.rejects, tc.rejects)
+			}
+			h.checkResent(1 << 10 / 32)
+		})
+	}
 }
 
 // TestNoResendWhileRepliesFlow: slow replies, each well within ResendTicks,
@@ -379,8 +444,10 @@ func (c compacted) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
 }
 
 // TestUnreadableLog: when the entries a follower needs are gone from the
-// leader's log, the replicator stops sending them (a snapshot would take
-// over) but keeps the follower's heartbeats going.
+// leader's log, the replicator sends none, reports every failed read to the
+// node and retries with a back-off capped at HeartbeatTicks (there are no
+// snapshots to install instead yet), and keeps the follower's heartbeats
+// going.
 func TestUnreadableLog(t *testing.T) {
 	leader := mkEntries(fixed(8), run{1, 10})
 	h := newHarness(t, setup{
@@ -389,19 +456,88 @@ func TestUnreadableLog(t *testing.T) {
 		log: func(l *logmgr.Log) LogReader { return compacted{l, 5} },
 	})
 	h.run(5 * time.Millisecond)
-	if !h.r.broken {
-		h.fatalf("not broken after the entries were found missing")
+	if len(h.node.readFailed) != 1 {
+		h.fatalf("%d read failures reported after the entries were found missing, want 1", len(h.node.readFailed))
 	}
 	reqs, hbs := len(h.f.reqs), len(h.f.hbs)
 	h.update(10)
-	h.tickN(10)
+	h.tickN(20) // retries at ticks 1, 3, 5 … 19
 	if len(h.f.reqs) != reqs {
-		h.fatalf("%d requests sent by a broken replicator", len(h.f.reqs)-reqs)
+		h.fatalf("%d requests sent without entries to send", len(h.f.reqs)-reqs)
 	}
-	if len(h.f.hbs) != hbs+5 {
-		h.fatalf("%d heartbeats in 10 ticks, want 5", len(h.f.hbs)-hbs)
+	if len(h.f.hbs) != hbs+10 {
+		h.fatalf("%d heartbeats in 20 ticks, want 10", len(h.f.hbs)-hbs)
 	}
 	if h.f.commit != 0 {
 		h.fatalf("follower commit %d, want 0 (its match is unknown)", h.f.commit)
+	}
+	if len(h.node.readFailed) != 11 || len(h.node.resumed) != 0 {
+		h.fatalf("%d read failures and %d resumptions reported, want 11 (one per retry) and 0", len(h.node.readFailed), len(h.node.resumed))
+	}
+	for i, m := range h.node.readFailed {
+		if m.Peer != testPeer || m.Term != 1 || m.Failures != i+1 || !errors.Is(m.Err, logmgr.ErrCompacted) || m.RetryTicks != min(1<<i, 2) {
+			h.fatalf("read failure %d reported as %+v", i, m)
+		}
+	}
+}
+
+// flaky is a leader's log whose reads of entries fail while fail > 0, each
+// failure counting it down.
+type flaky struct {
+	*logmgr.Log
+	fail int
+}
+
+var errFlaky = errors.New("flaky read")
+
+func (f *flaky) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
+	if f.fail > 0 {
+		f.fail--
+		return nil, errFlaky
+	}
+	return f.Log.Entries(lo, hi, maxBytes)
+}
+
+// TestReadFailuresRetried: reads of the entries a follower needs fail five
+// times, then work. Each failure is reported to the node; the replicator
+// retries after 1, 2, 4, 4 ticks (HeartbeatTicks caps the wait), reports
+// that reads work again, and the follower catches up.
+func TestReadFailuresRetried(t *testing.T) {
+	leader := mkEntries(fixed(8), run{1, 100})
+	lg := &flaky{fail: 5}
+	h := newHarness(t, setup{
+		seed: testseed.For(t), net: fifoNet, leader: leader, follower: leader[:20],
+		cfg:       Config{NextIndex: 21, HeartbeatTicks: 4, ResendTicks: 8, MaxBytesPerRPC: 1 << 10},
+		tickEvery: 10 * time.Millisecond,
+		log:       func(l *logmgr.Log) LogReader { lg.Log = l; return lg },
+	})
+	var at []int // the tick of each report
+	sentBefore := -1
+	h.node.onRead = func(m any) {
+		at = append(at, h.tick.n)
+		if _, ok := m.(ReadResumed); ok {
+			sentBefore = len(h.f.reqs)
+		}
+	}
+	h.waitConverged(10 * time.Second)
+	if len(h.node.readFailed) != 5 || len(h.node.resumed) != 1 {
+		h.fatalf("%d read failures and %d resumptions reported, want 5 and 1", len(h.node.readFailed), len(h.node.resumed))
+	}
+	for i, m := range h.node.readFailed {
+		if m.Peer != testPeer || m.Failures != i+1 || !errors.Is(m.Err, errFlaky) {
+			h.fatalf("read failure %d reported as %+v", i, m)
+		}
+	}
+	if r := h.node.resumed[0]; r.Peer != testPeer || r.Failures != 5 {
+		h.fatalf("resumption reported as %+v", r)
+	}
+	if want := []int{0, 1, 3, 7, 11, 15}; !slices.Equal(at, want) {
+		h.fatalf("reports at ticks %v, want %v", at, want)
+	}
+	if sentBefore != 0 {
+		h.fatalf("%d requests reached the follower before reads worked", sentBefore)
+	}
+	if len(h.f.hbs) < 4 {
+		h.fatalf("%d heartbeats while reads failed: the follower must keep hearing from its leader", len(h.f.hbs))
 	}
 }

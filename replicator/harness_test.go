@@ -77,7 +77,10 @@ func sameEntry(a, b *raftpb.Entry) bool {
 type nodeProbe struct {
 	progress   []Progress
 	higher     []HigherTerm
+	readFailed []ReadFailed
+	resumed    []ReadResumed
 	onProgress func(Progress)
+	onRead     func(msg any) // ReadFailed or ReadResumed
 }
 
 func (n *nodeProbe) Receive(_ actors.Env, msg any) {
@@ -89,6 +92,16 @@ func (n *nodeProbe) Receive(_ actors.Env, msg any) {
 		}
 	case HigherTerm:
 		n.higher = append(n.higher, m)
+	case ReadFailed:
+		n.readFailed = append(n.readFailed, m)
+		if n.onRead != nil {
+			n.onRead(m)
+		}
+	case ReadResumed:
+		n.resumed = append(n.resumed, m)
+		if n.onRead != nil {
+			n.onRead(m)
+		}
 	}
 }
 

@@ -19,11 +19,28 @@
 //     requests and MaxInflightBytes bytes outstanding, each up to
 //     MaxBytesPerRPC.
 //
+// A replicator starts probing at Config.NextIndex, the leader's last index
+// + 1 (Raft §5.3): a peer that is up to date needs no back-off at all.
+//
 // Every request carries a sequence number. A reply is matched against the
 // outstanding requests by it; a reply that matches none (late, duplicated,
-// from before a reset) is dropped. A rejection or a silence of ResendTicks
-// with requests outstanding sends the replicator back to probe from the
-// last index known to match, which recovers from any loss or reordering.
+// from before a reset) is dropped. A rejection sends the replicator back to
+// probe where the hint points (never before match+1, never at or after the
+// rejected point). A silence of ResendTicks with requests outstanding sends
+// it back to probe from the first index not acknowledged — in probe state,
+// the same probe again — not from the match: at the start of a term the
+// match is 0, and a peer that was merely down would be sent the whole log.
+// If the peer lost entries meanwhile, its rejection's hint moves the probe
+// back. Together this recovers from any loss or reordering.
+//
+// A read of the log that fails (a storage error) is reported to the node as
+// ReadFailed, and no request goes out until a retry on a later tick: after
+// 1 tick, then twice as long each time, up to HeartbeatTicks. Heartbeats go
+// on meanwhile. The first read that works again is reported as
+// ReadResumed. Entries compacted away would need a snapshot installed
+// instead; neither compaction nor snapshots exist yet, and a retry does
+// not cure ErrCompacted, so for them the retries would go on for the rest
+// of the term.
 //
 // Heartbeats (every HeartbeatTicks of the node's ticks, or at once when the
 // commit index moves and there is nothing else to send) carry the commit
@@ -66,5 +83,26 @@ type (
 	HigherTerm struct {
 		Peer string
 		Term uint64
+	}
+	// ReadFailed reports that the replicator could not read from the log
+	// what the peer needs next (a term or entries), so the peer gets no
+	// entries. Failures counts the failed reads in a row, this one
+	// included; the replicator reads again in RetryTicks ticks (doubling
+	// from 1 up to HeartbeatTicks) and sends ReadFailed after every failed
+	// attempt, then ReadResumed once a read works. (Entries compacted
+	// away would need a snapshot; neither exists yet.)
+	ReadFailed struct {
+		Peer       string
+		Term       uint64
+		Err        error
+		Failures   int
+		RetryTicks int
+	}
+	// ReadResumed reports that a read worked again after Failures failed
+	// reads in a row (each reported by a ReadFailed).
+	ReadResumed struct {
+		Peer     string
+		Term     uint64
+		Failures int
 	}
 )

@@ -104,7 +104,14 @@ type Replicator struct {
 
 	idleTicks  int // ticks since anything was sent
 	quietTicks int // ticks since an append reply, while requests are outstanding
-	broken     bool
+
+	// Reading the log: failures counts the reads failed in a row (0 once a
+	// read works); while retryIn > 0 nothing is read or sent, and each tick
+	// counts it down. The wait doubles with each failure, from 1 tick up
+	// to HeartbeatTicks.
+	failures int
+	backoff  int
+	retryIn  int
 }
 
 // New returns a replicator actor for cfg.
@@ -158,10 +165,23 @@ func (r *Replicator) Receive(env actors.Env, msg any) {
 
 func (r *Replicator) tick(env actors.Env) {
 	r.idleTicks++
+	if r.retryIn > 0 {
+		r.retryIn--
+		if r.retryIn == 0 {
+			r.send(env) // read again
+		}
+	}
 	if len(r.inflight) > 0 {
 		r.quietTicks++
 		if r.quietTicks >= r.cfg.ResendTicks {
-			r.resetToProbe()
+			// The requests or their replies were lost, or the peer is
+			// down. What the peer held then is still the best guess:
+			// probe again from the first index not acknowledged (in probe
+			// state, the same probe). If the peer lost entries meanwhile,
+			// its rejection's hint moves the probe back. Falling back to
+			// match+1 instead would, at the start of a term (match 0),
+			// resend the whole log to a peer that was merely silent.
+			r.resetToProbe(r.inflight[0].prev + 1)
 			r.send(env)
 		}
 	}
@@ -170,12 +190,14 @@ func (r *Replicator) tick(env actors.Env) {
 	}
 }
 
-func (r *Replicator) resetToProbe() {
+// resetToProbe forgets the outstanding requests and goes back to probe
+// from next, never below match+1 (the invariant match < next).
+func (r *Replicator) resetToProbe(next uint64) {
 	r.st = stateProbe
 	r.inflight = r.inflight[:0]
 	r.inBytes = 0
 	r.quietTicks = 0
-	r.next = r.match + 1
+	r.next = max(next, r.match+1)
 }
 
 func (r *Replicator) envelope(body any) *raftpb.Envelope {
@@ -204,8 +226,8 @@ func (r *Replicator) heartbeat(env actors.Env) {
 
 // send fills the window with AppendRequests for entries not yet sent.
 func (r *Replicator) send(env actors.Env) {
-	if r.broken {
-		return
+	if r.retryIn > 0 {
+		return // a read failed: wait for the retry
 	}
 	for {
 		if r.st == stateProbe && len(r.inflight) > 0 {
@@ -224,16 +246,20 @@ func (r *Replicator) send(env actors.Env) {
 		prev := r.next - 1
 		prevTerm, err := r.cfg.Log.Term(prev)
 		if err != nil {
-			r.fail(fmt.Errorf("term of entry %d: %w", prev, err))
+			r.readFailed(env, fmt.Errorf("term of entry %d: %w", prev, err))
 			return
 		}
 		var ents []*raftpb.Entry
 		if r.next <= last {
 			ents, err = r.cfg.Log.Entries(r.next, last+1, r.cfg.MaxBytesPerRPC)
 			if err != nil {
-				r.fail(fmt.Errorf("entries from %d: %w", r.next, err))
+				r.readFailed(env, fmt.Errorf("entries from %d: %w", r.next, err))
 				return
 			}
+		}
+		if r.failures > 0 {
+			env.Send(r.cfg.Node, ReadResumed{Peer: r.cfg.PeerID, Term: r.cfg.Term, Failures: r.failures})
+			r.failures, r.backoff = 0, 0
 		}
 		var size uint64
 		for _, e := range ents {
@@ -258,11 +284,22 @@ func (r *Replicator) send(env actors.Env) {
 	}
 }
 
-func (r *Replicator) fail(err error) {
-	// The log lost entries the peer needs (compaction); snapshot install
-	// takes over here once it exists. Stop trying rather than spin.
-	r.broken = true
-	r.cfg.Logger.Error("asyncraft: replicator cannot read the log", "group", r.cfg.Group, "peer", r.cfg.PeerID, "err", err)
+// readFailed reports a failed read of the log to the node and waits before
+// reading again: 1 tick after the first failure in a row, then twice as
+// long each time, up to HeartbeatTicks. Heartbeats go on meanwhile (they
+// read nothing), so the peer keeps following this leader.
+//
+// A read fails on a storage error, which may pass, or because the entries
+// the peer needs are gone from the log (ErrCompacted), which retrying does
+// not cure: a snapshot would have to be installed. Neither log compaction
+// nor snapshots exist yet; once they do, installing a snapshot belongs
+// here. Until then such a peer is retried, and reported, for the rest of
+// the term.
+func (r *Replicator) readFailed(env actors.Env, err error) {
+	r.failures++
+	r.backoff = min(max(2*r.backoff, 1), r.cfg.HeartbeatTicks)
+	r.retryIn = r.backoff
+	env.Send(r.cfg.Node, ReadFailed{Peer: r.cfg.PeerID, Term: r.cfg.Term, Err: err, Failures: r.failures, RetryTicks: r.retryIn})
 }
 
 func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
@@ -331,8 +368,10 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	if f.prev < r.match {
 		return // contradicted by a later success: stale
 	}
-	r.resetToProbe()
-	r.next = r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm)
+	// Probe next where the hint says the logs may match, and never at or
+	// after the rejected probe point: each rejection makes progress even
+	// if a hint is wrong.
+	r.resetToProbe(min(r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm), f.prev))
 	r.send(env)
 }
 

@@ -212,7 +212,7 @@ func (o *orchestrator) measure(ctx context.Context, c *cluster, spec Spec, r *Re
 	for _, p := range order {
 		cmd := command{Op: "run", Spec: &spec, Drive: drive[p], Start: start.UnixNano(), Stall: o.stall}
 		if o.profileDir != "" {
-			cmd.Profile, err = filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-rep%d-a%d-%s.pprof", spec.Name, r.Rep, r.Attempt, p.name)))
+			cmd.Profile, err = filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-rep%d-a%d-%s.pprof", spec.Name, spec.System, spec.Client, r.Rep, r.Attempt, p.name)))
 			if err != nil {
 				return err
 			}
@@ -229,7 +229,7 @@ func (o *orchestrator) measure(ctx context.Context, c *cluster, spec Spec, r *Re
 			if slices.Contains(order, p) {
 				continue
 			}
-			path, err := filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-rep%d-a%d-%s.pprof", spec.Name, r.Rep, r.Attempt, p.name)))
+			path, err := filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-rep%d-a%d-%s.pprof", spec.Name, spec.System, spec.Client, r.Rep, r.Attempt, p.name)))
 			if err != nil {
 				return err
 			}

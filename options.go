@@ -135,6 +135,11 @@ type NodeOptions struct {
 	DisablePreVote bool
 	// DisableCheckQuorum stops the leader from stepping down when it has
 	// not heard from a quorum within an election timeout.
+	//
+	// With both DisablePreVote and DisableCheckQuorum set, leader
+	// stickiness is off too (voters grant votes while they still hear a
+	// leader), and lease reads are refused: ReadMode ReadLease fails
+	// StartNode, and a read asking for it fails with EINVAL.
 	DisableCheckQuorum bool
 
 	// ReadMode is how Node.ReadIndex makes reads linearizable unless a
@@ -146,7 +151,11 @@ type NodeOptions struct {
 	// LeaseRatio×ElectionTimeout − MaxClockDrift from the send time of
 	// the latest heartbeat a quorum answered. MaxClockDrift bounds how
 	// much any two hosts' clocks may drift apart over that time; leases
-	// are unsafe if it is exceeded. Defaults 0.9 and ElectionTimeout/10.
+	// are unsafe if it is exceeded. Defaults 0.9 (at most the election
+	// timeout less one tick: a larger LeaseRatio is refused) and
+	// ElectionTimeout/10. A node that starts refuses votes for
+	// ElectionTimeout + MaxClockDrift, so that a restarted voter keeps the
+	// promise a lease rests on (docs/reads.md).
 	LeaseRatio    float64
 	MaxClockDrift time.Duration
 	// MaxReadIndexLag makes a follower's read fail at once with EAGAIN

@@ -39,7 +39,14 @@ type config struct {
 	electionTimeout      time.Duration
 	logLevel             slog.Level
 	staleReads           bool
+	// limits are the -max-* flags.
+	limits Limits
 }
+
+// maxValueLimit bounds -max-value-bytes: a command must fit in a message
+// between hosts (asyncraft.DefaultMaxMessageBytes less 64 KiB), with room
+// for its key and encoding.
+const maxValueLimit = asyncraft.DefaultMaxMessageBytes - 1<<20
 
 func main() {
 	cfg, err := parseFlags(flag.CommandLine, os.Args[1:])
@@ -67,6 +74,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.DurationVar(&cfg.timeout, "timeout", DefaultTimeout, "how long a request waits for its command to be applied before answering 504 EUNKNOWN")
 	fs.DurationVar(&cfg.electionTimeout, "election-timeout", asyncraft.DefaultElectionTimeout, "Raft election timeout")
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
+
+	cfg.limits = DefaultLimits
+	fs.Int64Var(&cfg.limits.MaxKeyBytes, "max-key-bytes", DefaultMaxKeyBytes, fmt.Sprintf("largest key of a put or an append (at most %d)", maxKeyBytes))
+	fs.Int64Var(&cfg.limits.MaxValueBytes, "max-value-bytes", DefaultMaxValueBytes, "largest value, after an append too (413 beyond)")
+	fs.Int64Var(&cfg.limits.MaxStoreBytes, "max-store-bytes", DefaultMaxStoreBytes, fmt.Sprintf("largest store: the sum over the keys of key + value + %d bytes (507 beyond)", entryOverhead))
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -78,6 +90,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	}
 	if cfg.timeout <= 0 {
 		return cfg, errors.New("-timeout must be positive")
+	}
+	if err := cfg.limits.validate(); err != nil {
+		return cfg, err
 	}
 	pm, err := parseIDMap("-peers", *peers)
 	if err != nil {
@@ -101,6 +116,19 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 		return cfg, fmt.Errorf("-log-level: %w", err)
 	}
 	return cfg, nil
+}
+
+// validate checks the -max-* flags.
+func (l Limits) validate() error {
+	switch {
+	case l.MaxKeyBytes < 1 || l.MaxKeyBytes > maxKeyBytes:
+		return fmt.Errorf("-max-key-bytes %d is not in [1, %d]", l.MaxKeyBytes, maxKeyBytes)
+	case l.MaxValueBytes < 1 || l.MaxValueBytes > maxValueLimit:
+		return fmt.Errorf("-max-value-bytes %d is not in [1, %d] (a command must fit in a message between hosts)", l.MaxValueBytes, maxValueLimit)
+	case l.MaxStoreBytes < 1:
+		return fmt.Errorf("-max-store-bytes %d is not positive", l.MaxStoreBytes)
+	}
+	return nil
 }
 
 type idMap struct {
@@ -146,6 +174,11 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 	return host, node, store, nil
 }
 
+// hostOptions returns the options of cfg's host.
+func hostOptions(cfg config, log *slog.Logger) asyncraft.HostOptions {
+	return asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: log}
+}
+
 // run runs one node and its HTTP API until SIGINT or SIGTERM.
 func run(cfg config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
@@ -155,13 +188,14 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	host, node, store, err := startNode(cfg, asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: raftLog}, log)
+	host, node, store, err := startNode(cfg, hostOptions(cfg, raftLog), log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	api := NewServerWithTimeout(node, store, cfg.peerHTTP, cfg.timeout)
 	api.staleReads = cfg.staleReads
+	api.limits = cfg.limits
 	if cfg.staleReads {
 		log.Warn("kvstore: -stale-reads: reads are served from this node's state and are not linearizable")
 	}

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,8 +38,9 @@ type config struct {
 	electionTimeout      time.Duration
 	logLevel             slog.Level
 	staleReads           bool
-	// limits are the -max-* flags.
-	limits Limits
+	// limits are the -max-* flags, httpOpts the -http-* flags.
+	limits   Limits
+	httpOpts HTTPOptions
 }
 
 // maxValueLimit bounds -max-value-bytes: a command must fit in a message
@@ -79,6 +79,14 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.Int64Var(&cfg.limits.MaxKeyBytes, "max-key-bytes", DefaultMaxKeyBytes, fmt.Sprintf("largest key of a put or an append (at most %d)", maxKeyBytes))
 	fs.Int64Var(&cfg.limits.MaxValueBytes, "max-value-bytes", DefaultMaxValueBytes, "largest value, after an append too (413 beyond)")
 	fs.Int64Var(&cfg.limits.MaxStoreBytes, "max-store-bytes", DefaultMaxStoreBytes, fmt.Sprintf("largest store: the sum over the keys of key + value + %d bytes (507 beyond)", entryOverhead))
+
+	cfg.httpOpts = DefaultHTTPOptions
+	fs.DurationVar(&cfg.httpOpts.ReadHeaderTimeout, "http-read-header-timeout", DefaultReadHeaderTimeout, "HTTP: time allowed to send a request's headers (a connection that sends nothing is closed after it)")
+	fs.DurationVar(&cfg.httpOpts.ReadTimeout, "http-read-timeout", DefaultReadTimeout, "HTTP: time allowed to send a whole request, body included")
+	fs.DurationVar(&cfg.httpOpts.WriteTimeout, "http-write-timeout", DefaultWriteTimeout, "HTTP: time allowed from a request's headers to the end of its response (more than -timeout)")
+	fs.DurationVar(&cfg.httpOpts.IdleTimeout, "http-idle-timeout", DefaultIdleTimeout, "HTTP: how long an idle keep-alive connection stays open")
+	fs.IntVar(&cfg.httpOpts.MaxHeaderBytes, "http-max-header-bytes", DefaultMaxHeaderBytes, "HTTP: largest request headers, URL included")
+	fs.IntVar(&cfg.httpOpts.MaxConns, "http-max-conns", DefaultMaxConns, "HTTP: most connections open at once; beyond, new ones wait in the kernel's backlog")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -92,6 +100,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 		return cfg, errors.New("-timeout must be positive")
 	}
 	if err := cfg.limits.validate(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.httpOpts.validate(cfg.timeout); err != nil {
 		return cfg, err
 	}
 	pm, err := parseIDMap("-peers", *peers)
@@ -199,12 +210,10 @@ func run(cfg config) error {
 	if cfg.staleReads {
 		log.Warn("kvstore: -stale-reads: reads are served from this node's state and are not linearizable")
 	}
-	srv := &http.Server{
-		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv, lim := newHTTPServer(api.Handler(), ln, cfg.httpOpts)
+	api.conns = lim
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(lim) }()
 	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
 
 	stop := make(chan os.Signal, 1)

@@ -59,6 +59,9 @@ type Server struct {
 	// staleReads answers GET from this node's state machine without going
 	// through the log: not linearizable (see -stale-reads).
 	staleReads bool
+	// conns, if set, is the listener the API is served on, for its counts
+	// in GET /status.
+	conns *limitListener
 }
 
 // Defaults of Server.
@@ -122,7 +125,11 @@ type StatusReply struct {
 	Bytes    int64  `json:"bytes"`
 	MaxBytes int64  `json:"max_bytes"`
 	Digest   string `json:"digest"`
-	Error    string `json:"error,omitempty"`
+	// HTTPConns is the number of open HTTP connections, HTTPConnsFull the
+	// times the server reached -http-max-conns and stopped accepting.
+	HTTPConns     int64  `json:"http_conns"`
+	HTTPConnsFull uint64 `json:"http_conns_full"`
+	Error         string `json:"error,omitempty"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -141,6 +148,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	// O(1): the store keeps its statistics up to date as it applies.
 	ss := s.store.Stats()
 	reply.Keys, reply.Bytes, reply.MaxBytes, reply.Digest = ss.Keys, ss.Bytes, s.limits.MaxStoreBytes, fmt.Sprintf("%016x", ss.Digest)
+	if s.conns != nil {
+		reply.HTTPConns, reply.HTTPConnsFull = s.conns.Active(), s.conns.Full()
+	}
 	writeJSON(w, http.StatusOK, reply)
 }
 

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// required are the flags every command line needs.
+var required = []string{"-id", "n1", "-addr", "127.0.0.1:7001", "-http", "127.0.0.1:8001", "-data", "/tmp/x", "-peers", "n1=127.0.0.1:7001"}
+
+func withFlags(extra ...string) []string { return append(append([]string(nil), required...), extra...) }
+
+func TestLimitAndHTTPFlags(t *testing.T) {
+	cfg, err := parseFlags(newFlagSet(), withFlags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.limits != DefaultLimits || cfg.httpOpts != DefaultHTTPOptions {
+		t.Fatalf("defaults: %+v %+v", cfg.limits, cfg.httpOpts)
+	}
+	cfg, err = parseFlags(newFlagSet(), withFlags("-max-key-bytes", "16", "-max-value-bytes", "100", "-max-store-bytes", "5000",
+		"-http-read-header-timeout", "1s", "-http-read-timeout", "2s", "-http-write-timeout", "9s", "-http-idle-timeout", "3s",
+		"-http-max-header-bytes", "8192", "-http-max-conns", "7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.limits != (Limits{MaxKeyBytes: 16, MaxValueBytes: 100, MaxStoreBytes: 5000}) {
+		t.Errorf("limits %+v", cfg.limits)
+	}
+	if cfg.httpOpts != (HTTPOptions{ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 9 * time.Second,
+		IdleTimeout: 3 * time.Second, MaxHeaderBytes: 8192, MaxConns: 7}) {
+		t.Errorf("HTTP options %+v", cfg.httpOpts)
+	}
+	for _, bad := range [][]string{
+		{"-max-key-bytes", "0"},
+		{"-max-key-bytes", "1025"},
+		{"-max-value-bytes", "0"},
+		{"-max-value-bytes", "4194304"},
+		{"-max-store-bytes", "-1"},
+		{"-http-write-timeout", "5s"}, // not over -timeout
+		{"-http-max-conns", "0"},
+		{"-http-idle-timeout", "0s"},
+	} {
+		if _, err := parseFlags(newFlagSet(), withFlags(bad...)); err == nil {
+			t.Errorf("parseFlags(%q) succeeded", bad)
+		}
+	}
+}

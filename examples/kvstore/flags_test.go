@@ -1,14 +1,73 @@
 package main
 
 import (
+	"log/slog"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/asyncraft/asyncraft"
 )
 
 // required are the flags every command line needs.
 var required = []string{"-id", "n1", "-addr", "127.0.0.1:7001", "-http", "127.0.0.1:8001", "-data", "/tmp/x", "-peers", "n1=127.0.0.1:7001"}
 
 func withFlags(extra ...string) []string { return append(append([]string(nil), required...), extra...) }
+
+// -tls-cert, -tls-key and -tls-ca come together, and reach the host.
+func TestTLSFlags(t *testing.T) {
+	cfg, err := parseFlags(newFlagSet(), withFlags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.tls != nil || hostOptions(cfg, nil).TLS != nil {
+		t.Fatalf("no -tls-* flags: TLS %+v", cfg.tls)
+	}
+
+	cfg, err = parseFlags(newFlagSet(), withFlags("-tls-cert", "c.pem", "-tls-key", "k.pem", "-tls-ca", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := asyncraft.TLSFiles{CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem"}
+	if got := hostOptions(cfg, nil).TLS; got == nil || *got != want {
+		t.Fatalf("host TLS %+v, want %+v", got, want)
+	}
+
+	for _, bad := range [][]string{
+		{"-tls-cert", "c.pem"},
+		{"-tls-key", "k.pem"},
+		{"-tls-ca", "ca.pem"},
+		{"-tls-cert", "c.pem", "-tls-key", "k.pem"},
+		{"-tls-cert", "c.pem", "-tls-ca", "ca.pem"},
+		{"-tls-key", "k.pem", "-tls-ca", "ca.pem"},
+		{"-tls-cert", "", "-tls-key", "k.pem", "-tls-ca", "ca.pem"},
+	} {
+		_, err := parseFlags(newFlagSet(), withFlags(bad...))
+		if err == nil || !strings.Contains(err.Error(), "go together") {
+			t.Errorf("parseFlags(%q): %v, want an error saying the three go together", bad, err)
+		}
+	}
+}
+
+// A node whose TLS files do not load does not start, and says which file.
+func TestTLSFilesMissing(t *testing.T) {
+	dir := writeTestPKI(t, "kv")
+	cfg, err := parseFlags(newFlagSet(), withFlags("-addr", "127.0.0.1:0",
+		"-tls-cert", filepath.Join(dir, "cert.pem"), "-tls-key", filepath.Join(dir, "key.pem"), "-tls-ca", filepath.Join(dir, "nothere.pem")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.data = ""
+	host, _, _, err := startNode(cfg, hostOptions(cfg, slog.New(slog.DiscardHandler)), slog.New(slog.DiscardHandler))
+	if err == nil {
+		host.Close(t.Context())
+		t.Fatal("the node started without its CA file")
+	}
+	if !strings.Contains(err.Error(), "nothere.pem") {
+		t.Fatalf("error %q does not name the missing file", err)
+	}
+}
 
 func TestLimitAndHTTPFlags(t *testing.T) {
 	cfg, err := parseFlags(newFlagSet(), withFlags())

@@ -3,7 +3,8 @@
 //
 //	kvstore -id n1 -addr 127.0.0.1:7001 -http 127.0.0.1:8001 -data /tmp/kv/n1 \
 //	    -peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
-//	    -peer-http n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003
+//	    -peer-http n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003 \
+//	    -tls-cert n1.pem -tls-key n1-key.pem -tls-ca ca.pem
 //
 // Commands (get, put, append, delete) are msgpack-encoded log entries; every
 // operation, reads included, goes through the log. See Server for the API
@@ -38,6 +39,8 @@ type config struct {
 	electionTimeout      time.Duration
 	logLevel             slog.Level
 	staleReads           bool
+	// tls, if set, makes the Raft port mutual TLS (-tls-*).
+	tls *asyncraft.TLSFiles
 	// limits are the -max-* flags, httpOpts the -http-* flags.
 	limits   Limits
 	httpOpts HTTPOptions
@@ -75,6 +78,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.DurationVar(&cfg.electionTimeout, "election-timeout", asyncraft.DefaultElectionTimeout, "Raft election timeout")
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
 
+	var tlsFiles asyncraft.TLSFiles
+	fs.StringVar(&tlsFiles.CertFile, "tls-cert", "", "PEM certificate of this node for mutual TLS on the Raft port (with -tls-key and -tls-ca; serverAuth and clientAuth usages, the -addr host among its SANs)")
+	fs.StringVar(&tlsFiles.KeyFile, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&tlsFiles.CAFile, "tls-ca", "", "PEM certificate of the CA that signs every node's certificate")
+
 	cfg.limits = DefaultLimits
 	fs.Int64Var(&cfg.limits.MaxKeyBytes, "max-key-bytes", DefaultMaxKeyBytes, fmt.Sprintf("largest key of a put or an append (at most %d)", maxKeyBytes))
 	fs.Int64Var(&cfg.limits.MaxValueBytes, "max-value-bytes", DefaultMaxValueBytes, "largest value, after an append too (413 beyond)")
@@ -98,6 +106,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	}
 	if cfg.timeout <= 0 {
 		return cfg, errors.New("-timeout must be positive")
+	}
+	switch n := countSet(tlsFiles.CertFile, tlsFiles.KeyFile, tlsFiles.CAFile); n {
+	case 0:
+	case 3:
+		cfg.tls = &tlsFiles
+	default:
+		return cfg, errors.New("-tls-cert, -tls-key and -tls-ca go together: give all three, or none for plain TCP")
 	}
 	if err := cfg.limits.validate(); err != nil {
 		return cfg, err
@@ -127,6 +142,16 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 		return cfg, fmt.Errorf("-log-level: %w", err)
 	}
 	return cfg, nil
+}
+
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // validate checks the -max-* flags.
@@ -187,7 +212,7 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 
 // hostOptions returns the options of cfg's host.
 func hostOptions(cfg config, log *slog.Logger) asyncraft.HostOptions {
-	return asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: log}
+	return asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: log, TLS: cfg.tls}
 }
 
 // run runs one node and its HTTP API until SIGINT or SIGTERM.
@@ -214,7 +239,7 @@ func run(cfg config) error {
 	api.conns = lim
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lim) }()
-	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
+	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "tls", cfg.tls != nil, "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)

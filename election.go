@@ -71,7 +71,7 @@ func (a *nodeActor) quorumActive() bool {
 // inLease reports whether this node still trusts a leader (or is one), or
 // has restarted too recently to know, and so refuses to help elect another.
 func (a *nodeActor) inLease() bool {
-	if !a.opts.sticky() {
+	if !a.opts.sticky() || faults.On(faults.NoStickiness) {
 		return false
 	}
 	return a.role == Leader || (a.leader != "" && a.electionElapsed < a.ticks.election) || a.restartQuiet()

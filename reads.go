@@ -309,7 +309,8 @@ func (a *nodeActor) onContact(env actors.Env, peer string, sentAt time.Time) {
 func (a *nodeActor) confirmReads(env actors.Env, now uint64) {
 	q := a.quorumAcked(now)
 	lease := uint64(a.opts.LeaseRatio*float64(a.opts.ElectionTimeout)) - uint64(a.opts.MaxClockDrift)
-	if q+lease > a.rd.leaseUntil && lease > 0 && q < now {
+	// Without stickiness a quorum promises nothing: no lease at all.
+	if q+lease > a.rd.leaseUntil && lease > 0 && q < now && a.opts.sticky() {
 		a.rd.leaseUntil = q + lease
 		a.n.leaseUntil.Store(a.rd.epoch.Add(time.Duration(a.rd.leaseUntil)).UnixNano())
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+	_ "google.golang.org/protobuf/types/known/structpb" // ListValue
 )
 
 // TestAbuseMemory measures how much memory abusive clients can make a host
@@ -28,6 +30,13 @@ func TestAbuseMemory(t *testing.T) {
 		empties = append(empties, nil)
 	}
 	amplify := batchMsg(batchOf([]string{stringValueType}, []string{"nobody"}, empties...))
+	// One envelope whose payload amplifies: a ListValue of empty values.
+	var list []byte
+	for len(list) < 4<<20-256 {
+		list = protowire.AppendTag(list, 1, protowire.BytesType)
+		list = protowire.AppendVarint(list, 0)
+	}
+	amplifyPayload := batchMsg(batchOf([]string{"google.protobuf.ListValue"}, []string{"nobody"}, env(0, 0, 0, list)))
 	full := batchMsg(batchOf([]string{stringValueType}, []string{"nobody"},
 		env(0, 0, 0, stringValue(strings.Repeat("y", 4<<20-128)))))
 
@@ -38,6 +47,7 @@ func TestAbuseMemory(t *testing.T) {
 	}{
 		{"4 clients × one 128 MiB batch", 4, large},
 		{"4 clients × one 4 MiB batch of empty envelopes", 4, amplify},
+		{"4 clients × one 4 MiB ListValue of empty values", 4, amplifyPayload},
 		{"100 clients × one 4 MiB batch", 100, full},
 		{"500 clients × an idle stream", 500, nil},
 	}
@@ -59,7 +69,7 @@ func TestAbuseMemory(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				if sc.msg == nil {
-					errs[i] = rawIdle(conns[i], ready.Done, release)
+					errs[i] = rawIdle(conns[i], func(error) { ready.Done() }, release)
 					return
 				}
 				ready.Done()

@@ -183,9 +183,10 @@ func connectRequest(memberID, addr string) []byte {
 }
 
 // rawIdle opens a Receive stream, connects as a peer would, calls ready
-// once the host answered (or refused), and holds the stream open until
-// release is closed. It returns the error that refused it, if any.
-func rawIdle(cc *grpc.ClientConn, ready func(), release <-chan struct{}) error {
+// once the host answered (with nil) or refused (with the error), and holds
+// the stream open until release is closed. It returns the error that
+// refused it, if any.
+func rawIdle(cc *grpc.ClientConn, ready func(error), release <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
@@ -197,7 +198,7 @@ func rawIdle(cc *grpc.ClientConn, ready func(), release <-chan struct{}) error {
 		var in []byte
 		err = cs.RecvMsg(&in)
 	}
-	ready()
+	ready(err)
 	<-release
 	return err
 }

@@ -53,6 +53,7 @@ const growth = 5
 var (
 	errWire  = errors.New("invalid protobuf wire format")
 	errDepth = fmt.Errorf("messages nested more than %d deep", maxDecodeDepth)
+	errGroup = errors.New("protobuf groups are not accepted")
 )
 
 // errBudget reports a message that would cost more than the budget.
@@ -66,35 +67,37 @@ func (e errBudget) Error() string {
 // with errBudget as soon as the cost exceeds budget, and with errWire on
 // bytes that are not protobuf.
 func decodeCost(md protoreflect.MessageDescriptor, b []byte, budget int) (int, error) {
-	return walkCost(md, b, budget, 0)
+	return walkCost(planFor(md), b, budget, 0)
 }
 
-func walkCost(md protoreflect.MessageDescriptor, b []byte, budget, depth int) (int, error) {
+func walkCost(p *plan, b []byte, budget, depth int) (int, error) {
 	if depth > maxDecodeDepth {
 		return 0, errDepth
 	}
-	cost := structCost(md)
-	fields := md.Fields()
+	cost := p.cost
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return 0, errWire
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return 0, errWire
-		}
-		raw, val := b[:n+m], b[n:n+m]
-		b = b[n+m:]
-		fd := fields.ByNumber(num)
-		if fd == nil || !wireMatches(fd, typ) {
-			cost += (growth + 1) * len(raw)
+		f := p.field(num)
+		if f == nil || (typ != f.wire && !(f.packed && typ == protowire.BytesType)) {
+			// Unknown, or a known field with another wire type: protobuf
+			// keeps it as unknown bytes.
+			m := protowire.ConsumeFieldValue(num, typ, b[n:])
+			if m < 0 {
+				return 0, errWire
+			}
+			cost += (growth + 1) * (n + m)
+			b = b[n+m:]
 		} else {
-			c, err := fieldCost(fd, typ, val, budget-cost, depth)
+			b = b[n:]
+			c, m, err := f.cost(typ, b, budget-cost, depth)
 			if err != nil {
 				return 0, err
 			}
 			cost += c
+			b = b[m:]
 		}
 		if cost > budget {
 			return 0, errBudget{budget}
@@ -103,77 +106,182 @@ func walkCost(md protoreflect.MessageDescriptor, b []byte, budget, depth int) (i
 	return cost, nil
 }
 
-// fieldCost is the cost of one occurrence of the known field fd, whose
-// value val has the wire type the field expects.
-func fieldCost(fd protoreflect.FieldDescriptor, typ protowire.Type, val []byte, budget, depth int) (int, error) {
-	oneof := 0
-	if fd.ContainingOneof() != nil && !fd.ContainingOneof().IsSynthetic() {
-		oneof = 16
+// cost is the cost of one occurrence of the field, whose value, of wire
+// type typ (one the field takes), starts b; m is the value's length.
+func (f *fieldPlan) cost(typ protowire.Type, b []byte, budget, depth int) (c, m int, err error) {
+	if f.kind == kindGroup {
+		return 0, 0, errGroup
 	}
-	switch {
-	case fd.IsMap():
-		v, n := protowire.ConsumeBytes(val)
-		if n < 0 {
-			return 0, errWire
+	if typ != protowire.BytesType {
+		m = protowire.ConsumeFieldValue(0, typ, b)
+		if m < 0 {
+			return 0, 0, errWire
 		}
-		c, err := walkCost(fd.Message(), v, budget, depth+1)
-		return 64 + c, err
-	case fd.Kind() == protoreflect.MessageKind:
-		v, n := protowire.ConsumeBytes(val)
-		if n < 0 {
-			return 0, errWire
-		}
-		c, err := walkCost(fd.Message(), v, budget, depth+1)
-		if fd.IsList() {
-			c += growth * 8
-		}
-		return c + oneof, err
-	case fd.Kind() == protoreflect.GroupKind:
-		return 0, errors.New("protobuf groups are not accepted")
-	case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
-		v, n := protowire.ConsumeBytes(val)
-		if n < 0 {
-			return 0, errWire
-		}
-		c := len(v) + 8 + oneof
-		if fd.IsList() {
-			c += growth * 16
-			if fd.Kind() == protoreflect.BytesKind {
-				c += growth * 8
-			}
-		}
-		return c, nil
-	case fd.IsList() && typ == protowire.BytesType: // packed scalars
-		v, n := protowire.ConsumeBytes(val)
-		if n < 0 {
-			return 0, errWire
-		}
-		return growth * 8 * len(v), nil
-	case fd.IsList():
-		return growth * 8, nil
+		return f.extra, m, nil // a scalar: in its message's struct or a slot
 	}
-	return oneof, nil // a scalar lives in its message's struct
+	v, m := protowire.ConsumeBytes(b)
+	if m < 0 {
+		return 0, 0, errWire
+	}
+	switch f.kind {
+	case kindMessage:
+		c, err = walkCost(f.sub, v, budget, depth+1)
+		return f.extra + c, m, err
+	case kindBytes:
+		return f.extra + len(v), m, nil
+	}
+	return growth * 8 * len(v), m, nil // packed scalars
 }
 
-// wireMatches reports whether protobuf decodes a value of wire type typ
-// into fd (otherwise it keeps it as an unknown field).
-func wireMatches(fd protoreflect.FieldDescriptor, typ protowire.Type) bool {
-	switch fd.Kind() {
-	case protoreflect.MessageKind, protoreflect.StringKind, protoreflect.BytesKind:
-		return typ == protowire.BytesType
-	case protoreflect.GroupKind:
-		return typ == protowire.StartGroupType
+// plan is what the cost walk needs to know of a message type, computed
+// once per type: its own cost and its fields by number.
+type plan struct {
+	cost   int
+	dense  []fieldPlan // by number, for numbers below len(dense)
+	sparse map[protowire.Number]*fieldPlan
+}
+
+type fieldKind uint8
+
+const (
+	kindScalar  fieldKind = iota
+	kindBytes             // string or bytes
+	kindMessage           // a message, or a map entry
+	kindGroup             // a proto2 group: asyncraft uses none
+)
+
+// fieldPlan describes one field for the walk.
+type fieldPlan struct {
+	known  bool
+	kind   fieldKind
+	wire   protowire.Type // the wire type it is written with
+	packed bool           // a repeated scalar: also takes BytesType
+	// extra is what an occurrence costs beyond its content (a message's
+	// walk, a string's bytes, a packed field's elements).
+	extra int
+	sub   *plan // of a message field's type
+}
+
+func (p *plan) field(num protowire.Number) *fieldPlan {
+	if int(num) < len(p.dense) {
+		if f := &p.dense[num]; f.known {
+			return f
+		}
+		return nil
 	}
-	if fd.IsList() && typ == protowire.BytesType {
-		return true // packed
+	return p.sparse[num]
+}
+
+// plans caches a plan per message descriptor. Plans are built under
+// buildMu, with the plans of their message fields' types, and published
+// complete.
+var (
+	plans   sync.Map // protoreflect.MessageDescriptor -> *plan
+	buildMu sync.Mutex
+)
+
+// maxDense bounds the field numbers planned in a slice.
+const maxDense = 256
+
+func planFor(md protoreflect.MessageDescriptor) *plan {
+	if v, ok := plans.Load(md); ok {
+		return v.(*plan)
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	built := map[protoreflect.MessageDescriptor]*plan{}
+	p := buildPlan(md, built)
+	for d, q := range built {
+		plans.Store(d, q)
+	}
+	return p
+}
+
+// buildPlan builds the plan of md and of the types it reaches that have
+// none yet, into built (which also ends recursion on recursive types).
+func buildPlan(md protoreflect.MessageDescriptor, built map[protoreflect.MessageDescriptor]*plan) *plan {
+	if v, ok := plans.Load(md); ok {
+		return v.(*plan)
+	}
+	if p, ok := built[md]; ok {
+		return p
+	}
+	p := &plan{cost: structCost(md)}
+	built[md] = p
+	fields := md.Fields()
+	top := 0
+	for i := range fields.Len() {
+		if n := int(fields.Get(i).Number()); n < maxDense {
+			top = max(top, n+1)
+		}
+	}
+	p.dense = make([]fieldPlan, top)
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		f := planField(fd)
+		if f.kind == kindMessage {
+			f.sub = buildPlan(fd.Message(), built)
+		}
+		if n := fd.Number(); int(n) < maxDense {
+			p.dense[n] = f
+		} else {
+			if p.sparse == nil {
+				p.sparse = make(map[protowire.Number]*fieldPlan)
+			}
+			p.sparse[n] = &f
+		}
+	}
+	return p
+}
+
+func planField(fd protoreflect.FieldDescriptor) fieldPlan {
+	f := fieldPlan{known: true}
+	oneof := 0
+	if o := fd.ContainingOneof(); o != nil && !o.IsSynthetic() {
+		oneof = 16
 	}
 	switch fd.Kind() {
+	case protoreflect.MessageKind:
+		f.kind, f.wire = kindMessage, protowire.BytesType
+		switch {
+		case fd.IsMap():
+			f.extra = 64
+		case fd.IsList():
+			f.extra = growth*8 + oneof
+		default:
+			f.extra = oneof
+		}
+	case protoreflect.GroupKind: // proto2 only; refused (see cost)
+		f.kind, f.wire = kindGroup, protowire.StartGroupType
+	case protoreflect.StringKind, protoreflect.BytesKind:
+		f.kind, f.wire = kindBytes, protowire.BytesType
+		f.extra = 8 + oneof
+		if fd.IsList() {
+			f.extra += growth * 16
+			if fd.Kind() == protoreflect.BytesKind {
+				f.extra += growth * 8
+			}
+		}
+	default:
+		f.wire = scalarWire(fd.Kind())
+		f.packed = fd.IsList()
+		f.extra = oneof
+		if fd.IsList() {
+			f.extra = growth * 8
+		}
+	}
+	return f
+}
+
+// scalarWire is the wire type of a scalar kind.
+func scalarWire(k protoreflect.Kind) protowire.Type {
+	switch k {
 	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
-		return typ == protowire.Fixed32Type
+		return protowire.Fixed32Type
 	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
-		return typ == protowire.Fixed64Type
+		return protowire.Fixed64Type
 	}
-	return typ == protowire.VarintType
+	return protowire.VarintType
 }
 
 // structSizes caches the size of each message type's Go struct, by

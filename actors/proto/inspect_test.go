@@ -2,6 +2,7 @@ package proto
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -221,5 +222,54 @@ func TestLargestAppendFitsTheBudget(t *testing.T) {
 	t.Logf("%d entries: wire %d, cost %d (%.1f MiB of a %d MiB budget)", maxBytesPerRPC/24, len(b), cost, float64(cost)/(1<<20), budget>>20)
 	if cost+len(b)+envelopeCost+batchBaseCost > budget/2 {
 		t.Fatalf("cost %d leaves less than half the budget %d", cost, budget)
+	}
+}
+
+// BenchmarkInspect compares the inspection of a batch with its decoding
+// (which protoactor does after it, payloads included): a batch of one
+// 512 KiB AppendRequest of 100-byte entries, and one of 1000 heartbeats.
+func BenchmarkInspect(b *testing.B) {
+	hb, err := proto.Marshal(&raftpb.Envelope{Group: "group-0001", From: "n1", To: "n2", Term: 7, Seq: 99,
+		Body: &raftpb.Envelope_HeartbeatRequest{HeartbeatRequest: &raftpb.HeartbeatRequest{Commit: 1 << 40}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	envType := string(proto.MessageName(&raftpb.Envelope{}))
+	var beats [][]byte
+	var targets []string
+	for i := range 1000 {
+		beats = append(beats, env(0, int32(i), 0, hb))
+		targets = append(targets, fmt.Sprintf("group-%04d/n2/node", i))
+	}
+	batches := map[string][]byte{
+		"append":     batchMsg(batchOf([]string{envType}, []string{"g/n2/node"}, env(0, 0, 0, appendOf(512<<10/124, 100)))),
+		"heartbeats": batchMsg(batchOf([]string{envType}, targets, beats...)),
+	}
+	in := testInspector()
+	for _, name := range []string{"append", "heartbeats"} {
+		raw := batches[name]
+		b.Run(name+"/inspect", func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := in.inspect(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/decode", func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				var rm remote.RemoteMessage
+				if err := proto.Unmarshal(raw, &rm); err != nil {
+					b.Fatal(err)
+				}
+				for _, e := range rm.GetMessageBatch().Envelopes {
+					var m raftpb.Envelope
+					if err := proto.Unmarshal(e.MessageData, &m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"crypto/tls"
 	"os"
 	"strings"
 	"sync"
@@ -40,19 +41,32 @@ func TestAbuseMemory(t *testing.T) {
 	full := batchMsg(batchOf([]string{stringValueType}, []string{"nobody"},
 		env(0, 0, 0, stringValue(strings.Repeat("y", 4<<20-128)))))
 
+	// A host with mutual TLS, and clients with a certificate from
+	// another CA: peers that never authenticate.
+	good, other := writeTestPKI(t, "good"), writeTestPKI(t, "other")
+	otherTLS, err := loadTestTLS(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonPeer := otherTLS.Client.Clone()
+	nonPeer.InsecureSkipVerify = true // it tries its best: trusts any server
+
 	scenarios := []struct {
 		name    string
 		clients int
 		msg     []byte
+		tlsDir  string      // the host's TLS files, if any
+		client  *tls.Config // the clients' TLS, if any
 	}{
-		{"4 clients × one 128 MiB batch", 4, large},
-		{"4 clients × one 4 MiB batch of empty envelopes", 4, amplify},
-		{"4 clients × one 4 MiB ListValue of empty values", 4, amplifyPayload},
-		{"100 clients × one 4 MiB batch", 100, full},
-		{"500 clients × an idle stream", 500, nil},
+		{"4 clients × one 128 MiB batch", 4, large, "", nil},
+		{"4 clients × one 4 MiB batch of empty envelopes", 4, amplify, "", nil},
+		{"4 clients × one 4 MiB ListValue of empty values", 4, amplifyPayload, "", nil},
+		{"300 clients × one 4 MiB batch", 300, full, "", nil},
+		{"500 clients × an idle stream", 500, nil, "", nil},
+		{"100 non-peers × one 4 MiB batch, host with TLS", 100, full, good, nonPeer},
 	}
 	for _, sc := range scenarios {
-		p := startPeer(t, "127.0.0.1:0", "")
+		p := startPeer(t, "127.0.0.1:0", sc.tlsDir)
 		pid := p.cmd.Process.Pid
 		before, err := vmStatus(pid, "VmRSS")
 		if err != nil {
@@ -63,7 +77,7 @@ func TestAbuseMemory(t *testing.T) {
 		conns := make([]*grpc.ClientConn, sc.clients)
 		release := make(chan struct{})
 		for i := range sc.clients {
-			conns[i] = rawConn(t, p.addr)
+			conns[i] = rawConnTLS(t, p.addr, sc.client)
 			wg.Add(1)
 			ready.Add(1)
 			go func() {

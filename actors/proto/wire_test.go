@@ -2,6 +2,7 @@ package proto
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -48,8 +50,18 @@ func (rawCodec) Name() string { return "proto" }
 // rawConn dials addr without TLS, with send limits far above any host's.
 func rawConn(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
+	return rawConnTLS(t, addr, nil)
+}
+
+// rawConnTLS is rawConn with TLS, if cfg is set.
+func rawConnTLS(t testing.TB, addr string, cfg *tls.Config) *grpc.ClientConn {
+	t.Helper()
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		creds = credentials.NewTLS(cfg)
+	}
 	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(1<<30), grpc.MaxCallRecvMsgSize(1<<20)))
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,12 @@ type HostOptions struct {
 	// MaxMessageBytes caps one message between hosts (default 4 MiB). It
 	// bounds the largest command (see Node.Apply) and NodeOptions.MaxBytesPerRPC.
 	MaxMessageBytes int
+	// MaxConnections caps the connections the host accepts from other
+	// hosts (default 64). Each peer host holds one (two for a while after
+	// a reconnect); raise it for hosts with more than about 30 peers.
+	// Together with MaxMessageBytes it bounds the memory other hosts can
+	// make this one hold (docs/operations.md).
+	MaxConnections int
 	// DataDir is where nodes keep their logs and hard state, one directory
 	// per node (DataDir/<group>/<id>). Empty keeps everything in memory:
 	// a restart then loses the node's state, which is only safe for tests.
@@ -87,6 +93,9 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	}
 	if o.MaxMessageBytes == 0 {
 		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxConnections < 0 {
+		return o, fmt.Errorf("asyncraft: HostOptions.MaxConnections %d is negative", o.MaxConnections)
 	}
 	if o.MaxMessageBytes < 2*envelopeOverhead {
 		return o, fmt.Errorf("asyncraft: HostOptions.MaxMessageBytes %d is below %d", o.MaxMessageBytes, 2*envelopeOverhead)

@@ -52,6 +52,8 @@ type Node struct {
 	sticky bool
 	actor  *nodeActor // for Host.HandlePanic only
 	log    *logmgr.Log
+	// cluster is the cluster identity (see ClusterIdentity).
+	cluster uint64
 
 	// Published by the node actor for Status.
 	status   atomic.Pointer[Status]

@@ -60,6 +60,11 @@ type nodeActor struct {
 	peers  map[string]string
 	others []string
 
+	// boot is the bootstrap record, carried by every hard state saved;
+	// cluster the identity derived from it, on every envelope (identity.go).
+	boot    *raftpb.Bootstrap
+	cluster uint64
+
 	log *logmgr.Log
 
 	role   Role
@@ -158,7 +163,8 @@ func newNodeActor(n *Node, opts NodeOptions, t ticks, hs *raftpb.HardState, l *l
 	a.conf = quorum.Joint{quorum.NewMajority(ids...)}
 	last, _ := l.Last()
 	a.stable = last // the storage holds only durable entries at start
-	n.actor, n.log = a, l
+	a.boot, a.cluster = hs.Bootstrap, clusterIdentity(hs.Bootstrap)
+	n.actor, n.log, n.cluster = a, l, a.cluster
 	n.last.Store(last)
 	return a
 }
@@ -247,7 +253,8 @@ func (a *nodeActor) peerRef(id string) actors.Ref {
 // persistHardState asks the log manager to make the current term and vote
 // durable. Sends wait until it answers.
 func (a *nodeActor) persistHardState(env actors.Env) {
-	env.Send(a.logRef, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote, Commit: a.commit}})
+	env.Send(a.logRef, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote, Commit: a.commit,
+		Bootstrap: a.boot}})
 }
 
 func (a *nodeActor) onHardStateSaved(env actors.Env, hs *raftpb.HardState) {

@@ -17,8 +17,7 @@ func (a *nodeActor) step(env actors.Env, e *raftpb.Envelope) {
 	if a.failed != nil {
 		return
 	}
-	if _, member := a.peers[e.From]; !member || e.From == a.opts.ID || e.Group != a.opts.Group || e.To != a.opts.ID {
-		a.n.metrics.Dropped.Add(1)
+	if !a.admit(e) { // counted and reported there
 		return
 	}
 	switch b := e.Body.(type) {

@@ -47,6 +47,8 @@ func (a *nodeActor) becomeLeader(env actors.Env) {
 			MaxBytesPerRPC:   a.opts.MaxBytesPerRPC,
 			HeartbeatTicks:   a.ticks.heartbeat,
 			Logger:           a.logger,
+			Cluster:          a.cluster,
+			Foreign:          &a.n.metrics.Foreign,
 		}))
 		if err != nil {
 			a.fail(env, fmt.Errorf("spawn replicator for %s: %w", id, err), closure.EINTERNAL)

@@ -64,6 +64,8 @@ type nodeActor struct {
 	// cluster the identity derived from it, on every envelope (identity.go).
 	boot    *raftpb.Bootstrap
 	cluster uint64
+	// diag: what the node warned about, and whether peers answer (admit.go).
+	diag diagnostics
 
 	log *logmgr.Log
 
@@ -243,7 +245,7 @@ func (a *nodeActor) send(env actors.Env, to actors.Ref, e *raftpb.Envelope) {
 }
 
 func (a *nodeActor) envelope(to string, term, seq uint64) *raftpb.Envelope {
-	return &raftpb.Envelope{Group: a.opts.Group, From: a.opts.ID, To: to, Term: term, Seq: seq}
+	return &raftpb.Envelope{Group: a.opts.Group, From: a.opts.ID, To: to, Term: term, Seq: seq, Cluster: a.cluster}
 }
 
 func (a *nodeActor) peerRef(id string) actors.Ref {

@@ -22,6 +22,9 @@
 // A replicator starts probing at Config.NextIndex, the leader's last index
 // + 1 (Raft §5.3): a peer that is up to date needs no back-off at all.
 //
+// Every request carries the cluster identity (Config.Cluster), and a reply
+// that carries another is dropped (and counted in Config.Foreign).
+//
 // Every request carries a sequence number. A reply is matched against the
 // outstanding requests by it; a reply that matches none (late, duplicated,
 // from before a reset) is dropped. A rejection sends the replicator back to

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
@@ -45,6 +46,11 @@ type Config struct {
 	// before the replicator probes again.
 	ResendTicks int
 	Logger      *slog.Logger
+	// Cluster is the cluster identity the replicator puts on its requests
+	// and requires on replies; Foreign, if set, counts the replies it
+	// drops for carrying another.
+	Cluster uint64
+	Foreign *atomic.Uint64
 }
 
 type state uint8
@@ -202,7 +208,7 @@ func (r *Replicator) resetToProbe(next uint64) {
 
 func (r *Replicator) envelope(body any) *raftpb.Envelope {
 	r.seq++
-	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq}
+	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq, Cluster: r.cfg.Cluster}
 	switch b := body.(type) {
 	case *raftpb.AppendRequest:
 		e.Body = &raftpb.Envelope_AppendRequest{AppendRequest: b}
@@ -303,6 +309,12 @@ func (r *Replicator) readFailed(env actors.Env, err error) {
 }
 
 func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
+	if e.Cluster != r.cfg.Cluster {
+		if r.cfg.Foreign != nil {
+			r.cfg.Foreign.Add(1)
+		}
+		return // of another cluster: not a reply to this replicator
+	}
 	if e.Term > r.cfg.Term {
 		if e.Term > r.higher { // once per term, not once per reply
 			r.higher = e.Term

@@ -220,7 +220,11 @@ func (r *Replicator) envelope(body any) *raftpb.Envelope {
 
 func (r *Replicator) heartbeat(env actors.Env) {
 	c := min(r.commit, r.match)
-	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c}))
+	ct, err := r.cfg.Log.Term(c)
+	if err != nil {
+		ct = 0 // not known: the follower checks nothing
+	}
+	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c, CommitTerm: ct}))
 	r.hbSeq = r.seq
 	if len(r.beats) == maxBeats {
 		r.beats = append(r.beats[:0], r.beats[1:]...)

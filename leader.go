@@ -76,6 +76,7 @@ func (a *nodeActor) stopLeading(env actors.Env, st closure.Status) {
 	}
 	a.repls, a.match, a.active = nil, nil, nil
 	a.n.readErr.Store(nil)
+	a.forgetLosses()
 	a.dropLeaderReads(env)
 	env.Send(a.fsmRef, fsm.LeaderStop{Term: a.term, Status: st})
 }
@@ -174,6 +175,7 @@ func (a *nodeActor) onProgress(env actors.Env, m replicator.Progress) {
 	a.onContact(env, m.Peer, m.SentAt)
 	if m.Match > a.match[m.Peer] {
 		a.match[m.Peer] = m.Match
+		a.peerCaughtUp(m.Peer, m.Match)
 		a.maybeCommit(env)
 	}
 }

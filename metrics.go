@@ -18,6 +18,10 @@ type Metrics struct {
 	// node's replicators (while it leads) failed to make for their peers;
 	// each is retried (see Status.ReplicationErr).
 	ReplicationReadFailures atomic.Uint64
+	// PeerLogLosses counts the times, while this node led, that a
+	// follower was found holding less than it had acknowledged (see
+	// Status.PeerLogLoss).
+	PeerLogLosses atomic.Uint64
 	// Dropped counts envelopes dropped on arrival: for another group or
 	// node, from a non-member, of another cluster identity, or of an
 	// unexpected kind.

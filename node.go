@@ -62,6 +62,7 @@ type Node struct {
 	last     atomic.Uint64
 	inflight atomic.Int64
 	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
+	lostErr  atomic.Pointer[peerError] // Status.PeerLogLoss
 	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
 	// of this host's clock (0: no lease).
 	leaseUntil atomic.Int64
@@ -152,6 +153,9 @@ func (n *Node) Status() Status {
 	}
 	if p := n.readErr.Load(); p != nil {
 		s.ReplicationErr = p.err
+	}
+	if p := n.lostErr.Load(); p != nil {
+		s.PeerLogLoss = p.err
 	}
 	return s
 }

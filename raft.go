@@ -23,8 +23,8 @@ import (
 // It accepts:
 //   - envelopes from peers (votes, appends, heartbeats);
 //   - tick from the host's ticker, nudge from its Node handle;
-//   - Progress, HigherTerm, ReadFailed and ReadResumed from its
-//     replicators (children, while it leads);
+//   - Progress, HigherTerm, ReadFailed, ReadResumed and LostEntries from
+//     its replicators (children, while it leads);
 //   - Stable, HardStateSaved, Failed and Closed from its log manager;
 //   - Applied, Failed and ShutdownDone from its FSM caller;
 //   - shutdownNode and actorFailed from its host.
@@ -92,6 +92,7 @@ type nodeActor struct {
 	// Leader state, for the current term only.
 	repls         map[string]actors.Ref
 	match         map[string]uint64
+	lost          map[string]uint64 // peers that lost entries: the match they had (lostlog.go)
 	active        map[string]bool
 	quorumElapsed int
 
@@ -192,6 +193,8 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		a.onProgress(env, m)
 	case replicator.ReadFailed, replicator.ReadResumed:
 		a.onReadReport(m)
+	case replicator.LostEntries:
+		a.onLostEntries(m)
 	case replicator.HigherTerm:
 		if m.Term > a.term && a.failed == nil {
 			a.becomeFollower(env, m.Term, "")

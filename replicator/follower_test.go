@@ -111,7 +111,9 @@ func (f *follower) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.He
 	if f.onCommit != nil {
 		f.onCommit(hb.Commit) // adopted without a log check: must be safe
 	}
-	f.commit = max(f.commit, min(hb.Commit, f.last()))
+	if hb.Commit <= f.last() { // beyond its end, the follower lost entries: adopt nothing
+		f.commit = max(f.commit, hb.Commit)
+	}
 	f.send(env, r)
 }
 

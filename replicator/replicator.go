@@ -95,12 +95,15 @@ const maxBeats = 8
 type Replicator struct {
 	cfg Config
 
-	st       state
-	next     uint64
-	match    uint64
-	commit   uint64
-	sentHB   uint64 // the commit value last sent in a heartbeat or request
-	seq      uint64
+	st     state
+	next   uint64
+	match  uint64
+	commit uint64
+	sentHB uint64 // the commit value last sent in a heartbeat or request
+	seq    uint64
+	// matchSeq is seq when match last rose: a reply to a later request
+	// was made by a follower that had acknowledged match.
+	matchSeq uint64
 	inflight []flight
 	inBytes  uint64
 	hbSeq    uint64     // seq of the last heartbeat sent
@@ -344,7 +347,11 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 				sentAt = b.at
 			}
 		}
+		lost := r.lostEntries(env, e.Seq, b.HeartbeatResponse.LastLogIndex)
 		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: sentAt})
+		if lost {
+			r.send(env)
+		}
 	case *raftpb.Envelope_AppendResponse:
 		r.onAppendResponse(env, e.Seq, b.AppendResponse)
 	}
@@ -365,7 +372,7 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 		}
 		r.inflight = r.inflight[i+1:]
 		if f.last > r.match {
-			r.match = f.last
+			r.match, r.matchSeq = f.last, r.seq
 		}
 		if r.st == stateProbe {
 			r.st = stateReplicate
@@ -380,7 +387,12 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	}
 	// A rejection: the peer's log does not hold (f.prev, its term). It
 	// still recognises this leader's term: that is contact.
+	lost := r.lostEntries(env, seq, min(resp.LastLogIndex, resp.RejectHintIndex))
 	env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: f.sentAt})
+	if lost {
+		r.send(env)
+		return
+	}
 	if f.prev < r.match {
 		return // contradicted by a later success: stale
 	}
@@ -389,6 +401,23 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	// if a hint is wrong.
 	r.resetToProbe(min(r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm), f.prev))
 	r.send(env)
+}
+
+// lostEntries checks the reply to request seq, by which the peer's log
+// matches the leader's at most up to last. If that is below the match and
+// the request left after the match was learned, the peer lost entries it
+// had acknowledged: the replicator reports it, forgets the match and
+// probes from last+1. Lowering the match is safe: the commit index never
+// goes back, so nothing committed is undone, and until the peer
+// acknowledges again it counts for nothing it does not hold.
+func (r *Replicator) lostEntries(env actors.Env, seq, last uint64) bool {
+	if last >= r.match || seq <= r.matchSeq {
+		return false
+	}
+	env.Send(r.cfg.Node, LostEntries{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, Last: last})
+	r.match, r.matchSeq, r.sentHB = 0, 0, 0
+	r.resetToProbe(last + 1)
+	return true
 }
 
 // nextFromHint returns where to probe next given a rejection hint: after

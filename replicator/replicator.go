@@ -95,15 +95,13 @@ const maxBeats = 8
 type Replicator struct {
 	cfg Config
 
-	st     state
-	next   uint64
-	match  uint64
-	commit uint64
-	sentHB uint64 // the commit value last sent in a heartbeat or request
-	seq    uint64
-	// matchSeq is seq when match last rose: a reply to a later request
-	// was made by a follower that had acknowledged match.
-	matchSeq uint64
+	st       state
+	next     uint64
+	match    uint64
+	commit   uint64
+	sentHB   uint64 // the commit value last sent in a heartbeat or request
+	seq      uint64
+	matchSeq uint64 // seq when match last rose: later requests reach a follower that acknowledged match
 	inflight []flight
 	inBytes  uint64
 	hbSeq    uint64     // seq of the last heartbeat sent

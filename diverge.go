@@ -1,6 +1,7 @@
 package asyncraft
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/asyncraft/asyncraft/actors"
@@ -16,7 +17,7 @@ import (
 // again can break them; then the group's logs disagree on acknowledged
 // writes. The node stops rather than silently keep either history; see
 // docs/operations.md.
-var ErrLogDiverged = fmt.Errorf("asyncraft: the leader's log differs from this node's on a committed entry")
+var ErrLogDiverged = errors.New("asyncraft: the leader's log differs from this node's on a committed entry")
 
 // checkCommitted reports whether the leader's entry (index, term), at or
 // below this node's commit index, is the one this node holds; if not, the

@@ -60,7 +60,7 @@ type nodeActor struct {
 	peers  map[string]string
 	others []string
 
-	// boot is the bootstrap record, carried by every hard state saved;
+	// boot is the bootstrap record, carried by every hard state saved, and
 	// cluster the identity derived from it, on every envelope (identity.go).
 	boot    *raftpb.Bootstrap
 	cluster uint64

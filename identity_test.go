@@ -171,6 +171,7 @@ func TestDataWithoutBootstrapRecordAdopted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runLoad(t, c, l, "a", 10) // the follower's term is durable once it acknowledged entries
 	f := followerOf(c, l)
 	c.Crash(f)
 	disk := c.Sim.Host(f).Disk()

@@ -519,16 +519,17 @@ func TestBadEnvelopesAreDroppedAndCounted(t *testing.T) {
 	term := c.Node(l).Status().Term
 	before := node.Metrics().Dropped.Load()
 	// Each would, if accepted, make the victim vote or follow someone.
+	ident := node.ClusterIdentity() // so that each is dropped for its own reason
 	vote := func(group, from, to string) *raftpb.Envelope {
-		return &raftpb.Envelope{Group: group, From: from, To: to, Term: term + 5,
+		return &raftpb.Envelope{Group: group, From: from, To: to, Term: term + 5, Cluster: ident,
 			Body: &raftpb.Envelope_VoteRequest{VoteRequest: &raftpb.VoteRequest{LastLogIndex: 1 << 40, LastLogTerm: term + 5}}}
 	}
 	bad := []*raftpb.Envelope{
-		vote("g", "intruder", victim),                 // not a member
-		vote("g", victim, victim),                     // from itself
-		vote("other", l, victim),                      // another group
-		vote("g", l, "n9"),                            // another node
-		{Group: "g", From: l, To: victim, Term: term}, // no body
+		vote("g", "intruder", victim), // not a member
+		vote("g", victim, victim),     // from itself
+		vote("other", l, victim),      // another group
+		vote("g", l, "n9"),            // another node
+		{Group: "g", From: l, To: victim, Term: term, Cluster: ident}, // no body
 	}
 	to := actors.Ref{Host: victim, Name: "g/" + victim + "/node"}
 	for _, e := range bad {

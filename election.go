@@ -92,9 +92,11 @@ func (a *nodeActor) resetElectionTimer(env actors.Env) {
 
 func (a *nodeActor) startElection(env actors.Env) {
 	if a.opts.DisablePreVote {
+		a.noteElection()
 		a.campaign(env)
 		return
 	}
+	a.noteElection()
 	a.n.metrics.PreVotes.Add(1)
 	a.debug("election timeout: pre-vote", "elapsed ticks", a.electionElapsed)
 	a.role = PreCandidate
@@ -107,7 +109,8 @@ func (a *nodeActor) startElection(env actors.Env) {
 			continue
 		}
 		e := a.envelope(id, a.term+1, 0)
-		e.Body = &raftpb.Envelope_PreVoteRequest{PreVoteRequest: &raftpb.VoteRequest{LastLogIndex: last, LastLogTerm: lastTerm}}
+		e.Body = &raftpb.Envelope_PreVoteRequest{PreVoteRequest: &raftpb.VoteRequest{LastLogIndex: last, LastLogTerm: lastTerm,
+			CandidateAddr: a.host.opts.Addr}}
 		a.send(env, a.peerRef(id), e)
 	}
 	a.tally(env)
@@ -131,7 +134,8 @@ func (a *nodeActor) campaign(env actors.Env) {
 			continue
 		}
 		e := a.envelope(id, a.term, 0)
-		e.Body = &raftpb.Envelope_VoteRequest{VoteRequest: &raftpb.VoteRequest{LastLogIndex: last, LastLogTerm: lastTerm}}
+		e.Body = &raftpb.Envelope_VoteRequest{VoteRequest: &raftpb.VoteRequest{LastLogIndex: last, LastLogTerm: lastTerm,
+			CandidateAddr: a.host.opts.Addr}}
 		a.send(env, a.peerRef(id), e)
 	}
 }

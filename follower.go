@@ -17,8 +17,7 @@ func (a *nodeActor) step(env actors.Env, e *raftpb.Envelope) {
 	if a.failed != nil {
 		return
 	}
-	if _, member := a.peers[e.From]; !member || e.From == a.opts.ID || e.Group != a.opts.Group || e.To != a.opts.ID {
-		a.n.metrics.Dropped.Add(1)
+	if !a.admit(e) { // counted and reported there
 		return
 	}
 	switch b := e.Body.(type) {
@@ -94,8 +93,19 @@ func (a *nodeActor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.App
 			return
 		}
 	} else {
-		// Entries up to the commit index are here and committed: skip them.
+		// The previous entry and the entries up to the commit index are
+		// committed here, so the leader holds them too (Leader
+		// Completeness): skip them, once checked to be the leader's
+		// (diverge.go).
 		skip := min(a.commit-req.PrevLogIndex, uint64(len(ents)))
+		if !a.checkCommitted(env, e, req.PrevLogIndex, req.PrevLogTerm) {
+			return
+		}
+		for _, ent := range ents[:skip] {
+			if !a.checkCommitted(env, e, ent.Index, ent.Term) {
+				return
+			}
+		}
 		ents = ents[skip:]
 	}
 	for i, ent := range ents {
@@ -216,13 +226,19 @@ func (a *nodeActor) flushAcks(env actors.Env) {
 }
 
 // onHeartbeat handles a heartbeat from the current leader. Its commit index
-// is clipped to what the leader knows this log matches, so it may be
-// adopted without a log check.
+// is clipped to what the leader knows this log matches, and comes with the
+// term of the leader's entry there (see heartbeatCommit). The reply gives
+// this log's last index, so that a leader learns when a follower lost
+// entries.
 func (a *nodeActor) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.HeartbeatRequest) {
-	if c := min(hb.Commit, a.log.LastIndex()); c > a.commit {
+	if c := a.heartbeatCommit(env, e, hb); c > a.commit {
 		a.advanceCommit(env, c)
 	}
+	if a.failed != nil {
+		return
+	}
 	r := a.envelope(e.From, a.term, e.Seq)
-	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext}}
+	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext,
+		LastLogIndex: a.log.LastIndex()}}
 	a.send(env, a.replyTo(e), r)
 }

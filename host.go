@@ -165,7 +165,10 @@ func (h *Host) Boundary() BoundaryStats {
 
 // StartNode starts this host's member of a group. Its log and hard state
 // are opened (or created) first, so a node that restarts resumes with its
-// term, vote and log.
+// term, vote and log. At the node's first start its bootstrap record
+// (cluster id, group, id, voters) is stored with its hard state; a later
+// start that names another one fails with ErrBootstrapMismatch (see
+// identity.go).
 func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
 	opts, t, err := opts.withDefaults(h.opts.TickInterval, h.opts.MaxMessageBytes)
 	if err != nil {
@@ -185,6 +188,9 @@ func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
 		return nil, err
 	}
 	hs, err := meta.Load()
+	if err == nil {
+		hs, err = h.bootstrap(opts, hs, storage, meta)
+	}
 	if err == nil {
 		var l *logmgr.Log
 		if l, err = logmgr.NewLog(storage); err == nil {

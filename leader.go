@@ -47,6 +47,8 @@ func (a *nodeActor) becomeLeader(env actors.Env) {
 			MaxBytesPerRPC:   a.opts.MaxBytesPerRPC,
 			HeartbeatTicks:   a.ticks.heartbeat,
 			Logger:           a.logger,
+			Cluster:          a.cluster,
+			Foreign:          &a.n.metrics.Foreign,
 		}))
 		if err != nil {
 			a.fail(env, fmt.Errorf("spawn replicator for %s: %w", id, err), closure.EINTERNAL)
@@ -74,6 +76,7 @@ func (a *nodeActor) stopLeading(env actors.Env, st closure.Status) {
 	}
 	a.repls, a.match, a.active = nil, nil, nil
 	a.n.readErr.Store(nil)
+	a.forgetLosses()
 	a.dropLeaderReads(env)
 	env.Send(a.fsmRef, fsm.LeaderStop{Term: a.term, Status: st})
 }
@@ -172,6 +175,7 @@ func (a *nodeActor) onProgress(env actors.Env, m replicator.Progress) {
 	a.onContact(env, m.Peer, m.SentAt)
 	if m.Match > a.match[m.Peer] {
 		a.match[m.Peer] = m.Match
+		a.peerCaughtUp(m.Peer, m.Match)
 		a.maybeCommit(env)
 	}
 }

@@ -18,9 +18,19 @@ type Metrics struct {
 	// node's replicators (while it leads) failed to make for their peers;
 	// each is retried (see Status.ReplicationErr).
 	ReplicationReadFailures atomic.Uint64
+	// PeerLogLosses counts the times, while this node led, that a
+	// follower was found holding less than it had acknowledged (see
+	// Status.PeerLogLoss).
+	PeerLogLosses atomic.Uint64
 	// Dropped counts envelopes dropped on arrival: for another group or
-	// node, from a non-member, or of an unexpected kind.
+	// node, from a non-member, of another cluster identity, or of an
+	// unexpected kind.
 	Dropped atomic.Uint64
+	// Foreign counts the envelopes (and replies to this node's
+	// replicators) dropped for carrying another cluster identity than this
+	// node's: from a node started with another ClusterID, group or set of
+	// voters, or of another cluster. See the WARN log for who sent them.
+	Foreign atomic.Uint64
 	// Reads counts the reads this node served as leader (its own and
 	// forwarded batches); ReadRounds the quorum rounds it started for
 	// them. Reads/ReadRounds is the batching factor.

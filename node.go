@@ -52,6 +52,8 @@ type Node struct {
 	sticky bool
 	actor  *nodeActor // for Host.HandlePanic only
 	log    *logmgr.Log
+	// cluster is the cluster identity (see ClusterIdentity).
+	cluster uint64
 
 	// Published by the node actor for Status.
 	status   atomic.Pointer[Status]
@@ -60,6 +62,7 @@ type Node struct {
 	last     atomic.Uint64
 	inflight atomic.Int64
 	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
+	lostErr  atomic.Pointer[peerError] // Status.PeerLogLoss
 	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
 	// of this host's clock (0: no lease).
 	leaseUntil atomic.Int64
@@ -150,6 +153,9 @@ func (n *Node) Status() Status {
 	}
 	if p := n.readErr.Load(); p != nil {
 		s.ReplicationErr = p.err
+	}
+	if p := n.lostErr.Load(); p != nil {
+		s.PeerLogLoss = p.err
 	}
 	return s
 }

@@ -114,6 +114,14 @@ type NodeOptions struct {
 	// Peers is the group's initial configuration: every voter, this node
 	// included. All members must start with the same list.
 	Peers []Peer
+	// ClusterID names the cluster the group belongs to, the same on every
+	// member (for example a UUID chosen when the cluster is deployed).
+	// With Group and the voters' ids it makes the cluster identity that a
+	// node stores at its first start, checks at every later start and
+	// sends on every message (docs/operations.md). Optional, but only a
+	// ClusterID tells apart two clusters whose groups and node ids are the
+	// same — such as a data directory copied from another cluster.
+	ClusterID string
 	// StateMachine receives committed entries. Required.
 	StateMachine fsm.StateMachine
 

@@ -23,8 +23,8 @@ import (
 // It accepts:
 //   - envelopes from peers (votes, appends, heartbeats);
 //   - tick from the host's ticker, nudge from its Node handle;
-//   - Progress, HigherTerm, ReadFailed and ReadResumed from its
-//     replicators (children, while it leads);
+//   - Progress, HigherTerm, ReadFailed, ReadResumed and LostEntries from
+//     its replicators (children, while it leads);
 //   - Stable, HardStateSaved, Failed and Closed from its log manager;
 //   - Applied, Failed and ShutdownDone from its FSM caller;
 //   - shutdownNode and actorFailed from its host.
@@ -60,6 +60,13 @@ type nodeActor struct {
 	peers  map[string]string
 	others []string
 
+	// boot is the bootstrap record, carried by every hard state saved, and
+	// cluster the identity derived from it, on every envelope (identity.go).
+	boot    *raftpb.Bootstrap
+	cluster uint64
+	// diag: what the node warned about, and whether peers answer (admit.go).
+	diag diagnostics
+
 	log *logmgr.Log
 
 	role   Role
@@ -85,6 +92,7 @@ type nodeActor struct {
 	// Leader state, for the current term only.
 	repls         map[string]actors.Ref
 	match         map[string]uint64
+	lost          map[string]uint64 // peers that lost entries: the match they had (lostlog.go)
 	active        map[string]bool
 	quorumElapsed int
 
@@ -158,7 +166,8 @@ func newNodeActor(n *Node, opts NodeOptions, t ticks, hs *raftpb.HardState, l *l
 	a.conf = quorum.Joint{quorum.NewMajority(ids...)}
 	last, _ := l.Last()
 	a.stable = last // the storage holds only durable entries at start
-	n.actor, n.log = a, l
+	a.boot, a.cluster = hs.Bootstrap, clusterIdentity(hs.Bootstrap)
+	n.actor, n.log, n.cluster = a, l, a.cluster
 	n.last.Store(last)
 	return a
 }
@@ -184,6 +193,8 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		a.onProgress(env, m)
 	case replicator.ReadFailed, replicator.ReadResumed:
 		a.onReadReport(m)
+	case replicator.LostEntries:
+		a.onLostEntries(m)
 	case replicator.HigherTerm:
 		if m.Term > a.term && a.failed == nil {
 			a.becomeFollower(env, m.Term, "")
@@ -237,7 +248,7 @@ func (a *nodeActor) send(env actors.Env, to actors.Ref, e *raftpb.Envelope) {
 }
 
 func (a *nodeActor) envelope(to string, term, seq uint64) *raftpb.Envelope {
-	return &raftpb.Envelope{Group: a.opts.Group, From: a.opts.ID, To: to, Term: term, Seq: seq}
+	return &raftpb.Envelope{Group: a.opts.Group, From: a.opts.ID, To: to, Term: term, Seq: seq, Cluster: a.cluster}
 }
 
 func (a *nodeActor) peerRef(id string) actors.Ref {
@@ -247,7 +258,8 @@ func (a *nodeActor) peerRef(id string) actors.Ref {
 // persistHardState asks the log manager to make the current term and vote
 // durable. Sends wait until it answers.
 func (a *nodeActor) persistHardState(env actors.Env) {
-	env.Send(a.logRef, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote, Commit: a.commit}})
+	env.Send(a.logRef, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote, Commit: a.commit,
+		Bootstrap: a.boot}})
 }
 
 func (a *nodeActor) onHardStateSaved(env actors.Env, hs *raftpb.HardState) {

@@ -64,6 +64,13 @@ type Status struct {
 	// again (another one still failing sets it again at its next retry)
 	// and when leadership ends. See also Metrics.ReplicationReadFailures.
 	ReplicationErr error
+	// PeerLogLoss is set on a leader one of whose followers holds less
+	// than it had acknowledged (its data directory was wiped or its log
+	// cut short): the leader sends it the log again. It wraps
+	// ErrPeerLogLost, names the peer and the indexes, and is cleared once
+	// that peer holds what it had acknowledged, and when leadership ends.
+	// See also Metrics.PeerLogLosses.
+	PeerLogLoss error
 }
 
 func (s Status) String() string {
@@ -75,6 +82,9 @@ func (s Status) String() string {
 	}
 	if s.ReplicationErr != nil {
 		fmt.Fprintf(&b, " replication-err=%q", s.ReplicationErr)
+	}
+	if s.PeerLogLoss != nil {
+		fmt.Fprintf(&b, " peer-log-loss=%q", s.PeerLogLoss)
 	}
 	return b.String()
 }

@@ -18,9 +18,20 @@ import (
 // FileMeta is a MetaStorage in the file "meta" of a directory. Each Save
 // writes "meta.tmp", syncs it, renames it over "meta" and syncs the
 // directory, so a crash leaves either the old hard state or the new one,
-// never a mix. The file holds a crc32c and a length before the marshalled
-// raftpb.HardState; a damaged file is an error at Load, never a silent
-// reset of the term and vote.
+// never a mix. A damaged file is an error at Load, never a silent reset of
+// the term and vote.
+//
+// The file's format:
+//
+//	+----------------+----------------+---------------------------+
+//	| crc32c (4, LE) | length (4, LE) | marshalled raftpb.HardState |
+//	+----------------+----------------+---------------------------+
+//
+// The checksum covers the HardState bytes, which are exactly length long.
+// The HardState evolves as protobuf does, by new fields (the bootstrap
+// record, field 4, came that way): files written before a field existed
+// read as that field absent, and a reader that predates a field ignores it
+// — so the layout has no version of its own.
 type FileMeta struct {
 	fs  vfs.FS
 	dir string
@@ -28,6 +39,7 @@ type FileMeta struct {
 
 var _ MetaStorage = (*FileMeta)(nil)
 
+// metaHeader is the size of a meta file's header: crc32c and length.
 const metaHeader = 8
 
 // OpenFileMeta returns the FileMeta of dir, creating dir if needed.
@@ -52,32 +64,50 @@ func (m *FileMeta) Load() (*raftpb.HardState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logmgr: read %s: %w", name, err)
 	}
-	if len(b) < metaHeader {
-		return nil, fmt.Errorf("logmgr: %s is damaged: %d bytes, shorter than its header", name, len(b))
-	}
-	n := binary.LittleEndian.Uint32(b[4:8])
-	if uint64(n) != uint64(len(b)-metaHeader) {
-		return nil, fmt.Errorf("logmgr: %s is damaged: length %d, file holds %d", name, n, len(b)-metaHeader)
-	}
-	if crc32.Checksum(b[metaHeader:], castagnoli) != binary.LittleEndian.Uint32(b[0:4]) {
-		return nil, fmt.Errorf("logmgr: %s is damaged: checksum mismatch", name)
-	}
-	hs := &raftpb.HardState{}
-	if err := proto.Unmarshal(b[metaHeader:], hs); err != nil {
+	hs, err := decodeMeta(b)
+	if err != nil {
 		return nil, fmt.Errorf("logmgr: %s is damaged: %w", name, err)
 	}
 	return hs, nil
 }
 
-func (m *FileMeta) Save(hs *raftpb.HardState) error {
+// decodeMeta decodes the contents of a meta file (see FileMeta). Any input
+// that is not exactly one such file is an error.
+func decodeMeta(b []byte) (*raftpb.HardState, error) {
+	if len(b) < metaHeader {
+		return nil, fmt.Errorf("%d bytes, shorter than its header", len(b))
+	}
+	n := binary.LittleEndian.Uint32(b[4:8])
+	if uint64(n) != uint64(len(b)-metaHeader) {
+		return nil, fmt.Errorf("length %d, file holds %d", n, len(b)-metaHeader)
+	}
+	if crc32.Checksum(b[metaHeader:], castagnoli) != binary.LittleEndian.Uint32(b[0:4]) {
+		return nil, errors.New("checksum mismatch")
+	}
+	hs := &raftpb.HardState{}
+	if err := proto.Unmarshal(b[metaHeader:], hs); err != nil {
+		return nil, err
+	}
+	return hs, nil
+}
+
+// encodeMeta is the contents of a meta file holding hs.
+func encodeMeta(hs *raftpb.HardState) ([]byte, error) {
 	body, err := proto.Marshal(hs)
 	if err != nil {
-		return fmt.Errorf("logmgr: encode hard state: %w", err)
+		return nil, err
 	}
 	b := make([]byte, metaHeader, metaHeader+len(body))
 	binary.LittleEndian.PutUint32(b[0:4], crc32.Checksum(body, castagnoli))
 	binary.LittleEndian.PutUint32(b[4:8], uint32(len(body)))
-	b = append(b, body...)
+	return append(b, body...), nil
+}
+
+func (m *FileMeta) Save(hs *raftpb.HardState) error {
+	b, err := encodeMeta(hs)
+	if err != nil {
+		return fmt.Errorf("logmgr: encode hard state: %w", err)
+	}
 	tmp, final := path.Join(m.dir, "meta.tmp"), path.Join(m.dir, "meta")
 	f, err := m.fs.Create(tmp)
 	if err != nil {

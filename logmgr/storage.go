@@ -116,10 +116,15 @@ type LogStorage interface {
 	Close() error
 }
 
-// MetaStorage holds a node's hard state (term, vote).
+// MetaStorage holds a node's hard state (term, vote, and the bootstrap
+// record the node was first started with).
 //
-// Save and Load are called by the disk writer actor (Load also once at
-// start, before any actor runs); calls never overlap.
+// Save and Load are called by the disk writer actor (Load, and Save at a
+// node's first start, also once at start, before any actor runs); calls
+// never overlap. An implementation must keep the whole HardState message,
+// its bootstrap record included: a node whose record is lost adopts its
+// current configuration as the record again (with a warning), so it can
+// no longer tell a start with a different configuration from its first.
 type MetaStorage interface {
 	// Load returns the last hard state saved, or an empty one.
 	Load() (*raftpb.HardState, error)

@@ -279,10 +279,14 @@ func (x *Configuration) GetOldLearners() []*Peer {
 // candidate it voted for in that term. commit is advisory (a restart may
 // start from it instead of zero).
 type HardState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
-	Vote          string                 `protobuf:"bytes,2,opt,name=vote,proto3" json:"vote,omitempty"`
-	Commit        uint64                 `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Term   uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	Vote   string                 `protobuf:"bytes,2,opt,name=vote,proto3" json:"vote,omitempty"`
+	Commit uint64                 `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	// What the node was first started with. Written at the node's first
+	// start (with an empty log and hard state) and carried unchanged by every
+	// later save; absent only in hard states written before it existed.
+	Bootstrap     *Bootstrap `protobuf:"bytes,4,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +342,86 @@ func (x *HardState) GetCommit() uint64 {
 	return 0
 }
 
+func (x *HardState) GetBootstrap() *Bootstrap {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return nil
+}
+
+// Bootstrap is the identity a node was first started with: the cluster id
+// it was given, its group, its own id and the voters (ids and addresses as
+// they were then). A later start of the node on the same data must name the
+// same cluster id, group, id and voter ids (addresses may change); the
+// cluster identity every envelope carries is derived from it.
+type Bootstrap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	Configuration *Configuration         `protobuf:"bytes,4,opt,name=configuration,proto3" json:"configuration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bootstrap) Reset() {
+	*x = Bootstrap{}
+	mi := &file_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bootstrap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bootstrap) ProtoMessage() {}
+
+func (x *Bootstrap) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
+func (*Bootstrap) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Bootstrap) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetConfiguration() *Configuration {
+	if x != nil {
+		return x.Configuration
+	}
+	return nil
+}
+
 // Envelope carries every message between nodes of a group. term is the
 // sender's current term (for pre-votes: the term it would campaign in); seq
 // numbers requests so replies can be matched and stale ones dropped.
@@ -348,6 +432,10 @@ type Envelope struct {
 	To    string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
 	Term  uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
 	Seq   uint64                 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The cluster identity of the sender (a hash of its bootstrap: cluster
+	// id, group, voter ids; never 0). A node drops envelopes whose identity
+	// is not its own.
+	Cluster uint64 `protobuf:"fixed64,6,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Envelope_PreVoteRequest
@@ -370,7 +458,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +470,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +483,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Envelope) GetGroup() string {
@@ -429,6 +517,13 @@ func (x *Envelope) GetTerm() uint64 {
 func (x *Envelope) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *Envelope) GetCluster() uint64 {
+	if x != nil {
+		return x.Cluster
 	}
 	return 0
 }
@@ -649,13 +744,17 @@ type VoteRequest struct {
 	// yet: nothing sets it, and voters ignore it (it never bypasses leader
 	// stickiness).
 	LeadershipTransfer bool `protobuf:"varint,3,opt,name=leadership_transfer,json=leadershipTransfer,proto3" json:"leadership_transfer,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The address of the candidate's host, for diagnostics only (a voter
+	// that does not know the candidate, or lists it elsewhere, says so in its
+	// log). Replies still go to the address the voter's configuration lists.
+	CandidateAddr string `protobuf:"bytes,4,opt,name=candidate_addr,json=candidateAddr,proto3" json:"candidate_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VoteRequest) Reset() {
 	*x = VoteRequest{}
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +766,7 @@ func (x *VoteRequest) String() string {
 func (*VoteRequest) ProtoMessage() {}
 
 func (x *VoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +779,7 @@ func (x *VoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoteRequest.ProtoReflect.Descriptor instead.
 func (*VoteRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{5}
+	return file_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VoteRequest) GetLastLogIndex() uint64 {
@@ -704,6 +803,13 @@ func (x *VoteRequest) GetLeadershipTransfer() bool {
 	return false
 }
 
+func (x *VoteRequest) GetCandidateAddr() string {
+	if x != nil {
+		return x.CandidateAddr
+	}
+	return ""
+}
+
 type VoteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Granted       bool                   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
@@ -713,7 +819,7 @@ type VoteResponse struct {
 
 func (x *VoteResponse) Reset() {
 	*x = VoteResponse{}
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +831,7 @@ func (x *VoteResponse) String() string {
 func (*VoteResponse) ProtoMessage() {}
 
 func (x *VoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +844,7 @@ func (x *VoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoteResponse.ProtoReflect.Descriptor instead.
 func (*VoteResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{6}
+	return file_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VoteResponse) GetGranted() bool {
@@ -762,7 +868,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +880,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +893,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{7}
+	return file_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppendRequest) GetPrevLogIndex() uint64 {
@@ -836,7 +942,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +954,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +967,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{8}
+	return file_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppendResponse) GetSuccess() bool {
@@ -903,16 +1009,19 @@ func (x *AppendResponse) GetLastLogIndex() uint64 {
 // commit index, the follower's known match index), which the follower may
 // adopt without a log check.
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Commit        uint64                 `protobuf:"varint,1,opt,name=commit,proto3" json:"commit,omitempty"`
-	ReadContext   []byte                 `protobuf:"bytes,2,opt,name=read_context,json=readContext,proto3" json:"read_context,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Commit      uint64                 `protobuf:"varint,1,opt,name=commit,proto3" json:"commit,omitempty"`
+	ReadContext []byte                 `protobuf:"bytes,2,opt,name=read_context,json=readContext,proto3" json:"read_context,omitempty"`
+	// The term of the leader's entry at commit (0: not known), which the
+	// follower checks against its own before it adopts commit.
+	CommitTerm    uint64 `protobuf:"varint,3,opt,name=commit_term,json=commitTerm,proto3" json:"commit_term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1033,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1046,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{9}
+	return file_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeartbeatRequest) GetCommit() uint64 {
@@ -954,16 +1063,27 @@ func (x *HeartbeatRequest) GetReadContext() []byte {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetCommitTerm() uint64 {
+	if x != nil {
+		return x.CommitTerm
+	}
+	return 0
+}
+
+// HeartbeatResponse answers a HeartbeatRequest with the same seq.
+// last_log_index is the follower's last index: a leader that finds it below
+// the follower's known match learns that the follower lost entries.
 type HeartbeatResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ReadContext   []byte                 `protobuf:"bytes,1,opt,name=read_context,json=readContext,proto3" json:"read_context,omitempty"`
+	LastLogIndex  uint64                 `protobuf:"varint,2,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1095,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1108,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{10}
+	return file_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatResponse) GetReadContext() []byte {
@@ -996,6 +1116,13 @@ func (x *HeartbeatResponse) GetReadContext() []byte {
 		return x.ReadContext
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetLastLogIndex() uint64 {
+	if x != nil {
+		return x.LastLogIndex
+	}
+	return 0
 }
 
 // TimeoutNow tells an up-to-date follower to campaign at once (leadership
@@ -1008,7 +1135,7 @@ type TimeoutNow struct {
 
 func (x *TimeoutNow) Reset() {
 	*x = TimeoutNow{}
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1147,7 @@ func (x *TimeoutNow) String() string {
 func (*TimeoutNow) ProtoMessage() {}
 
 func (x *TimeoutNow) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1160,7 @@ func (x *TimeoutNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutNow.ProtoReflect.Descriptor instead.
 func (*TimeoutNow) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{11}
+	return file_raft_proto_rawDescGZIP(), []int{12}
 }
 
 // ReadIndexRequest asks the leader for a read index on behalf of a
@@ -1049,7 +1176,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_raft_proto_msgTypes[12]
+	mi := &file_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1188,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[12]
+	mi := &file_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1201,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{12}
+	return file_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReadIndexRequest) GetBatch() uint64 {
@@ -1106,7 +1233,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_raft_proto_msgTypes[13]
+	mi := &file_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1245,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[13]
+	mi := &file_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1258,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{13}
+	return file_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadIndexResponse) GetBatch() uint64 {
@@ -1175,7 +1302,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_raft_proto_msgTypes[14]
+	mi := &file_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1314,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[14]
+	mi := &file_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1327,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{14}
+	return file_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotMeta) GetLastIndex() uint64 {
@@ -1234,7 +1361,7 @@ type InstallSnapshotRequest struct {
 
 func (x *InstallSnapshotRequest) Reset() {
 	*x = InstallSnapshotRequest{}
-	mi := &file_raft_proto_msgTypes[15]
+	mi := &file_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1373,7 @@ func (x *InstallSnapshotRequest) String() string {
 func (*InstallSnapshotRequest) ProtoMessage() {}
 
 func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[15]
+	mi := &file_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1386,7 @@ func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{15}
+	return file_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InstallSnapshotRequest) GetMeta() *SnapshotMeta {
@@ -1285,7 +1412,7 @@ type InstallSnapshotResponse struct {
 
 func (x *InstallSnapshotResponse) Reset() {
 	*x = InstallSnapshotResponse{}
-	mi := &file_raft_proto_msgTypes[16]
+	mi := &file_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1424,7 @@ func (x *InstallSnapshotResponse) String() string {
 func (*InstallSnapshotResponse) ProtoMessage() {}
 
 func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[16]
+	mi := &file_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1437,7 @@ func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{16}
+	return file_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InstallSnapshotResponse) GetSuccess() bool {
@@ -1331,7 +1458,7 @@ type IndexMark struct {
 
 func (x *IndexMark) Reset() {
 	*x = IndexMark{}
-	mi := &file_raft_proto_msgTypes[17]
+	mi := &file_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1470,7 @@ func (x *IndexMark) String() string {
 func (*IndexMark) ProtoMessage() {}
 
 func (x *IndexMark) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[17]
+	mi := &file_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1483,7 @@ func (x *IndexMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexMark.ProtoReflect.Descriptor instead.
 func (*IndexMark) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{17}
+	return file_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IndexMark) GetIndex() uint64 {
@@ -1385,17 +1512,25 @@ const file_raft_proto_rawDesc = "" +
 	"\blearners\x18\x02 \x03(\v2\x16.asyncraft.raftpb.PeerR\blearners\x125\n" +
 	"\n" +
 	"old_voters\x18\x03 \x03(\v2\x16.asyncraft.raftpb.PeerR\toldVoters\x129\n" +
-	"\fold_learners\x18\x04 \x03(\v2\x16.asyncraft.raftpb.PeerR\voldLearners\"K\n" +
+	"\fold_learners\x18\x04 \x03(\v2\x16.asyncraft.raftpb.PeerR\voldLearners\"\x86\x01\n" +
 	"\tHardState\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04vote\x18\x02 \x01(\tR\x04vote\x12\x16\n" +
-	"\x06commit\x18\x03 \x01(\x04R\x06commit\"\x91\t\n" +
+	"\x06commit\x18\x03 \x01(\x04R\x06commit\x129\n" +
+	"\tbootstrap\x18\x04 \x01(\v2\x1b.asyncraft.raftpb.BootstrapR\tbootstrap\"\x97\x01\n" +
+	"\tBootstrap\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12E\n" +
+	"\rconfiguration\x18\x04 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\"\xab\t\n" +
 	"\bEnvelope\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12I\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x18\n" +
+	"\acluster\x18\x06 \x01(\x06R\acluster\x12I\n" +
 	"\x10pre_vote_request\x18\n" +
 	" \x01(\v2\x1d.asyncraft.raftpb.VoteRequestH\x00R\x0epreVoteRequest\x12L\n" +
 	"\x11pre_vote_response\x18\v \x01(\v2\x1e.asyncraft.raftpb.VoteResponseH\x00R\x0fpreVoteResponse\x12B\n" +
@@ -1411,11 +1546,12 @@ const file_raft_proto_rawDesc = "" +
 	"\x13read_index_response\x18\x14 \x01(\v2#.asyncraft.raftpb.ReadIndexResponseH\x00R\x11readIndexResponse\x12d\n" +
 	"\x18install_snapshot_request\x18\x15 \x01(\v2(.asyncraft.raftpb.InstallSnapshotRequestH\x00R\x16installSnapshotRequest\x12g\n" +
 	"\x19install_snapshot_response\x18\x16 \x01(\v2).asyncraft.raftpb.InstallSnapshotResponseH\x00R\x17installSnapshotResponseB\x06\n" +
-	"\x04body\"\x88\x01\n" +
+	"\x04body\"\xaf\x01\n" +
 	"\vVoteRequest\x12$\n" +
 	"\x0elast_log_index\x18\x01 \x01(\x04R\flastLogIndex\x12\"\n" +
 	"\rlast_log_term\x18\x02 \x01(\x04R\vlastLogTerm\x12/\n" +
-	"\x13leadership_transfer\x18\x03 \x01(\bR\x12leadershipTransfer\"(\n" +
+	"\x13leadership_transfer\x18\x03 \x01(\bR\x12leadershipTransfer\x12%\n" +
+	"\x0ecandidate_addr\x18\x04 \x01(\tR\rcandidateAddr\"(\n" +
 	"\fVoteResponse\x12\x18\n" +
 	"\agranted\x18\x01 \x01(\bR\agranted\"\xa4\x01\n" +
 	"\rAppendRequest\x12$\n" +
@@ -1429,12 +1565,15 @@ const file_raft_proto_rawDesc = "" +
 	"matchIndex\x12*\n" +
 	"\x11reject_hint_index\x18\x03 \x01(\x04R\x0frejectHintIndex\x12(\n" +
 	"\x10reject_hint_term\x18\x04 \x01(\x04R\x0erejectHintTerm\x12$\n" +
-	"\x0elast_log_index\x18\x05 \x01(\x04R\flastLogIndex\"M\n" +
+	"\x0elast_log_index\x18\x05 \x01(\x04R\flastLogIndex\"n\n" +
 	"\x10HeartbeatRequest\x12\x16\n" +
 	"\x06commit\x18\x01 \x01(\x04R\x06commit\x12!\n" +
-	"\fread_context\x18\x02 \x01(\fR\vreadContext\"6\n" +
+	"\fread_context\x18\x02 \x01(\fR\vreadContext\x12\x1f\n" +
+	"\vcommit_term\x18\x03 \x01(\x04R\n" +
+	"commitTerm\"\\\n" +
 	"\x11HeartbeatResponse\x12!\n" +
-	"\fread_context\x18\x01 \x01(\fR\vreadContext\"\f\n" +
+	"\fread_context\x18\x01 \x01(\fR\vreadContext\x12$\n" +
+	"\x0elast_log_index\x18\x02 \x01(\x04R\flastLogIndex\"\f\n" +
 	"\n" +
 	"TimeoutNow\">\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
@@ -1475,27 +1614,28 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_raft_proto_goTypes = []any{
 	(EntryType)(0),                  // 0: asyncraft.raftpb.EntryType
 	(*Entry)(nil),                   // 1: asyncraft.raftpb.Entry
 	(*Peer)(nil),                    // 2: asyncraft.raftpb.Peer
 	(*Configuration)(nil),           // 3: asyncraft.raftpb.Configuration
 	(*HardState)(nil),               // 4: asyncraft.raftpb.HardState
-	(*Envelope)(nil),                // 5: asyncraft.raftpb.Envelope
-	(*VoteRequest)(nil),             // 6: asyncraft.raftpb.VoteRequest
-	(*VoteResponse)(nil),            // 7: asyncraft.raftpb.VoteResponse
-	(*AppendRequest)(nil),           // 8: asyncraft.raftpb.AppendRequest
-	(*AppendResponse)(nil),          // 9: asyncraft.raftpb.AppendResponse
-	(*HeartbeatRequest)(nil),        // 10: asyncraft.raftpb.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 11: asyncraft.raftpb.HeartbeatResponse
-	(*TimeoutNow)(nil),              // 12: asyncraft.raftpb.TimeoutNow
-	(*ReadIndexRequest)(nil),        // 13: asyncraft.raftpb.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 14: asyncraft.raftpb.ReadIndexResponse
-	(*SnapshotMeta)(nil),            // 15: asyncraft.raftpb.SnapshotMeta
-	(*InstallSnapshotRequest)(nil),  // 16: asyncraft.raftpb.InstallSnapshotRequest
-	(*InstallSnapshotResponse)(nil), // 17: asyncraft.raftpb.InstallSnapshotResponse
-	(*IndexMark)(nil),               // 18: asyncraft.raftpb.IndexMark
+	(*Bootstrap)(nil),               // 5: asyncraft.raftpb.Bootstrap
+	(*Envelope)(nil),                // 6: asyncraft.raftpb.Envelope
+	(*VoteRequest)(nil),             // 7: asyncraft.raftpb.VoteRequest
+	(*VoteResponse)(nil),            // 8: asyncraft.raftpb.VoteResponse
+	(*AppendRequest)(nil),           // 9: asyncraft.raftpb.AppendRequest
+	(*AppendResponse)(nil),          // 10: asyncraft.raftpb.AppendResponse
+	(*HeartbeatRequest)(nil),        // 11: asyncraft.raftpb.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 12: asyncraft.raftpb.HeartbeatResponse
+	(*TimeoutNow)(nil),              // 13: asyncraft.raftpb.TimeoutNow
+	(*ReadIndexRequest)(nil),        // 14: asyncraft.raftpb.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 15: asyncraft.raftpb.ReadIndexResponse
+	(*SnapshotMeta)(nil),            // 16: asyncraft.raftpb.SnapshotMeta
+	(*InstallSnapshotRequest)(nil),  // 17: asyncraft.raftpb.InstallSnapshotRequest
+	(*InstallSnapshotResponse)(nil), // 18: asyncraft.raftpb.InstallSnapshotResponse
+	(*IndexMark)(nil),               // 19: asyncraft.raftpb.IndexMark
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: asyncraft.raftpb.Entry.type:type_name -> asyncraft.raftpb.EntryType
@@ -1503,27 +1643,29 @@ var file_raft_proto_depIdxs = []int32{
 	2,  // 2: asyncraft.raftpb.Configuration.learners:type_name -> asyncraft.raftpb.Peer
 	2,  // 3: asyncraft.raftpb.Configuration.old_voters:type_name -> asyncraft.raftpb.Peer
 	2,  // 4: asyncraft.raftpb.Configuration.old_learners:type_name -> asyncraft.raftpb.Peer
-	6,  // 5: asyncraft.raftpb.Envelope.pre_vote_request:type_name -> asyncraft.raftpb.VoteRequest
-	7,  // 6: asyncraft.raftpb.Envelope.pre_vote_response:type_name -> asyncraft.raftpb.VoteResponse
-	6,  // 7: asyncraft.raftpb.Envelope.vote_request:type_name -> asyncraft.raftpb.VoteRequest
-	7,  // 8: asyncraft.raftpb.Envelope.vote_response:type_name -> asyncraft.raftpb.VoteResponse
-	8,  // 9: asyncraft.raftpb.Envelope.append_request:type_name -> asyncraft.raftpb.AppendRequest
-	9,  // 10: asyncraft.raftpb.Envelope.append_response:type_name -> asyncraft.raftpb.AppendResponse
-	10, // 11: asyncraft.raftpb.Envelope.heartbeat_request:type_name -> asyncraft.raftpb.HeartbeatRequest
-	11, // 12: asyncraft.raftpb.Envelope.heartbeat_response:type_name -> asyncraft.raftpb.HeartbeatResponse
-	12, // 13: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
-	13, // 14: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
-	14, // 15: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
-	16, // 16: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
-	17, // 17: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
-	1,  // 18: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
-	3,  // 19: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
-	15, // 20: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 5: asyncraft.raftpb.HardState.bootstrap:type_name -> asyncraft.raftpb.Bootstrap
+	3,  // 6: asyncraft.raftpb.Bootstrap.configuration:type_name -> asyncraft.raftpb.Configuration
+	7,  // 7: asyncraft.raftpb.Envelope.pre_vote_request:type_name -> asyncraft.raftpb.VoteRequest
+	8,  // 8: asyncraft.raftpb.Envelope.pre_vote_response:type_name -> asyncraft.raftpb.VoteResponse
+	7,  // 9: asyncraft.raftpb.Envelope.vote_request:type_name -> asyncraft.raftpb.VoteRequest
+	8,  // 10: asyncraft.raftpb.Envelope.vote_response:type_name -> asyncraft.raftpb.VoteResponse
+	9,  // 11: asyncraft.raftpb.Envelope.append_request:type_name -> asyncraft.raftpb.AppendRequest
+	10, // 12: asyncraft.raftpb.Envelope.append_response:type_name -> asyncraft.raftpb.AppendResponse
+	11, // 13: asyncraft.raftpb.Envelope.heartbeat_request:type_name -> asyncraft.raftpb.HeartbeatRequest
+	12, // 14: asyncraft.raftpb.Envelope.heartbeat_response:type_name -> asyncraft.raftpb.HeartbeatResponse
+	13, // 15: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
+	14, // 16: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
+	15, // 17: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
+	17, // 18: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
+	18, // 19: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
+	1,  // 20: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
+	3,  // 21: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
+	16, // 22: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -1531,7 +1673,7 @@ func file_raft_proto_init() {
 	if File_raft_proto != nil {
 		return
 	}
-	file_raft_proto_msgTypes[4].OneofWrappers = []any{
+	file_raft_proto_msgTypes[5].OneofWrappers = []any{
 		(*Envelope_PreVoteRequest)(nil),
 		(*Envelope_PreVoteResponse)(nil),
 		(*Envelope_VoteRequest)(nil),
@@ -1552,7 +1694,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

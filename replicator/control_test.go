@@ -90,6 +90,14 @@ func TestStaleRepliesIgnored(t *testing.T) {
 		e.From = "x"
 		h.unchanged("a reply from another peer", e)
 	})
+	t.Run("other-cluster", func(t *testing.T) {
+		h, rs := heldWindow(t)
+		e := clone(rs[2])
+		e.Cluster = 0x5eed
+		h.unchanged("a reply of another cluster identity", e)
+		appendResp(e).Success = false
+		h.unchanged("a rejection of another cluster identity", e)
+	})
 	t.Run("duplicate", func(t *testing.T) {
 		h, rs := heldWindow(t)
 		n := len(h.node.progress)

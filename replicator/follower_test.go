@@ -97,7 +97,11 @@ func (f *follower) reply(req *raftpb.Envelope) *raftpb.Envelope {
 
 func (f *follower) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.HeartbeatRequest) {
 	r := f.reply(e)
-	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext}}
+	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext,
+		LastLogIndex: f.last()}}
+	if t, err := f.leaderLog.Term(hb.Commit); err != nil || t != hb.CommitTerm {
+		f.violate("heartbeat seq %d: commit %d of term %d, but the leader's term there is %d (%v)", e.Seq, hb.Commit, hb.CommitTerm, t, err)
+	}
 	if e.Term < f.term {
 		f.send(env, r)
 		return
@@ -107,7 +111,9 @@ func (f *follower) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.He
 	if f.onCommit != nil {
 		f.onCommit(hb.Commit) // adopted without a log check: must be safe
 	}
-	f.commit = max(f.commit, min(hb.Commit, f.last()))
+	if hb.Commit <= f.last() { // beyond its end, the follower lost entries: adopt nothing
+		f.commit = max(f.commit, hb.Commit)
+	}
 	f.send(env, r)
 }
 

@@ -22,6 +22,9 @@
 // A replicator starts probing at Config.NextIndex, the leader's last index
 // + 1 (Raft §5.3): a peer that is up to date needs no back-off at all.
 //
+// Every request carries the cluster identity (Config.Cluster), and a reply
+// that carries another is dropped (and counted in Config.Foreign).
+//
 // Every request carries a sequence number. A reply is matched against the
 // outstanding requests by it; a reply that matches none (late, duplicated,
 // from before a reset) is dropped. A rejection sends the replicator back to
@@ -41,6 +44,19 @@
 // instead; neither compaction nor snapshots exist yet, and a retry does
 // not cure ErrCompacted, so for them the retries would go on for the rest
 // of the term.
+//
+// A follower that holds less than it acknowledged — its data was wiped or
+// its log lost its tail — used to be probed at match+1 forever, refusing
+// each probe, for as long as the leader lasted. Replies say the follower's
+// last index (heartbeat replies too, so an idle group notices), and a reply
+// to a request sent after the replicator learned its match that shows the
+// follower's log ending below the match (or a rejection hinting below it)
+// proves a loss: the peer cannot have lost entries between acknowledging
+// them and receiving a later request otherwise. The replicator then
+// reports LostEntries, forgets the match and probes from the follower's
+// last index + 1, resending what it lacks. (A reply to an earlier request
+// proves nothing: reordered requests may have been refused before the
+// acknowledged one arrived.)
 //
 // Heartbeats (every HeartbeatTicks of the node's ticks, or at once when the
 // commit index moves and there is nothing else to send) carry the commit
@@ -104,5 +120,17 @@ type (
 		Peer     string
 		Term     uint64
 		Failures int
+	}
+	// LostEntries reports that the peer holds less than it acknowledged:
+	// it had acknowledged the leader's log up to Match, and a reply to a
+	// request sent after that acknowledgement says its log now matches at
+	// most up to Last < Match (its data directory was wiped, or its log
+	// lost its tail). The replicator has forgotten the match (it is 0
+	// until the peer acknowledges again) and probes from Last+1; the node
+	// must lower its own record of the peer's match likewise.
+	LostEntries struct {
+		Peer        string
+		Term        uint64
+		Match, Last uint64
 	}
 )

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
@@ -45,6 +46,11 @@ type Config struct {
 	// before the replicator probes again.
 	ResendTicks int
 	Logger      *slog.Logger
+	// Cluster is the cluster identity the replicator puts on its requests
+	// and requires on replies; Foreign, if set, counts the replies it
+	// drops for carrying another.
+	Cluster uint64
+	Foreign *atomic.Uint64
 }
 
 type state uint8
@@ -95,6 +101,7 @@ type Replicator struct {
 	commit   uint64
 	sentHB   uint64 // the commit value last sent in a heartbeat or request
 	seq      uint64
+	matchSeq uint64 // seq when match last rose: later requests reach a follower that acknowledged match
 	inflight []flight
 	inBytes  uint64
 	hbSeq    uint64     // seq of the last heartbeat sent
@@ -202,7 +209,7 @@ func (r *Replicator) resetToProbe(next uint64) {
 
 func (r *Replicator) envelope(body any) *raftpb.Envelope {
 	r.seq++
-	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq}
+	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq, Cluster: r.cfg.Cluster}
 	switch b := body.(type) {
 	case *raftpb.AppendRequest:
 		e.Body = &raftpb.Envelope_AppendRequest{AppendRequest: b}
@@ -214,7 +221,11 @@ func (r *Replicator) envelope(body any) *raftpb.Envelope {
 
 func (r *Replicator) heartbeat(env actors.Env) {
 	c := min(r.commit, r.match)
-	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c}))
+	ct, err := r.cfg.Log.Term(c)
+	if err != nil {
+		ct = 0 // not known: the follower checks nothing
+	}
+	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c, CommitTerm: ct}))
 	r.hbSeq = r.seq
 	if len(r.beats) == maxBeats {
 		r.beats = append(r.beats[:0], r.beats[1:]...)
@@ -303,6 +314,12 @@ func (r *Replicator) readFailed(env actors.Env, err error) {
 }
 
 func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
+	if e.Cluster != r.cfg.Cluster {
+		if r.cfg.Foreign != nil {
+			r.cfg.Foreign.Add(1)
+		}
+		return // of another cluster: not a reply to this replicator
+	}
 	if e.Term > r.cfg.Term {
 		if e.Term > r.higher { // once per term, not once per reply
 			r.higher = e.Term
@@ -328,7 +345,11 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 				sentAt = b.at
 			}
 		}
+		lost := r.lostEntries(env, e.Seq, b.HeartbeatResponse.LastLogIndex)
 		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: sentAt})
+		if lost {
+			r.send(env)
+		}
 	case *raftpb.Envelope_AppendResponse:
 		r.onAppendResponse(env, e.Seq, b.AppendResponse)
 	}
@@ -349,7 +370,7 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 		}
 		r.inflight = r.inflight[i+1:]
 		if f.last > r.match {
-			r.match = f.last
+			r.match, r.matchSeq = f.last, r.seq
 		}
 		if r.st == stateProbe {
 			r.st = stateReplicate
@@ -364,7 +385,12 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	}
 	// A rejection: the peer's log does not hold (f.prev, its term). It
 	// still recognises this leader's term: that is contact.
+	lost := r.lostEntries(env, seq, min(resp.LastLogIndex, resp.RejectHintIndex))
 	env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: f.sentAt})
+	if lost {
+		r.send(env)
+		return
+	}
 	if f.prev < r.match {
 		return // contradicted by a later success: stale
 	}
@@ -373,6 +399,23 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	// if a hint is wrong.
 	r.resetToProbe(min(r.nextFromHint(resp.RejectHintIndex, resp.RejectHintTerm), f.prev))
 	r.send(env)
+}
+
+// lostEntries checks the reply to request seq, by which the peer's log
+// matches the leader's at most up to last. If that is below the match and
+// the request left after the match was learned, the peer lost entries it
+// had acknowledged: the replicator reports it, forgets the match and
+// probes from last+1. Lowering the match is safe: the commit index never
+// goes back, so nothing committed is undone, and until the peer
+// acknowledges again it counts for nothing it does not hold.
+func (r *Replicator) lostEntries(env actors.Env, seq, last uint64) bool {
+	if last >= r.match || seq <= r.matchSeq {
+		return false
+	}
+	env.Send(r.cfg.Node, LostEntries{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, Last: last})
+	r.match, r.matchSeq, r.sentHB = 0, 0, 0
+	r.resetToProbe(last + 1)
+	return true
 }
 
 // nextFromHint returns where to probe next given a rejection hint: after

@@ -69,7 +69,10 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
 		{"commit an earlier term's entry by counting", faults.CommitPriorTerm, 1, 10, "leader completeness", fig8, nil},
 		{"acknowledge before sync", faults.AckBeforeSync, 1, 20, "durability", standard(false), nil},
-		{"acknowledge before sync, end to end", faults.AckBeforeSync, 186, 400, "committed entry truncated", standard(true), nil},
+		// Seed 186 catches it first, by the log oracle (a committed entry
+		// truncated): a follower's lost entries are sent again now. 221
+		// is the first whose first violation is the end-to-end check.
+		{"acknowledge before sync, end to end", faults.AckBeforeSync, 221, 400, "state machine safety", standard(true), nil},
 		{"skip the previous-entry check", faults.SkipPrevCheck, 3, 200, "state machine safety", standard(true), nil},
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
 		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 2, 100, "linearizability", standard(true), nil},

@@ -1,0 +1,198 @@
+package asyncraft
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Which envelopes a node accepts, and what it says about the others.
+//
+// A node acts only on envelopes for its group and id, from another member
+// of its configuration, carrying its cluster identity (identity.go). It
+// drops the rest and counts them (Metrics.Dropped; Metrics.Foreign for
+// another identity). A misconfigured node — wrong peer ids, another
+// ClusterID, two nodes started with one id — would otherwise sit as a
+// pre-candidate forever with nothing in the logs, so drops are also logged,
+// at WARN, at most once per kind every warnEvery election timeouts (with
+// the count held back meanwhile):
+//
+//   - on the receiving side: a message from a node not among Peers (its id,
+//     its host's address when it says — vote requests carry it — and this
+//     node's Peers), or of another cluster identity (both identities and
+//     this node's bootstrap record);
+//   - on the sending side: unansweredElections elections in a row that no
+//     peer answered at all (this node's id, address, Peers and identity;
+//     and, if Peers lists this node at another address than its host's,
+//     that the replies go there — where another host may run the same id);
+//   - a vote request whose candidate says its host is not where this node
+//     lists it: once per candidate and address, as two nodes may share
+//     the id (or the list names a proxy).
+//
+// What two nodes with one id look like: the peers list the id at one
+// address, so every reply goes to the node there; the other one hears
+// nothing and, after unansweredElections elections, says so — naming the
+// address its replies go to if its own host is elsewhere — and the voters
+// it asks log that a candidate of that id claims another host. Nothing is
+// detected while the two stay silent (an idle duplicate follower), and the
+// identity cannot tell them apart: they share it.
+
+const (
+	// unansweredElections is how many elections in a row no peer answers
+	// before a node warns.
+	unansweredElections = 3
+	// warnEvery is the least time between two warnings of one kind, in
+	// election timeouts.
+	warnEvery = 10
+)
+
+// diagnostics is the node actor's record of what it warned about and of
+// whether its peers answer its elections.
+type diagnostics struct {
+	misaddressed, unknown, foreign, unanswered warnLimit
+	// heard: an envelope from a peer was accepted since the latest
+	// election started; silent counts the elections in a row before it
+	// that no peer answered.
+	heard     bool
+	elections int
+	silent    int
+	// claimed holds the (candidate, address) pairs already warned about.
+	claimed map[string]bool
+}
+
+// warnLimit lets one warning through every interval of ticks and counts
+// those it holds back.
+type warnLimit struct {
+	next int64
+	held int
+}
+
+// allow reports whether a warning may be logged at tick now, and how many
+// it held back since the last one.
+func (w *warnLimit) allow(now int64, every int) (bool, int) {
+	if now < w.next {
+		w.held++
+		return false, 0
+	}
+	held := w.held
+	w.next, w.held = now+int64(every), 0
+	return true, held
+}
+
+func (a *nodeActor) warnInterval() int { return warnEvery * a.ticks.election }
+
+// admit decides whether the node acts on e; it counts and reports what it
+// drops.
+func (a *nodeActor) admit(e *raftpb.Envelope) bool {
+	d := &a.diag
+	_, member := a.peers[e.From]
+	switch {
+	case e.Group != a.opts.Group || e.To != a.opts.ID || e.From == a.opts.ID:
+		a.n.metrics.Dropped.Add(1)
+		if ok, held := d.misaddressed.allow(a.tickCount, a.warnInterval()); ok {
+			a.logger.Warn("asyncraft: dropped a message not meant for this node (another group or id, or from itself)",
+				"message", e.TraceString(), "held back", held)
+		}
+		return false
+	case !member:
+		a.n.metrics.Dropped.Add(1)
+		if ok, held := d.unknown.allow(a.tickCount, a.warnInterval()); ok {
+			from := "unknown (only vote requests say)"
+			if addr := candidateAddr(e); addr != "" {
+				from = addr
+			}
+			a.logger.Warn("asyncraft: dropped a message from a node that is not among this node's Peers: either its id is wrong, or this node's Peers are (all members must list the same voters)",
+				"from", e.From, "from host", from, "message", e.TraceString(), "peers", a.describePeers(), "held back", held)
+		}
+		return false
+	case e.Cluster != a.cluster:
+		a.n.metrics.Dropped.Add(1)
+		a.n.metrics.Foreign.Add(1)
+		if ok, held := d.foreign.allow(a.tickCount, a.warnInterval()); ok {
+			why := "the sender was started with another ClusterID, group or set of voter ids than this node, or belongs to another cluster"
+			if e.Cluster == 0 {
+				why = "the sender sent no identity: it runs a version of asyncraft that predates it"
+			}
+			a.logger.Warn("asyncraft: dropped a message of another cluster identity: "+why,
+				"from", e.From, "their identity", fmt.Sprintf("%016x", e.Cluster), "this identity", fmt.Sprintf("%016x", a.cluster),
+				"bootstrap", describeBootstrap(a.boot), "message", e.TraceString(), "held back", held)
+		}
+		return false
+	}
+	d.heard = true
+	if addr := candidateAddr(e); addr != "" && addr != a.peers[e.From] {
+		a.claimedAddr(e.From, addr)
+	}
+	return true
+}
+
+// candidateAddr is the host address a vote request's candidate gives.
+func candidateAddr(e *raftpb.Envelope) string {
+	switch b := e.Body.(type) {
+	case *raftpb.Envelope_PreVoteRequest:
+		return b.PreVoteRequest.CandidateAddr
+	case *raftpb.Envelope_VoteRequest:
+		return b.VoteRequest.CandidateAddr
+	}
+	return ""
+}
+
+// claimedAddr warns, once per candidate and address, that a candidate's
+// host is not where this node lists it.
+func (a *nodeActor) claimedAddr(id, addr string) {
+	d := &a.diag
+	key := id + "@" + addr
+	if d.claimed[key] {
+		return
+	}
+	if d.claimed == nil || len(d.claimed) >= 64 {
+		d.claimed = map[string]bool{}
+	}
+	d.claimed[key] = true
+	a.logger.Warn("asyncraft: a candidate's host is not where this node lists it: two nodes may be running with its id (this node's replies go to the listed address only), or the list names a proxy",
+		"candidate", id, "its host", addr, "listed at", a.peers[id])
+}
+
+// noteElection is called as the node starts an election: it counts the
+// elections in a row that no peer answered and warns when they are
+// unansweredElections or more.
+func (a *nodeActor) noteElection() {
+	d := &a.diag
+	if len(a.others) == 0 {
+		return
+	}
+	if d.elections > 0 {
+		if d.heard {
+			d.silent = 0
+		} else {
+			d.silent++
+		}
+	}
+	d.elections++
+	d.heard = false
+	if d.silent < unansweredElections {
+		return
+	}
+	ok, _ := d.unanswered.allow(a.tickCount, a.warnInterval())
+	if !ok {
+		return
+	}
+	args := []any{"elections", d.silent, "host", a.host.opts.Addr, "peers", a.describePeers(),
+		"identity", fmt.Sprintf("%016x", a.cluster), "bootstrap", describeBootstrap(a.boot)}
+	if listed := a.peers[a.opts.ID]; listed != a.host.opts.Addr {
+		args = append(args, "replies go to", listed,
+			"note", "Peers lists this node at another address than its host's: its peers reply there; if another host runs id "+a.opts.ID+" there, two nodes share the id")
+	}
+	a.logger.Warn("asyncraft: no peer answered this node's last elections: check that the peers run and are reachable at the listed addresses, and that they list this node with the same id, group, ClusterID and voters (their logs say why they drop its messages)", args...)
+}
+
+// describePeers renders the configuration: n1@a1, n2@a2.
+func (a *nodeActor) describePeers() string {
+	ids := a.conf.IDs()
+	s := make([]string, 0, len(ids))
+	for _, id := range ids {
+		s = append(s, id+"@"+a.peers[id])
+	}
+	return strings.Join(s, ", ")
+}

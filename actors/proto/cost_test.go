@@ -109,7 +109,11 @@ func TestDecodeCostBoundsHeap(t *testing.T) {
 		runtime.KeepAlive(msgs)
 		t.Logf("%-20s wire %8d  allocated %9d  cost %9d  (%.1f× the wire, %.2f× the heap)",
 			c.name, len(c.b), real, cost, float64(cost)/float64(len(c.b)), float64(cost)/float64(real))
-		if uint64(cost) < real {
+		// TotalAlloc counts the whole process: other goroutines (the
+		// runtime's, earlier tests' leftovers) may add a few bytes to a
+		// run, so the model may fall short by that much, no more.
+		const noise = 256
+		if uint64(cost)+noise < real {
 			t.Errorf("%s: cost %d is below the %d bytes decoding allocates", c.name, cost, real)
 		}
 		if uint64(cost) > 4*real+256 {

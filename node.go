@@ -25,9 +25,13 @@ type Task struct {
 	//   - OK once the entry is applied on this node (a closure.ResultClosure
 	//     also gets the value the state machine set with SetResult);
 	//   - a definite failure when the command was not and will not be
-	//     applied (EPERM with the leader's id, EBUSY, ESTALE, ESHUTDOWN,
-	//     ENEWLEADER);
-	//   - EUNKNOWN when the node stopped before learning the entry's fate.
+	//     applied (EPERM with the leader's id, EBUSY, ESTALE, EINVAL,
+	//     ESHUTDOWN, ENEWLEADER; and, for a command the node had not yet
+	//     appended when it failed, ESTATEMACHINE, EIO, ENOSPC or EINTERNAL);
+	//   - EUNKNOWN (closure.Status.Indeterminate) when the command was
+	//     appended and the node stopped or failed before learning its fate
+	//     here, committed entries not yet applied included: the group may
+	//     apply it, and so may this node once restarted.
 	// May be nil.
 	Done closure.Closure
 	// ExpectedTerm, if not zero, makes the proposal fail with ESTALE

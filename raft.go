@@ -83,7 +83,7 @@ type nodeActor struct {
 	// restarted: the node started with a durable term above 0, so it may
 	// have acknowledged a leader in an earlier life (see restartQuiet).
 	restarted bool
-	votes             map[string]bool
+	votes     map[string]bool
 
 	// Leader state, for the current term only.
 	repls         map[string]actors.Ref
@@ -351,8 +351,11 @@ func (a *nodeActor) publish() {
 }
 
 // fail puts the node in the error state: it stops taking part in the
-// group, fails what it holds with code, and tells the state machine
-// (unless the state machine is what failed).
+// group, fails what it holds, and tells the state machine (unless the
+// state machine is what failed). Only proposals never appended fail with
+// code (a definite failure); those appended get EUNKNOWN here, and those
+// committed get it from the FSM caller (fsm.NodeError): another member may
+// commit and apply them, and so may this node once restarted.
 func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 	if a.failed != nil {
 		return
@@ -364,7 +367,7 @@ func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 	}
 	a.role = Errored
 	a.setLeader(env, "")
-	st := closure.Newf(code, "node failed: %v", err)
+	st := closure.Newf(code, "node failed before the command was appended: %v", err)
 	for _, p := range a.n.queue.close(st) {
 		a.complete(&p.task.Guard, st)
 	}
@@ -389,7 +392,7 @@ func (a *nodeActor) abandonTasks(st closure.Status) {
 func (a *nodeActor) died(err error) {
 	a.failed = err
 	a.role = Errored
-	st := closure.Newf(closure.EINTERNAL, "node failed: %v", err)
+	st := closure.Newf(closure.EINTERNAL, "node failed before the command was appended: %v", err)
 	for _, p := range a.n.queue.close(st) {
 		a.complete(&p.task.Guard, st)
 	}

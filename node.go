@@ -1,6 +1,7 @@
 package asyncraft
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -17,9 +18,17 @@ import (
 // Task is a proposal: a command for the state machine and the closure that
 // learns its fate.
 type Task struct {
-	// Data is the command. asyncraft keeps the slice (it is written to the
-	// log and sent to peers as is); do not modify it after Apply.
+	// Data is the command. Apply copies it (once: the log, the peers and
+	// the state machine then share the copy), so the caller may reuse its
+	// buffer as soon as Apply returns — unless NoCopy is set.
 	Data []byte
+	// NoCopy hands Data itself to asyncraft instead of a copy, which saves
+	// an allocation and a copy per command (for large commands, see
+	// docs/benchmarks.md). The caller must then never modify Data again:
+	// the log keeps the slice, replicators send it to lagging peers and
+	// the state machine reads it, for as long as the entry lives, and a
+	// change would make replicas diverge.
+	NoCopy bool
 	// Done receives the outcome exactly once, on the host's callback
 	// executor:
 	//   - OK once the entry is applied on this node (a closure.ResultClosure
@@ -102,7 +111,8 @@ func (n *Node) key() string { return n.group + "/" + n.id }
 // Apply proposes t. It returns at once; t.Done learns the outcome. On a
 // node that is not the leader, Done gets EPERM naming the leader; when
 // MaxPendingTasks proposals are already waiting, EBUSY at once; a command
-// larger than the host's MaxMessageBytes less 64 KiB, EINVAL.
+// larger than the host's MaxMessageBytes less 64 KiB, EINVAL. Apply copies
+// t.Data unless t.NoCopy is set: the caller may then reuse its buffer.
 func (n *Node) Apply(t Task) {
 	task := &fsm.Task{}
 	task.Init(t.Done)
@@ -111,7 +121,13 @@ func (n *Node) Apply(t Task) {
 			Status: closure.Newf(closure.EINVAL, "command of %d bytes exceeds the largest a message can carry (%d)", len(t.Data), n.maxCommand)}})
 		return
 	}
-	st, wake := n.queue.push(proposal{task: task, data: t.Data, expectedTerm: t.ExpectedTerm})
+	// The one copy of the command: the log, the peers and the state
+	// machine share it from here on, so the caller may reuse t.Data.
+	data := t.Data
+	if !t.NoCopy {
+		data = bytes.Clone(data)
+	}
+	st, wake := n.queue.push(proposal{task: task, data: data, expectedTerm: t.ExpectedTerm})
 	if !st.OK() {
 		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})
 		return
@@ -124,7 +140,8 @@ func (n *Node) Apply(t Task) {
 // ApplyWait proposes data and waits until it is applied on this node,
 // returning the value the state machine set with Iterator.SetResult. If ctx
 // ends first, the error matches both closure.ErrUnknownOutcome and
-// ctx.Err(): the command may still be applied.
+// ctx.Err(): the command may still be applied. data is copied (see
+// Task.Data): the caller may reuse it once ApplyWait returns.
 func (n *Node) ApplyWait(ctx context.Context, data []byte) (any, error) {
 	type outcome struct {
 		st closure.Status

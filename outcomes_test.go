@@ -239,3 +239,53 @@ func leaderAmong(c *cluster.Cluster, ids []string) string {
 	}
 	return ""
 }
+
+// TestApplyCopiesTheCommand: a caller may reuse its buffer as soon as
+// Apply returns. Here it overwrites the command at once, and again once the
+// leader and one follower have applied it; the third member, cut off
+// meanwhile, then catches up from the leader's log cache. Every member must
+// apply the bytes proposed.
+func TestApplyCopiesTheCommand(t *testing.T) {
+	c, l := newGroup(t)
+	lagging := othersThan(c, l)[0]
+	c.Sim.Isolate(lagging)
+	buf := []byte("the command as proposed")
+	want := string(buf)
+	var got closure.Status
+	var index uint64 // the Recorder's result: the entry's index
+	ran := false
+	c.Node(l).Apply(asyncraft.Task{Data: buf, Done: closure.ResultFunc(func(st closure.Status, v any) {
+		got, ran = st, true
+		index, _ = v.(uint64)
+	})})
+	fill := func(b byte) {
+		for i := range buf {
+			buf[i] = b
+		}
+	}
+	fill('X') // reused at once
+	if !c.Sim.RunUntil(func() bool { return ran }, 10*time.Second) {
+		t.Fatalf("the command did not complete:%s", c.Describe())
+	}
+	if !got.OK() {
+		t.Fatalf("the command: %v", got)
+	}
+	fill('Y') // reused again, before the lagging member has it
+	c.Sim.Heal()
+	waitApplied(t, c, index, 10*time.Second)
+	for _, id := range c.IDs {
+		data := "(nothing)"
+		for _, e := range c.SM(id).Applied {
+			if e.Index == index {
+				data = e.Data
+			}
+		}
+		if data != want {
+			t.Errorf("%s applied %q, want %q", id, data, want)
+		}
+	}
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	noPanics(t, c)
+}

@@ -1,7 +1,10 @@
 package asyncraft_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -33,14 +36,40 @@ func (l *faultyLog) Append(ents []*raftpb.Entry) error {
 	return l.LogStorage.Append(ents)
 }
 
+// panicOn is a log handler that panics, once armed, on a record whose
+// message contains msg: it makes the actor that logs it panic.
+type panicOn struct {
+	slog.Handler
+	msg   string
+	armed *bool
+}
+
+func (h panicOn) Enabled(context.Context, slog.Level) bool { return *h.armed }
+
+func (h panicOn) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.msg) {
+		panic("panicOn: " + r.Message)
+	}
+	return nil
+}
+
+func (h panicOn) WithAttrs(as []slog.Attr) slog.Handler {
+	return panicOn{h.Handler.WithAttrs(as), h.msg, h.armed}
+}
+
+func (h panicOn) WithGroup(name string) slog.Handler {
+	return panicOn{h.Handler.WithGroup(name), h.msg, h.armed}
+}
+
 // TestNodeFailureLeavesCommittedTasksIndeterminate: when a leader fails
 // while entries it proposed are committed but not yet applied here, their
 // tasks must not fail definitely — the rest of the group applies them (and
 // so would this node after a restart). Each way a node fails is tried: its
-// log storage fails, its state machine rolls back or panics on an entry
-// with more committed entries behind it, a framework actor panics.
+// log storage fails; its state machine rolls back or panics on an entry
+// with more committed entries behind it; a framework actor panics (the
+// disk writer, in the storage; the node actor itself, in its logger).
 //
-// The leader's state machine is slow (it syncs a file on a 50 ms disk on
+// The leader's state machine is slow (it syncs a file on a 3 s disk on
 // every pass; the logs are in memory), so at the failure many of its
 // proposals are committed and not applied. Afterwards every outcome is
 // checked against what the surviving members applied: a definite failure
@@ -48,18 +77,28 @@ func (l *faultyLog) Append(ents []*raftpb.Entry) error {
 func TestNodeFailureLeavesCommittedTasksIndeterminate(t *testing.T) {
 	const total = 200
 	poison := fmt.Sprintf("cmd-%d", total/2)
+	// How the failure is set off, once every command is committed.
+	const (
+		byAppend    = iota // one more command, whose append fails
+		byPoison           // the state machine fails on the poison command
+		byIsolation        // the leader, cut off, steps down (check-quorum) and logs it
+	)
+	type failing struct {
+		c        *cluster.Cluster
+		l        string
+		log      *faultyLog
+		logPanic *bool
+	}
 	cases := []struct {
 		name string
-		// fail makes leader l fail; it runs once the leader has committed
-		// every command and applied few of them.
-		fail func(c *cluster.Cluster, l string, log *faultyLog)
-		// poisoned: the state machine fails on the poison command itself.
-		poisoned bool
+		// fail arms the failure of leader f.l.
+		fail func(f failing)
+		by   int
 	}{
-		{name: "log storage error", fail: func(_ *cluster.Cluster, _ string, log *faultyLog) { log.failAppends = true }},
-		{name: "log storage panics", fail: func(_ *cluster.Cluster, _ string, log *faultyLog) { log.panicAppends = true }},
-		{name: "state machine rolls back", poisoned: true, fail: func(c *cluster.Cluster, l string, _ *faultyLog) {
-			c.SM(l).Fail = func(e cluster.Entry) *closure.Status {
+		{name: "log storage error", by: byAppend, fail: func(f failing) { f.log.failAppends = true }},
+		{name: "log storage panics", by: byAppend, fail: func(f failing) { f.log.panicAppends = true }},
+		{name: "state machine rolls back", by: byPoison, fail: func(f failing) {
+			f.c.SM(f.l).Fail = func(e cluster.Entry) *closure.Status {
 				if e.Data == poison {
 					st := closure.Newf(closure.EIO, "the state machine cannot apply %s", e.Data)
 					return &st
@@ -67,20 +106,23 @@ func TestNodeFailureLeavesCommittedTasksIndeterminate(t *testing.T) {
 				return nil
 			}
 		}},
-		{name: "state machine panics", poisoned: true, fail: func(c *cluster.Cluster, l string, _ *faultyLog) {
-			c.SM(l).Fail = func(e cluster.Entry) *closure.Status {
+		{name: "state machine panics", by: byPoison, fail: func(f failing) {
+			f.c.SM(f.l).Fail = func(e cluster.Entry) *closure.Status {
 				if e.Data == poison {
 					panic("state machine bug on " + e.Data)
 				}
 				return nil
 			}
 		}},
+		{name: "node actor panics", by: byIsolation, fail: func(f failing) { *f.logPanic = true }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			seed := testseed.For(t)
 			logs := map[string]*faultyLog{}
-			c := cluster.New(cluster.Options{Seed: seed, Memory: true, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			logPanic := false
+			logger := slog.New(panicOn{slog.DiscardHandler, "lost contact with a quorum", &logPanic})
+			c := cluster.New(cluster.Options{Seed: seed, Memory: true, Logger: logger, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
 				logs[o.ID] = &faultyLog{LogStorage: logmgr.NewMemoryStorage()}
 				o.LogStorage, o.MetaStorage = logs[o.ID], logmgr.NewMemoryMeta()
 			}})
@@ -88,8 +130,9 @@ func TestNodeFailureLeavesCommittedTasksIndeterminate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			f := failing{c: c, l: l, log: logs[l], logPanic: &logPanic}
 			disk := c.Sim.Host(l).Disk()
-			c.Sim.Host(l).SetDisk(sim.DiskConfig{SyncMin: 50 * time.Millisecond, SyncMax: 50 * time.Millisecond})
+			c.Sim.Host(l).SetDisk(sim.DiskConfig{SyncMin: 3 * time.Second, SyncMax: 3 * time.Second})
 			c.SM(l).Each = func() {
 				f, err := disk.OpenReadWrite("/sm-journal")
 				if err != nil {
@@ -99,8 +142,8 @@ func TestNodeFailureLeavesCommittedTasksIndeterminate(t *testing.T) {
 				f.Sync()
 				f.Close()
 			}
-			if tc.poisoned {
-				tc.fail(c, l, logs[l])
+			if tc.by == byPoison {
+				tc.fail(f)
 			}
 			node := c.Node(l)
 			outcomes := map[string]closure.Status{}
@@ -129,14 +172,21 @@ func TestNodeFailureLeavesCommittedTasksIndeterminate(t *testing.T) {
 			if s := node.Status(); s.Applied+total/2 > s.Commit {
 				t.Fatalf("the leader applied %d of %d: not enough committed and unapplied for the test", s.Applied, s.Commit)
 			}
-			if !tc.poisoned {
-				tc.fail(c, l, logs[l])
-				propose("trigger") // an append, which fails
+			switch tc.by {
+			case byAppend:
+				tc.fail(f)
+				propose("trigger")
+			case byIsolation:
+				tc.fail(f)
+				c.Sim.Isolate(l)
 			}
 			if !c.Sim.RunUntil(func() bool { return node.Status().Role == asyncraft.Errored }, 10*time.Second) {
 				t.Fatalf("the leader did not fail:%s", c.Describe())
 			}
-			if !c.Sim.RunUntil(func() bool { return len(outcomes) == total+btoi(!tc.poisoned) }, 10*time.Second) {
+			if tc.by == byIsolation && (len(c.Panics) != 1 || !strings.HasPrefix(c.Panics[0], l+":g/"+l+"/node:")) {
+				t.Fatalf("want one panic, of the node actor of %s; got %q", l, c.Panics)
+			}
+			if !c.Sim.RunUntil(func() bool { return len(outcomes) == total+btoi(tc.by == byAppend) }, 10*time.Second) {
 				t.Fatalf("%d closures of %d ran", len(outcomes), total)
 			}
 			// The others carry on and apply every committed entry.

@@ -49,7 +49,7 @@ func TestNodeOptionsAreValidated(t *testing.T) {
 		{"negative read timeout", func(o *asyncraft.NodeOptions) { o.ReadTimeout = -time.Second }, "ReadTimeout -1s is negative"},
 		{"negative clock drift", func(o *asyncraft.NodeOptions) { o.MaxClockDrift = -time.Millisecond }, "MaxClockDrift -1ms is negative"},
 		{"read timeout below a tick", func(o *asyncraft.NodeOptions) { o.ReadTimeout = time.Millisecond }, "ReadTimeout 1ms is shorter than a tick"},
-		{"inflight window below one RPC", func(o *asyncraft.NodeOptions) { o.MaxInflightBytes, o.MaxBytesPerRPC = 64 << 10, 128 << 10 }, "MaxInflightBytes 65536 is below MaxBytesPerRPC 131072"},
+		{"inflight window below one RPC", func(o *asyncraft.NodeOptions) { o.MaxInflightBytes, o.MaxBytesPerRPC = 64<<10, 128<<10 }, "MaxInflightBytes 65536 is below MaxBytesPerRPC 131072"},
 		{"RPC above a message", func(o *asyncraft.NodeOptions) { o.MaxBytesPerRPC = asyncraft.DefaultMaxMessageBytes }, "does not fit the host's MaxMessageBytes"},
 		{"lease ratio above 1", func(o *asyncraft.NodeOptions) { o.LeaseRatio = 1.5 }, "LeaseRatio 1.5 must be in (0, 1]"},
 		{"lease outliving the voters' promise", func(o *asyncraft.NodeOptions) { o.LeaseRatio = 1 }, "exceeds the election timeout in ticks less one"},

@@ -186,7 +186,8 @@ type NodeOptions struct {
 	// proposals appended but not yet committed. Default 8192.
 	MaxPendingTasks int
 	// MaxInflightMsgs and MaxInflightBytes bound the AppendEntries a
-	// leader has outstanding to one follower. Defaults 256 and 32 MiB.
+	// leader has outstanding to one follower. Defaults 256 and 32 MiB;
+	// MaxInflightBytes may not be below MaxBytesPerRPC.
 	MaxInflightMsgs  int
 	MaxInflightBytes uint64
 	// MaxBytesPerRPC caps the entries of one AppendEntries. Default 512 KiB.
@@ -221,7 +222,7 @@ type NodeOptions struct {
 	MaxPendingReads int
 	// ReadTimeout is how long a read may wait for its quorum round, the
 	// leader's answer or the local apply before it fails with ETIMEDOUT.
-	// Default 2×ElectionTimeout.
+	// Default 2×ElectionTimeout; at least a tick.
 	ReadTimeout time.Duration
 
 	// LogStorage and MetaStorage override the storage the host would

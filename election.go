@@ -26,8 +26,9 @@ import (
 // have acknowledged a leader just before it crashed no longer remembers
 // when, so after it starts it refuses every (pre-)vote, and starts no
 // election of its own, until an election timeout plus the clock-drift bound
-// has passed on its clock (ticks.restartQuiet). A node whose durable term is
-// 0 has never acknowledged a leader and is exempt.
+// has passed on its clock (ticks.restartQuiet). Every start counts, a first
+// one included: a node whose data directory was wiped has forgotten its
+// term too, and its promise must hold all the same.
 
 func (a *nodeActor) tick(env actors.Env) {
 	a.tickCount++
@@ -70,18 +71,18 @@ func (a *nodeActor) quorumActive() bool {
 // inLease reports whether this node still trusts a leader (or is one), or
 // has restarted too recently to know, and so refuses to help elect another.
 func (a *nodeActor) inLease() bool {
-	if !a.opts.sticky() {
+	if !a.opts.sticky() || faults.On(faults.NoStickiness) {
 		return false
 	}
 	return a.role == Leader || (a.leader != "" && a.electionElapsed < a.ticks.election) || a.restartQuiet()
 }
 
-// restartQuiet reports whether this node restarted less than an election
+// restartQuiet reports whether this node started less than an election
 // timeout plus the drift bound ago (counted in its own ticks, one more for
-// the phase of the first), with a durable term: it may have promised a
-// leader, before it crashed, not to help elect another until then.
+// the phase of the first): it may have promised a leader, before it
+// crashed, not to help elect another until then.
 func (a *nodeActor) restartQuiet() bool {
-	return a.restarted && a.tickCount < int64(a.ticks.restartQuiet) && !faults.On(faults.VoteAfterRestart)
+	return a.tickCount < int64(a.ticks.restartQuiet) && !faults.On(faults.VoteAfterRestart)
 }
 
 func (a *nodeActor) resetElectionTimer(env actors.Env) {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/proto"
 	"github.com/asyncraft/asyncraft/closure"
@@ -63,8 +65,11 @@ func NewHost(opts HostOptions) (*Host, error) {
 		Addr:            opts.Addr,
 		TLS:             tlsCfg,
 		MaxMessageBytes: opts.MaxMessageBytes,
-		Logger:          opts.Logger,
-		OnPanic:         func(ref actors.Ref, v any, stack []byte) { h.HandlePanic(ref, v, stack) },
+		MaxConnections:  opts.MaxConnections,
+		// Nodes exchange raftpb.Envelopes and nothing else.
+		RemoteTypes: []protoreflect.FullName{(&raftpb.Envelope{}).ProtoReflect().Descriptor().FullName()},
+		Logger:      opts.Logger,
+		OnPanic:     func(ref actors.Ref, v any, stack []byte) { h.HandlePanic(ref, v, stack) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("asyncraft: start host at %s: %w", opts.Addr, err)
@@ -128,14 +133,24 @@ func (h *Host) Addr() string { return h.opts.Addr }
 // Executor is the host's callback executor (for its panic count).
 func (h *Host) Executor() *closure.Executor { return h.exec }
 
-// BoundaryStats counts messages lost at the host's network boundary.
+// BoundaryStats counts what the host's network boundary dropped or
+// refused (see docs/operations.md).
 type BoundaryStats struct {
 	// Undeliverable: to another host without a network, or not a protobuf
 	// message. Oversized: larger than MaxMessageBytes, dropped before
-	// sending. Malformed: arrived but did not decode. DeadLetters:
+	// sending. Malformed: arrived but refused (not what an asyncraft host
+	// sends: an index out of its table, a type other than raftpb.Envelope,
+	// bytes that are not protobuf, too costly to decode), each ending its
+	// connection's stream and losing the rest of its batch. DeadLetters:
 	// arrived for an actor that does not exist here (an unknown group, a
 	// stopped node).
 	Undeliverable, Oversized, Malformed, DeadLetters uint64
+	// Refused: calls of methods the transport does not serve (anything but
+	// protoactor's Receive stream), and connections over MaxConnections.
+	Refused uint64
+	// Panics: panics recovered at the network boundary; each ended one
+	// connection's stream, and each is a bug worth reporting.
+	Panics uint64
 }
 
 // Boundary returns the host's boundary counters (zero for a host on a
@@ -149,6 +164,8 @@ func (h *Host) Boundary() BoundaryStats {
 		Oversized:     h.sys.Oversized(),
 		Malformed:     h.sys.Malformed(),
 		DeadLetters:   h.sys.DeadLetters(),
+		Refused:       h.sys.Refused(),
+		Panics:        h.sys.Panics(),
 	}
 }
 

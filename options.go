@@ -44,6 +44,12 @@ type HostOptions struct {
 	// most MaxMessageBytesLimit). It bounds the largest command (see
 	// Node.Apply) and NodeOptions.MaxBytesPerRPC.
 	MaxMessageBytes int
+	// MaxConnections caps the connections the host accepts from other
+	// hosts (default 64). Each peer host holds one (two for a while after
+	// a reconnect); raise it for hosts with more than about 30 peers.
+	// Together with MaxMessageBytes it bounds the memory other hosts can
+	// make this one hold (docs/operations.md).
+	MaxConnections int
 	// DataDir is where nodes keep their logs and hard state, one directory
 	// per node (DataDir/<group>/<id>). Empty keeps everything in memory:
 	// a restart then loses the node's state, which is only safe for tests.
@@ -110,6 +116,9 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	}
 	if o.MaxMessageBytes == 0 {
 		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxConnections < 0 {
+		return o, fmt.Errorf("asyncraft: HostOptions.MaxConnections %d is negative", o.MaxConnections)
 	}
 	if o.MaxMessageBytes < 2*envelopeOverhead {
 		return o, fmt.Errorf("asyncraft: HostOptions.MaxMessageBytes %d is below %d", o.MaxMessageBytes, 2*envelopeOverhead)
@@ -198,6 +207,11 @@ type NodeOptions struct {
 	DisablePreVote bool
 	// DisableCheckQuorum stops the leader from stepping down when it has
 	// not heard from a quorum within an election timeout.
+	//
+	// With both DisablePreVote and DisableCheckQuorum set, leader
+	// stickiness is off too (voters grant votes while they still hear a
+	// leader), and lease reads are refused: ReadMode ReadLease fails
+	// StartNode, and a read asking for it fails with EINVAL.
 	DisableCheckQuorum bool
 
 	// ReadMode is how Node.ReadIndex makes reads linearizable unless a
@@ -209,7 +223,11 @@ type NodeOptions struct {
 	// LeaseRatio×ElectionTimeout − MaxClockDrift from the send time of
 	// the latest heartbeat a quorum answered. MaxClockDrift bounds how
 	// much any two hosts' clocks may drift apart over that time; leases
-	// are unsafe if it is exceeded. Defaults 0.9 and ElectionTimeout/10.
+	// are unsafe if it is exceeded. Defaults 0.9 (at most the election
+	// timeout less one tick: a larger LeaseRatio is refused) and
+	// ElectionTimeout/10. A node that starts refuses votes for
+	// ElectionTimeout + MaxClockDrift, so that a restarted voter keeps the
+	// promise a lease rests on (docs/reads.md).
 	LeaseRatio    float64
 	MaxClockDrift time.Duration
 	// MaxReadIndexLag makes a follower's read fail at once with EAGAIN

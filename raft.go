@@ -80,10 +80,7 @@ type nodeActor struct {
 
 	electionElapsed   int
 	randomizedTimeout int
-	// restarted: the node started with a durable term above 0, so it may
-	// have acknowledged a leader in an earlier life (see restartQuiet).
-	restarted bool
-	votes     map[string]bool
+	votes             map[string]bool
 
 	// Leader state, for the current term only.
 	repls         map[string]actors.Ref
@@ -148,7 +145,6 @@ func newNodeActor(n *Node, opts NodeOptions, t ticks, hs *raftpb.HardState, l *l
 		rd:        reads{acked: map[string]uint64{}},
 		savedTerm: hs.Term,
 		savedVote: hs.Vote,
-		restarted: hs.Term > 0,
 	}
 	ids := make([]string, 0, len(opts.Peers))
 	for _, p := range opts.Peers {

@@ -25,9 +25,11 @@ import (
 //     sent after the read arrived, answered by a quorum in its term. The
 //     reads of a batch share one round.
 //   - Lease mode: a quorum that answered a request sent at time t will not
-//     elect another leader before t + ElectionTimeout (leader stickiness),
-//     so the leader may answer alone until t + LeaseRatio×ElectionTimeout −
-//     MaxClockDrift. With a stale lease the read falls back to safe mode.
+//     elect another leader before t + ElectionTimeout less a tick (leader
+//     stickiness, kept across restarts: election.go), so the leader may
+//     answer alone until t + LeaseRatio×ElectionTimeout − MaxClockDrift
+//     (docs/reads.md has the argument). With a stale lease the read falls
+//     back to safe mode.
 //     A valid lease, once the leader has applied the first entry of its
 //     term, lets it answer at once with its applied index (wait-free): a
 //     write is acknowledged only after the leader applies it, so every
@@ -77,7 +79,8 @@ type ReadRequest struct {
 	// or leadership lost; Status.Leader names a leader if known), EAGAIN
 	// (a new leader that has not committed an entry of its term yet, or a
 	// follower lagging more than MaxReadIndexLag), EBUSY (too many reads
-	// queued), ETIMEDOUT, ESHUTDOWN.
+	// queued), EINVAL (ReadLease with leader stickiness off: both
+	// DisablePreVote and DisableCheckQuorum set), ETIMEDOUT, ESHUTDOWN.
 	Done closure.ReadIndexClosure
 }
 
@@ -306,7 +309,8 @@ func (a *nodeActor) onContact(env actors.Env, peer string, sentAt time.Time) {
 func (a *nodeActor) confirmReads(env actors.Env, now uint64) {
 	q := a.quorumAcked(now)
 	lease := uint64(a.opts.LeaseRatio*float64(a.opts.ElectionTimeout)) - uint64(a.opts.MaxClockDrift)
-	if q+lease > a.rd.leaseUntil && lease > 0 && q < now {
+	// Without stickiness a quorum promises nothing: no lease at all.
+	if q+lease > a.rd.leaseUntil && lease > 0 && q < now && a.opts.sticky() {
 		a.rd.leaseUntil = q + lease
 		a.n.leaseUntil.Store(a.rd.epoch.Add(time.Duration(a.rd.leaseUntil)).UnixNano())
 	}

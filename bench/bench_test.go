@@ -92,7 +92,7 @@ func TestRenderTable(t *testing.T) {
 
 func TestTableRows(t *testing.T) {
 	rows := tableRows([]Summary{
-		{Workload: "tput", Reps: 3, Disturbed: 1, OpsPerSec: stat{Median: 50000, Min: 40000, Max: 60000, N: 3},
+		{Workload: "tput", System: "asyncraft", Client: "goroutine", Reps: 3, Disturbed: 1, OpsPerSec: stat{Median: 50000, Min: 40000, Max: 60000, N: 3},
 			P50Ms: stat{Median: 1, N: 3}, P99Ms: stat{Median: 5, N: 3}, P999Ms: stat{Median: 9, N: 3},
 			LeaderRSS: stat{Median: 60, N: 3}, AllRSS: stat{Median: 150, N: 3}, Cores: stat{Median: 1.5, N: 3},
 			OpsPerCPU: stat{Median: 33333, N: 3}},
@@ -101,10 +101,13 @@ func TestTableRows(t *testing.T) {
 	if len(rows) != 2 || len(rows[0]) != len(tableHeader) || len(rows[1]) != len(tableHeader) {
 		t.Fatalf("rows %v", rows)
 	}
-	if rows[0][1] != "50,000 (40,000–60,000)" || rows[0][5] != "60" || rows[0][7] != "1.50" || rows[0][11] != "3 (1 disturbed)" {
+	if rows[0][3] != "50,000 (40,000–60,000)" || rows[0][7] != "60" || rows[0][9] != "1.50" || rows[0][13] != "3 (1 disturbed)" {
 		t.Errorf("row %q", rows[0])
 	}
-	if rows[1][1] != "–" || rows[1][11] != "0 +3 failed" {
+	if rows[0][1] != "asyncraft" || rows[0][2] != "goroutine" {
+		t.Errorf("system and client %q", rows[0][:3])
+	}
+	if rows[1][3] != "–" || rows[1][13] != "0 +3 failed" {
 		t.Errorf("failed row %q", rows[1])
 	}
 }
@@ -246,7 +249,7 @@ func TestLeaders(t *testing.T) {
 func TestPlots(t *testing.T) {
 	var sums []Summary
 	for i, name := range []string{"tput", "lat1", "clients-1", "clients-4"} {
-		s := Summary{Workload: name, Reps: 3, Spec: Spec{Name: name, Clients: 1 << (2 * i)},
+		s := Summary{Workload: name, System: "asyncraft", Client: "goroutine", Reps: 3, Spec: Spec{Name: name, Clients: 1 << (2 * i)},
 			OpsPerSec: stat{Median: 1000 * float64(i+1), Min: 900, Max: 1100 * float64(i+1), N: 3},
 			P50Ms:     stat{Median: 1, Min: 0.9, Max: 1.2, N: 3}, P99Ms: stat{Median: 5, Min: 4, Max: 6, N: 3},
 			P999Ms: stat{Median: 9, Min: 8, Max: 10, N: 3}}

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/bench/internal/loadgen"
 )
 
 // proc is one member process, driven over its stdin and stdout.
@@ -27,6 +27,7 @@ type proc struct {
 	stdin   io.WriteCloser
 	pid     int
 	addr    string
+	version string // the library, as the process reported it
 	logPath string
 	exited  chan struct{} // closed once the process has been waited for
 }
@@ -128,7 +129,7 @@ type cluster struct {
 	dir    string
 	procs  []*proc
 	byID   map[string]*proc
-	peers  []asyncraft.Peer
+	peers  []loadgen.Peer
 	events chan tagged
 	// pending: events that arrived while await waited for another.
 	pending []tagged
@@ -137,7 +138,8 @@ type cluster struct {
 
 // clusterConfig is what a cluster needs beyond the workload.
 type clusterConfig struct {
-	exe                  string
+	// exes: the member program of each system.
+	exes                 map[string]string
 	leaderET, followerET time.Duration
 	startTimeout         time.Duration
 }
@@ -156,14 +158,18 @@ func memberIDs(n int) []string {
 func startCluster(ctx context.Context, spec Spec, dir string, cfg clusterConfig) (*cluster, error) {
 	c := &cluster{spec: spec, dir: dir, byID: map[string]*proc{}, events: make(chan tagged, 1024), closed: make(chan struct{})}
 	ids := memberIDs(spec.Members)
+	exe := cfg.exes[spec.System]
+	if exe == "" {
+		return nil, fmt.Errorf("no member program for %s", spec.System)
+	}
 	if spec.InProc {
-		if err := c.spawn(cfg.exe, "all", ids, "local"); err != nil {
+		if err := c.spawn(exe, "all", ids, "local"); err != nil {
 			c.stop()
 			return nil, err
 		}
 	} else {
 		for _, id := range ids {
-			if err := c.spawn(cfg.exe, id, []string{id}, "127.0.0.1:0"); err != nil {
+			if err := c.spawn(exe, id, []string{id}, "127.0.0.1:0"); err != nil {
 				c.stop()
 				return nil, err
 			}
@@ -175,10 +181,10 @@ func startCluster(ctx context.Context, spec Spec, dir string, cfg clusterConfig)
 			c.stop()
 			return nil, err
 		}
-		p.addr = ev.Addr
+		p.addr, p.version = ev.Addr, ev.Version
 	}
 	for _, id := range ids {
-		c.peers = append(c.peers, asyncraft.Peer{ID: id, Addr: c.byID[id].addr})
+		c.peers = append(c.peers, loadgen.Peer{ID: id, Addr: c.byID[id].addr})
 	}
 	for _, p := range c.procs {
 		err := p.send(command{Op: "start", Peers: c.peers, Groups: spec.Groups, LeaderET: cfg.leaderET, FollowerET: cfg.followerET})
@@ -200,7 +206,7 @@ func (c *cluster) spawn(exe, name string, ids []string, addr string) error {
 		return err
 	}
 	defer logf.Close() // the child has its own copy
-	p.cmd = exec.Command(exe, memberFlag, "-ids", strings.Join(ids, ","), "-addr", addr, "-data", filepath.Join(c.dir, name))
+	p.cmd = exec.Command(exe, memberFlag, "-system", c.spec.System, "-ids", strings.Join(ids, ","), "-addr", addr, "-data", filepath.Join(c.dir, name))
 	p.cmd.Stderr = logf
 	p.cmd.SysProcAttr = memberProcAttr()
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {

@@ -1,17 +1,22 @@
 // Command bench runs asyncraft's standard workloads (see
-// ../docs/benchmarks.md) on real clusters:
-// one OS process per member on 127.0.0.1, fsync on, a fresh cluster and
-// data directories for every repetition, the load generator inside the
-// leader's process calling the API directly.
+// ../docs/benchmarks.md) on real clusters, beside the same workloads on
+// dragonboat and hashicorp/raft: one OS process per member on 127.0.0.1,
+// fsync on, a fresh cluster and data directories for every repetition,
+// the load generator inside the leader's process calling the library's
+// API directly, in two client models (goroutines calling the blocking
+// API, or callbacks).
 //
-//	cd bench && go run . -workload all          # the standard workloads, 3 reps
-//	go run . -workload tput,lat1 -reps 1
+//	cd bench && go run . -workload all          # the standard workloads, every system, both models, 3 reps
+//	go run . -workload tput,lat1 -reps 1 -system asyncraft
+//	go run . -workload tput -reps 1 -warmup 1s -measure 2s   # a smoke run
 //	go run . -sweep payload,size,multigroup,inproc -plot ../docs/img -json out.json
 //	go run . -workload tput -cpuprofile /tmp/prof
 //	go run . -list
 //
-// The same binary, started with -member as its first argument, is a member
-// process; the orchestrator drives it over stdin and stdout.
+// The same binary, started with -member as its first argument, is an
+// asyncraft member process; the peers' members are built from the
+// bench/peers module. The orchestrator drives them over stdin and stdout
+// (package internal/loadgen).
 package main
 
 import (
@@ -40,17 +45,15 @@ func main() {
 	os.Exit(orchestrate())
 }
 
-// The project's targets and the peers' figures on the reference machine
-// (docs/benchmarks.md), for the notes under the table.
-const (
-	dragonboatTput  = 38027
-	dragonboatLat64 = 15762
-	bestPeerRead    = 89387
-)
-
 func orchestrate() (code int) {
 	var (
 		workloads  = flag.String("workload", "all", "comma list of workloads or sweeps; all = tput, lat1, lat64, read64-index, read64-lease (see -list)")
+		systems    = flag.String("system", "all", "comma list of systems to measure: "+strings.Join(systemNames, ", ")+", or all (the peers run the standard workloads)")
+		client     = flag.String("client", clientAuto, "client model: goroutine (goroutines calling the blocking API with a per-operation deadline), callback (asyncraft only: the next operation from the previous one's callback), both, or auto (both for the standard workloads, goroutine for the sweeps)")
+		warmup     = flag.Duration("warmup", 0, "warm-up of every workload (0: each workload's own); for smoke runs, not for figures")
+		measure    = flag.Duration("measure", 0, "measured window of every workload (0: each workload's own); for smoke runs, not for figures")
+		opTimeout  = flag.Duration("op-timeout", 5*time.Second, "deadline of each operation of a goroutine client")
+		peersDir   = flag.String("peers", "peers", "directory of the bench/peers module, whose member program runs dragonboat and hashicorp/raft")
 		sweeps     = flag.String("sweep", "", "also run these sweeps: comma list of "+strings.Join(sweepNames, ", ")+", or all")
 		reps       = flag.Int("reps", 3, "repetitions of each workload, each on a fresh cluster")
 		retries    = flag.Int("retries", 2, "at most this many extra runs of a repetition disturbed by other load")
@@ -68,7 +71,7 @@ func orchestrate() (code int) {
 		replay     = flag.String("report", "", "run nothing: print the table (and -plot the charts) of a -json file")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: go run . [flags]\n\nRuns asyncraft's standard workloads on clusters of member processes on 127.0.0.1.\n\n")
+		fmt.Fprintf(os.Stderr, "usage: go run . [flags]\n\nRuns asyncraft's standard workloads, beside dragonboat and hashicorp/raft, on clusters of member processes on 127.0.0.1.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -76,7 +79,7 @@ func orchestrate() (code int) {
 	reg := registry(*groups)
 	if *list {
 		for _, s := range reg {
-			fmt.Printf("%-16s %-10s %s\n", s.Name, s.Sweep, s.Describe())
+			fmt.Printf("%-16s %-10s %s\n", s.Name, s.Sweep, describe(s))
 		}
 		return 0
 	}
@@ -92,8 +95,16 @@ func orchestrate() (code int) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
-	if *reps < 1 || *retries < 0 {
-		fmt.Fprintln(os.Stderr, "bench: -reps must be at least 1 and -retries not negative")
+	if *reps < 1 || *retries < 0 || *warmup < 0 || *measure < 0 || *opTimeout <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -reps must be at least 1, -retries, -warmup and -measure not negative, -op-timeout positive")
+		return 2
+	}
+	sysList, err := parseSystems(*systems)
+	if err == nil {
+		_, err = parseClient(*client)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
 	binDir, err := os.MkdirTemp(*tmp, "asyncraft-bench-bin-")
@@ -102,13 +113,47 @@ func orchestrate() (code int) {
 		return 1
 	}
 	defer os.RemoveAll(binDir)
-	exe, note, err := memberBinary(binDir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
+	exes := map[string]string{}
+	var notRun []string // systems that could not be built, and why
+	if slices.Contains(sysList, sysAsyncraft) {
+		exe, note, err := memberBinary(binDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		if note != "" {
+			fmt.Fprintln(os.Stderr, "bench:", note)
+		}
+		exes[sysAsyncraft] = exe
 	}
-	if note != "" {
-		fmt.Fprintln(os.Stderr, "bench:", note)
+	if slices.ContainsFunc(sysList, isPeer) {
+		fmt.Fprintf(os.Stderr, "building the peers' member program in %s …\n", *peersDir)
+		exe, err := peersBinary(*peersDir, binDir)
+		var kept []string
+		for _, sys := range sysList {
+			switch {
+			case !isPeer(sys):
+				kept = append(kept, sys)
+			case err != nil:
+				notRun = append(notRun, sys)
+			default:
+				exes[sys] = exe
+				kept = append(kept, sys)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s NOT measured: %v\n", strings.Join(notRun, ", "), err)
+			code = 1
+		}
+		sysList = kept
+		if len(sysList) == 0 {
+			return 1
+		}
+	}
+	runs, skipped := expandRuns(specs, runOptions{systems: sysList, client: *client, warmup: *warmup, measure: *measure, opTimeout: *opTimeout})
+	if len(runs) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: nothing to run:\n  "+strings.Join(skipped, "\n  "))
+		return 2
 	}
 	if *profileDir != "" {
 		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
@@ -130,18 +175,21 @@ func orchestrate() (code int) {
 
 	machine := readMachine(*tmp)
 	var work time.Duration
-	for _, s := range specs {
+	for _, s := range runs {
 		work += time.Duration(*reps) * (s.Warmup + s.Measure + setupEstimate)
 	}
 	fmt.Fprintf(os.Stderr, "machine: %s\n", machine)
-	fmt.Fprintf(os.Stderr, "running %d workloads × %d reps (about %v without repeats):\n", len(specs), *reps, work.Round(time.Second))
-	for _, s := range specs {
-		fmt.Fprintf(os.Stderr, "  %-16s %s\n", s.Name, s.Describe())
+	fmt.Fprintf(os.Stderr, "running %d runs × %d reps (about %v without repeats):\n", len(runs), *reps, work.Round(time.Second))
+	for _, s := range runs {
+		fmt.Fprintf(os.Stderr, "  %-16s %-20s %s\n", s.Name, runLabel(s), describe(s))
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(os.Stderr, "  not run: %s\n", s)
 	}
 
 	u := newUI(work)
 	o := &orchestrator{
-		cfg:      clusterConfig{exe: exe, leaderET: *leaderET, followerET: *followerET, startTimeout: 30 * time.Second},
+		cfg:      clusterConfig{exes: exes, leaderET: *leaderET, followerET: *followerET, startTimeout: 30 * time.Second},
 		tmp:      *tmp,
 		reps:     *reps,
 		retries:  *retries,
@@ -153,25 +201,25 @@ func orchestrate() (code int) {
 		o.profileDir = *profileDir
 	}
 	started := time.Now()
-	results := o.runAll(ctx, specs)
+	results := o.runAll(ctx, runs)
 	u.finish()
 	killAll()
 
 	var sums []Summary
-	for _, s := range specs {
+	for _, s := range runs {
 		sums = append(sums, summarizeWorkload(s, results))
 	}
-	rows := tableRows(sums)
-	fmt.Printf("\nasyncraft, %s; median of %d repetitions (min–max); %s\n\n", started.Format("2006-01-02 15:04"), *reps, machine)
-	fmt.Print(renderTable(tableHeader, rows, 1))
-	if *markdown {
-		fmt.Println()
-		fmt.Print(renderMarkdown(tableHeader, rows, 1))
+	fmt.Printf("\n%s; median of %d repetitions (min–max); %s\n", started.Format("2006-01-02 15:04"), *reps, machine)
+	if *warmup > 0 || *measure > 0 {
+		fmt.Printf("SHORTENED RUNS (-warmup %v -measure %v): a smoke test, not figures to quote\n", *warmup, *measure)
 	}
-	fmt.Print(notes(sums, results))
+	printTables(sums, results, *markdown)
+	for _, sys := range notRun {
+		fmt.Printf("\n%s: NOT measured (its member program could not be built; see stderr)\n", sys)
+	}
 
 	if *jsonOut != "" {
-		if err := writeJSON(*jsonOut, machine, specs, results, sums); err != nil {
+		if err := writeJSON(*jsonOut, machine, runs, results, sums); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			code = 1
 		} else {
@@ -209,11 +257,45 @@ func orchestrate() (code int) {
 	return code
 }
 
+// printTables prints the results table, the systems side by side (when a
+// peer ran), and the notes.
+func printTables(sums []Summary, results []RepResult, markdown bool) {
+	var versions []string
+	for _, s := range sums {
+		if s.Version != "" && !slices.Contains(versions, s.Version) {
+			versions = append(versions, s.Version)
+		}
+	}
+	if len(versions) > 0 {
+		fmt.Printf("libraries: %s\n", strings.Join(versions, "; "))
+	}
+	fmt.Println()
+	rows := tableRows(sums)
+	fmt.Print(renderTable(tableHeader, rows, tableLeft))
+	if markdown {
+		fmt.Println()
+		fmt.Print(renderMarkdown(tableHeader, rows, tableLeft))
+	}
+	if h, cmp := compareTable(sums); len(cmp) > 0 {
+		fmt.Println("\nside by side, measured in this run: ops/s median (p50 / p99 ms); the ratios compare asyncraft's goroutine clients")
+		fmt.Println("with the peers', which call their library's blocking API the same way")
+		fmt.Println()
+		fmt.Print(renderTable(h, cmp, 1))
+		if markdown {
+			fmt.Println()
+			fmt.Print(renderMarkdown(h, cmp, 1))
+		}
+	}
+	fmt.Print(notes(sums, results))
+}
+
 // notes are the lines under the table: who led, group commit, errors,
-// repeats, and the figures against the project's targets.
+// repeats, and asyncraft's figures against the project's targets.
 func notes(sums []Summary, results []RepResult) string {
 	var b strings.Builder
-	b.WriteString("\ncolumns: ops/s completed in the measured window; latency from Apply/Read to its callback, all clients merged;\n")
+	b.WriteString("\ncolumns: ops/s completed in the measured window; latency from the call to its completion, all clients merged;\n")
+	b.WriteString("  client = goroutine: each client a goroutine calling the blocking API with a per-operation deadline;\n")
+	b.WriteString("  callback: the next operation issued from the previous one's callback (asyncraft only);\n")
 	b.WriteString("  RSS = peak (VmHWM); cores = CPU of the member processes over the window; kernel = kernel threads + interrupts;\n")
 	b.WriteString("  other = everything else on the machine (a run above -max-other is repeated); ops/CPU-s = ops/s ÷ cores\n\n")
 	for _, s := range sums {
@@ -240,41 +322,68 @@ func notes(sums []Summary, results []RepResult) string {
 		if s.Failed > 0 {
 			parts = append(parts, fmt.Sprintf("%d runs FAILED", s.Failed))
 		}
-		if t := versusTarget(s); t != "" {
+		if t := versusTarget(s, sums); t != "" {
 			parts = append(parts, t)
 		}
-		fmt.Fprintf(&b, "  %-16s %s\n", s.Workload, strings.Join(parts, "; "))
+		fmt.Fprintf(&b, "  %-16s %-20s %s\n", s.Workload, s.System+"/"+s.Client, strings.Join(parts, "; "))
 	}
 	for _, r := range results {
 		if r.Err != "" {
-			fmt.Fprintf(&b, "\nFAILED %s rep %d attempt %d: %s\n", r.Workload, r.Rep, r.Attempt, r.Err)
+			fmt.Fprintf(&b, "\nFAILED %s %s/%s rep %d attempt %d: %s\n", r.Workload, r.System, r.Client, r.Rep, r.Attempt, r.Err)
 		}
 		if r.Missing > 0 || r.Unfinished > 0 {
-			fmt.Fprintf(&b, "  note: %s rep %d: %d reads found no value, %d operations never completed\n", r.Workload, r.Rep, r.Missing, r.Unfinished)
+			fmt.Fprintf(&b, "  note: %s %s/%s rep %d: %d reads found no value, %d clients never saw their last operation complete\n",
+				r.Workload, r.System, r.Client, r.Rep, r.Missing, r.Unfinished)
 		}
 	}
 	return b.String()
 }
 
-// versusTarget compares a standard workload with its target.
-func versusTarget(s Summary) string {
-	if s.Reps == 0 {
+// versusTarget compares an asyncraft row with the project's targets
+// (shared/PERFORMANCE.md). A target relative to a peer is judged only
+// against that peer's figure measured in the same run (sums): a number
+// the harness did not measure is never shown.
+func versusTarget(s Summary, sums []Summary) string {
+	if s.Reps == 0 || s.System != sysAsyncraft || s.Spec.Sweep != "standard" {
 		return ""
 	}
 	ops, p50, p99 := s.OpsPerSec.Median, s.P50Ms.Median, s.P99Ms.Median
+	// relative: "≥ k× peer" against the peer's ops/s at workload w.
+	relative := func(k float64, w string, peers ...string) string {
+		var best Summary
+		found := false
+		for _, p := range peers {
+			if ps, ok := find(sums, w, p, loadgenGoroutine); ok && (!found || ps.OpsPerSec.Median > best.OpsPerSec.Median) {
+				best, found = ps, true
+			}
+		}
+		who := peers[0]
+		if len(peers) > 1 {
+			who = "the best peer"
+		}
+		if !found {
+			return fmt.Sprintf("target ≥ %.1f× %s at %s: not judged (%s not measured in this run)", k, who, w, who)
+		}
+		x := ops / best.OpsPerSec.Median
+		return fmt.Sprintf("target ≥ %.1f× %s at %s: %.2f× %s's %s, %s", k, who, w, x, best.System, fmtInt(best.OpsPerSec.Median), okMark(x >= k))
+	}
 	switch s.Workload {
 	case "tput":
-		rss, opc := s.LeaderRSS.Median, s.OpsPerCPU.Median
-		return fmt.Sprintf("target ≥ 57,000 ops/s: %.2f× dragonboat's %s, %s; leader RSS ≤ 64 MiB: %.0f, %s; ops/CPU-s ≥ 50,000: %s",
-			ops/dragonboatTput, fmtInt(dragonboatTput), okMark(ops >= 57000), rss, okMark(rss <= 64), okMark(opc >= 50000))
+		rss := s.LeaderRSS.Median
+		parts := []string{relative(1.5, "tput", sysDragonboat), fmt.Sprintf("leader RSS ≤ 64 MiB: %.0f, %s", rss, okMark(rss <= 64))}
+		if d, ok := find(sums, "tput", sysDragonboat, loadgenGoroutine); ok && d.OpsPerCPU.Median > 0 {
+			x := s.OpsPerCPU.Median / d.OpsPerCPU.Median
+			parts = append(parts, fmt.Sprintf("ops/CPU-s ≥ 2× dragonboat's: %.2f× its %s, %s", x, fmtInt(d.OpsPerCPU.Median), okMark(x >= 2)))
+		}
+		return strings.Join(parts, "; ")
 	case "lat1":
 		return fmt.Sprintf("target p50 ≤ 0.9 ms, p99 ≤ 2.5 ms: %s", okMark(p50 <= 0.9 && p99 <= 2.5))
 	case "lat64":
-		return fmt.Sprintf("target ≥ 24,000 ops/s, p99 ≤ 6 ms: %.2f× dragonboat's %s, %s", ops/dragonboatLat64, fmtInt(dragonboatLat64), okMark(ops >= 24000 && p99 <= 6))
+		return relative(1.5, "lat64", sysDragonboat) + fmt.Sprintf("; p99 ≤ 6 ms: %s", okMark(p99 <= 6))
 	case "read64-index":
-		return fmt.Sprintf("target ≥ 170,000 ops/s: %.2f× the best peer's %s, %s", ops/bestPeerRead, fmtInt(bestPeerRead), okMark(ops >= 170000))
+		return relative(2, "read64-index", sysDragonboat, sysHashicorp)
 	case "read64-lease":
-		return fmt.Sprintf("target ≥ 340,000 ops/s: %.2f× the best peer's %s, %s", ops/bestPeerRead, fmtInt(bestPeerRead), okMark(ops >= 340000))
+		return relative(4, "read64-index", sysDragonboat, sysHashicorp)
 	}
 	return ""
 }
@@ -311,7 +420,24 @@ func writeJSON(path string, m Machine, specs []Spec, results []RepResult, sums [
 	return nil
 }
 
-// fromReport prints the table of a -json file and draws its charts.
+// upgradeReport reads a -json file written before the harness knew
+// systems and client models: every run then was asyncraft's callback
+// clients.
+func upgradeReport(r *report) {
+	for i := range r.Summaries {
+		if r.Summaries[i].System == "" {
+			r.Summaries[i].System, r.Summaries[i].Client = sysAsyncraft, loadgenCallback
+			r.Summaries[i].Spec.System, r.Summaries[i].Spec.Client = sysAsyncraft, loadgenCallback
+		}
+	}
+	for i := range r.Results {
+		if r.Results[i].System == "" {
+			r.Results[i].System, r.Results[i].Client = sysAsyncraft, loadgenCallback
+		}
+	}
+}
+
+// fromReport prints the tables of a -json file and draws its charts.
 func fromReport(path, plotDir string, markdown bool) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -323,14 +449,9 @@ func fromReport(path, plotDir string, markdown bool) int {
 		fmt.Fprintf(os.Stderr, "bench: %s: %v\n", path, err)
 		return 1
 	}
-	rows := tableRows(r.Summaries)
-	fmt.Printf("%s (%s)\n\n", path, r.Machine)
-	fmt.Print(renderTable(tableHeader, rows, 1))
-	if markdown {
-		fmt.Println()
-		fmt.Print(renderMarkdown(tableHeader, rows, 1))
-	}
-	fmt.Print(notes(r.Summaries, r.Results))
+	upgradeReport(&r)
+	fmt.Printf("%s (%s)\n", path, r.Machine)
+	printTables(r.Summaries, r.Results, markdown)
 	if plotDir != "" {
 		paths, err := writePlots(plotDir, r.Summaries)
 		if err != nil {

@@ -103,12 +103,20 @@ func writePlots(dir string, sums []Summary) ([]string, error) {
 		return nil
 	}
 	var wl, sweep []Summary
+	sweepClient := ""
 	for _, s := range sums {
 		if s.Reps == 0 {
 			continue
 		}
 		if s.Spec.Sweep == "clients" {
-			sweep = append(sweep, s)
+			// The client sweep is asyncraft's, in one client model
+			// (the first that ran).
+			if sweepClient == "" {
+				sweepClient = s.Client
+			}
+			if s.System == sysAsyncraft && s.Client == sweepClient {
+				sweep = append(sweep, s)
+			}
 		} else {
 			wl = append(wl, s)
 		}
@@ -119,7 +127,7 @@ func writePlots(dir string, sums []Summary) ([]string, error) {
 		ys := make([]float64, len(wl))
 		var ops, p50, p99, p999 []stat
 		for i, s := range wl {
-			names[len(wl)-1-i], ys[i] = s.Workload, float64(len(wl)-1-i)
+			names[len(wl)-1-i], ys[i] = plotLabel(s), float64(len(wl)-1-i)
 			ops = append(ops, s.OpsPerSec)
 			p50, p99, p999 = append(p50, s.P50Ms), append(p99, s.P99Ms), append(p999, s.P999Ms)
 		}
@@ -178,7 +186,7 @@ func writePlots(dir string, sums []Summary) ([]string, error) {
 			p50, p99 = append(p50, s.P50Ms), append(p99, s.P99Ms)
 		}
 		p := plot.New()
-		p.Title.Text = "Throughput against clients in flight (Apply, 128 B)"
+		p.Title.Text = "Throughput against clients in flight (asyncraft, " + sweepClient + " clients, 128 B)"
 		p.X.Label.Text = "closed-loop clients (log scale)"
 		p.Y.Label.Text = "ops/s"
 		p.X.Scale = plot.LogScale{}
@@ -215,6 +223,12 @@ func writePlots(dir string, sums []Summary) ([]string, error) {
 		}
 	}
 	return written, nil
+}
+
+// plotLabel names a row of the charts: the workload, then the system and
+// client model.
+func plotLabel(s Summary) string {
+	return s.Workload + " " + s.System + "/" + s.Client
 }
 
 // hErrPoints are points with horizontal error bars.

@@ -11,15 +11,21 @@ import (
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/asyncraft/asyncraft/bench/internal/loadgen"
 )
 
 // RepResult is one run of one workload on a fresh cluster: the raw figures
 // written by -json.
 type RepResult struct {
-	Workload string    `json:"workload"`
-	Rep      int       `json:"rep"`     // 1-based repetition
-	Attempt  int       `json:"attempt"` // 1-based; > 1 when repeated for other load
-	Started  time.Time `json:"started"`
+	Workload string `json:"workload"`
+	// System: the library; Client: the client model; Version: the
+	// library's version as its member reported it.
+	System  string    `json:"system,omitempty"`
+	Client  string    `json:"client,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Rep     int       `json:"rep"`     // 1-based repetition
+	Attempt int       `json:"attempt"` // 1-based; > 1 when repeated for other load
+	Started time.Time `json:"started"`
 	// Accepted: the attempt the summary uses for this repetition.
 	// Disturbed: other load above -max-other.
 	Accepted  bool   `json:"accepted"`
@@ -118,7 +124,7 @@ func (o *orchestrator) repetition(ctx context.Context, spec Spec, rep int) []Rep
 	var out []RepResult
 	best := -1
 	for attempt := 1; attempt <= 1+o.retries; attempt++ {
-		desc := fmt.Sprintf("%s rep %d/%d", spec.Name, rep, o.reps)
+		desc := fmt.Sprintf("%s %s rep %d/%d", spec.Name, runLabel(spec), rep, o.reps)
 		if attempt > 1 {
 			desc += fmt.Sprintf(" (again, %d)", attempt)
 		}
@@ -153,7 +159,7 @@ func (o *orchestrator) repetition(ctx context.Context, spec Spec, rep int) []Rep
 
 // attempt runs spec once on a fresh cluster in a fresh directory.
 func (o *orchestrator) attempt(ctx context.Context, spec Spec, rep, attempt int, desc string) RepResult {
-	r := RepResult{Workload: spec.Name, Rep: rep, Attempt: attempt, Started: time.Now()}
+	r := RepResult{Workload: spec.Name, System: spec.System, Client: spec.Client, Rep: rep, Attempt: attempt, Started: time.Now()}
 	dir, err := os.MkdirTemp(o.tmp, "asyncraft-bench-")
 	if err != nil {
 		r.Err = err.Error()
@@ -166,6 +172,7 @@ func (o *orchestrator) attempt(ctx context.Context, spec Spec, rep, attempt int,
 		return r
 	}
 	r.StartSeconds = time.Since(r.Started).Seconds()
+	r.Version = c.procs[0].version
 	if err := o.measure(ctx, c, spec, &r, desc); err != nil {
 		c.kill()
 		r.Err = err.Error()
@@ -205,7 +212,7 @@ func (o *orchestrator) measure(ctx context.Context, c *cluster, spec Spec, r *Re
 	for _, p := range order {
 		cmd := command{Op: "run", Spec: &spec, Drive: drive[p], Start: start.UnixNano(), Stall: o.stall}
 		if o.profileDir != "" {
-			cmd.Profile, err = filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-rep%d-a%d-%s.pprof", spec.Name, r.Rep, r.Attempt, p.name)))
+			cmd.Profile, err = filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-rep%d-a%d-%s.pprof", spec.Name, spec.System, spec.Client, r.Rep, r.Attempt, p.name)))
 			if err != nil {
 				return err
 			}
@@ -222,7 +229,7 @@ func (o *orchestrator) measure(ctx context.Context, c *cluster, spec Spec, r *Re
 			if slices.Contains(order, p) {
 				continue
 			}
-			path, err := filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-rep%d-a%d-%s.pprof", spec.Name, r.Rep, r.Attempt, p.name)))
+			path, err := filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-rep%d-a%d-%s.pprof", spec.Name, spec.System, spec.Client, r.Rep, r.Attempt, p.name)))
 			if err != nil {
 				return err
 			}
@@ -337,7 +344,7 @@ func (o *orchestrator) measure(ctx context.Context, c *cluster, spec Spec, r *Re
 	r.Disturbed = r.OtherCores > o.maxOther
 
 	// Operations and latency, over every process that ran load.
-	h := newHist()
+	h := loadgen.NewHist()
 	r.Errors = map[string]uint64{}
 	for _, p := range order {
 		m := results[p]

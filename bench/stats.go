@@ -46,7 +46,12 @@ func ratio(a, b float64) float64 {
 
 // Summary is one workload's figures over its accepted repetitions.
 type Summary struct {
-	Workload  string            `json:"workload"`
+	Workload string `json:"workload"`
+	// System, Client: as in the spec; Version: the library's version as
+	// its members reported it.
+	System    string            `json:"system,omitempty"`
+	Client    string            `json:"client,omitempty"`
+	Version   string            `json:"version,omitempty"`
 	Spec      Spec              `json:"spec"`
 	Reps      int               `json:"reps"`      // accepted repetitions
 	Failed    int               `json:"failed"`    // repetitions that failed
@@ -70,13 +75,17 @@ type Summary struct {
 	ReadsPerRound   stat `json:"reads_per_round"`
 }
 
-// summarizeWorkload builds the summary of spec from all its attempts.
+// summarizeWorkload builds the summary of spec (a workload in one system
+// and client model) from all its attempts.
 func summarizeWorkload(spec Spec, results []RepResult) Summary {
-	s := Summary{Workload: spec.Name, Spec: spec, Errors: map[string]uint64{}}
+	s := Summary{Workload: spec.Name, System: spec.System, Client: spec.Client, Spec: spec, Errors: map[string]uint64{}}
 	var ops, p50, p99, p999, lrss, arss, cores, kern, other, opc, epw, rpr []float64
 	for _, r := range results {
-		if r.Workload != spec.Name {
+		if r.Workload != spec.Name || r.System != spec.System || r.Client != spec.Client {
 			continue
+		}
+		if r.Version != "" {
+			s.Version = r.Version
 		}
 		switch {
 		case r.Err != "":

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -72,7 +73,7 @@ func orDash(s stat, f func(float64) string) string {
 }
 
 var tableHeader = []string{
-	"workload", "ops/s median (min–max)", "p50 ms", "p99 ms", "p99.9 ms",
+	"workload", "system", "client", "ops/s median (min–max)", "p50 ms", "p99 ms", "p99.9 ms",
 	"leader RSS MiB", "all RSS MiB", "cores", "kernel", "other", "ops/CPU-s", "reps",
 }
 
@@ -88,11 +89,11 @@ func tableRows(sums []Summary) [][]string {
 			reps += fmt.Sprintf(" (%d disturbed)", s.Disturbed)
 		}
 		if s.Reps == 0 {
-			rows = append(rows, []string{s.Workload, "–", "–", "–", "–", "–", "–", "–", "–", "–", "–", reps})
+			rows = append(rows, []string{s.Workload, s.System, s.Client, "–", "–", "–", "–", "–", "–", "–", "–", "–", "–", reps})
 			continue
 		}
 		rows = append(rows, []string{
-			s.Workload,
+			s.Workload, s.System, s.Client,
 			fmtRange(s.OpsPerSec, fmtInt),
 			fmtMs(s.P50Ms.Median), fmtMs(s.P99Ms.Median), fmtMs(s.P999Ms.Median),
 			fmtInt(s.LeaderRSS.Median), fmtInt(s.AllRSS.Median),
@@ -157,4 +158,87 @@ func renderMarkdown(header []string, rows [][]string, left int) string {
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}
 	return b.String()
+}
+
+// tableLeft is the number of text columns of the results table (aligned
+// to the left).
+const tableLeft = 3
+
+// find returns the summary of workload in system and client model, if it
+// has a repetition that counts.
+func find(sums []Summary, workload, system, client string) (Summary, bool) {
+	for _, s := range sums {
+		if s.Workload == workload && s.System == system && s.Client == client && s.Reps > 0 && s.OpsPerSec.N > 0 {
+			return s, true
+		}
+	}
+	return Summary{}, false
+}
+
+// speedup is a's ops/s over b's as "1.23×", or "–" when either is
+// missing.
+func speedup(a, b Summary, okA, okB bool) string {
+	if !okA || !okB || b.OpsPerSec.Median <= 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(a.OpsPerSec.Median/b.OpsPerSec.Median, 'f', 2, 64) + "×"
+}
+
+// compareTable puts the systems side by side: one row per workload that
+// at least one peer ran, one column per system and client model that ran
+// (ops/s median, p50 / p99 ms), and the ratios of asyncraft's ops/s in
+// the goroutine model (as the peers are called) to each peer's. Every
+// figure comes from sums, i.e. from this run. It returns no rows when no
+// peer ran.
+func compareTable(sums []Summary) (header []string, rows [][]string) {
+	type col struct{ system, client string }
+	var cols []col
+	var peers []string
+	var workloads []string
+	for _, sys := range systemNames {
+		for _, client := range []string{loadgenGoroutine, loadgenCallback} {
+			for _, s := range sums {
+				if s.System == sys && s.Client == client {
+					cols = append(cols, col{sys, client})
+					if isPeer(sys) {
+						peers = append(peers, sys)
+					}
+					break
+				}
+			}
+		}
+	}
+	for _, s := range sums {
+		if isPeer(s.System) && !slices.Contains(workloads, s.Workload) {
+			workloads = append(workloads, s.Workload)
+		}
+	}
+	if len(peers) == 0 {
+		return nil, nil
+	}
+	header = []string{"workload"}
+	for _, c := range cols {
+		header = append(header, c.system+"/"+c.client)
+	}
+	for _, p := range peers {
+		header = append(header, "asyncraft ÷ "+p)
+	}
+	for _, w := range workloads {
+		row := []string{w}
+		for _, c := range cols {
+			s, ok := find(sums, w, c.system, c.client)
+			if !ok {
+				row = append(row, "–")
+				continue
+			}
+			row = append(row, fmt.Sprintf("%s (%s / %s)", fmtInt(s.OpsPerSec.Median), fmtMs(s.P50Ms.Median), fmtMs(s.P99Ms.Median)))
+		}
+		a, okA := find(sums, w, sysAsyncraft, loadgenGoroutine)
+		for _, p := range peers {
+			b, okB := find(sums, w, p, loadgenGoroutine)
+			row = append(row, speedup(a, b, okA, okB))
+		}
+		rows = append(rows, row)
+	}
+	return header, rows
 }

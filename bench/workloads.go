@@ -5,52 +5,19 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/asyncraft/asyncraft/bench/internal/loadgen"
 )
 
-// Spec is one workload: the operation, the load, and the topology it runs
-// on. It travels to the member processes as JSON.
-type Spec struct {
-	Name string `json:"name"`
-	// Op is "propose" (Node.Apply) or "read" (Node.Read, then a local map
-	// read); ReadMode is "index" (ReadSafe) or "lease" (ReadLease).
-	Op       string `json:"op"`
-	ReadMode string `json:"read_mode,omitempty"`
-	// Clients is the number of closed-loop clients in flight, in total,
-	// split evenly over the groups.
-	Clients int           `json:"clients"`
-	Warmup  time.Duration `json:"warmup"`
-	Measure time.Duration `json:"measure"`
-	// The command: an 8-byte key (one of Keys, uniform) and ValueSize
-	// bytes of value.
-	ValueSize int `json:"value_size"`
-	Keys      int `json:"keys"`
-	// Members per group, groups per host; InProc runs every member in one
-	// process on one Host without a network.
-	Members int  `json:"members"`
-	Groups  int  `json:"groups"`
-	InProc  bool `json:"inproc"`
-	// Sweep names the family ("standard", "payload", ...); Param is the
-	// swept value (clients for the client sweep), for charts.
-	Sweep string `json:"sweep"`
-	Param int    `json:"param,omitempty"`
-}
+// Spec is one workload run by one system in one client model (see
+// package loadgen, which the member processes share).
+type Spec = loadgen.Spec
 
-// Prefill reports whether the workload writes every key once first.
-func (s Spec) Prefill() bool { return s.Op == "read" }
-
-// Describe is a one-line description of the workload.
-func (s Spec) Describe() string {
+// describe is a one-line description of the workload as spec.System runs
+// it in spec.Client's model.
+func describe(s Spec) string {
 	var b strings.Builder
-	switch s.Op {
-	case "read":
-		mode := "ReadSafe (ReadIndex)"
-		if s.ReadMode == "lease" {
-			mode = "ReadLease"
-		}
-		fmt.Fprintf(&b, "linearizable reads, %s + local map read", mode)
-	default:
-		fmt.Fprintf(&b, "Apply of %d B commands", 8+s.ValueSize)
-	}
+	b.WriteString(apiOf(s))
 	fmt.Fprintf(&b, ", %s, %v + %v", plural(s.Clients, "client"), s.Warmup, s.Measure)
 	topo := fmt.Sprintf("%s in %s", plural(s.Members, "member"), plural(s.Members, "process"))
 	if s.InProc {
@@ -60,6 +27,44 @@ func (s Spec) Describe() string {
 		topo += fmt.Sprintf(", %d groups", s.Groups)
 	}
 	return b.String() + ", " + topo
+}
+
+// apiOf names the calls a client makes.
+func apiOf(s Spec) string {
+	size := 8 + s.ValueSize
+	read := s.Op == loadgen.OpRead
+	switch s.System {
+	case "dragonboat":
+		if read {
+			return "linearizable reads, SyncRead (ReadIndex + Lookup in the map)"
+		}
+		return fmt.Sprintf("SyncPropose of %d B commands", size)
+	case "hashicorp":
+		if read {
+			return "linearizable reads, VerifyLeader().Error() + local map read"
+		}
+		return fmt.Sprintf("Apply(%d B command).Error()", size)
+	}
+	mode := "ReadSafe (ReadIndex)"
+	if s.ReadMode == "lease" {
+		mode = "ReadLease"
+	}
+	if s.Client == loadgen.ClientCallback {
+		if read {
+			return fmt.Sprintf("linearizable reads, Read(%s) with a callback + local map read", mode)
+		}
+		return fmt.Sprintf("Apply of %d B commands, next one from the callback", size)
+	}
+	if s.Client == "" { // a workload, before it is given a system and a model
+		if read {
+			return fmt.Sprintf("linearizable reads, %s + local map read", mode)
+		}
+		return fmt.Sprintf("propose %d B commands", size)
+	}
+	if read {
+		return fmt.Sprintf("linearizable reads, ReadBarrier(%s) + local map read", mode)
+	}
+	return fmt.Sprintf("ApplyWait of %d B commands", size)
 }
 
 func plural(n int, what string) string {
@@ -78,7 +83,7 @@ const standardValue = 120
 
 func base(name string, clients int, warmup, measure time.Duration) Spec {
 	return Spec{
-		Name: name, Op: "propose", Clients: clients, Warmup: warmup, Measure: measure,
+		Name: name, Op: loadgen.OpPropose, Clients: clients, Warmup: warmup, Measure: measure,
 		ValueSize: standardValue, Keys: 1024, Members: 3, Groups: 1, Sweep: "standard",
 	}
 }
@@ -97,7 +102,7 @@ func registry(groups int) []Spec {
 	add(base("lat1", 1, time.Second, 5*time.Second))
 	add(base("lat64", 64, time.Second, 5*time.Second))
 	r := base("read64-index", 64, time.Second, 5*time.Second)
-	r.Op, r.ReadMode = "read", "index"
+	r.Op, r.ReadMode = loadgen.OpRead, "index"
 	add(r)
 	r.Name, r.ReadMode = "read64-lease", "lease"
 	add(r)

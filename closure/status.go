@@ -56,7 +56,9 @@ const (
 	// ENOSPC: the disk is full; the node is in error.
 	ENOSPC
 	// ECANCELED: the caller canceled the operation before it was
-	// submitted.
+	// submitted. Reserved: nothing in asyncraft produces it yet (a
+	// canceled context in ApplyWait or ReadBarrier returns the context's
+	// error, wrapped with ErrUnknownOutcome for ApplyWait).
 	ECANCELED
 	// ESTALE: the task's ExpectedTerm is not the leader's current term.
 	ESTALE

@@ -45,8 +45,14 @@ type StateMachine interface {
 	OnApply(it Iterator)
 	// OnSnapshotSave writes the state machine's state to w and calls done
 	// when finished (possibly later, from another goroutine).
+	//
+	// Not called yet: asyncraft has no snapshots so far (the log is kept
+	// whole and replayed on restart). The method is part of the interface
+	// so that state machines written now need no change when they come.
 	OnSnapshotSave(w SnapshotWriter, done closure.Closure)
 	// OnSnapshotLoad replaces the state machine's state with r's.
+	//
+	// Not called yet, like OnSnapshotSave.
 	OnSnapshotLoad(r SnapshotReader) error
 	// OnLeaderStart is called when this node has become leader of term
 	// and has applied every entry committed before its term began.
@@ -55,6 +61,10 @@ type StateMachine interface {
 	OnLeaderStop(st closure.Status)
 	// OnConfigurationCommitted is called when a configuration entry is
 	// applied.
+	//
+	// Not called in practice yet: membership is fixed at start (the
+	// members are NodeOptions.Peers) and nothing appends configuration
+	// entries until membership changes exist.
 	OnConfigurationCommitted(conf *raftpb.Configuration)
 	// OnStartFollowing is called when this node learns of a new leader.
 	OnStartFollowing(ctx LeaderChange)

@@ -645,8 +645,9 @@ type VoteRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	LastLogIndex uint64                 `protobuf:"varint,1,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	LastLogTerm  uint64                 `protobuf:"varint,2,opt,name=last_log_term,json=lastLogTerm,proto3" json:"last_log_term,omitempty"`
-	// Set when the leader asked this candidate to campaign (TimeoutNow): the
-	// voters then ignore leader stickiness.
+	// Reserved for leadership transfer (TimeoutNow), which does not exist
+	// yet: nothing sets it, and voters ignore it (it never bypasses leader
+	// stickiness).
 	LeadershipTransfer bool `protobuf:"varint,3,opt,name=leadership_transfer,json=leadershipTransfer,proto3" json:"leadership_transfer,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache

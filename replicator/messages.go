@@ -2,8 +2,8 @@
 // entries to one peer and reports how far the peer's log matches.
 //
 // A replicator lives while its node leads a term; the node spawns one per
-// peer (voters and learners) as its children and stops them when it steps
-// down. It reads entries straight from the node's log and sends
+// peer (every other voter; learners do not exist yet) as its children and
+// stops them when it steps down. It reads entries straight from the node's log and sends
 // AppendEntries to the peer's node actor, whose replies come straight back
 // to it (they are addressed to the replicator by name), so the node actor
 // is not a hop on the replication path.

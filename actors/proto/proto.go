@@ -69,6 +69,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/asyncraft/asyncraft/actors"
 )
@@ -89,8 +90,21 @@ type Options struct {
 	// TLS, if set, makes connections between hosts mutual TLS.
 	TLS *TLS
 	// MaxMessageBytes caps one message between hosts (default
-	// DefaultMaxMessageBytes).
+	// DefaultMaxMessageBytes). It also sizes what the host accepts: a gRPC
+	// message of at most MaxMessageBytes + 64 KiB, whose decoding may
+	// allocate at most 16 × MaxMessageBytes (and so may all those being
+	// decoded at once).
 	MaxMessageBytes int
+	// MaxConnections caps the connections the host accepts (default
+	// DefaultMaxConnections). Each peer host holds one, two for a while
+	// after a reconnect; connections over the cap are refused before their
+	// TLS handshake.
+	MaxConnections int
+	// RemoteTypes lists the message types the host accepts from other
+	// hosts; a batch with any other is refused. Empty accepts every
+	// registered protobuf type except protoactor's own (whose Stop,
+	// PoisonPill and Watch would let a peer stop or watch any actor).
+	RemoteTypes []protoreflect.FullName
 	// Logger receives the runtime's own logs and protoactor's (the latter
 	// filtered to WARN and above). nil means slog.Default().
 	Logger *slog.Logger
@@ -122,10 +136,16 @@ type System struct {
 	deadLetters   atomic.Uint64
 	malformed     atomic.Uint64
 	oversized     atomic.Uint64
+	refused       atomic.Uint64
+	panics        atomic.Uint64
 	closed        atomic.Bool // Shutdown finished: sends are no-ops
 
 	remote     *remote.Remote // nil for a local-only host
+	boundary   *boundary      // nil for a local-only host
 	maxMessage int
+	// listening is Host() once the remote listens; messages that arrive
+	// before it is set are dropped.
+	listening atomic.Pointer[string]
 
 	mu       sync.Mutex
 	stopping bool                    // Shutdown began: spawns fail; guarded by mu
@@ -186,17 +206,24 @@ func New(opts Options) (*System, error) {
 			return nil, err
 		}
 		s.addr = addr
+		s.listening.Store(&addr)
 	}
 	return s, nil
 }
 
-// Counters of messages lost at this host's boundary: sent to another host
-// without a network (or not protobuf), larger than MaxMessageBytes, arrived
-// undecodable, or addressed to an actor that does not exist here.
+// Counters of this host's network boundary. Messages lost: sent to another
+// host without a network (or not protobuf), larger than MaxMessageBytes,
+// arrived malformed (refused by the boundary's inspection, or undecodable:
+// each ends its stream and loses the rest of its batch), or addressed to an
+// actor that does not exist here. Refused: calls of methods the transport
+// does not serve, and connections over MaxConnections. Panics: panics
+// recovered at the boundary (each a bug in protoactor or here).
 func (s *System) DroppedRemote() uint64 { return s.droppedRemote.Load() }
 func (s *System) Oversized() uint64     { return s.oversized.Load() }
 func (s *System) Malformed() uint64     { return s.malformed.Load() }
 func (s *System) DeadLetters() uint64   { return s.deadLetters.Load() }
+func (s *System) Refused() uint64       { return s.refused.Load() }
+func (s *System) Panics() uint64        { return s.panics.Load() }
 
 // Host is this host's address (Options.Addr).
 func (s *System) Host() string { return s.addr }

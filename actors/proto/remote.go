@@ -22,16 +22,23 @@ import (
 // pair of hosts, carrying batches of messages. What this runtime adds:
 //
 //   - Messages crossing hosts must be protobuf messages, encoded once, by
-//     protoactor. A payload that does not decode at the receiver makes
-//     protoactor drop that stream's batch and reset the stream (the peer
-//     reconnects on its next send); the runtime counts it (Malformed) from
-//     protoactor's report of the failure. Raft tolerates the lost batch.
+//     protoactor.
+//   - The receiving side serves only what asyncraft uses and inspects every
+//     message before decoding it (see boundary.go and inspect.go): other
+//     methods are refused, a message that is not what asyncraft's sender
+//     produces (bad indices, a type this host does not accept, a payload
+//     that is not protobuf, too costly to decode) is refused whole and its
+//     stream reset, a panic is recovered. Each is counted (Refused,
+//     Malformed, Panics) and logged at most once a second. The peer
+//     reconnects on its next send; Raft tolerates the lost batch.
 //   - Sizes are capped at both ends. A message larger than MaxMessageBytes
-//     is dropped at the sender and counted (Oversized); the protocol above
-//     splits what it sends (AppendEntries are capped by bytes) so this does
-//     not happen in practice. The gRPC receive limit applies to a whole
-//     batch, so it is set to recvLimit and the writer's batch is capped at
-//     recvLimit / MaxMessageBytes messages.
+//     (or addressed with a name over 4 KiB) is dropped at the sender and
+//     counted (Oversized); the protocol above splits what it sends
+//     (AppendEntries are capped by bytes) so this does not happen in
+//     practice. The gRPC receive limit, which applies to a whole batch, is
+//     MaxMessageBytes + 64 KiB, and the sender splits a batch over it (see
+//     split.go), so one message always fits.
+//   - What a host holds for the network is bounded (see boundary.go).
 //   - Connections are kept alive with gRPC keepalives; a dead peer is
 //     noticed and reconnected to on the next send.
 //   - With TLS set, both ends authenticate each other (mutual TLS).
@@ -51,8 +58,6 @@ const (
 	// DefaultMaxMessageBytes is the default cap on one message between
 	// hosts.
 	DefaultMaxMessageBytes = 4 << 20
-	// recvLimit is the gRPC receive limit, which applies to a batch.
-	recvLimit = 256 << 20
 	// writerQueue is the initial capacity, in messages, of the queue of
 	// one peer's endpoint writer. The queue grows as needed (and never
 	// shrinks), so this only sets the memory a connection starts with:
@@ -79,31 +84,26 @@ func networked(addr string) (host string, port int, ok bool) {
 // startRemote starts protoactor remote on host:port and returns the
 // address it listens on (the bound port if port was 0).
 func (s *System) startRemote(host string, port int, opts Options) (addr string, err error) {
-	maxMsg := s.maxMessage
-	batch := max(1, min(1000, recvLimit/maxMsg))
-	server := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(recvLimit),
-		grpc.MaxSendMsgSize(recvLimit),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}
-	creds := insecure.NewCredentials()
+	s.boundary = newBoundary(s, opts)
+	var serverCreds, clientCreds credentials.TransportCredentials = insecure.NewCredentials(), insecure.NewCredentials()
 	if opts.TLS != nil {
 		if opts.TLS.Server == nil || opts.TLS.Client == nil {
 			return "", fmt.Errorf("proto: TLS needs both a server and a client configuration")
 		}
-		server = append(server, grpc.Creds(credentials.NewTLS(opts.TLS.Server)))
-		creds = credentials.NewTLS(opts.TLS.Client)
+		serverCreds, clientCreds = credentials.NewTLS(opts.TLS.Server), credentials.NewTLS(opts.TLS.Client)
 	}
+	server := s.boundary.serverOptions(serverCreds)
 	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(recvLimit), grpc.MaxCallSendMsgSize(recvLimit)),
+		grpc.WithTransportCredentials(clientCreds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(replyLimit), grpc.MaxCallSendMsgSize(s.wireLimit())),
+		grpc.WithMaxHeaderListSize(headerListLimit),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithChainStreamInterceptor(s.outboundStream),
 	}
 	cfg := remote.Configure(host, port,
 		remote.WithServerOptions(server...),
 		remote.WithDialOptions(dial...),
-		remote.WithEndpointWriterBatchSize(batch),
+		remote.WithEndpointWriterBatchSize(maxBatchEnvelopes),
 		remote.WithEndpointWriterQueueSize(writerQueue),
 		remote.WithEndpointManagerQueueSize(writerQueue),
 	)
@@ -130,6 +130,9 @@ func (s *System) startRemote(host string, port int, opts Options) (addr string, 
 	return s.sys.Address(), nil
 }
 
+// wireLimit is the largest gRPC message between hosts.
+func (s *System) wireLimit() int { return s.maxMessage + wireSlack }
+
 // sendRemote wraps msg and hands it to protoactor remote for the host at
 // to.Host. It never blocks on the network.
 func (s *System) sendRemote(ctx actor.SenderContext, to actors.Ref, msg any) {
@@ -142,7 +145,7 @@ func (s *System) sendRemote(ctx actor.SenderContext, to actors.Ref, msg any) {
 		s.droppedRemote.Add(1)
 		return
 	}
-	if proto.Size(pm) > s.maxMessage {
+	if proto.Size(pm) > s.maxMessage || len(to.Name) > maxNameBytes {
 		s.oversized.Add(1)
 		return
 	}

@@ -51,7 +51,7 @@ func main() {
 		out      = flag.String("out", ".", "directory for porcupine visualisations of non-linearizable histories")
 		workers  = flag.Int("workers", runtime.GOMAXPROCS(0), "seeds run in parallel with -seeds")
 		plant    = flag.String("plant", "", "switch on a planted bug to see the checks catch it: "+plantable())
-		noDurab  = flag.Bool("skip-durability-checks", false, "leave only the end-to-end checks")
+		noDirect = flag.Bool("skip-direct-checks", false, "leave only the end-to-end checks (no durability or lease-safety checks)")
 		swarm    = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
 		phases   = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
 		soak     = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
@@ -76,20 +76,20 @@ func main() {
 		os.Exit(2)
 	}
 	cfg := chaos.Config{
-		ReadPaths:            readPaths,
-		Nodes:                *nodes,
-		Nemeses:              nem,
-		NoNemesis:            nem == 0,
-		Duration:             *duration,
-		Clients:              *clients,
-		Keys:                 *keys,
-		Reads:                *reads,
-		Appends:              *appends,
-		MaxDrift:             *drift,
-		LeaseDriftBound:      *leaseDr,
-		SkipDurabilityChecks: *noDurab,
-		VisualizeDir:         *out,
-		ReadOnlyPhases:       *phases,
+		ReadPaths:        readPaths,
+		Nodes:            *nodes,
+		Nemeses:          nem,
+		NoNemesis:        nem == 0,
+		Duration:         *duration,
+		Clients:          *clients,
+		Keys:             *keys,
+		Reads:            *reads,
+		Appends:          *appends,
+		MaxDrift:         *drift,
+		LeaseDriftBound:  *leaseDr,
+		SkipDirectChecks: *noDirect,
+		VisualizeDir:     *out,
+		ReadOnlyPhases:   *phases,
 	}
 	// configFor is the configuration of one seed.
 	configFor := func(s uint64) chaos.Config {
@@ -99,7 +99,7 @@ func main() {
 			return c
 		}
 		c := chaos.Swarm(s)
-		c.SkipDurabilityChecks, c.VisualizeDir = *noDurab, *out
+		c.SkipDirectChecks, c.VisualizeDir = *noDirect, *out
 		return c
 	}
 	replay := func(s uint64) string {
@@ -107,8 +107,8 @@ func main() {
 		if *plant != "" {
 			extra += " -plant " + *plant
 		}
-		if *noDurab {
-			extra += " -skip-durability-checks"
+		if *noDirect {
+			extra += " -skip-direct-checks"
 		}
 		if *swarm {
 			return fmt.Sprintf("go run ./cmd/asyncraft-sim -swarm -seed %d%s -v", s, extra)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -78,14 +81,17 @@ func getJSON(client *http.Client, method, url, body string, v any) int {
 	return resp.StatusCode
 }
 
-// Three processes over loopback: a follower answers 421 naming the
-// leader's HTTP address, the leader serves, every node applies the write,
-// and SIGTERM stops each node cleanly.
+// Three processes over loopback, with mutual TLS between them (-tls-*): a
+// follower answers 421 naming the leader's HTTP address, the leader
+// serves, every node applies the write, and SIGTERM stops each node
+// cleanly. A client without a certificate cannot talk to a Raft port.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
 	dir := t.TempDir()
+	pki := writeTestPKI(t, "kv")
+	tlsFlags := []string{"-tls-cert", filepath.Join(pki, "cert.pem"), "-tls-key", filepath.Join(pki, "key.pem"), "-tls-ca", filepath.Join(pki, "ca.pem")}
 	ids := []string{"n1", "n2", "n3"}
 	var peers, peerHTTP []string
 	procs := map[string]*testProc{}
@@ -97,11 +103,11 @@ func TestCluster(t *testing.T) {
 	}
 	for i, id := range ids {
 		p := procs[id]
-		args, _ := json.Marshal([]string{
+		args, _ := json.Marshal(append([]string{
 			"-id", id, "-addr", strings.TrimPrefix(peers[i], id+"="), "-http", p.http,
 			"-data", filepath.Join(dir, id), "-peers", strings.Join(peers, ","),
 			"-peer-http", strings.Join(peerHTTP, ","), "-election-timeout", "300ms",
-		})
+		}, tlsFlags...))
 		logf, err := os.Create(p.log)
 		if err != nil {
 			t.Fatal(err)
@@ -175,6 +181,13 @@ func TestCluster(t *testing.T) {
 		return true
 	})
 
+	// The Raft port is mutual TLS: it shows a certificate of the CA, and
+	// answers a client without one with an alert.
+	raftAddr := strings.TrimPrefix(peers[0], "n1=")
+	if err := probeRaftTLS(raftAddr, pki); err != nil {
+		t.Errorf("n1's Raft port %s: %v", raftAddr, err)
+	}
+
 	// Stop the nodes one at a time, each within 15 s of its SIGTERM.
 	for _, id := range ids {
 		p := procs[id]
@@ -190,4 +203,47 @@ func TestCluster(t *testing.T) {
 		}
 		deadline.Stop()
 	}
+}
+
+// probeRaftTLS checks that addr speaks mutual TLS with certificates of the
+// CA in pki: a client with pki's certificate completes the handshake with
+// a server certificate the CA signed, and a client without one is refused.
+func probeRaftTLS(addr, pki string) error {
+	caPEM, err := os.ReadFile(filepath.Join(pki, "ca.pem"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "cert.pem"), filepath.Join(pki, "key.pem"))
+	if err != nil {
+		return err
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	// NextProtos h2, as gRPC asks: a server that accepted the client would
+	// then send its HTTP/2 settings.
+	conf := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}}
+	c, err := tls.DialWithDialer(dialer, "tcp", addr, conf)
+	if err != nil {
+		return fmt.Errorf("with a certificate of the CA: %w", err)
+	}
+	c.Close()
+
+	conf = &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}}
+	c, err = tls.DialWithDialer(dialer, "tcp", addr, conf)
+	if err != nil {
+		return nil // refused during the handshake
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	switch {
+	case err == nil:
+		return errors.New("a client without a certificate was served")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errors.New("a client without a certificate is neither served nor refused")
+	case !strings.Contains(err.Error(), "certificate required"):
+		return fmt.Errorf("a client without a certificate: %w (want a certificate required alert)", err)
+	}
+	return nil
 }

@@ -3,7 +3,8 @@
 //
 //	kvstore -id n1 -addr 127.0.0.1:7001 -http 127.0.0.1:8001 -data /tmp/kv/n1 \
 //	    -peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
-//	    -peer-http n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003
+//	    -peer-http n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003 \
+//	    -tls-cert n1.pem -tls-key n1-key.pem -tls-ca ca.pem
 //
 // Commands (get, put, append, delete) are msgpack-encoded log entries; every
 // operation, reads included, goes through the log. See Server for the API
@@ -18,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,7 +39,17 @@ type config struct {
 	electionTimeout      time.Duration
 	logLevel             slog.Level
 	staleReads           bool
+	// tls, if set, makes the Raft port mutual TLS (-tls-*).
+	tls *asyncraft.TLSFiles
+	// limits are the -max-* flags, httpOpts the -http-* flags.
+	limits   Limits
+	httpOpts HTTPOptions
 }
+
+// maxValueLimit bounds -max-value-bytes: a command must fit in a message
+// between hosts (asyncraft.DefaultMaxMessageBytes less 64 KiB), with room
+// for its key and encoding.
+const maxValueLimit = asyncraft.DefaultMaxMessageBytes - 1<<20
 
 func main() {
 	cfg, err := parseFlags(flag.CommandLine, os.Args[1:])
@@ -67,6 +77,24 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.DurationVar(&cfg.timeout, "timeout", DefaultTimeout, "how long a request waits for its command to be applied before answering 504 EUNKNOWN")
 	fs.DurationVar(&cfg.electionTimeout, "election-timeout", asyncraft.DefaultElectionTimeout, "Raft election timeout")
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
+
+	var tlsFiles asyncraft.TLSFiles
+	fs.StringVar(&tlsFiles.CertFile, "tls-cert", "", "PEM certificate of this node for mutual TLS on the Raft port (with -tls-key and -tls-ca; serverAuth and clientAuth usages, the -addr host among its SANs)")
+	fs.StringVar(&tlsFiles.KeyFile, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&tlsFiles.CAFile, "tls-ca", "", "PEM certificate of the CA that signs every node's certificate")
+
+	cfg.limits = DefaultLimits
+	fs.Int64Var(&cfg.limits.MaxKeyBytes, "max-key-bytes", DefaultMaxKeyBytes, fmt.Sprintf("largest key of a put or an append (at most %d)", maxKeyBytes))
+	fs.Int64Var(&cfg.limits.MaxValueBytes, "max-value-bytes", DefaultMaxValueBytes, "largest value, after an append too (413 beyond)")
+	fs.Int64Var(&cfg.limits.MaxStoreBytes, "max-store-bytes", DefaultMaxStoreBytes, fmt.Sprintf("largest store: the sum over the keys of key + value + %d bytes (507 beyond)", entryOverhead))
+
+	cfg.httpOpts = DefaultHTTPOptions
+	fs.DurationVar(&cfg.httpOpts.ReadHeaderTimeout, "http-read-header-timeout", DefaultReadHeaderTimeout, "HTTP: time allowed to send a request's headers (a connection that sends nothing is closed after it)")
+	fs.DurationVar(&cfg.httpOpts.ReadTimeout, "http-read-timeout", DefaultReadTimeout, "HTTP: time allowed to send a whole request, body included")
+	fs.DurationVar(&cfg.httpOpts.WriteTimeout, "http-write-timeout", DefaultWriteTimeout, "HTTP: time allowed from a request's headers to the end of its response (more than -timeout)")
+	fs.DurationVar(&cfg.httpOpts.IdleTimeout, "http-idle-timeout", DefaultIdleTimeout, "HTTP: how long an idle keep-alive connection stays open")
+	fs.IntVar(&cfg.httpOpts.MaxHeaderBytes, "http-max-header-bytes", DefaultMaxHeaderBytes, "HTTP: largest request headers, URL included")
+	fs.IntVar(&cfg.httpOpts.MaxConns, "http-max-conns", DefaultMaxConns, "HTTP: most connections open at once; beyond, new ones wait in the kernel's backlog")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -78,6 +106,19 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	}
 	if cfg.timeout <= 0 {
 		return cfg, errors.New("-timeout must be positive")
+	}
+	switch n := countSet(tlsFiles.CertFile, tlsFiles.KeyFile, tlsFiles.CAFile); n {
+	case 0:
+	case 3:
+		cfg.tls = &tlsFiles
+	default:
+		return cfg, errors.New("-tls-cert, -tls-key and -tls-ca go together: give all three, or none for plain TCP")
+	}
+	if err := cfg.limits.validate(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.httpOpts.validate(cfg.timeout); err != nil {
+		return cfg, err
 	}
 	pm, err := parseIDMap("-peers", *peers)
 	if err != nil {
@@ -101,6 +142,29 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 		return cfg, fmt.Errorf("-log-level: %w", err)
 	}
 	return cfg, nil
+}
+
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// validate checks the -max-* flags.
+func (l Limits) validate() error {
+	switch {
+	case l.MaxKeyBytes < 1 || l.MaxKeyBytes > maxKeyBytes:
+		return fmt.Errorf("-max-key-bytes %d is not in [1, %d]", l.MaxKeyBytes, maxKeyBytes)
+	case l.MaxValueBytes < 1 || l.MaxValueBytes > maxValueLimit:
+		return fmt.Errorf("-max-value-bytes %d is not in [1, %d] (a command must fit in a message between hosts)", l.MaxValueBytes, maxValueLimit)
+	case l.MaxStoreBytes < 1:
+		return fmt.Errorf("-max-store-bytes %d is not positive", l.MaxStoreBytes)
+	}
+	return nil
 }
 
 type idMap struct {
@@ -146,6 +210,11 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 	return host, node, store, nil
 }
 
+// hostOptions returns the options of cfg's host.
+func hostOptions(cfg config, log *slog.Logger) asyncraft.HostOptions {
+	return asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: log, TLS: cfg.tls}
+}
+
 // run runs one node and its HTTP API until SIGINT or SIGTERM.
 func run(cfg config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
@@ -155,23 +224,22 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	host, node, store, err := startNode(cfg, asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: raftLog}, log)
+	host, node, store, err := startNode(cfg, hostOptions(cfg, raftLog), log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	api := NewServerWithTimeout(node, store, cfg.peerHTTP, cfg.timeout)
 	api.staleReads = cfg.staleReads
+	api.limits = cfg.limits
 	if cfg.staleReads {
 		log.Warn("kvstore: -stale-reads: reads are served from this node's state and are not linearizable")
 	}
-	srv := &http.Server{
-		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv, lim := newHTTPServer(api.Handler(), ln, cfg.httpOpts)
+	api.conns = lim
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
+	go func() { serveErr <- srv.Serve(lim) }()
+	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "tls", cfg.tls != nil, "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)

@@ -31,7 +31,8 @@ type raftNode interface {
 //	PUT    /kv/{key}           body = value; 204
 //	POST   /kv/{key}?append=1  body appended to the value; 204
 //	DELETE /kv/{key}           204 (absent or not)
-//	GET    /status             200 the node's role, term, leader, indexes
+//	GET    /status             200 the node's role, term, leader, indexes,
+//	                           the store's keys, size and digest (O(1))
 //
 // Writes go through the Raft log. Reads are linearizable unless
 // ?consistency=stale asks otherwise: a ReadIndex barrier (or the leader's
@@ -39,6 +40,11 @@ type raftNode interface {
 // by asking the leader for the read index. Errors are JSON
 // {"error","code","leader","leader_http"}; see httpError for the status
 // codes.
+//
+// A put or an append that would break the limits (see Limits) is refused
+// with 400 (key), 413 (value) or 507 (store full), before it is proposed
+// when this node leads and sees it would be, and in any case when it is
+// applied.
 type Server struct {
 	node  raftNode
 	store *Store
@@ -47,22 +53,31 @@ type Server struct {
 	// timeout bounds the wait for a command to be applied; past it the
 	// answer is 504 EUNKNOWN.
 	timeout time.Duration
-	// maxValue bounds a request body.
-	maxValue int64
+	// limits are written into each put and append (see Limits); their
+	// MaxValueBytes also bounds a request body.
+	limits Limits
 	// staleReads answers GET from this node's state machine without going
 	// through the log: not linearizable (see -stale-reads).
 	staleReads bool
+	// conns, if set, is the listener the API is served on, for its counts
+	// in GET /status.
+	conns *limitListener
 }
 
 // Defaults of Server.
 const (
-	DefaultTimeout  = 5 * time.Second
-	DefaultMaxValue = 1 << 20
+	DefaultTimeout       = 5 * time.Second
+	DefaultMaxKeyBytes   = maxKeyBytes
+	DefaultMaxValueBytes = 1 << 20
+	DefaultMaxStoreBytes = 256 << 20
 )
+
+// DefaultLimits are the limits of a Server, unless set otherwise.
+var DefaultLimits = Limits{MaxKeyBytes: DefaultMaxKeyBytes, MaxValueBytes: DefaultMaxValueBytes, MaxStoreBytes: DefaultMaxStoreBytes}
 
 // NewServer returns the HTTP server of node, whose state machine is store.
 func NewServer(node raftNode, store *Store, peerHTTP map[string]string) *Server {
-	return &Server{node: node, store: store, peerHTTP: peerHTTP, timeout: DefaultTimeout, maxValue: DefaultMaxValue}
+	return &Server{node: node, store: store, peerHTTP: peerHTTP, timeout: DefaultTimeout, limits: DefaultLimits}
 }
 
 // Handler returns the server's routes.
@@ -104,11 +119,17 @@ type StatusReply struct {
 	Commit     uint64 `json:"commit"`
 	Applied    uint64 `json:"applied"`
 	LastIndex  uint64 `json:"last_index"`
-	// Keys and Digest describe the state machine (equal digests: equal
-	// maps).
-	Keys   int    `json:"keys"`
-	Digest string `json:"digest"`
-	Error  string `json:"error,omitempty"`
+	// Keys, Bytes and Digest describe the state machine (see Stats; equal
+	// digests: equal maps); MaxBytes is this node's -max-store-bytes.
+	Keys     int    `json:"keys"`
+	Bytes    int64  `json:"bytes"`
+	MaxBytes int64  `json:"max_bytes"`
+	Digest   string `json:"digest"`
+	// HTTPConns is the number of open HTTP connections, HTTPConnsFull the
+	// times the server reached -http-max-conns and stopped accepting.
+	HTTPConns     int64  `json:"http_conns"`
+	HTTPConnsFull uint64 `json:"http_conns_full"`
+	Error         string `json:"error,omitempty"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +145,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if st.Err != nil {
 		reply.Error = st.Err.Error()
 	}
-	_, reply.Keys, reply.Digest = s.store.Snapshot()
+	// O(1): the store keeps its statistics up to date as it applies.
+	ss := s.store.Stats()
+	reply.Keys, reply.Bytes, reply.MaxBytes, reply.Digest = ss.Keys, ss.Bytes, s.limits.MaxStoreBytes, fmt.Sprintf("%016x", ss.Digest)
+	if s.conns != nil {
+		reply.HTTPConns, reply.HTTPConnsFull = s.conns.Active(), s.conns.Full()
+	}
 	writeJSON(w, http.StatusOK, reply)
 }
 
@@ -154,12 +180,14 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, "GET, PUT, POST, DELETE")
 		return
 	}
+	// No request needs a body larger than a value.
+	r.Body = http.MaxBytesReader(w, r.Body, s.limits.MaxValueBytes)
 	if c.Op == OpPut || c.Op == OpAppend {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxValue))
+		body, err := io.ReadAll(r.Body)
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
-			badRequest(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d bytes", s.maxValue))
+			badRequest(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d bytes", s.limits.MaxValueBytes))
 			return
 		case err != nil:
 			badRequest(w, http.StatusBadRequest, "reading the value: "+err.Error())
@@ -169,6 +197,16 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c.Value = string(body)
+		c.Limits = s.limits
+		// Refuse at once what OnApply would refuse, as far as this node
+		// knows; only a leader knows the store well enough (a follower
+		// answers 421).
+		if s.node.Status().Role == asyncraft.Leader {
+			if err := s.store.Check(s.limits, key, c.Op == OpAppend, len(body)); err != nil {
+				refused(w, err)
+				return
+			}
+		}
 	}
 	if c.Op == OpGet {
 		consistency := r.URL.Query().Get("consistency")
@@ -222,6 +260,8 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case res.Refused != nil:
+		refused(w, res.Refused)
 	case c.Op != OpGet:
 		w.WriteHeader(http.StatusNoContent)
 	case !res.Found:
@@ -272,6 +312,22 @@ func (s *Server) httpError(st closure.Status) (int, APIError) {
 		return http.StatusBadRequest, body
 	default:
 		return http.StatusInternalServerError, body
+	}
+}
+
+// refused answers a put or an append refused by its limits (see Limits):
+//
+//	400 EINVAL  ErrKeyTooLarge
+//	413 EINVAL  ErrValueTooLarge (the value the command would leave)
+//	507 ENOSPC  ErrStoreFull
+func refused(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrStoreFull):
+		writeJSON(w, http.StatusInsufficientStorage, APIError{Error: err.Error(), Code: "ENOSPC"})
+	case errors.Is(err, ErrValueTooLarge):
+		badRequest(w, http.StatusRequestEntityTooLarge, err.Error())
+	default:
+		badRequest(w, http.StatusBadRequest, err.Error())
 	}
 }
 

@@ -55,6 +55,12 @@ func startLocal(t *testing.T, id string, peers []asyncraft.Peer, dataDir string)
 // its API.
 func startSingle(t *testing.T, dataDir string) (*httptest.Server, *asyncraft.Host, *asyncraft.Node) {
 	t.Helper()
+	return startSingleWith(t, dataDir, nil)
+}
+
+// startSingleWith is startSingle with the API server set up by setup.
+func startSingleWith(t *testing.T, dataDir string, setup func(*Server)) (*httptest.Server, *asyncraft.Host, *asyncraft.Node) {
+	t.Helper()
 	host, node, store := startLocal(t, "n1", []asyncraft.Peer{{ID: "n1", Addr: "local"}}, dataDir)
 	// Leading is not enough to serve reads: a new leader answers EAGAIN
 	// until an entry of its term has committed.
@@ -66,7 +72,11 @@ func startSingle(t *testing.T, dataDir string) (*httptest.Server, *asyncraft.Hos
 		defer cancel()
 		return node.ReadBarrier(ctx) == nil
 	})
-	ts := httptest.NewServer(NewServer(node, store, map[string]string{"n1": "127.0.0.1:1"}).Handler())
+	api := NewServer(node, store, map[string]string{"n1": "127.0.0.1:1"})
+	if setup != nil {
+		setup(api)
+	}
+	ts := httptest.NewServer(api.Handler())
 	t.Cleanup(ts.Close)
 	return ts, host, node
 }
@@ -159,7 +169,7 @@ func TestAPIBadInput(t *testing.T) {
 		{"POST", "/kv/k?append=yes", "v", 400},
 		{"PATCH", "/kv/k", "v", 405},
 		{"POST", "/status", "", 405},
-		{"PUT", "/kv/k", strings.Repeat("v", DefaultMaxValue+1), 413},
+		{"PUT", "/kv/k", strings.Repeat("v", DefaultMaxValueBytes+1), 413},
 		{"GET", "/nowhere", "", 404},
 		{"GET", "/", "", 404},
 	} {

@@ -10,11 +10,8 @@ import (
 	"github.com/asyncraft/asyncraft/internal/testseed"
 )
 
-// sweep runs cfgs in parallel and reports every failure with its replay
-// command.
-func sweep(t *testing.T, cfgs []Config) []Result {
-	t.Helper()
-	results := make([]Result, len(cfgs))
+// parallel runs fn(0..n-1) on GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
@@ -22,23 +19,117 @@ func sweep(t *testing.T, cfgs []Config) []Result {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i] = Run(cfgs[i])
+				fn(i)
 			}
 		}()
 	}
-	for i := range cfgs {
+	for i := 0; i < n; i++ {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
+}
+
+// sweep runs cfgs in parallel and reports every failure with its replay
+// command.
+func sweep(t *testing.T, cfgs []Config) []Result {
+	t.Helper()
+	results := make([]Result, len(cfgs))
+	parallel(len(cfgs), func(i int) { results[i] = Run(cfgs[i]) })
 	for i, r := range results {
 		if !r.Passed() {
 			c := cfgs[i]
-			t.Errorf("seed %d (%d nodes, nemesis %v): %d violations, first: %v\n  replay: go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %v -duration %v -v",
-				r.Seed, c.Nodes, c.Nemeses, len(r.Violations), r.Violations[0], r.Seed, c.Nodes, c.Nemeses, c.Duration)
+			t.Errorf("seed %d (%s): %d violations, first: %v\n  replay: %s",
+				r.Seed, c.Describe(), len(r.Violations), r.Violations[0], replayCommand(c))
 		}
 	}
 	return results
+}
+
+// replayCommand is the asyncraft-sim command that replays c (for the
+// configurations tests build: standard ones and swarm ones).
+func replayCommand(c Config) string {
+	if c.swarm {
+		return fmt.Sprintf("go run ./cmd/asyncraft-sim -swarm -seed %d -v", c.Seed)
+	}
+	c = c.withDefaults()
+	extra := ""
+	if c.ReadOnlyPhases {
+		extra = " -read-only-phases"
+	}
+	return fmt.Sprintf("go run ./cmd/asyncraft-sim -seed %d -nodes %d -nemesis %v -duration %v%s -v", c.Seed, c.Nodes, c.Nemeses, c.Duration, extra)
+}
+
+// TestSwarm runs swarm-tested seeds: each draws its own fault classes,
+// node timing, batching and workload (see Swarm). 120 fixed seeds and 10
+// fresh ones.
+func TestSwarm(t *testing.T) {
+	fixed, fresh := 120, 10
+	if raceEnabled || testing.Short() {
+		fixed, fresh = 8, 2
+	}
+	base := testseed.For(t)
+	var cfgs []Config
+	for s := uint64(1); s <= uint64(fixed); s++ {
+		cfgs = append(cfgs, Swarm(s))
+	}
+	for s := base; s < base+uint64(fresh); s++ {
+		cfgs = append(cfgs, Swarm(s))
+	}
+	start := time.Now()
+	results := sweep(t, cfgs)
+	wall := time.Since(start)
+	ops := 0
+	for _, r := range results {
+		ops += r.Ops
+	}
+	t.Logf("%d swarm seeds, %d client operations, in %v (%.0f seeds per core-hour)",
+		len(cfgs), ops, wall.Round(time.Millisecond), float64(len(cfgs))/(wall.Hours()*float64(runtime.GOMAXPROCS(0))))
+	if ops < len(cfgs)*50 {
+		t.Fatalf("the workload did little: %d operations over %d seeds", ops, len(cfgs))
+	}
+}
+
+// TestSwarmDraws checks that swarm seeds explore: different seeds draw
+// different fault sets and timings, every fault class and option value
+// turns up, and the same seed always draws the same configuration.
+func TestSwarmDraws(t *testing.T) {
+	kinds := map[Nemesis]int{}
+	elections := map[time.Duration]bool{}
+	preVoteOff, quorumOff, phases := 0, 0, 0
+	for s := uint64(1); s <= 200; s++ {
+		c := Swarm(s)
+		if c.Describe() != Swarm(s).Describe() {
+			t.Fatalf("seed %d draws two configurations", s)
+		}
+		for _, x := range nemesisNames {
+			if c.Nemeses&x.n != 0 {
+				kinds[x.n]++
+			}
+		}
+		elections[c.ElectionTimeout] = true
+		if c.DisablePreVote {
+			preVoteOff++
+		}
+		if c.DisableCheckQuorum {
+			quorumOff++
+		}
+		if c.ReadOnlyPhases {
+			phases++
+		}
+		lease := time.Duration(c.LeaseRatio * float64(c.ElectionTimeout))
+		if lease <= c.LeaseDriftBound || lease >= c.ElectionTimeout-10*time.Millisecond {
+			t.Errorf("seed %d: lease %v outside (drift bound %v, election timeout less a tick)", s, lease, c.LeaseDriftBound)
+		}
+	}
+	for _, x := range nemesisNames {
+		if kinds[x.n] < 50 || kinds[x.n] > 150 {
+			t.Errorf("fault class %s on in %d of 200 seeds", x.name, kinds[x.n])
+		}
+	}
+	if len(elections) < 4 || preVoteOff == 0 || quorumOff == 0 || phases == 0 {
+		t.Errorf("draws do not explore: election timeouts %v, pre-vote off %d, check-quorum off %d, phases %d", elections, preVoteOff, quorumOff, phases)
+	}
 }
 
 // TestSeeds runs the full nemesis mix over 200 fixed seeds (every fourth

@@ -159,15 +159,18 @@ type Config struct {
 	DisablePreVote     bool
 	DisableCheckQuorum bool
 
-	// SkipDurabilityChecks turns off the direct checks that votes and
-	// acknowledged entries are durable before they are sent, leaving only
+	// SkipDirectChecks turns off the direct checks — that votes and
+	// acknowledged entries are durable before they are sent, and that no
+	// leader is elected while an earlier one holds a lease — leaving only
 	// the end-to-end checks (used to show those catch planted bugs too).
-	SkipDurabilityChecks bool
+	SkipDirectChecks bool
 	// Trace receives the readable event trace and the nemesis' actions.
 	Trace io.Writer
 	// VisualizeDir, if set, receives porcupine's HTML visualisation of a
 	// history that is not linearizable.
 	VisualizeDir string
+
+	swarm bool // drawn by Swarm (for replay commands)
 }
 
 func (c Config) withDefaults() Config {

@@ -22,7 +22,7 @@ import (
 func Swarm(seed uint64) Config {
 	rnd := rand.New(rand.NewPCG(seed, 0x737761726d))
 	pick := func(n int) int { return rnd.IntN(n) }
-	c := Config{Seed: seed, Duration: 20 * time.Second}
+	c := Config{Seed: seed, Duration: 20 * time.Second, swarm: true}
 
 	for _, k := range []Nemesis{Partitions, Asymmetric, MessageFaults, Crashes, TornWrites, ClockDrift, Pauses, Restarts} {
 		if pick(2) == 0 {

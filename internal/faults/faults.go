@@ -33,6 +33,9 @@ const (
 	// after it restarts, forgetting the lease promise it may have made to
 	// a leader before it crashed.
 	VoteAfterRestart
+	// NoStickiness lets voters grant (pre-)votes while they still hear
+	// from a leader.
+	NoStickiness
 )
 
 var names = map[Fault]string{
@@ -44,6 +47,7 @@ var names = map[Fault]string{
 	ApplyTwice:         "apply-twice",
 	ReadWithoutQuorum:  "read-without-quorum",
 	VoteAfterRestart:   "vote-after-restart",
+	NoStickiness:       "no-stickiness",
 }
 
 func (f Fault) String() string {
@@ -54,7 +58,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness}
 
 var active atomic.Uint32
 

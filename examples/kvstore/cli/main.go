@@ -212,7 +212,7 @@ func (c *client) do(ctx context.Context, req request) (response, error) {
 				return response{}, fmt.Errorf("%v (the node is in error; the write may or may not have been applied)", last)
 			}
 			target = c.other(target)
-		default: // 400, 405, 413: retrying will not help
+		default: // 400, 405, 413, 507: retrying will not help
 			return response{}, last
 		}
 		redirects = 0

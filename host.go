@@ -51,6 +51,9 @@ func NewHost(opts HostOptions) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := opts.checkNetwork(); err != nil {
+		return nil, err
+	}
 	var tlsCfg *proto.TLS
 	if t := opts.TLS; t != nil {
 		if tlsCfg, err = proto.LoadTLS(t.CertFile, t.KeyFile, t.CAFile); err != nil {
@@ -85,6 +88,9 @@ func NewHost(opts HostOptions) (*Host, error) {
 // simulator, in tests). The caller keeps ownership of the runtime and must
 // route actor panics to HandlePanic.
 func NewHostOn(rt actors.Runtime, opts HostOptions) (*Host, error) {
+	if opts.Local || opts.TLS != nil {
+		return nil, errors.New("asyncraft: HostOptions.Local and TLS configure the network of NewHost's runtime; a runtime given to NewHostOn has its own")
+	}
 	opts.Addr = rt.Host()
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -174,6 +180,9 @@ func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.checkPeers(opts.Peers); err != nil {
+		return nil, err
+	}
 	key := opts.Group + "/" + opts.ID
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -204,6 +213,20 @@ func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
 	storage.Close()
 	meta.Close()
 	return nil, fmt.Errorf("asyncraft: start %s: %w", key, err)
+}
+
+// checkPeers refuses, on a host with a network, a peer address it could
+// never reach: one without a port.
+func (h *Host) checkPeers(peers []Peer) error {
+	if h.sys == nil || h.opts.Local {
+		return nil // the simulator's addresses, or a host without a network
+	}
+	for _, p := range peers {
+		if _, _, err := splitHostPort(p.Addr); err != nil {
+			return fmt.Errorf("asyncraft: NodeOptions: peer %q at %q: %v; this host reaches its peers over the network", p.ID, p.Addr, err)
+		}
+	}
+	return nil
 }
 
 func (h *Host) openStorage(opts NodeOptions) (logmgr.LogStorage, logmgr.MetaStorage, error) {

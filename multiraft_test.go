@@ -16,7 +16,7 @@ import (
 // goroutines: actors without messages hold none, and the host has one
 // ticker for all its nodes.
 func TestManyGroupsOnOneHost(t *testing.T) {
-	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: "local"})
+	host, err := asyncraft.NewHost(asyncraft.HostOptions{Local: true})
 	if err != nil {
 		t.Fatal(err)
 	}

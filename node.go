@@ -1,6 +1,7 @@
 package asyncraft
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -17,17 +18,29 @@ import (
 // Task is a proposal: a command for the state machine and the closure that
 // learns its fate.
 type Task struct {
-	// Data is the command. asyncraft keeps the slice (it is written to the
-	// log and sent to peers as is); do not modify it after Apply.
+	// Data is the command. Apply copies it (once: the log, the peers and
+	// the state machine then share the copy), so the caller may reuse its
+	// buffer as soon as Apply returns — unless NoCopy is set.
 	Data []byte
+	// NoCopy hands Data itself to asyncraft instead of a copy, which saves
+	// an allocation and a copy per command (for large commands, see
+	// docs/benchmarks.md). The caller must then never modify Data again:
+	// the log keeps the slice, replicators send it to lagging peers and
+	// the state machine reads it, for as long as the entry lives, and a
+	// change would make replicas diverge.
+	NoCopy bool
 	// Done receives the outcome exactly once, on the host's callback
 	// executor:
 	//   - OK once the entry is applied on this node (a closure.ResultClosure
 	//     also gets the value the state machine set with SetResult);
 	//   - a definite failure when the command was not and will not be
-	//     applied (EPERM with the leader's id, EBUSY, ESTALE, ESHUTDOWN,
-	//     ENEWLEADER);
-	//   - EUNKNOWN when the node stopped before learning the entry's fate.
+	//     applied (EPERM with the leader's id, EBUSY, ESTALE, EINVAL,
+	//     ESHUTDOWN, ENEWLEADER; and, for a command the node had not yet
+	//     appended when it failed, ESTATEMACHINE, EIO, ENOSPC or EINTERNAL);
+	//   - EUNKNOWN (closure.Status.Indeterminate) when the command was
+	//     appended and the node stopped or failed before learning its fate
+	//     here, committed entries not yet applied included: the group may
+	//     apply it, and so may this node once restarted.
 	// May be nil.
 	Done closure.Closure
 	// ExpectedTerm, if not zero, makes the proposal fail with ESTALE
@@ -101,7 +114,8 @@ func (n *Node) key() string { return n.group + "/" + n.id }
 // Apply proposes t. It returns at once; t.Done learns the outcome. On a
 // node that is not the leader, Done gets EPERM naming the leader; when
 // MaxPendingTasks proposals are already waiting, EBUSY at once; a command
-// larger than the host's MaxMessageBytes less 64 KiB, EINVAL.
+// larger than the host's MaxMessageBytes less 64 KiB, EINVAL. Apply copies
+// t.Data unless t.NoCopy is set: the caller may then reuse its buffer.
 func (n *Node) Apply(t Task) {
 	task := &fsm.Task{}
 	task.Init(t.Done)
@@ -110,7 +124,13 @@ func (n *Node) Apply(t Task) {
 			Status: closure.Newf(closure.EINVAL, "command of %d bytes exceeds the largest a message can carry (%d)", len(t.Data), n.maxCommand)}})
 		return
 	}
-	st, wake := n.queue.push(proposal{task: task, data: t.Data, expectedTerm: t.ExpectedTerm})
+	// The one copy of the command: the log, the peers and the state
+	// machine share it from here on, so the caller may reuse t.Data.
+	data := t.Data
+	if !t.NoCopy {
+		data = bytes.Clone(data)
+	}
+	st, wake := n.queue.push(proposal{task: task, data: data, expectedTerm: t.ExpectedTerm})
 	if !st.OK() {
 		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})
 		return
@@ -123,7 +143,8 @@ func (n *Node) Apply(t Task) {
 // ApplyWait proposes data and waits until it is applied on this node,
 // returning the value the state machine set with Iterator.SetResult. If ctx
 // ends first, the error matches both closure.ErrUnknownOutcome and
-// ctx.Err(): the command may still be applied.
+// ctx.Err(): the command may still be applied. data is copied (see
+// Task.Data): the caller may reuse it once ApplyWait returns.
 func (n *Node) ApplyWait(ctx context.Context, data []byte) (any, error) {
 	type outcome struct {
 		st closure.Status

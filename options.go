@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,15 +27,22 @@ func (p Peer) String() string { return p.ID + "@" + p.Addr }
 type HostOptions struct {
 	// Addr is the host's address, "host:port" ("127.0.0.1:7001"): the host
 	// listens there, and peers name it in their configurations. Port 0
-	// picks a free port (Host.Addr reports it). Any other string (no port)
-	// makes a host without a network, whose nodes can only form groups
-	// among themselves — for tests and single-process use. Required.
+	// picks a free port (Host.Addr reports it). NewHost refuses an address
+	// without a port unless Local is set. Required, except with Local.
 	Addr string
+	// Local makes a host without a network: it listens nowhere, and its
+	// nodes can only form groups among themselves — for tests and
+	// single-process use. Addr is then a name without a port (default
+	// "local"), which the nodes' Peers use as the address of every member.
+	// TLS cannot be set.
+	Local bool
 	// TLS, if set, makes every connection between hosts mutual TLS: a host
-	// accepts and reaches only peers whose certificate the CA signed.
+	// accepts and reaches only peers whose certificate the CA signed. All
+	// three files are required.
 	TLS *TLSFiles
-	// MaxMessageBytes caps one message between hosts (default 4 MiB). It
-	// bounds the largest command (see Node.Apply) and NodeOptions.MaxBytesPerRPC.
+	// MaxMessageBytes caps one message between hosts (default 4 MiB, at
+	// most MaxMessageBytesLimit). It bounds the largest command (see
+	// Node.Apply) and NodeOptions.MaxBytesPerRPC.
 	MaxMessageBytes int
 	// MaxConnections caps the connections the host accepts from other
 	// hosts (default 64). Each peer host holds one (two for a while after
@@ -75,7 +84,21 @@ const DefaultMaxMessageBytes = 4 << 20
 // envelopeOverhead is room left in a message for everything but entry data.
 const envelopeOverhead = 64 << 10
 
+// MaxMessageBytesLimit is the largest HostOptions.MaxMessageBytes: a
+// command may fill a message less 64 KiB, and a log entry holds at most
+// logmgr.MaxEntryData bytes of command (one WAL record). A larger command
+// would be accepted, then put every node that persists it in the error
+// state.
+const MaxMessageBytesLimit = 64 << 20
+
+// The largest command a message can carry fits in a WAL record: this
+// array's length is negative, and the build fails, otherwise.
+var _ [logmgr.MaxEntryData - (MaxMessageBytesLimit - envelopeOverhead)]struct{}
+
 func (o HostOptions) withDefaults() (HostOptions, error) {
+	if o.Local && o.Addr == "" {
+		o.Addr = "local"
+	}
 	if o.Addr == "" {
 		return o, errors.New("asyncraft: HostOptions.Addr is required")
 	}
@@ -100,7 +123,46 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	if o.MaxMessageBytes < 2*envelopeOverhead {
 		return o, fmt.Errorf("asyncraft: HostOptions.MaxMessageBytes %d is below %d", o.MaxMessageBytes, 2*envelopeOverhead)
 	}
+	if o.MaxMessageBytes > MaxMessageBytesLimit {
+		return o, fmt.Errorf("asyncraft: HostOptions.MaxMessageBytes %d exceeds %d (MaxMessageBytesLimit): a command may fill a message less %d bytes, and a log entry holds at most %d bytes of command (one WAL record); a larger command would put every node that persists it in the error state",
+			o.MaxMessageBytes, MaxMessageBytesLimit, envelopeOverhead, logmgr.MaxEntryData)
+	}
+	if o.WALSegmentSize != 0 && (o.WALSegmentSize < logmgr.MinSegmentSize || o.WALSegmentSize > logmgr.MaxSegmentSize) {
+		return o, fmt.Errorf("asyncraft: HostOptions.WALSegmentSize %d is outside [%d, %d]", o.WALSegmentSize, logmgr.MinSegmentSize, logmgr.MaxSegmentSize)
+	}
+	if t := o.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
+		return o, fmt.Errorf("asyncraft: HostOptions.TLS needs CertFile, KeyFile and CAFile (got %q, %q, %q): a host without its certificate or key cannot prove its identity, and one without the CA cannot check its peers'",
+			t.CertFile, t.KeyFile, t.CAFile)
+	}
 	return o, nil
+}
+
+// checkNetwork validates the address of a host on the production runtime
+// (NewHost): "host:port", or a name without a port for a Local host.
+func (o HostOptions) checkNetwork() error {
+	_, _, err := splitHostPort(o.Addr)
+	switch {
+	case o.Local && o.TLS != nil:
+		return errors.New("asyncraft: HostOptions.TLS is set on a Local host: it has no network for TLS to protect")
+	case o.Local && err == nil:
+		return fmt.Errorf("asyncraft: HostOptions.Addr %q is host:port but Local is set: a local host listens nowhere; name it without a port, or unset Local", o.Addr)
+	case !o.Local && err != nil:
+		return fmt.Errorf("asyncraft: HostOptions.Addr %q: %v; a host listens on host:port (port 0 picks a free one); for a host without a network, set Local", o.Addr, err)
+	}
+	return nil
+}
+
+// splitHostPort splits a "host:port" address with a numeric port.
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("not host:port (%v)", err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number in [0, 65535]", p)
+	}
+	return h, port, nil
 }
 
 // NodeOptions configures one node: this host's member of one group.
@@ -141,7 +203,8 @@ type NodeOptions struct {
 	// proposals appended but not yet committed. Default 8192.
 	MaxPendingTasks int
 	// MaxInflightMsgs and MaxInflightBytes bound the AppendEntries a
-	// leader has outstanding to one follower. Defaults 256 and 32 MiB.
+	// leader has outstanding to one follower. Defaults 256 and 32 MiB;
+	// MaxInflightBytes may not be below MaxBytesPerRPC.
 	MaxInflightMsgs  int
 	MaxInflightBytes uint64
 	// MaxBytesPerRPC caps the entries of one AppendEntries. Default 512 KiB.
@@ -185,7 +248,7 @@ type NodeOptions struct {
 	MaxPendingReads int
 	// ReadTimeout is how long a read may wait for its quorum round, the
 	// leader's answer or the local apply before it fails with ETIMEDOUT.
-	// Default 2×ElectionTimeout.
+	// Default 2×ElectionTimeout; at least a tick.
 	ReadTimeout time.Duration
 
 	// LogStorage and MetaStorage override the storage the host would
@@ -260,6 +323,9 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	if (o.LogStorage == nil) != (o.MetaStorage == nil) {
 		return bad("set both LogStorage and MetaStorage, or neither")
 	}
+	if err := o.checkDurations(); err != nil {
+		return bad("%v", err)
+	}
 	if o.ElectionTimeout == 0 {
 		o.ElectionTimeout = DefaultElectionTimeout
 	}
@@ -333,7 +399,30 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	case o.MaxBytesPerRPC > uint64(maxMessage-envelopeOverhead):
 		return bad("MaxBytesPerRPC %d does not fit the host's MaxMessageBytes %d (less %d of overhead)", o.MaxBytesPerRPC, maxMessage, envelopeOverhead)
 	}
+	switch {
+	case o.MaxInflightBytes < o.MaxBytesPerRPC:
+		return bad("MaxInflightBytes %d is below MaxBytesPerRPC %d: one AppendEntries may then carry more than the window allows, so the window bounds nothing and a leader cannot pipeline", o.MaxInflightBytes, o.MaxBytesPerRPC)
+	case o.ReadTimeout < tick:
+		return bad("ReadTimeout %v is shorter than a tick (%v): reads are timed in ticks, so every read could time out at the next tick", o.ReadTimeout, tick)
+	}
 	return o, t, nil
+}
+
+// checkDurations refuses negative durations, which the defaults (given
+// for zero) would not catch.
+func (o NodeOptions) checkDurations() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ElectionTimeout", o.ElectionTimeout}, {"HeartbeatInterval", o.HeartbeatInterval},
+		{"MaxClockDrift", o.MaxClockDrift}, {"ReadTimeout", o.ReadTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %v is negative", d.name, d.v)
+		}
+	}
+	return nil
 }
 
 func checkName(what, s string) error {

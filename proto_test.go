@@ -52,7 +52,7 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 }
 
 func TestProtoRuntimeThreeNodes(t *testing.T) {
-	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: "local", DataDir: t.TempDir(), WALSegmentSize: 1 << 20})
+	host, err := asyncraft.NewHost(asyncraft.HostOptions{Local: true, DataDir: t.TempDir(), WALSegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -359,8 +359,11 @@ func (a *nodeActor) publish() {
 }
 
 // fail puts the node in the error state: it stops taking part in the
-// group, fails what it holds with code, and tells the state machine
-// (unless the state machine is what failed).
+// group, fails what it holds, and tells the state machine (unless the
+// state machine is what failed). Only proposals never appended fail with
+// code (a definite failure); those appended get EUNKNOWN here, and those
+// committed get it from the FSM caller (fsm.NodeError): another member may
+// commit and apply them, and so may this node once restarted.
 func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 	if a.failed != nil {
 		return
@@ -372,7 +375,7 @@ func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 	}
 	a.role = Errored
 	a.setLeader(env, "")
-	st := closure.Newf(code, "node failed: %v", err)
+	st := closure.Newf(code, "node failed before the command was appended: %v", err)
 	for _, p := range a.n.queue.close(st) {
 		a.complete(&p.task.Guard, st)
 	}
@@ -397,7 +400,7 @@ func (a *nodeActor) abandonTasks(st closure.Status) {
 func (a *nodeActor) died(err error) {
 	a.failed = err
 	a.role = Errored
-	st := closure.Newf(closure.EINTERNAL, "node failed: %v", err)
+	st := closure.Newf(closure.EINTERNAL, "node failed before the command was appended: %v", err)
 	for _, p := range a.n.queue.close(st) {
 		a.complete(&p.task.Guard, st)
 	}

@@ -51,7 +51,7 @@ type groupNode struct {
 func memberMain(args []string) error {
 	fs := flag.NewFlagSet("member", flag.ContinueOnError)
 	ids := fs.String("ids", "", "comma list of the node ids this process runs")
-	addr := fs.String("addr", "127.0.0.1:0", "host address (no port: a host without a network)")
+	addr := fs.String("addr", "127.0.0.1:0", `host address ("local": a host without a network)`)
 	data := fs.String("data", "", "data directory")
 	system := fs.String("system", "asyncraft", "the library (this binary runs asyncraft only)")
 	if err := fs.Parse(args); err != nil {
@@ -61,7 +61,7 @@ func memberMain(args []string) error {
 		return fmt.Errorf("this member runs asyncraft, not %s (the peers' members are built from bench/peers)", *system)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: *addr, DataDir: *data, Logger: logger})
+	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: *addr, Local: *addr == "local", DataDir: *data, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -3,17 +3,21 @@
 // exactly-once completion ([Guard]) and the [Executor] that runs user
 // callbacks away from the framework's actors.
 //
-// Codes follow SOFAJRaft's where they mean the same thing. Three of them say
-// whether a task's entry may still be applied:
+// Codes follow SOFAJRaft's where they mean the same thing. A task's outcome
+// never lies about whether its entry may still be applied:
 //
 //   - failures before the task's entry was appended to the log (EPERM,
-//     EBUSY, ESTALE, ESHUTDOWN, EINVAL) are definite: the command was not
-//     and will not be applied;
+//     EBUSY, ESTALE, ESHUTDOWN, EINVAL, and ESTATEMACHINE, EIO, ENOSPC or
+//     EINTERNAL when the node failed first) are definite: the command was
+//     not and will not be applied;
 //   - ENEWLEADER is definite too: a different entry was committed at the
 //     task's index, so the task's entry can never be applied;
-//   - EUNKNOWN means the entry was appended but the node stopped (or the
-//     caller stopped waiting) before learning its fate: it may or may not be
-//     applied. Retry only if the command is idempotent.
+//   - EUNKNOWN means the entry was appended but the node stopped or failed
+//     (or the caller stopped waiting) before learning its fate here: it may
+//     or may not be applied. An entry committed but not yet applied when
+//     its node fails gets EUNKNOWN too: the rest of the group applies it,
+//     and so may the node once restarted. Retry only if the command is
+//     idempotent. [Status.Indeterminate] tells these outcomes apart.
 package closure
 
 import (
@@ -110,7 +114,8 @@ func NotLeader(leader string) Status {
 func (s Status) OK() bool { return s.Code == OK }
 
 // Indeterminate reports whether the operation may or may not have taken
-// effect (EUNKNOWN, ETIMEDOUT).
+// effect (EUNKNOWN, ETIMEDOUT). Every other non-OK outcome of a task is
+// definite: its command was not and will not be applied.
 func (s Status) Indeterminate() bool { return s.Code == EUNKNOWN || s.Code == ETIMEDOUT }
 
 func (s Status) String() string {

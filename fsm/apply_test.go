@@ -404,7 +404,7 @@ func TestEarlyReturnReoffersTheRest(t *testing.T) {
 }
 
 // An OnApply that consumes nothing is an error: the node is told, OnError
-// runs, the tasks not applied fail.
+// runs, the tasks not applied are indeterminate (EUNKNOWN).
 func TestOnApplyConsumingNothingFails(t *testing.T) {
 	sm := &recSM{}
 	sm.apply = func(sm *recSM, it fsm.Iterator) {
@@ -427,10 +427,10 @@ func TestOnApplyConsumingNothingFails(t *testing.T) {
 	w.expect(tasks[0], closure.OK, nil)
 	w.expect(tasks[1], closure.OK, nil)
 	for _, task := range tasks[2:] {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 
-	// Nothing more is applied; later tasks fail too.
+	// Nothing more is applied; later tasks are indeterminate too.
 	w.normal(1, 2)
 	late := w.tasksFor(6, 7)
 	w.commit(7, late...)
@@ -439,7 +439,7 @@ func TestOnApplyConsumingNothingFails(t *testing.T) {
 		t.Fatalf("OnApply called after the failure: %v", sm.calls)
 	}
 	for _, task := range late {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 	w.expectFailedOnce(2)
 }
@@ -460,6 +460,6 @@ func TestLogReadErrorFails(t *testing.T) {
 		t.Errorf("Failed.Err = %v, want it to wrap %v", f.Err, errStorage)
 	}
 	for _, task := range tasks {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 }

@@ -127,7 +127,7 @@ func (c *Caller) Receive(env actors.Env, msg any) {
 	case NodeError:
 		if c.failed == nil {
 			c.failed = msg.Err
-			c.failStatus = closure.Newf(closure.EINTERNAL, "the node failed: %v", msg.Err)
+			c.failStatus = closure.Newf(closure.EUNKNOWN, "the node failed before applying the entry here (%v); the entry is committed: the group applies it, and so may this node once restarted", msg.Err)
 			c.failTasks(c.failStatus)
 			c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(msg.Err) })
 			c.flush(env)
@@ -351,7 +351,7 @@ func (c *Caller) fail(env actors.Env, err error) {
 		return
 	}
 	c.failed = err
-	c.failStatus = closure.Newf(closure.ESTATEMACHINE, "the state machine failed before applying the entry here (it is committed): %v", err)
+	c.failStatus = closure.Newf(closure.EUNKNOWN, "this node stopped applying before the entry (%v); the entry is committed: the other members apply it, and so may this node once restarted", err)
 	c.failTasks(c.failStatus)
 	env.Send(c.cfg.Node, Failed{Err: err, Applied: c.applied})
 	c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(err) })

@@ -76,15 +76,15 @@ func TestSetErrorAndRollback(t *testing.T) {
 				if task.Index <= tc.applied {
 					w.expect(task, closure.OK, result(task.Index))
 				} else {
-					w.expect(task, closure.ESTATEMACHINE, nil)
+					w.expect(task, closure.EUNKNOWN, nil)
 				}
 			}
-			// Later commits apply nothing; their tasks fail.
+			// Later commits apply nothing; their tasks are indeterminate.
 			w.normal(1, 1)
 			late := w.task(9, 1)
 			w.commit(9, late)
 			w.run()
-			w.expect(late, closure.ESTATEMACHINE, nil)
+			w.expect(late, closure.EUNKNOWN, nil)
 			w.expectFailedOnce(tc.applied)
 			for _, idx := range sm.seen {
 				if idx > 8 {
@@ -123,8 +123,8 @@ func TestRollbackOfClaimedEntry(t *testing.T) {
 		}
 		sm.claimed[task.Index].Run(closure.StatusOK)
 	}
-	w.expect(tasks[3], closure.ESTATEMACHINE, nil)
-	w.expect(tasks[4], closure.ESTATEMACHINE, nil)
+	w.expect(tasks[3], closure.EUNKNOWN, nil)
+	w.expect(tasks[4], closure.EUNKNOWN, nil)
 	w.expectAllRanOnce()
 }
 
@@ -165,7 +165,7 @@ func TestPanicInOnApply(t *testing.T) {
 		case task.Index < 5:
 			w.expect(task, closure.OK, result(task.Index))
 		default:
-			w.expect(task, closure.ESTATEMACHINE, nil)
+			w.expect(task, closure.EUNKNOWN, nil)
 		}
 	}
 	w.expectAllRanOnce()
@@ -182,7 +182,7 @@ func TestPanicInOnApplyAndOnError(t *testing.T) {
 	w.run()
 	w.expectFailedOnce(0)
 	for _, task := range tasks {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 	if len(sm.calls) != 1 {
 		t.Fatalf("%d OnApply calls", len(sm.calls))
@@ -202,7 +202,7 @@ func TestPanicInOnConfigurationCommitted(t *testing.T) {
 	w.expect(tasks[0], closure.OK, result(1))
 	w.expect(tasks[1], closure.OK, result(2))
 	for _, task := range tasks[2:] {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 	if want := []string{"apply[1-2]", "config", "error"}; !slices.Equal(sm.events, want) {
 		t.Fatalf("events %v, want %v", sm.events, want)
@@ -226,7 +226,7 @@ func TestPanicInOnLeaderStart(t *testing.T) {
 	w.commit(noop+2, late...)
 	w.run()
 	for _, task := range late {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 	if !slices.Equal(sm.seen, []uint64{1, 2}) {
 		t.Fatalf("applied %v after the failure", sm.seen)
@@ -268,7 +268,7 @@ func TestPanicInOtherCallbacks(t *testing.T) {
 					t.Fatalf("ShutdownDone sent %d times", w.node.shutdownDones())
 				}
 			} else {
-				w.expect(pending, closure.ESTATEMACHINE, nil)
+				w.expect(pending, closure.EUNKNOWN, nil)
 			}
 			w.expectAllRanOnce()
 			if slices.Contains(sm.seen, 3) {
@@ -278,8 +278,8 @@ func TestPanicInOtherCallbacks(t *testing.T) {
 	}
 }
 
-// NodeError: OnError once, pending and later tasks fail, nothing more is
-// applied and no leader start is reported.
+// NodeError: OnError once, pending and later tasks complete with EUNKNOWN,
+// nothing more is applied and no leader start is reported.
 func TestNodeError(t *testing.T) {
 	sm := &recSM{}
 	w := newWorld(t, 17, sm)
@@ -306,13 +306,14 @@ func TestNodeError(t *testing.T) {
 	for _, task := range early {
 		w.expect(task, closure.OK, result(task.Index))
 	}
-	// The same status for every task the error caught.
-	code := w.out(pending[0]).st.Code
-	if code == closure.OK {
-		t.Fatalf("pending task completed OK after a node error")
-	}
+	// Every task the error caught is committed and may still be applied
+	// (by the rest of the group, by this node after a restart): its
+	// outcome is indeterminate, never a definite failure.
 	for _, task := range append(pending, late...) {
-		w.expect(task, code, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
+		if st := w.out(task).st; !st.Indeterminate() {
+			t.Fatalf("task %d: %v is not indeterminate", task.Index, st)
+		}
 	}
 	if w.node.lastApplied() != 2 {
 		t.Fatalf("node got Applied %v", w.node.applied())
@@ -335,8 +336,8 @@ func TestBadConfigEntry(t *testing.T) {
 		t.Errorf("Failed.Err = %v", f.Err)
 	}
 	w.expect(tasks[0], closure.OK, result(1))
-	w.expect(tasks[1], closure.ESTATEMACHINE, nil)
-	w.expect(tasks[2], closure.ESTATEMACHINE, nil)
+	w.expect(tasks[1], closure.EUNKNOWN, nil)
+	w.expect(tasks[2], closure.EUNKNOWN, nil)
 	if len(sm.configs) != 0 || !slices.Equal(sm.seen, []uint64{1}) {
 		t.Fatalf("configs %v, applied %v", sm.configs, sm.seen)
 	}

@@ -95,7 +95,7 @@ func TestSecondRollbackIgnored(t *testing.T) {
 		if task.Index <= 3 {
 			w.expect(task, closure.OK, result(task.Index))
 		} else {
-			w.expect(task, closure.ESTATEMACHINE, nil)
+			w.expect(task, closure.EUNKNOWN, nil)
 		}
 	}
 }
@@ -136,7 +136,7 @@ func TestLogReturningNothingFails(t *testing.T) {
 	w.commit(1, task)
 	w.run()
 	w.expectFailedOnce(0)
-	w.expect(task, closure.ESTATEMACHINE, nil)
+	w.expect(task, closure.EUNKNOWN, nil)
 	if lg.reads != 1 {
 		t.Fatalf("%d reads", lg.reads)
 	}

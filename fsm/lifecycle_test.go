@@ -249,7 +249,7 @@ func TestShutdownAfterFailure(t *testing.T) {
 	w.run()
 	w.expectFailedOnce(0)
 	for _, task := range tasks {
-		w.expect(task, closure.ESTATEMACHINE, nil)
+		w.expect(task, closure.EUNKNOWN, nil)
 	}
 	if sm.shutdowns != 1 || w.node.shutdownDones() != 1 {
 		t.Fatalf("shutdowns %d, ShutdownDone %d", sm.shutdowns, w.node.shutdownDones())

@@ -56,7 +56,8 @@ type (
 	StopFollowing  struct{ Change LeaderChange }
 	// NodeError says the node entered the error state for a reason outside
 	// the state machine (storage failure, internal error); OnError is
-	// called and nothing more is applied.
+	// called, nothing more is applied, and the tasks of committed entries
+	// not yet applied complete with EUNKNOWN (the group may apply them).
 	NodeError struct{ Err error }
 	// Shutdown stops the FSM caller: remaining tasks complete with
 	// EUNKNOWN, OnShutdown is called, and ShutdownDone is sent back.
@@ -68,8 +69,9 @@ type (
 	// Applied reports the new applied index.
 	Applied struct{ Index uint64 }
 	// Failed reports that the state machine failed (a panic or
-	// SetErrorAndRollback); the node enters the error state. Applied is
-	// the last index applied before the failure.
+	// SetErrorAndRollback; or the committed entries could not be read);
+	// the node enters the error state. Applied is the last index applied
+	// before the failure; the tasks after it have completed with EUNKNOWN.
 	Failed struct {
 		Err     error
 		Applied uint64

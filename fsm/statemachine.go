@@ -12,6 +12,9 @@
 // A panic in a callback, or a call to Iterator.SetErrorAndRollback, puts the
 // node in error: it stops applying and stops taking part in the group, its
 // Status reports the error, and OnError is called. It never stalls silently.
+// The tasks of committed entries it had not applied complete with EUNKNOWN:
+// the rest of the group applies those entries, and so does this node once
+// restarted.
 package fsm
 
 import (
@@ -136,5 +139,13 @@ type Iterator interface {
 	// before it are treated as not applied (ntail 0 counts as 1), and the
 	// node enters the error state with st. OnApply should return soon
 	// after.
+	//
+	// It reports a failure of this replica, not a verdict on the command:
+	// the entries are committed, the other members apply them, and this
+	// node applies them again once restarted. So the tasks of the entries
+	// rolled back (and of every committed entry after them) complete with
+	// EUNKNOWN, never with a definite failure. To reject a command for
+	// good, every replica must reject it the same way: apply it as a
+	// no-op and report the rejection to its closure with SetResult.
 	SetErrorAndRollback(ntail uint64, st closure.Status)
 }

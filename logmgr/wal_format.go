@@ -24,6 +24,11 @@ const (
 	maxRecord = 64 << 20
 )
 
+// MaxEntryData is the most data one entry may carry in the WAL: a record's
+// payload less the most its batch header and the entry's own header take.
+// Append refuses an entry with more.
+const MaxEntryData = maxRecord - batchEntryHeaderMax - binary.MaxVarintLen64
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WALFormatVersion is the version of the WAL's on-disk format, written in

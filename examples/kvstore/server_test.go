@@ -33,13 +33,13 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// startLocal starts a node on a host without a network (Addr "local"),
+// startLocal starts a node on a host without a network (Local; its address is "local"),
 // in a group whose members are peers (all but id never start). dataDir ""
 // keeps the log in memory.
 func startLocal(t *testing.T, id string, peers []asyncraft.Peer, dataDir string) (*asyncraft.Host, *asyncraft.Node, *Store) {
 	t.Helper()
 	cfg := config{id: id, peers: peers, electionTimeout: 100 * time.Millisecond}
-	host, node, store, err := startNode(cfg, asyncraft.HostOptions{Addr: "local", DataDir: dataDir}, slog.New(slog.DiscardHandler))
+	host, node, store, err := startNode(cfg, asyncraft.HostOptions{Local: true, DataDir: dataDir}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,7 +195,7 @@ func (c *client) finish(env actors.Env, o *op) {
 	case st.OK():
 		o.state = opOK
 		c.r.lastOK[c.id] = o.call
-	case st.Code == closure.EUNKNOWN || st.Code == closure.ETIMEDOUT:
+	case st.Indeterminate():
 		o.state = opUnknown
 		o.output = kvOutput{Unknown: true}
 		c.retarget(env, "")

@@ -169,6 +169,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 	r.shutdownAll()
 	r.checkClosures()
 	r.checkAcknowledged()
+	r.checkDefinite()
 	res := Result{
 		Seed:      cfg.Seed,
 		Events:    r.c.Sim.Events(),
@@ -336,6 +337,19 @@ func (r *run) checkClosures() {
 	}
 	if n := closure.DoubleRuns() - r.doubleRuns; n > 0 {
 		r.violate("exactly once", "%d framework closures ran more than once", n)
+	}
+}
+
+// checkDefinite: a write that failed definitely (not OK, not
+// Status.Indeterminate) was applied nowhere: outcomes never lie.
+func (r *run) checkDefinite() {
+	for _, o := range r.ops {
+		if o.state != opFailed || o.input.Kind == opGet {
+			continue
+		}
+		if _, applied := r.oracle.firstApplied[string(encode(o.input))]; applied {
+			r.violate("definite failure", "%s failed with %v, a definite failure, but was applied", describe(o), o.status)
+		}
 	}
 }
 

@@ -1,0 +1,105 @@
+package asyncraft_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// discardLog is an in-memory LogStorage that forgets entries as soon as
+// they are appended, keeping only the last index and its term. It serves a
+// one-member group that never reads its storage: the node's log view keeps
+// every entry not yet applied.
+type discardLog struct{ *logmgr.MemoryStorage }
+
+func (d discardLog) Append(ents []*raftpb.Entry) error {
+	if err := d.MemoryStorage.Append(ents); err != nil {
+		return err
+	}
+	return d.MemoryStorage.TruncatePrefix(ents[len(ents)-1].Index + 1)
+}
+
+// BenchmarkApply measures the proposal path end to end on one node of a
+// one-member group (production runtime, no network, no disk): Apply, the
+// queue, the node's drain and append, the log manager, the commit, the FSM
+// caller and the callback executor. Up to 1024 proposals are in flight;
+// each op is one command applied and its closure run. The storage forgets
+// entries once appended (discardLog), as a disk would hold them outside
+// the heap: the heap holds only what the pipeline does.
+//
+// The caller either reuses one buffer for every command ("reuse") or
+// allocates and fills a fresh one per command ("fresh", like a caller
+// that marshals each command); Apply copies it ("copy", the default) or
+// takes it (Task.NoCopy). reuse/nocopy is the unsafe pre-copy baseline.
+func BenchmarkApply(b *testing.B) {
+	for _, size := range []int{16, 256, 4 << 10, 64 << 10} {
+		for _, fresh := range []bool{false, true} {
+			for _, noCopy := range []bool{false, true} {
+				name := fmt.Sprintf("%dB/%s/%s", size, map[bool]string{false: "reuse", true: "fresh"}[fresh],
+					map[bool]string{false: "copy", true: "nocopy"}[noCopy])
+				b.Run(name, func(b *testing.B) { benchApply(b, size, fresh, noCopy) })
+			}
+		}
+	}
+}
+
+func benchApply(b *testing.B, size int, fresh, noCopy bool) {
+	host, err := asyncraft.NewHost(asyncraft.HostOptions{Local: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer host.Close(context.Background())
+	node, err := host.StartNode(asyncraft.NodeOptions{
+		Group: "g", ID: "a", Peers: []asyncraft.Peer{{ID: "a", Addr: "local"}},
+		StateMachine: &counter{}, ElectionTimeout: 100 * time.Millisecond,
+		LogStorage: discardLog{logmgr.NewMemoryStorage()}, MetaStorage: logmgr.NewMemoryMeta(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); node.Status().Role != asyncraft.Leader; <-tick.C {
+		if time.Now().After(deadline) {
+			b.Fatal("no leader")
+		}
+	}
+	window := make(chan struct{}, 1024)
+	failed := make(chan closure.Status, 1)
+	done := closure.Func(func(st closure.Status) {
+		if !st.OK() {
+			select {
+			case failed <- st:
+			default:
+			}
+		}
+		<-window
+	})
+	data := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if fresh {
+			data = make([]byte, size)
+			data[0], data[size-1] = byte(i), byte(i) // a marshaller writes it
+		}
+		window <- struct{}{}
+		node.Apply(asyncraft.Task{Data: data, Done: done, NoCopy: noCopy})
+	}
+	for i := 0; i < cap(window); i++ {
+		window <- struct{}{}
+	}
+	b.StopTimer()
+	select {
+	case st := <-failed:
+		b.Fatalf("a proposal failed: %v", st)
+	default:
+	}
+}

@@ -12,6 +12,7 @@
 //	go run ./cmd/asyncraft-sim -nemesis crash,partition -nodes 5
 //	go run ./cmd/asyncraft-sim -swarm -seeds 1000  # each seed draws its faults, timing and workload
 //	go run ./cmd/asyncraft-sim -swarm -soak 8h     # seeds until the time is up, with progress lines
+//	go run ./cmd/asyncraft-sim -scenario restart-lease -seeds 1000   # a scripted scenario over many seeds
 //
 // Every run ends with the throughput in seeds per core-hour (one core runs
 // one seed at a time; -workers sets how many run at once).
@@ -55,6 +56,8 @@ func main() {
 		swarm    = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
 		phases   = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
 		soak     = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
+		scenario = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8")
+		cut      = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
 	)
 	flag.Parse()
 	nem, err := chaos.ParseNemeses(*nemesis)
@@ -110,6 +113,12 @@ func main() {
 		if *noDirect {
 			extra += " -skip-direct-checks"
 		}
+		if *scenario != "" {
+			extra += " -scenario " + *scenario
+			if *scenario == "restart-lease" {
+				extra += fmt.Sprintf(" -cut %v", *cut)
+			}
+		}
 		if *swarm {
 			return fmt.Sprintf("go run ./cmd/asyncraft-sim -swarm -seed %d%s -v", s, extra)
 		}
@@ -126,6 +135,18 @@ func main() {
 		return configFor(s).Describe()
 	}
 
+	runOne := chaos.Run
+	switch *scenario {
+	case "":
+	case "restart-lease":
+		runOne = func(c chaos.Config) chaos.Result { return chaos.RestartLease(c, *cut) }
+	case "figure8":
+		runOne = chaos.Figure8
+	default:
+		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8)\n", *scenario)
+		os.Exit(2)
+	}
+
 	if *seeds == 0 && *soak == 0 {
 		if *seed == 0 {
 			*seed = 1
@@ -138,7 +159,7 @@ func main() {
 			fmt.Printf("swarm seed %d: %s\n", *seed, c.Describe())
 		}
 		start := time.Now()
-		r := chaos.Run(c)
+		r := runOne(c)
 		report(os.Stdout, r, time.Since(start), replay, describe)
 		if !r.Passed() {
 			os.Exit(1)
@@ -162,7 +183,7 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for s := range next {
-				results <- chaos.Run(configFor(s))
+				results <- runOne(configFor(s))
 			}
 		}()
 	}

@@ -142,6 +142,16 @@ func (c *client) next(env actors.Env) {
 	var path asyncraft.ReadMode // for a get: ReadDefault goes through the log
 	if in.Kind == opGet {
 		path = c.r.cfg.ReadPaths[rnd.IntN(len(c.r.cfg.ReadPaths))]
+		if path == asyncraft.ReadDefault && c.r.noWrites {
+			// No entries while writes pause: a get through the log is
+			// an entry too, so read another way if there is one.
+			for _, p := range c.r.cfg.ReadPaths {
+				if p != asyncraft.ReadDefault {
+					path = p
+					break
+				}
+			}
+		}
 		if path != asyncraft.ReadDefault && rnd.IntN(2) == 0 && c.r.steerReads == "" {
 			// Half the ReadIndex reads go to any node: followers
 			// forward them to the leader and serve them locally.

@@ -58,7 +58,8 @@ type run struct {
 	stopClients bool
 	// Scenarios may steer clients: while set, reads go to steerReads and
 	// writes to steerWrites (when those nodes are up), and noWrites makes
-	// every operation a read.
+	// every operation a read that appends no entry (a read through the
+	// log takes another read path, if the run has one).
 	steerReads, steerWrites string
 	noWrites                bool
 	crashed                 map[string]bool // node lives ("id/life") that crashed

@@ -2,6 +2,7 @@ package logmgr
 
 import (
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -18,11 +19,13 @@ import (
 //
 // Invariant: entries below the cache (index < cacheStart) are durable in
 // the storage and are never rewritten while below it. The node trims the
-// cache only up to an index that is both durable and applied, hence
-// committed, which Raft never truncates. Right after a restart nothing is
-// cached and the storage may end with uncommitted entries; truncating those
-// moves the cache start back to the cut, so from then on the storage is
-// only read below the cut, where nothing changes.
+// cache only up to an index that is both durable and committed, which Raft
+// never truncates: up to what is also applied (Trim), and beyond it, when
+// the cache outgrows its byte budget, up to what is not (Spill). Right
+// after a restart nothing is cached and the storage may end with
+// uncommitted entries; truncating those moves the cache start back to the
+// cut, so from then on the storage is only read below the cut, where
+// nothing changes.
 //
 // Slices returned by Entries stay valid and unchanged forever: the cache
 // only ever grows into unused capacity, and a truncation copies it.
@@ -34,6 +37,15 @@ type Log struct {
 	cache      []*raftpb.Entry // entries [cacheStart, last]
 	last       uint64
 	lastTerm   uint64
+
+	// ends[i] is the running total of the sizes (EntrySize) of the entries
+	// appended since the log was opened, up to and including cache[i];
+	// base is that total before cache[0]. So the cache holds
+	// ends[len-1] − base bytes, and any run of it is two lookups. Only the
+	// node actor reads them (under the lock, for CachedBytes callers).
+	// Invariant: len(ends) == len(cache), ends non-decreasing, base <= ends[0].
+	ends []uint64
+	base uint64
 }
 
 // NewLog returns the Log over storage, whose entries are all durable.
@@ -144,6 +156,14 @@ func (l *Log) Append(ents []*raftpb.Entry) error {
 		return fmt.Errorf("logmgr: append at index %d after last index %d", ents[0].Index, l.last)
 	}
 	l.cache = append(l.cache, ents...)
+	total := l.base
+	if n := len(l.ends); n > 0 {
+		total = l.ends[n-1]
+	}
+	for _, e := range ents {
+		total += entrySize(e)
+		l.ends = append(l.ends, total)
+	}
 	l.last = ents[len(ents)-1].Index
 	l.lastTerm = ents[len(ents)-1].Term
 	return nil
@@ -166,10 +186,12 @@ func (l *Log) TruncateFrom(from uint64) error {
 		// stale entries from there on are never read again, and the
 		// log manager removes them in order with later appends.
 		l.cache = nil
+		l.ends = l.ends[:0]
 		l.cacheStart = from
 	} else {
 		// Copy, so that slices handed out by Entries stay valid.
 		l.cache = append([]*raftpb.Entry(nil), l.cache[:from-l.cacheStart]...)
+		l.ends = l.ends[:from-l.cacheStart] // only the node reads it
 	}
 	l.last = from - 1
 	if len(l.cache) > 0 {
@@ -193,11 +215,40 @@ func (l *Log) Trim(upTo uint64) {
 	if upTo < l.cacheStart {
 		return
 	}
-	upTo = min(upTo, l.last)
+	l.dropThrough(min(upTo, l.last))
+}
+
+// Spill drops the oldest cached entries, none after upTo, until the cache
+// holds at most keep bytes (or everything up to upTo is gone): entries the
+// caller guarantees are durable and committed but may not be applied yet.
+// Readers get them from the storage from then on. It bounds the memory of
+// a backlog that a slow state machine, or a lagging follower, leaves in
+// the cache. Only the node actor calls it.
+func (l *Log) Spill(upTo, keep uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.ends)
+	if n == 0 || upTo < l.cacheStart || l.ends[n-1]-l.base <= keep {
+		return
+	}
+	total := l.ends[n-1]
+	// The first entry after which at most keep bytes remain.
+	i := sort.Search(n, func(i int) bool { return total-l.ends[i] <= keep })
+	l.dropThrough(min(l.cacheStart+uint64(i), upTo, l.last))
+}
+
+// dropThrough drops the cached entries up to and including upTo (none if
+// upTo is before the cache; upTo <= last). l.mu is held.
+func (l *Log) dropThrough(upTo uint64) {
+	if upTo < l.cacheStart {
+		return
+	}
 	n := upTo - l.cacheStart + 1
 	// No clear(): readers may still hold the old slice. The trimmed
 	// pointers go when append next reallocates the array.
 	l.cache = l.cache[n:]
+	l.base = l.ends[n-1]
+	l.ends = l.ends[n:]
 	l.cacheStart = upTo + 1
 }
 
@@ -206,4 +257,15 @@ func (l *Log) Cached() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.cache)
+}
+
+// CachedBytes is the size of the entries held in memory, counted as
+// EntrySize counts them.
+func (l *Log) CachedBytes() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if n := len(l.ends); n > 0 {
+		return l.ends[n-1] - l.base
+	}
+	return 0
 }

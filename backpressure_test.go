@@ -351,3 +351,59 @@ func TestCallbackBacklogBounded(t *testing.T) {
 	}
 	noPanics(t, c)
 }
+
+// TestEveryFateGivesItsShareBack: proposals that end every way — applied,
+// refused by a follower (EPERM), with a stale ExpectedTerm (ESTALE), too
+// large (EINVAL), queued or in flight at shutdown (ESHUTDOWN, EUNKNOWN) —
+// and reads, all give back their share of the node's budget and of the
+// host's callback slots once their closures have run.
+func TestEveryFateGivesItsShareBack(t *testing.T) {
+	c, l := newGroup(t)
+	var f string
+	for _, id := range c.IDs {
+		if id != l {
+			f = id
+			break
+		}
+	}
+	o := cluster.NewOutcomes()
+	term := c.Node(l).Status().Term
+	for i := 0; i < 200; i++ {
+		c.Node(l).Apply(asyncraft.Task{Data: []byte("ok"), Done: o.Closure()})
+		c.Node(l).Apply(asyncraft.Task{Data: []byte("stale"), ExpectedTerm: term + 1, Done: o.Closure()})
+		c.Node(f).Apply(asyncraft.Task{Data: []byte("follower"), Done: o.Closure()})
+		c.Node(l).Read(asyncraft.ReadRequest{Done: func(closure.Status, uint64, []byte) {}})
+	}
+	c.Node(l).Apply(asyncraft.Task{Data: make([]byte, 8<<20), Done: o.Closure()})
+	if !c.Sim.RunUntil(func() bool { return o.Completed() == o.Issued() }, 10*time.Second) {
+		t.Fatalf("%d of %d completed: %v", o.Completed(), o.Issued(), o.ByCode)
+	}
+	for i := 0; i < 300; i++ {
+		c.Node(l).Apply(asyncraft.Task{Data: []byte("late"), Done: o.Closure()})
+	}
+	c.Sim.RunFor(300 * time.Microsecond) // some appended, none committed yet
+	n, h := c.Node(l), c.Host(l)
+	if err := c.Shutdown(l, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Sim.RunUntil(func() bool { return o.Completed() == o.Issued() && h.PendingCallbacks() == 0 }, 10*time.Second)
+	if o.Double != 0 || o.Completed() != o.Issued() {
+		t.Fatalf("%d of %d completed, %d twice: %v", o.Completed(), o.Issued(), o.Double, o.ByCode)
+	}
+	for _, code := range []closure.Code{closure.OK, closure.ESTALE, closure.EPERM, closure.EINVAL} {
+		if o.ByCode[code] == 0 {
+			t.Fatalf("no proposal ended with %v: %v", code, o.ByCode)
+		}
+	}
+	for _, x := range []struct {
+		id string
+		n  *asyncraft.Node
+		h  *asyncraft.Host
+	}{{l, n, h}, {f, c.Node(f), c.Host(f)}} {
+		if s := x.n.Status(); s.Proposals != 0 || s.ProposalBytes != 0 || x.h.PendingCallbacks() != 0 {
+			t.Fatalf("%s: %d proposals of %d bytes still counted, the host owes %d callbacks, after every closure ran (%v)",
+				x.id, s.Proposals, s.ProposalBytes, x.h.PendingCallbacks(), o.ByCode)
+		}
+	}
+	noPanics(t, c)
+}

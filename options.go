@@ -153,7 +153,10 @@ type NodeOptions struct {
 	MaxPendingTasks int
 	MaxPendingBytes uint64
 	// MaxInflightMsgs and MaxInflightBytes bound the AppendEntries a
-	// leader has outstanding to one follower. Defaults 256 and 32 MiB.
+	// leader has outstanding to one follower. Defaults 256 and 8 MiB: a
+	// heartbeat waits behind at most that much of its group's data on the
+	// connection to the follower (67 ms at 1 Gbit/s), and the leader holds
+	// at most that much encoded per follower.
 	MaxInflightMsgs  int
 	MaxInflightBytes uint64
 	// MaxBytesPerRPC caps the entries of one AppendEntries. Default 512 KiB.
@@ -215,7 +218,7 @@ const (
 	DefaultApplyBatch       = 32
 	DefaultMaxPendingTasks  = 8192
 	DefaultMaxInflightMsgs  = 256
-	DefaultMaxInflightBytes = 32 << 20
+	DefaultMaxInflightBytes = 8 << 20
 	DefaultMaxBytesPerRPC   = 512 << 10
 	DefaultMaxPendingReads  = 8192
 	DefaultMaxPendingBytes  = 32 << 20

@@ -2,6 +2,7 @@ package asyncraft_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"strings"
@@ -404,6 +405,96 @@ func TestEveryFateGivesItsShareBack(t *testing.T) {
 			t.Fatalf("%s: %d proposals of %d bytes still counted, the host owes %d callbacks, after every closure ran (%v)",
 				x.id, s.Proposals, s.ProposalBytes, x.h.PendingCallbacks(), o.ByCode)
 		}
+	}
+	noPanics(t, c)
+}
+
+// TestHeartbeatsGetThroughBusyLinks: the links carry 20 MB/s and deliver
+// in order, so a heartbeat waits behind whatever AppendEntries its link
+// already carries — as on the one connection between two hosts. 300
+// clients keep 64 to 256 KiB commands coming (48 MiB wanted at once,
+// 32 MiB allowed) for 3 s, more than the links can carry. Nobody
+// campaigns, the term does not change, and every closure runs exactly
+// once.
+//
+// Mechanisms, each enough alone here: a follower takes every
+// AppendEntries, not only heartbeats, as word from its leader (and the
+// leader every reply as contact, for check-quorum); and the replicator's
+// window (MaxInflightBytes, 8 MiB) bounds what a heartbeat can wait
+// behind on a link to 0.4 s of this one. With both gone — only heartbeats
+// resetting a follower's election timer, and the former 32 MiB window
+// (1.6 s of this link) — the followers campaign.
+func TestHeartbeatsGetThroughBusyLinks(t *testing.T) {
+	seed := testseed.For(t)
+	ms := meters{}
+	net := sim.DefaultNet
+	net.Bandwidth = 20e6
+	c := cluster.New(cluster.Options{
+		Seed:            seed,
+		Net:             net,
+		HostOptions:     func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 8 << 20 },
+		NewStateMachine: ms.new,
+	})
+	ms.wire(c, 0)
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	term := c.Node(l).Status().Term
+	campaigns := map[string]uint64{}
+	for _, id := range c.IDs {
+		m := c.Node(id).Metrics()
+		campaigns[id] = m.PreVotes.Load() + m.Elections.Load()
+	}
+	values := make([][]byte, 4) // 64, 128, 192 and 256 KiB, shared
+	for i := range values {
+		values[i] = make([]byte, (i+1)<<16)
+	}
+	r := rand.New(rand.NewPCG(seed, 2))
+	o := cluster.NewOutcomes()
+	doubles := closure.DoubleRuns()
+	stop := false
+	var issue func()
+	issue = func() {
+		if stop || c.Node(l) == nil {
+			return
+		}
+		inner := o.Closure()
+		c.Node(l).Apply(asyncraft.Task{Data: values[r.IntN(len(values))], Done: closure.Func(func(st closure.Status) {
+			inner.Run(st)
+			if st.Code == closure.EBUSY {
+				c.Sim.At(10*time.Millisecond, issue) // back off, then retry
+			} else {
+				issue()
+			}
+		})})
+	}
+	for i := 0; i < 300; i++ {
+		issue()
+	}
+	lost := ""
+	for step := 0; step < 3000 && lost == ""; step++ { // 3 s
+		c.Sim.RunFor(time.Millisecond)
+		for _, id := range c.IDs {
+			m := c.Node(id).Metrics()
+			if s := c.Node(id).Status(); s.Term != term || m.PreVotes.Load()+m.Elections.Load() != campaigns[id] {
+				lost = fmt.Sprintf("at %v %s campaigned or changed term: %v", c.Sim.Now(), id, s)
+			}
+		}
+	}
+	stop = true
+	t.Logf("outcomes %v; leader %v", o.ByCode, c.Node(l).Status())
+	if lost != "" {
+		t.Fatal(lost)
+	}
+	if !c.Sim.RunUntil(func() bool { return o.Completed() == o.Issued() }, time.Minute) {
+		t.Fatalf("%d of %d proposals completed: %v%s", o.Completed(), o.Issued(), o.ByCode, c.Describe())
+	}
+	if o.Double != 0 || closure.DoubleRuns() != doubles {
+		t.Fatalf("closures ran twice: %d", o.Double)
+	}
+	if o.ByCode[closure.OK] == 0 || o.ByCode[closure.OK]+o.ByCode[closure.EBUSY] != o.Issued() {
+		t.Fatalf("outcomes %v of %d: want OK and EBUSY only", o.ByCode, o.Issued())
 	}
 	noPanics(t, c)
 }

@@ -85,7 +85,7 @@ func (a *nodeActor) drain(env actors.Env) {
 	for i := 0; i < maxBatchesPerTurn; i++ {
 		if a.holdProposals() {
 			a.held = true
-			break // resumes when the state machine catches up (onApplied)
+			break // resumes when the state machine catches up (resumeHeld)
 		}
 		batch := a.n.queue.take(a.scratch[:0], a.opts.ApplyBatch)
 		if len(batch) == 0 {
@@ -122,9 +122,11 @@ func (a *nodeActor) holdProposals() bool {
 	return a.role == Leader && a.commit-a.applied >= uint64(a.opts.MaxPendingTasks)
 }
 
-// onApplied resumes the drain that holdProposals stopped, once the state
-// machine has caught up.
-func (a *nodeActor) onApplied(env actors.Env) {
+// resumeHeld resumes the drain that holdProposals stopped, once the state
+// machine has caught up or the node no longer leads (its queued proposals
+// then get EPERM). Called on Applied and on every tick, so a leader that
+// steps down while holding them does not wait for its next apply.
+func (a *nodeActor) resumeHeld(env actors.Env) {
 	if a.held && !a.holdProposals() {
 		a.held = false
 		a.drain(env)

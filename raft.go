@@ -210,7 +210,7 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		a.applied = m.Index // the FSM caller publishes it to Status itself
 		a.onAppliedReads()
 		a.trimLog()
-		a.onApplied(env)
+		a.resumeHeld(env)
 	case fsm.Failed:
 		a.applied = m.Applied
 		a.fail(env, m.Err, closure.ESTATEMACHINE)

@@ -118,7 +118,7 @@ type nodeActor struct {
 	published   Status
 
 	// held: the drain stopped with proposals queued because the apply
-	// backlog is full (holdProposals); Applied resumes it.
+	// backlog is full (holdProposals); resumeHeld resumes it.
 	held bool
 }
 

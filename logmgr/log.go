@@ -2,6 +2,7 @@ package logmgr
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -160,6 +161,7 @@ func (l *Log) Append(ents []*raftpb.Entry) error {
 	if n := len(l.ends); n > 0 {
 		total = l.ends[n-1]
 	}
+	l.ends = slices.Grow(l.ends, len(ents))
 	for _, e := range ents {
 		total += entrySize(e)
 		l.ends = append(l.ends, total)

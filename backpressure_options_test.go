@@ -26,7 +26,11 @@ func TestBackpressureOptionsAreValidated(t *testing.T) {
 	if _, err := host.StartNode(o); err == nil || !strings.Contains(err.Error(), "below the largest command") {
 		t.Fatalf("MaxPendingBytes below the largest command: %v", err)
 	}
-	o.MaxPendingBytes = 0 // the default: four times the largest command here
+	o.MaxPendingBytes, o.MaxPendingTasks = 0, 2<<20
+	if _, err := host.StartNode(o); err == nil || !strings.Contains(err.Error(), "exceeds its limit") {
+		t.Fatalf("MaxPendingTasks of 2 Mi: %v", err)
+	}
+	o.MaxPendingTasks = 0 // the defaults; MaxPendingBytes four times the largest command here
 	if _, err := host.StartNode(o); err != nil {
 		t.Fatalf("default MaxPendingBytes with 64 MiB messages: %v", err)
 	}

@@ -53,28 +53,40 @@ func (s *slots) take() bool {
 
 func (s *slots) give() { s.n.Add(-1) }
 
-// budget is a node's bound on its proposals: count and bytes.
+// budget is a node's bound on its proposals, by count and by bytes. Both
+// are packed in one word — the count above bit budgetShift, the bytes
+// below — so that a proposal takes and gives its share with one atomic
+// add each. Options keep the bounds far below the fields' capacity
+// (maxBudgetTasks, maxBudgetBytes), so the overshoot of racing takers,
+// undone at once, cannot carry from one field into the other.
 type budget struct {
-	tasks    slots
-	maxBytes int64
-	bytes    atomic.Int64
+	maxTasks, maxBytes uint64
+	v                  atomic.Uint64
 }
 
-func (b *budget) take(size int64) bool {
-	if !b.tasks.take() {
-		return false
-	}
-	if b.bytes.Add(size) > b.maxBytes {
-		b.bytes.Add(-size)
-		b.tasks.give()
+const (
+	budgetShift    = 42 // bytes below 4 TiB, count below 4 Mi
+	maxBudgetTasks = 1 << 20
+	maxBudgetBytes = 1 << 40
+)
+
+func share(size uint64) uint64 { return 1<<budgetShift | size }
+
+func (b *budget) take(size uint64) bool {
+	d := share(size)
+	if v := b.v.Add(d); v>>budgetShift > b.maxTasks || v&(1<<budgetShift-1) > b.maxBytes {
+		b.v.Add(-d)
 		return false
 	}
 	return true
 }
 
-func (b *budget) give(size int64) {
-	b.bytes.Add(-size)
-	b.tasks.give()
+func (b *budget) give(size uint64) { b.v.Add(-share(size)) }
+
+// held returns the proposals counted and their bytes.
+func (b *budget) held() (tasks int, bytes int64) {
+	v := b.v.Load()
+	return int(v >> budgetShift), int64(v & (1<<budgetShift - 1))
 }
 
 // proposalTask is a proposal's record: the fsm.Task that the node and the
@@ -85,13 +97,13 @@ func (b *budget) give(size int64) {
 type proposalTask struct {
 	fsm.Task
 	done   closure.Closure
-	size   int64
+	size   uint64
 	budget *budget // nil until a share is taken
 	host   *slots  // nil until a slot is taken
 }
 
 func newProposalTask(done closure.Closure, size int) *proposalTask {
-	p := &proposalTask{done: done, size: int64(size)}
+	p := &proposalTask{done: done, size: uint64(size)}
 	p.Task.Init(p)
 	return p
 }
@@ -125,8 +137,9 @@ func (n *Node) admit(p *proposalTask) (closure.Status, bool) {
 	}
 	if !n.budget.take(p.size) {
 		h.give()
+		tasks, bytes := n.budget.held()
 		return closure.Newf(closure.EBUSY, "the node holds %d proposals of %d bytes in all (MaxPendingTasks %d, MaxPendingBytes %d); retry later",
-			n.budget.tasks.n.Load(), n.budget.bytes.Load(), n.budget.tasks.max, n.budget.maxBytes), true
+			tasks, bytes, n.budget.maxTasks, n.budget.maxBytes), true
 	}
 	p.budget, p.host = &n.budget, h
 	return closure.Status{}, false

@@ -85,7 +85,7 @@ func newNode(h *Host, opts NodeOptions) *Node {
 		sticky:     opts.sticky(),
 		done:       make(chan struct{}),
 	}
-	n.budget.tasks.max, n.budget.maxBytes = int64(opts.MaxPendingTasks), int64(opts.MaxPendingBytes)
+	n.budget.maxTasks, n.budget.maxBytes = uint64(opts.MaxPendingTasks), opts.MaxPendingBytes
 	n.status.Store(&Status{Group: opts.Group, ID: opts.ID, Role: Follower})
 	return n
 }
@@ -154,7 +154,7 @@ func (n *Node) Status() Status {
 	s.Commit = n.commit.Load()
 	s.LastIndex = n.last.Load()
 	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
-	s.Proposals, s.ProposalBytes = int(n.budget.tasks.n.Load()), n.budget.bytes.Load()
+	s.Proposals, s.ProposalBytes = n.budget.held()
 	s.CachedBytes = n.log.CachedBytes()
 	if u := n.leaseUntil.Load(); u != 0 && s.Role == Leader {
 		s.LeaseUntil = time.Unix(0, u)

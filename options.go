@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"time"
 
@@ -149,7 +148,7 @@ type NodeOptions struct {
 	// are committed and not yet applied. Defaults 8192 and 32 MiB (or four
 	// times the largest command, if that is more); MaxPendingBytes may not
 	// be below the largest command (the host's MaxMessageBytes less
-	// 64 KiB).
+	// 64 KiB). At most 2^20 proposals and 1 TiB.
 	MaxPendingTasks int
 	MaxPendingBytes uint64
 	// MaxInflightMsgs and MaxInflightBytes bound the AppendEntries a
@@ -360,8 +359,8 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 		return bad("MaxBytesPerRPC %d does not fit the host's MaxMessageBytes %d (less %d of overhead)", o.MaxBytesPerRPC, maxMessage, envelopeOverhead)
 	case o.MaxPendingBytes < maxCommand:
 		return bad("MaxPendingBytes %d is below the largest command the host accepts (%d: its MaxMessageBytes %d less %d): such a command could never be proposed", o.MaxPendingBytes, maxCommand, maxMessage, envelopeOverhead)
-	case o.MaxPendingBytes > math.MaxInt64:
-		return bad("MaxPendingBytes %d is too large", o.MaxPendingBytes)
+	case o.MaxPendingBytes > maxBudgetBytes || o.MaxPendingTasks > maxBudgetTasks:
+		return bad("MaxPendingBytes %d or MaxPendingTasks %d exceeds its limit (%d, %d)", o.MaxPendingBytes, o.MaxPendingTasks, uint64(maxBudgetBytes), maxBudgetTasks)
 	}
 	return o, t, nil
 }

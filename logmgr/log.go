@@ -2,9 +2,8 @@ package logmgr
 
 import (
 	"fmt"
-	"slices"
-	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -39,14 +38,9 @@ type Log struct {
 	last       uint64
 	lastTerm   uint64
 
-	// ends[i] is the running total of the sizes (EntrySize) of the entries
-	// appended since the log was opened, up to and including cache[i];
-	// base is that total before cache[0]. So the cache holds
-	// ends[len-1] − base bytes, and any run of it is two lookups. Only the
-	// node actor reads them (under the lock, for CachedBytes callers).
-	// Invariant: len(ends) == len(cache), ends non-decreasing, base <= ends[0].
-	ends []uint64
-	base uint64
+	// bytes is the size of the cached entries (EntrySize each). Written
+	// under mu by the node actor; read without it by CachedBytes.
+	bytes atomic.Uint64
 }
 
 // NewLog returns the Log over storage, whose entries are all durable.
@@ -157,15 +151,7 @@ func (l *Log) Append(ents []*raftpb.Entry) error {
 		return fmt.Errorf("logmgr: append at index %d after last index %d", ents[0].Index, l.last)
 	}
 	l.cache = append(l.cache, ents...)
-	total := l.base
-	if n := len(l.ends); n > 0 {
-		total = l.ends[n-1]
-	}
-	l.ends = slices.Grow(l.ends, len(ents))
-	for _, e := range ents {
-		total += entrySize(e)
-		l.ends = append(l.ends, total)
-	}
+	l.bytes.Add(sizeOf(ents))
 	l.last = ents[len(ents)-1].Index
 	l.lastTerm = ents[len(ents)-1].Term
 	return nil
@@ -188,12 +174,13 @@ func (l *Log) TruncateFrom(from uint64) error {
 		// stale entries from there on are never read again, and the
 		// log manager removes them in order with later appends.
 		l.cache = nil
-		l.ends = l.ends[:0]
+		l.bytes.Store(0)
 		l.cacheStart = from
 	} else {
 		// Copy, so that slices handed out by Entries stay valid.
-		l.cache = append([]*raftpb.Entry(nil), l.cache[:from-l.cacheStart]...)
-		l.ends = l.ends[:from-l.cacheStart] // only the node reads it
+		cut := from - l.cacheStart
+		l.bytes.Add(-sizeOf(l.cache[cut:]))
+		l.cache = append([]*raftpb.Entry(nil), l.cache[:cut]...)
 	}
 	l.last = from - 1
 	if len(l.cache) > 0 {
@@ -229,14 +216,17 @@ func (l *Log) Trim(upTo uint64) {
 func (l *Log) Spill(upTo, keep uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := len(l.ends)
-	if n == 0 || upTo < l.cacheStart || l.ends[n-1]-l.base <= keep {
-		return
+	// Count the entries to drop from the front; each entry is counted
+	// once over the cache's life, as it leaves.
+	total := l.bytes.Load()
+	n := 0
+	for idx := l.cacheStart; total > keep && idx <= min(upTo, l.last); idx++ {
+		total -= entrySize(l.cache[n])
+		n++
 	}
-	total := l.ends[n-1]
-	// The first entry after which at most keep bytes remain.
-	i := sort.Search(n, func(i int) bool { return total-l.ends[i] <= keep })
-	l.dropThrough(min(l.cacheStart+uint64(i), upTo, l.last))
+	if n > 0 {
+		l.drop(uint64(n), total)
+	}
 }
 
 // dropThrough drops the cached entries up to and including upTo (none if
@@ -246,12 +236,26 @@ func (l *Log) dropThrough(upTo uint64) {
 		return
 	}
 	n := upTo - l.cacheStart + 1
+	l.drop(n, l.bytes.Load()-sizeOf(l.cache[:n]))
+}
+
+// drop drops the first n cached entries, leaving bytes in the cache. l.mu
+// is held.
+func (l *Log) drop(n, bytes uint64) {
 	// No clear(): readers may still hold the old slice. The trimmed
 	// pointers go when append next reallocates the array.
 	l.cache = l.cache[n:]
-	l.base = l.ends[n-1]
-	l.ends = l.ends[n:]
-	l.cacheStart = upTo + 1
+	l.cacheStart += n
+	l.bytes.Store(bytes)
+}
+
+// sizeOf is the size of ents, EntrySize each.
+func sizeOf(ents []*raftpb.Entry) uint64 {
+	var n uint64
+	for _, e := range ents {
+		n += entrySize(e)
+	}
+	return n
 }
 
 // Cached is the number of entries held in memory.
@@ -262,12 +266,5 @@ func (l *Log) Cached() int {
 }
 
 // CachedBytes is the size of the entries held in memory, counted as
-// EntrySize counts them.
-func (l *Log) CachedBytes() uint64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if n := len(l.ends); n > 0 {
-		return l.ends[n-1] - l.base
-	}
-	return 0
-}
+// EntrySize counts them. Safe from any goroutine.
+func (l *Log) CachedBytes() uint64 { return l.bytes.Load() }

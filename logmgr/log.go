@@ -214,6 +214,9 @@ func (l *Log) Trim(upTo uint64) {
 // a backlog that a slow state machine, or a lagging follower, leaves in
 // the cache. Only the node actor calls it.
 func (l *Log) Spill(upTo, keep uint64) {
+	if l.bytes.Load() <= keep {
+		return // the usual case, without the lock (only the caller writes)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Count the entries to drop from the front; each entry is counted

@@ -101,9 +101,9 @@ func (n *Node) key() string { return n.group + "/" + n.id }
 // Apply proposes t. It returns at once; t.Done learns the outcome. On a
 // node that is not the leader, Done gets EPERM naming the leader. When the
 // node already holds MaxPendingTasks proposals or MaxPendingBytes of
-// commands, or the host owes MaxPendingCallbacks closures, Done gets
-// EBUSY at once. A command larger than the
-// host's MaxMessageBytes less 64 KiB gets EINVAL.
+// commands, or the host owes MaxPendingCallbacks closures, Done gets EBUSY
+// at once. A command larger than the host's MaxMessageBytes less 64 KiB
+// gets EINVAL.
 func (n *Node) Apply(t Task) {
 	p := newProposalTask(t.Done, len(t.Data))
 	task := &p.Task

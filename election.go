@@ -33,6 +33,7 @@ import (
 func (a *nodeActor) tick(env actors.Env) {
 	a.tickCount++
 	a.expireReads()
+	a.resumeHeld(env)
 	switch a.role {
 	case Leader:
 		for _, id := range a.others {

@@ -86,8 +86,9 @@ func (a *nodeActor) stopLeading(env actors.Env, st closure.Status) {
 func (a *nodeActor) drain(env actors.Env) {
 	appended := false
 	for i := 0; i < maxBatchesPerTurn; i++ {
-		if a.role == Leader && len(a.tasks) >= a.opts.MaxPendingTasks {
-			break // resumes when commits make room (advanceCommit)
+		if a.holdProposals() {
+			a.held = true
+			break // resumes when the state machine catches up (resumeHeld)
 		}
 		batch := a.n.queue.take(a.scratch[:0], a.opts.ApplyBatch)
 		if len(batch) == 0 {
@@ -108,8 +109,30 @@ func (a *nodeActor) drain(env actors.Env) {
 	if appended {
 		a.wakeReplicators(env)
 	}
-	if a.n.queue.len() > 0 && (a.role != Leader || len(a.tasks) < a.opts.MaxPendingTasks) {
+	if !a.holdProposals() && a.n.queue.len() > 0 {
 		env.Send(env.Self(), nudge{}) // more to do after other messages
+	}
+}
+
+// holdProposals reports whether a leader must leave proposals queued for
+// now: MaxPendingTasks entries are committed and not yet applied. Its own
+// proposals in that backlog are bounded by the node's budget already
+// (MaxPendingTasks, MaxPendingBytes); this also bounds the entries it
+// inherited from earlier terms, and keeps new proposals out of the log,
+// where a step-down would leave their fate open, until the state machine
+// has caught up. The backlog's memory is bounded by MaxLogCacheBytes.
+func (a *nodeActor) holdProposals() bool {
+	return a.role == Leader && a.commit-a.applied >= uint64(a.opts.MaxPendingTasks)
+}
+
+// resumeHeld resumes the drain that holdProposals stopped, once the state
+// machine has caught up or the node no longer leads (its queued proposals
+// then get EPERM). Called on Applied and on every tick, so a leader that
+// steps down while holding them does not wait for its next apply.
+func (a *nodeActor) resumeHeld(env actors.Env) {
+	if a.held && !a.holdProposals() {
+		a.held = false
+		a.drain(env)
 	}
 }
 

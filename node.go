@@ -10,7 +10,6 @@ import (
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
-	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -58,6 +57,9 @@ type Node struct {
 	ref   actors.Ref
 	queue *boundedQueue[proposal]
 	reads *boundedQueue[*readTask]
+	// budget bounds the proposals accepted and not yet completed
+	// (MaxPendingTasks, MaxPendingBytes).
+	budget budget
 	// maxCommand is the largest Task.Data a message between hosts can
 	// carry.
 	maxCommand int
@@ -99,6 +101,7 @@ func newNode(h *Host, opts NodeOptions) *Node {
 		sticky:     opts.sticky(),
 		done:       make(chan struct{}),
 	}
+	n.budget.maxTasks, n.budget.maxBytes = uint64(opts.MaxPendingTasks), opts.MaxPendingBytes
 	n.status.Store(&Status{Group: opts.Group, ID: opts.ID, Role: Follower})
 	return n
 }
@@ -112,16 +115,22 @@ func (n *Node) Group() string { return n.group }
 func (n *Node) key() string { return n.group + "/" + n.id }
 
 // Apply proposes t. It returns at once; t.Done learns the outcome. On a
-// node that is not the leader, Done gets EPERM naming the leader; when
-// MaxPendingTasks proposals are already waiting, EBUSY at once; a command
-// larger than the host's MaxMessageBytes less 64 KiB, EINVAL. Apply copies
-// t.Data unless t.NoCopy is set: the caller may then reuse its buffer.
+// node that is not the leader, Done gets EPERM naming the leader. When the
+// node already holds MaxPendingTasks proposals or MaxPendingBytes of
+// commands, or the host owes MaxPendingCallbacks closures, Done gets EBUSY
+// at once. A command larger than the host's MaxMessageBytes less 64 KiB
+// gets EINVAL. Apply copies t.Data unless t.NoCopy is set: the caller may
+// then reuse its buffer.
 func (n *Node) Apply(t Task) {
-	task := &fsm.Task{}
-	task.Init(t.Done)
+	p := newProposalTask(t.Done, len(t.Data))
+	task := &p.Task
 	if len(t.Data) > n.maxCommand {
 		n.host.complete(closure.Batch{{Closure: &task.Guard,
 			Status: closure.Newf(closure.EINVAL, "command of %d bytes exceeds the largest a message can carry (%d)", len(t.Data), n.maxCommand)}})
+		return
+	}
+	if st, full := n.admit(p); full {
+		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})
 		return
 	}
 	// The one copy of the command: the log, the peers and the state
@@ -169,6 +178,8 @@ func (n *Node) Status() Status {
 	s.Commit = n.commit.Load()
 	s.LastIndex = n.last.Load()
 	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
+	s.Proposals, s.ProposalBytes = n.budget.held()
+	s.CachedBytes = n.log.CachedBytes()
 	if u := n.leaseUntil.Load(); u != 0 && s.Role == Leader {
 		s.LeaseUntil = time.Unix(0, u)
 	}

@@ -65,6 +65,17 @@ type HostOptions struct {
 	// WALSegmentSize is the size of each log segment file, allocated in
 	// full when created (default 64 MiB; at least 1 KiB).
 	WALSegmentSize int64
+
+	// MaxPendingCallbacks bounds the closures the host owes across all
+	// its nodes — proposals and reads accepted whose closures have not run
+	// yet — and so the backlog of its callback executor: while it owes
+	// this many, Apply and Read of every node of the host fail at once
+	// with EBUSY. Nothing accepted is dropped; the bound stops new work,
+	// so slow callbacks (or slow state machines) cannot make the backlog
+	// grow without end. (Each refusal is itself a closure run on the
+	// executor: their number is that of the callers' calls in flight.)
+	// Default 65536.
+	MaxPendingCallbacks int
 }
 
 // TLSFiles names the PEM files of a host's mutual-TLS identity: its
@@ -94,6 +105,9 @@ const MaxMessageBytesLimit = 64 << 20
 // The largest command a message can carry fits in a WAL record: this
 // array's length is negative, and the build fails, otherwise.
 var _ [logmgr.MaxEntryData - (MaxMessageBytesLimit - envelopeOverhead)]struct{}
+
+// DefaultMaxPendingCallbacks is the default HostOptions.MaxPendingCallbacks.
+const DefaultMaxPendingCallbacks = 1 << 16
 
 func (o HostOptions) withDefaults() (HostOptions, error) {
 	if o.Local && o.Addr == "" {
@@ -133,6 +147,12 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	if t := o.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
 		return o, fmt.Errorf("asyncraft: HostOptions.TLS needs CertFile, KeyFile and CAFile (got %q, %q, %q): a host without its certificate or key cannot prove its identity, and one without the CA cannot check its peers'",
 			t.CertFile, t.KeyFile, t.CAFile)
+	}
+	if o.MaxPendingCallbacks == 0 {
+		o.MaxPendingCallbacks = DefaultMaxPendingCallbacks
+	}
+	if o.MaxPendingCallbacks < 0 {
+		return o, fmt.Errorf("asyncraft: HostOptions.MaxPendingCallbacks %d is negative", o.MaxPendingCallbacks)
 	}
 	return o, nil
 }
@@ -198,17 +218,39 @@ type NodeOptions struct {
 	// ApplyBatch is the most proposals appended to the log as one batch.
 	// Default 32.
 	ApplyBatch int
-	// MaxPendingTasks bounds the proposals waiting to be appended; Apply
-	// fails with EBUSY at once when it is full. It also bounds the
-	// proposals appended but not yet committed. Default 8192.
+	// MaxPendingTasks bounds the proposals this node accepted and whose
+	// closures have not run yet — queued, in the log, committed but not
+	// yet applied, or waiting for the callback executor — and
+	// MaxPendingBytes the sizes of their commands: Apply fails at once
+	// with EBUSY when one more would exceed either. A leader also stops
+	// appending proposals (they stay queued) while MaxPendingTasks entries
+	// are committed and not yet applied. Defaults 8192 and 32 MiB (or four
+	// times the largest command, if that is more); MaxPendingBytes may not
+	// be below the largest command (the host's MaxMessageBytes less
+	// 64 KiB). At most 2^20 proposals and 1 TiB.
 	MaxPendingTasks int
+	MaxPendingBytes uint64
 	// MaxInflightMsgs and MaxInflightBytes bound the AppendEntries a
-	// leader has outstanding to one follower. Defaults 256 and 32 MiB;
-	// MaxInflightBytes may not be below MaxBytesPerRPC.
+	// leader has outstanding to one follower. Defaults 256 and 8 MiB: a
+	// heartbeat waits behind at most that much of its group's data on the
+	// connection to the follower (67 ms at 1 Gbit/s), and the leader holds
+	// at most that much encoded per follower. MaxInflightBytes may not be
+	// below MaxBytesPerRPC.
 	MaxInflightMsgs  int
 	MaxInflightBytes uint64
 	// MaxBytesPerRPC caps the entries of one AppendEntries. Default 512 KiB.
 	MaxBytesPerRPC uint64
+
+	// MaxLogCacheBytes bounds the committed, durable log entries a node
+	// keeps in memory, counted as the data plus 24 bytes each: entries its
+	// state machine has not applied yet, and entries a leader keeps for
+	// lagging followers. Beyond it the oldest leave memory and are read
+	// back from the log storage when needed (so a slow state machine, on
+	// a follower too, costs disk reads, not memory). Entries not yet
+	// committed or not yet durable always stay in memory (the leader's
+	// MaxPendingBytes and MaxInflightBytes bound them). With in-memory log
+	// storage the entries stay in memory regardless. Default 32 MiB.
+	MaxLogCacheBytes uint64
 	// DisablePreVote turns off the pre-vote phase (Raft thesis §9.6). With
 	// pre-vote, a node that cannot win an election does not disturb the
 	// group by raising its term.
@@ -264,9 +306,11 @@ const (
 	DefaultApplyBatch       = 32
 	DefaultMaxPendingTasks  = 8192
 	DefaultMaxInflightMsgs  = 256
-	DefaultMaxInflightBytes = 32 << 20
+	DefaultMaxInflightBytes = 8 << 20
 	DefaultMaxBytesPerRPC   = 512 << 10
 	DefaultMaxPendingReads  = 8192
+	DefaultMaxPendingBytes  = 32 << 20
+	DefaultMaxLogCacheBytes = 32 << 20
 )
 
 // ticks is NodeOptions resolved into ticks of the host.
@@ -355,6 +399,13 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	if o.MaxBytesPerRPC == 0 {
 		o.MaxBytesPerRPC = DefaultMaxBytesPerRPC
 	}
+	maxCommand := uint64(maxMessage - envelopeOverhead)
+	if o.MaxPendingBytes == 0 {
+		o.MaxPendingBytes = max(DefaultMaxPendingBytes, 4*maxCommand)
+	}
+	if o.MaxLogCacheBytes == 0 {
+		o.MaxLogCacheBytes = DefaultMaxLogCacheBytes
+	}
 	if o.ReadMode == ReadDefault {
 		o.ReadMode = ReadSafe
 	}
@@ -398,6 +449,10 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 		return bad("ApplyBatch %d exceeds MaxPendingTasks %d", o.ApplyBatch, o.MaxPendingTasks)
 	case o.MaxBytesPerRPC > uint64(maxMessage-envelopeOverhead):
 		return bad("MaxBytesPerRPC %d does not fit the host's MaxMessageBytes %d (less %d of overhead)", o.MaxBytesPerRPC, maxMessage, envelopeOverhead)
+	case o.MaxPendingBytes < maxCommand:
+		return bad("MaxPendingBytes %d is below the largest command the host accepts (%d: its MaxMessageBytes %d less %d): such a command could never be proposed", o.MaxPendingBytes, maxCommand, maxMessage, envelopeOverhead)
+	case o.MaxPendingBytes > maxBudgetBytes || o.MaxPendingTasks > maxBudgetTasks:
+		return bad("MaxPendingBytes %d or MaxPendingTasks %d exceeds its limit (%d, %d)", o.MaxPendingBytes, o.MaxPendingTasks, uint64(maxBudgetBytes), maxBudgetTasks)
 	}
 	switch {
 	case o.MaxInflightBytes < o.MaxBytesPerRPC:

@@ -121,6 +121,10 @@ type nodeActor struct {
 	scratch     []proposal
 	completions closure.Batch
 	published   Status
+
+	// held: the drain stopped with proposals queued because the apply
+	// backlog is full (holdProposals); resumeHeld resumes it.
+	held bool
 }
 
 type outgoing struct {
@@ -213,6 +217,7 @@ func (a *nodeActor) Receive(env actors.Env, msg any) {
 		a.applied = m.Index // the FSM caller publishes it to Status itself
 		a.onAppliedReads()
 		a.trimLog()
+		a.resumeHeld(env)
 	case fsm.Failed:
 		a.applied = m.Applied
 		a.fail(env, m.Err, closure.ESTATEMACHINE)
@@ -293,7 +298,10 @@ func (a *nodeActor) onStable(env actors.Env, m logmgr.Stable) {
 }
 
 // trimLog lets the log drop cached entries that are applied and durable,
-// keeping those a lagging follower still needs (up to a bound).
+// keeping those a lagging follower still needs (up to a bound); and, when
+// the cache holds more than MaxLogCacheBytes, the oldest committed and
+// durable entries even if not applied yet: the FSM caller and the
+// replicators read those from storage.
 func (a *nodeActor) trimLog() {
 	const keepForFollowers = 1 << 16
 	upTo := min(a.applied, a.stable)
@@ -307,6 +315,7 @@ func (a *nodeActor) trimLog() {
 		}
 	}
 	a.log.Trim(upTo)
+	a.log.Spill(min(a.commit, a.stable), a.opts.MaxLogCacheBytes)
 }
 
 // advanceCommit raises the commit index to c and hands the tasks it covers
@@ -328,9 +337,6 @@ func (a *nodeActor) advanceCommit(env actors.Env, c uint64) {
 	env.Send(a.fsmRef, fsm.Committed{Index: c, Tasks: done})
 	if a.role == Leader {
 		a.wakeReplicators(env)
-		if n > 0 && a.n.queue.len() > 0 {
-			a.drain(env) // commits made room under MaxPendingTasks
-		}
 	}
 }
 

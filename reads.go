@@ -79,8 +79,9 @@ type ReadRequest struct {
 	// or leadership lost; Status.Leader names a leader if known), EAGAIN
 	// (a new leader that has not committed an entry of its term yet, or a
 	// follower lagging more than MaxReadIndexLag), EBUSY (too many reads
-	// queued), EINVAL (ReadLease with leader stickiness off: both
-	// DisablePreVote and DisableCheckQuorum set), ETIMEDOUT, ESHUTDOWN.
+	// queued, or the host owes MaxPendingCallbacks closures), EINVAL
+	// (ReadLease with leader stickiness off: both DisablePreVote and
+	// DisableCheckQuorum set), ETIMEDOUT, ESHUTDOWN.
 	Done closure.ReadIndexClosure
 }
 
@@ -94,10 +95,15 @@ type readTask struct {
 	index  uint64
 	regAt  uint64 // when the leader registered it (readClock)
 	expire int64  // tick after which it times out
+	slot   *slots // the host's callback slot it holds (budget.go), once taken
 }
 
-// Run is the closure the Guard wraps: it calls the user's function.
+// Run is the closure the Guard wraps: it gives back the read's callback
+// slot and calls the user's function.
 func (t *readTask) Run(st closure.Status) {
+	if t.slot != nil {
+		t.slot.give()
+	}
 	if t.fn != nil {
 		t.fn(st, t.index, t.reqCtx)
 	}
@@ -117,6 +123,11 @@ func (n *Node) Read(r ReadRequest) {
 			"a lease read needs leader stickiness, which this node has off (DisablePreVote and DisableCheckQuorum are both set)")}})
 		return
 	}
+	if !n.host.callbacks.take() {
+		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: n.host.callbacksBusy()}})
+		return
+	}
+	t.slot = &n.host.callbacks
 	st, wake := n.reads.push(t)
 	if !st.OK() {
 		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: st}})

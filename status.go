@@ -49,8 +49,18 @@ type Status struct {
 	Commit    uint64
 	Applied   uint64
 	LastIndex uint64
-	// PendingTasks is the number of proposals queued or in flight.
+	// PendingTasks is the number of proposals queued or appended and not
+	// yet committed.
 	PendingTasks int
+	// Proposals and ProposalBytes count the proposals the node accepted
+	// whose closures have not run yet, and the bytes of their commands:
+	// what MaxPendingTasks and MaxPendingBytes bound.
+	Proposals     int
+	ProposalBytes int64
+	// CachedBytes is the size of the log entries the node holds in memory
+	// (each counted as its data plus 24 bytes); MaxLogCacheBytes bounds
+	// the committed, durable ones.
+	CachedBytes uint64
 	// LeaseUntil is when the leader's lease runs out, on this host's
 	// clock: until then it serves lease reads without a quorum round
 	// (zero when the node does not lead or holds no lease).

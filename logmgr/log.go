@@ -3,6 +3,7 @@ package logmgr
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -18,11 +19,13 @@ import (
 //
 // Invariant: entries below the cache (index < cacheStart) are durable in
 // the storage and are never rewritten while below it. The node trims the
-// cache only up to an index that is both durable and applied, hence
-// committed, which Raft never truncates. Right after a restart nothing is
-// cached and the storage may end with uncommitted entries; truncating those
-// moves the cache start back to the cut, so from then on the storage is
-// only read below the cut, where nothing changes.
+// cache only up to an index that is both durable and committed, which Raft
+// never truncates: up to what is also applied (Trim), and beyond it, when
+// the cache outgrows its byte budget, up to what is not (Spill). Right
+// after a restart nothing is cached and the storage may end with
+// uncommitted entries; truncating those moves the cache start back to the
+// cut, so from then on the storage is only read below the cut, where
+// nothing changes.
 //
 // Slices returned by Entries stay valid and unchanged forever: the cache
 // only ever grows into unused capacity, and a truncation copies it.
@@ -34,6 +37,10 @@ type Log struct {
 	cache      []*raftpb.Entry // entries [cacheStart, last]
 	last       uint64
 	lastTerm   uint64
+
+	// bytes is the size of the cached entries (EntrySize each). Written
+	// under mu by the node actor; read without it by CachedBytes.
+	bytes atomic.Uint64
 }
 
 // NewLog returns the Log over storage, whose entries are all durable.
@@ -144,6 +151,7 @@ func (l *Log) Append(ents []*raftpb.Entry) error {
 		return fmt.Errorf("logmgr: append at index %d after last index %d", ents[0].Index, l.last)
 	}
 	l.cache = append(l.cache, ents...)
+	l.bytes.Add(sizeOf(ents))
 	l.last = ents[len(ents)-1].Index
 	l.lastTerm = ents[len(ents)-1].Term
 	return nil
@@ -166,10 +174,13 @@ func (l *Log) TruncateFrom(from uint64) error {
 		// stale entries from there on are never read again, and the
 		// log manager removes them in order with later appends.
 		l.cache = nil
+		l.bytes.Store(0)
 		l.cacheStart = from
 	} else {
 		// Copy, so that slices handed out by Entries stay valid.
-		l.cache = append([]*raftpb.Entry(nil), l.cache[:from-l.cacheStart]...)
+		cut := from - l.cacheStart
+		l.bytes.Add(-sizeOf(l.cache[cut:]))
+		l.cache = append([]*raftpb.Entry(nil), l.cache[:cut]...)
 	}
 	l.last = from - 1
 	if len(l.cache) > 0 {
@@ -193,12 +204,61 @@ func (l *Log) Trim(upTo uint64) {
 	if upTo < l.cacheStart {
 		return
 	}
-	upTo = min(upTo, l.last)
+	l.dropThrough(min(upTo, l.last))
+}
+
+// Spill drops the oldest cached entries, none after upTo, until the cache
+// holds at most keep bytes (or everything up to upTo is gone): entries the
+// caller guarantees are durable and committed but may not be applied yet.
+// Readers get them from the storage from then on. It bounds the memory of
+// a backlog that a slow state machine, or a lagging follower, leaves in
+// the cache. Only the node actor calls it.
+func (l *Log) Spill(upTo, keep uint64) {
+	if l.bytes.Load() <= keep {
+		return // the usual case, without the lock (only the caller writes)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Count the entries to drop from the front; each entry is counted
+	// once over the cache's life, as it leaves.
+	total := l.bytes.Load()
+	n := 0
+	for idx := l.cacheStart; total > keep && idx <= min(upTo, l.last); idx++ {
+		total -= entrySize(l.cache[n])
+		n++
+	}
+	if n > 0 {
+		l.drop(uint64(n), total)
+	}
+}
+
+// dropThrough drops the cached entries up to and including upTo (none if
+// upTo is before the cache; upTo <= last). l.mu is held.
+func (l *Log) dropThrough(upTo uint64) {
+	if upTo < l.cacheStart {
+		return
+	}
 	n := upTo - l.cacheStart + 1
+	l.drop(n, l.bytes.Load()-sizeOf(l.cache[:n]))
+}
+
+// drop drops the first n cached entries, leaving bytes in the cache. l.mu
+// is held.
+func (l *Log) drop(n, bytes uint64) {
 	// No clear(): readers may still hold the old slice. The trimmed
 	// pointers go when append next reallocates the array.
 	l.cache = l.cache[n:]
-	l.cacheStart = upTo + 1
+	l.cacheStart += n
+	l.bytes.Store(bytes)
+}
+
+// sizeOf is the size of ents, EntrySize each.
+func sizeOf(ents []*raftpb.Entry) uint64 {
+	var n uint64
+	for _, e := range ents {
+		n += entrySize(e)
+	}
+	return n
 }
 
 // Cached is the number of entries held in memory.
@@ -207,3 +267,7 @@ func (l *Log) Cached() int {
 	defer l.mu.RUnlock()
 	return len(l.cache)
 }
+
+// CachedBytes is the size of the entries held in memory, counted as
+// EntrySize counts them. Safe from any goroutine.
+func (l *Log) CachedBytes() uint64 { return l.bytes.Load() }

@@ -444,3 +444,84 @@ func TestLogTruncateBelowCacheAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestLogCachedBytesAndSpill checks the cache's byte count against a sum
+// over the cached entries, through random appends, truncations, trims and
+// spills, and that Spill keeps at most its budget, never drops an entry
+// after its bound, and drops no more than it must. Entries stay readable
+// (from the storage) after they leave the cache.
+func TestLogCachedBytesAndSpill(t *testing.T) {
+	seed := testseed.For(t)
+	r := rand.New(rand.NewPCG(seed, 1))
+	s := NewMemoryStorage()
+	l := newLog(t, s)
+	var want oracle
+	durable := uint64(0) // entries up to here are in s too
+	sum := func() uint64 {
+		var b uint64
+		for i := l.LastIndex() - uint64(l.Cached()) + 1; i <= l.LastIndex(); i++ {
+			b += EntrySize(want[i-1])
+		}
+		return b
+	}
+	check := func(op string) {
+		t.Helper()
+		if got, exp := l.CachedBytes(), sum(); got != exp {
+			t.Fatalf("seed %d, after %s: CachedBytes %d, entries in the cache sum to %d", seed, op, got, exp)
+		}
+	}
+	term := uint64(1)
+	for step := 0; step < 2000; step++ {
+		last := l.LastIndex()
+		cacheStart := last - uint64(l.Cached()) + 1
+		switch k := r.IntN(10); {
+		case k < 5:
+			es := randEnts(r, last+1, 1+r.IntN(8), term)
+			if err := l.Append(es); err != nil {
+				t.Fatal(err)
+			}
+			want = want.append(es)
+			check("append")
+		case k < 6 && last >= cacheStart && last > durable:
+			// Truncate an undurable suffix (a new term overwrites it).
+			from := max(durable+1, cacheStart) + uint64(r.IntN(int(last-max(durable, cacheStart-1))))
+			if err := l.TruncateFrom(from); err != nil {
+				t.Fatal(err)
+			}
+			want = want.truncate(from)
+			term++
+			check("truncate")
+		case k < 8:
+			// Make a prefix durable.
+			if last > durable {
+				upTo := durable + 1 + uint64(r.IntN(int(last-durable)))
+				mustAppend(t, s, want[durable:upTo])
+				durable = upTo
+			}
+			l.Trim(uint64(r.IntN(int(durable + 1))))
+			check("trim")
+		default:
+			upTo := uint64(r.IntN(int(durable + 1)))
+			keep := uint64(r.IntN(3000))
+			beforeStart := cacheStart
+			l.Spill(upTo, keep)
+			check("spill")
+			start := l.LastIndex() - uint64(l.Cached()) + 1
+			switch {
+			case start > max(upTo+1, beforeStart):
+				t.Fatalf("seed %d: Spill(%d, %d) dropped up to %d", seed, upTo, keep, start-1)
+			case start <= upTo && l.CachedBytes() > keep:
+				t.Fatalf("seed %d: Spill(%d, %d) kept %d bytes from %d", seed, upTo, keep, l.CachedBytes(), start)
+			case start > beforeStart && l.CachedBytes()+EntrySize(want[start-2]) <= keep:
+				t.Fatalf("seed %d: Spill(%d, %d) dropped entry %d although %d bytes would fit", seed, upTo, keep, start-1, l.CachedBytes()+EntrySize(want[start-2]))
+			}
+		}
+	}
+	got, err := l.Entries(1, l.LastIndex()+1, ^uint64(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := diffEntries(got, want); err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+}

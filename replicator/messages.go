@@ -64,7 +64,11 @@
 // without a log check.
 package replicator
 
-import "time"
+import (
+	"time"
+
+	"github.com/asyncraft/asyncraft/actors"
+)
 
 // Messages the replicator accepts from its node.
 type (
@@ -87,6 +91,12 @@ type (
 	// SentAt is when the answered request left (on the leader's clock):
 	// the peer recognised the leader's term after that instant. Zero if
 	// unknown.
+	//
+	// Progress overtakes a backlog in the node's mailbox, as the node's
+	// ticks do: check-quorum weighs the ticks against the contact that
+	// Progress reports, so a leader busy with a backlog of proposals must
+	// not count an election timeout of ticks while the replies that keep
+	// it leader wait behind the backlog.
 	Progress struct {
 		Peer   string
 		Term   uint64
@@ -134,3 +144,6 @@ type (
 		Match, Last uint64
 	}
 )
+
+// GetPriority implements actors.Prioritized.
+func (Progress) GetPriority() int8 { return actors.HighPriority }

@@ -127,7 +127,7 @@ func New(cfg Config) *Replicator {
 		cfg.MaxInflightMsgs = 256
 	}
 	if cfg.MaxInflightBytes == 0 {
-		cfg.MaxInflightBytes = 32 << 20
+		cfg.MaxInflightBytes = 8 << 20
 	}
 	if cfg.MaxBytesPerRPC == 0 {
 		cfg.MaxBytesPerRPC = 512 << 10

@@ -21,6 +21,13 @@ import (
 // with probability Reorder a message is delayed by up to ReorderDelay more
 // and may be overtaken, as around a reconnect. Duplicates may arrive out of
 // order too.
+//
+// With a Bandwidth, a link also carries one message at a time: a message
+// waits until the link has finished sending the earlier ones, takes its
+// encoded size / Bandwidth to send, and then its latency to arrive. So
+// what follows a burst of large messages on a link (a heartbeat after a
+// window of AppendEntries) waits for the whole burst, as on one TCP
+// connection.
 type NetConfig struct {
 	MinLatency, MaxLatency time.Duration
 	Drop                   float64
@@ -29,6 +36,9 @@ type NetConfig struct {
 	ReorderDelay           time.Duration
 	Spike                  float64
 	SpikeDelay             time.Duration
+	// Bandwidth is each link's capacity in bytes per second (0:
+	// unlimited, messages take no time to send).
+	Bandwidth int64
 }
 
 // DefaultNet is a fault-free LAN: 100 µs to 500 µs one way.
@@ -129,6 +139,11 @@ func (s *Sim) sendRemote(from, to actors.Ref, msg any) {
 	}
 	l := link{from.Host, to.Host}
 	for i := 0; i < copies; i++ {
+		sent := s.base()
+		if n.Bandwidth > 0 {
+			sent = max(sent, s.linkFree[l]) + time.Duration(int64(len(wire))*int64(time.Second)/n.Bandwidth)
+			s.linkFree[l] = sent
+		}
 		d := n.MinLatency
 		if span := n.MaxLatency - n.MinLatency; span > 0 {
 			d += time.Duration(s.netRand.Int64N(int64(span)))
@@ -141,7 +156,7 @@ func (s *Sim) sendRemote(from, to actors.Ref, msg any) {
 		if n.Spike > 0 && s.netRand.Float64() < n.Spike {
 			d += n.SpikeDelay
 		}
-		at := s.base() + d
+		at := sent + d
 		if inOrder {
 			at = max(at, s.lastArrival[l])
 			s.lastArrival[l] = at

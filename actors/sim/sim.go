@@ -89,6 +89,9 @@ type Sim struct {
 	running *cell // the actor inside Receive, if any
 
 	lastArrival arrivals
+	// linkFree records, per link, when it has sent what it was given
+	// (NetConfig.Bandwidth).
+	linkFree arrivals
 
 	hash   hash.Hash64
 	events uint64
@@ -107,6 +110,7 @@ func New(cfg Config) *Sim {
 		hash:    fnv.New64a(),
 
 		lastArrival: arrivals{},
+		linkFree:    arrivals{},
 	}
 }
 

@@ -39,8 +39,11 @@ type Options struct {
 	// (life counts from 1). Default: a Recorder.
 	NewStateMachine func(id string, life int) fsm.StateMachine
 	// Host adjusts each simulated host's configuration.
-	Host  func(id string, cfg *sim.HostConfig)
-	Trace io.Writer
+	Host func(id string, cfg *sim.HostConfig)
+	// HostOptions adjusts the options of each asyncraft host before each
+	// start.
+	HostOptions func(id string, o *asyncraft.HostOptions)
+	Trace       io.Writer
 	// OnSend sees every message between hosts as it is sent.
 	OnSend func(from, to actors.Ref, msg any)
 	// Logger for the framework (default: discard).
@@ -112,6 +115,9 @@ func (c *Cluster) Start(id string) error {
 	if !c.opts.Memory {
 		ho.DataDir = "/data"
 	}
+	if c.opts.HostOptions != nil {
+		c.opts.HostOptions(id, &ho)
+	}
 	h, err := asyncraft.NewHostOn(sh, ho)
 	if err != nil {
 		return err
@@ -148,6 +154,9 @@ func (c *Cluster) Restart(id string) error {
 	c.Sim.Host(id).Restart()
 	return c.Start(id)
 }
+
+// Host returns the running asyncraft host id, or nil if it is down.
+func (c *Cluster) Host(id string) *asyncraft.Host { return c.hosts[id] }
 
 // Node returns the running node id, or nil if it is down.
 func (c *Cluster) Node(id string) *asyncraft.Node { return c.nodes[id] }

@@ -46,8 +46,9 @@ func restarts(endToEnd bool) func(uint64) Result {
 // Granting (pre-)votes right after a restart breaks the promise a voter
 // made to a leader before it crashed, so a new leader is elected while the
 // old one still serves lease reads: the lease-safety check catches it under
-// the restart nemesis, and stale reads catch it end to end in the scripted
-// RestartLease scenario.
+// the restart nemesis (about a third of the seeds), and stale reads catch it
+// end to end, more rarely (about one seed in 200) under the nemesis, and on
+// most seeds of the scripted RestartLease scenario.
 //
 // Granting a vote before it is durable breaks safety end to end only if a
 // crash lands in the sub-millisecond window before the sync completes; the
@@ -77,8 +78,9 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
 		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 2, 100, "linearizability", standard(true), nil},
 		{"clock drift beyond the lease's bound", 0, 2, 40, "lease safety", lease(-0.5, time.Millisecond), lease(-0.05, 100*time.Millisecond)},
-		{"grant votes right after a restart", faults.VoteAfterRestart, 67, 400, "lease safety", restarts(false), nil},
-		{"grant votes right after a restart, end to end", faults.VoteAfterRestart, 5, 40, "linearizability", restartLease, nil},
+		{"grant votes right after a restart", faults.VoteAfterRestart, 1, 100, "lease safety", restarts(false), nil},
+		{"grant votes right after a restart, end to end", faults.VoteAfterRestart, 4, 400, "linearizability", restarts(true), nil},
+		{"grant votes right after a restart, end to end, scripted", faults.VoteAfterRestart, 5, 40, "linearizability", restartLease, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {

@@ -16,7 +16,10 @@ import (
 // goroutines: actors without messages hold none, and the host has one
 // ticker for all its nodes.
 func TestManyGroupsOnOneHost(t *testing.T) {
-	host, err := asyncraft.NewHost(asyncraft.HostOptions{Local: true})
+	// A slow tick leaves the host idle most of the time even when the
+	// machine is loaded (go test runs packages in parallel), so that the
+	// goroutines counted below are the ones idle groups keep.
+	host, err := asyncraft.NewHost(asyncraft.HostOptions{Local: true, TickInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +31,7 @@ func TestManyGroupsOnOneHost(t *testing.T) {
 			for _, p := range peers {
 				n, err := host.StartNode(asyncraft.NodeOptions{
 					Group: fmt.Sprintf("g%03d", g), ID: p.ID, Peers: peers, StateMachine: &counter{},
-					ElectionTimeout: 200 * time.Millisecond,
+					ElectionTimeout: time.Second,
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -50,12 +53,13 @@ func TestManyGroupsOnOneHost(t *testing.T) {
 		}
 	}
 	// quiet measures goroutines once nothing but the ticker is running:
-	// the minimum over a few samples, to skip momentary workers.
+	// the minimum over samples spread across several ticks, to skip
+	// momentary workers.
 	quiet := func() int {
 		lowest := runtime.NumGoroutine()
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(3 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; i < 20; i++ {
+		for i := 0; i < 100; i++ {
 			<-tick.C
 			lowest = min(lowest, runtime.NumGoroutine())
 		}

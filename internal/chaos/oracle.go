@@ -18,7 +18,7 @@ import (
 //   - election safety: at most one leader per term (a leader is whoever
 //     sends AppendEntries or heartbeats in a term);
 //   - leader completeness: when a leader first speaks in its term, its log
-//     holds every entry known to be committed;
+//     holds every entry known to be committed in an earlier term;
 //   - state machine safety: every entry applied anywhere, and every entry a
 //     leader declares committed, agrees with what is known to be committed
 //     at that index;
@@ -30,6 +30,10 @@ type oracle struct {
 	// indexes up to contiguous are present.
 	committed  map[uint64]entry
 	contiguous uint64
+	// committedBy bounds, for each committed index, the term in which it
+	// was committed: it was known committed to a node of that term (the
+	// leader that declared it, or a node that applied it).
+	committedBy map[uint64]uint64
 	// firstApplied is when each command was first applied anywhere.
 	firstApplied map[string]time.Duration
 	leaders      map[uint64]string
@@ -49,6 +53,7 @@ func newOracle(r *run) *oracle {
 	return &oracle{
 		r:            r,
 		committed:    map[uint64]entry{},
+		committedBy:  map[uint64]uint64{},
 		firstApplied: map[string]time.Duration{},
 		leaders:      map[uint64]string{},
 		logs:         map[string]*cluster.SyncedLog{},
@@ -67,6 +72,9 @@ func (o *oracle) applied(node string, index, term uint64, data string) {
 		}
 	} else {
 		o.committed[index] = entry{term, data}
+	}
+	if n := o.r.c.Node(node); n != nil {
+		o.committedIn(index, n.Status().Term)
 	}
 	if _, ok := o.firstApplied[data]; !ok {
 		o.firstApplied[data] = o.r.c.Sim.Now()
@@ -88,7 +96,7 @@ func (o *oracle) observe(from, to actors.Ref, msg any) {
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_AppendRequest:
 		o.leader(e.Term, e.From)
-		o.learnCommitted(e.From, b.AppendRequest.Commit)
+		o.learnCommitted(e.From, e.Term, b.AppendRequest.Commit)
 	case *raftpb.Envelope_HeartbeatRequest:
 		o.leader(e.Term, e.From)
 	}
@@ -138,8 +146,15 @@ func (o *oracle) leader(term uint64, id string) {
 	if n == nil {
 		return
 	}
+	// Raft's leader completeness: a leader holds every entry committed in
+	// an earlier term. An entry committed in its term or a later one need
+	// not be there: a leader elected, then paused before it first spoke,
+	// may speak after a later term's leader committed more.
 	log := n.Log()
 	for i := uint64(1); i <= o.contiguous; i++ {
+		if o.committedBy[i] >= term {
+			continue
+		}
 		t, err := log.Term(i)
 		if err != nil || t != o.committed[i].term {
 			o.r.violate("leader completeness", "%s leads term %d but its entry %d has term %d (err %v); committed is term %d",
@@ -168,9 +183,17 @@ func (o *oracle) checkLeases(term uint64, id string) {
 	}
 }
 
-// learnCommitted records the entries up to commit of a leader's log as
-// committed.
-func (o *oracle) learnCommitted(leader string, commit uint64) {
+// committedIn records that index was known committed in term: it was
+// committed in term or earlier.
+func (o *oracle) committedIn(index, term uint64) {
+	if by, ok := o.committedBy[index]; !ok || term < by {
+		o.committedBy[index] = term
+	}
+}
+
+// learnCommitted records the entries up to commit of the log of leader, of
+// term, as committed.
+func (o *oracle) learnCommitted(leader string, term, commit uint64) {
 	if commit <= o.contiguous {
 		return
 	}
@@ -192,6 +215,7 @@ func (o *oracle) learnCommitted(leader string, commit uint64) {
 					leader, e.Index, e.Term, e.Index, prev.term)
 			}
 			o.committed[e.Index] = got
+			o.committedIn(e.Index, term)
 			o.contiguous = e.Index
 		}
 	}

@@ -138,7 +138,13 @@ func runLoad(t *testing.T, c *cluster.Cluster, id, prefix string, total int) *cl
 // for replay) and waits for its leader.
 func newGroup(t *testing.T) (*cluster.Cluster, string) {
 	t.Helper()
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
+	return newGroupSeed(t, testseed.For(t))
+}
+
+// newGroupSeed is newGroup with a seed the caller chose (and printed).
+func newGroupSeed(t *testing.T, seed uint64) (*cluster.Cluster, string) {
+	t.Helper()
+	c := cluster.New(cluster.Options{Seed: seed})
 	l, err := c.WaitLeader(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)

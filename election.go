@@ -208,7 +208,18 @@ func (a *nodeActor) replyVote(env actors.Env, req *raftpb.Envelope, pre, granted
 	a.send(env, a.peerRef(req.From), e)
 }
 
+// Answers to (pre-)vote requests count only while this node is still the
+// (pre-)candidate that asked: a late answer to an earlier candidacy is
+// dropped, even one carrying a higher term. A node that went back to
+// following a leader must not let such an answer raise its term: that
+// would clear its leader and end its promise to that leader (stickiness,
+// on which the leader's lease rests) before the election timeout. Dropping
+// it is as safe as losing it on the network.
+
 func (a *nodeActor) onPreVoteResponse(env actors.Env, e *raftpb.Envelope, resp *raftpb.VoteResponse) {
+	if a.role != PreCandidate && !faults.On(faults.StaleVoteAnswers) {
+		return
+	}
 	if !resp.Granted && e.Term > a.term {
 		a.becomeFollower(env, e.Term, "")
 		return
@@ -221,6 +232,9 @@ func (a *nodeActor) onPreVoteResponse(env actors.Env, e *raftpb.Envelope, resp *
 }
 
 func (a *nodeActor) onVoteResponse(env actors.Env, e *raftpb.Envelope, resp *raftpb.VoteResponse) {
+	if a.role != Candidate && !faults.On(faults.StaleVoteAnswers) {
+		return
+	}
 	if e.Term > a.term {
 		a.becomeFollower(env, e.Term, "")
 		return

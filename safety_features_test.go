@@ -5,11 +5,13 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 // Each test here pins one protocol feature by showing its effect, and runs
@@ -94,9 +96,8 @@ func TestLeaderStickiness(t *testing.T) {
 		t.Fatalf("with stickiness, a follower that cannot hear the leader deposed it: %+v", d)
 	}
 	restore := faults.Set(faults.NoStickiness)
-	d := scenario(t, seed, nil, deafen)
-	restore()
-	if !d.any() {
+	defer restore()
+	if d := scenario(t, seed, nil, deafen); !d.any() {
 		t.Fatalf("without stickiness the deaf follower did not take over (%+v): the test cannot see stickiness", d)
 	}
 }
@@ -153,5 +154,49 @@ func TestLeaderWritesInParallelWithReplication(t *testing.T) {
 	t.Logf("mean commit latency %v with %v syncs", mean, sync)
 	if mean >= sync*5/4 {
 		t.Fatalf("a proposal took %v on average with %v syncs: the leader's sync and the followers' are not overlapping", mean, sync)
+	}
+}
+
+// TestLateVoteAnswersDoNotEndStickiness: a follower that hears its leader
+// gets late answers to an earlier candidacy of its own — a refused
+// pre-vote and a refused vote, carrying a higher term. It must drop them:
+// acting on them would raise its term, forget its leader, and free it to
+// vote for another while the leader's lease still rests on its promise.
+// With the planted fault (act on them) the follower does move.
+func TestLateVoteAnswersDoNotEndStickiness(t *testing.T) {
+	seed := testseed.For(t)
+	moved := func() bool {
+		c, l := newGroupSeed(t, seed)
+		var f, other string
+		for _, id := range c.IDs {
+			switch {
+			case id == l:
+			case f == "":
+				f = id
+			default:
+				other = id
+			}
+		}
+		node := c.Node(f)
+		term := node.Status().Term
+		ident := node.ClusterIdentity()
+		to := actors.Ref{Host: f, Name: "g/" + f + "/node"}
+		no := &raftpb.VoteResponse{Granted: false}
+		c.Sim.Host(other).Send(to, &raftpb.Envelope{Group: "g", From: other, To: f, Term: term + 1, Cluster: ident,
+			Body: &raftpb.Envelope_PreVoteResponse{PreVoteResponse: no}})
+		c.Sim.Host(other).Send(to, &raftpb.Envelope{Group: "g", From: other, To: f, Term: term + 2, Cluster: ident,
+			Body: &raftpb.Envelope_VoteResponse{VoteResponse: no}})
+		c.Sim.RunFor(5 * time.Millisecond) // delivered; the leader's next heartbeat is later
+		noPanics(t, c)
+		st := node.Status()
+		return st.Term != term || st.Leader != l
+	}
+	if moved() {
+		t.Fatal("a follower acted on late answers to an earlier candidacy: its term or leader changed")
+	}
+	restore := faults.Set(faults.StaleVoteAnswers)
+	defer restore()
+	if !moved() {
+		t.Fatal("with the planted fault the follower did not move: the test cannot see the rule")
 	}
 }

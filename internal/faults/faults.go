@@ -36,6 +36,10 @@ const (
 	// NoStickiness lets voters grant (pre-)votes while they still hear
 	// from a leader.
 	NoStickiness
+	// StaleVoteAnswers lets a node that no longer campaigns act on a late
+	// answer to its (pre-)vote request: one with a higher term makes it
+	// drop the leader it follows.
+	StaleVoteAnswers
 )
 
 var names = map[Fault]string{
@@ -48,6 +52,7 @@ var names = map[Fault]string{
 	ReadWithoutQuorum:  "read-without-quorum",
 	VoteAfterRestart:   "vote-after-restart",
 	NoStickiness:       "no-stickiness",
+	StaleVoteAnswers:   "stale-vote-answers",
 }
 
 func (f Fault) String() string {
@@ -58,7 +63,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers}
 
 var active atomic.Uint32
 

@@ -415,8 +415,10 @@ func (a *nodeActor) died(err error) {
 	a.host.complete(a.completions)
 	a.completions = nil
 	a.publish()
-	a.host.rt.Send(a.fsmRef, fsm.NodeError{Err: err})
-	a.host.rt.Stop(a.fsmRef)
+	// The FSM caller stops itself once it has handled the messages before
+	// this one: stopping it from here could overtake them and lose the
+	// tasks they carry (a stop overtakes queued messages in protoactor).
+	a.host.rt.Send(a.fsmRef, fsm.NodeError{Err: err, Stop: true})
 	a.host.rt.Stop(a.logRef)
 	a.latch.done() // this actor is gone; it gets no Stopped
 }

@@ -81,6 +81,16 @@ func NewCaller(cfg Config) *Caller {
 
 // Receive implements actors.Actor.
 func (c *Caller) Receive(env actors.Env, msg any) {
+	if _, ok := msg.(actors.Stopped); ok {
+		// Stopped from outside without a Shutdown (the runtime went down):
+		// the tasks still held complete all the same.
+		for _, t := range c.tasks {
+			c.complete(t, closure.Newf(closure.EUNKNOWN, "the node stopped before applying the entry here; the entry is committed: the group applies it, and so may this node once restarted"), nil)
+		}
+		c.tasks = nil
+		c.flush(env)
+		return
+	}
 	if c.shutdown {
 		if m, ok := msg.(Committed); ok && len(m.Tasks) > 0 {
 			// Every closure accepted runs once, even one sent late.
@@ -131,6 +141,9 @@ func (c *Caller) Receive(env actors.Env, msg any) {
 			c.failTasks(c.failStatus)
 			c.call(env, "OnError", func() { c.cfg.StateMachine.OnError(msg.Err) })
 			c.flush(env)
+		}
+		if msg.Stop {
+			env.Stop(env.Self())
 		}
 	case Shutdown:
 		c.shutdown = true

@@ -342,3 +342,35 @@ func TestBadConfigEntry(t *testing.T) {
 		t.Fatalf("configs %v, applied %v", sm.configs, sm.seen)
 	}
 }
+
+// TestStoppedCallerCompletesItsTasks: however the FSM caller is stopped —
+// from outside (the runtime going down), or by itself after a NodeError
+// with Stop (the node actor died) — every task it was handed runs once,
+// indeterminate if its entry was not applied here: the entry is committed.
+func TestStoppedCallerCompletesItsTasks(t *testing.T) {
+	for _, how := range []string{"from outside", "after NodeError"} {
+		t.Run(how, func(t *testing.T) {
+			sm := &recSM{}
+			w := newWorld(t, 23, sm)
+			w.normal(1, 4)
+			tasks := w.tasksFor(1, 4)
+			w.commit(4, tasks...) // handled, but stopped before the pass runs
+			if how == "from outside" {
+				w.h.Stop(w.caller)
+			} else {
+				w.send(fsm.NodeError{Err: errStorage, Stop: true})
+			}
+			w.commit(4) // after the stop: reaches no one
+			w.run()
+			if len(sm.seen) != 0 {
+				t.Fatalf("applied %v after the stop", sm.seen)
+			}
+			for _, task := range tasks {
+				w.expect(task, closure.EUNKNOWN, nil)
+			}
+			if got := w.h.Actors(); slices.Contains(got, "fsm") {
+				t.Fatalf("the caller still runs: %v", got)
+			}
+		})
+	}
+}

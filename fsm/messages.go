@@ -58,7 +58,14 @@ type (
 	// the state machine (storage failure, internal error); OnError is
 	// called, nothing more is applied, and the tasks of committed entries
 	// not yet applied complete with EUNKNOWN (the group may apply them).
-	NodeError struct{ Err error }
+	// With Stop (the node actor itself is gone), the FSM caller then stops:
+	// it stops itself, after the messages sent before this one, so the
+	// tasks they carry complete too (a Stop from outside could overtake
+	// them).
+	NodeError struct {
+		Err  error
+		Stop bool
+	}
 	// Shutdown stops the FSM caller: remaining tasks complete with
 	// EUNKNOWN, OnShutdown is called, and ShutdownDone is sent back.
 	Shutdown struct{}

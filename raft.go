@@ -381,15 +381,24 @@ func (a *nodeActor) fail(env actors.Env, err error, code closure.Code) {
 	}
 	a.role = Errored
 	a.setLeader(env, "")
-	st := closure.Newf(code, "node failed before the command was appended: %v", err)
-	for _, p := range a.n.queue.close(st) {
-		a.complete(&p.task.Guard, st)
-	}
-	a.failAllReads(st)
-	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "node failed before entry was committed (%v); it may still be committed by the group", err))
+	a.releaseAll(code, fmt.Sprintf("node failed (%v)", err))
 	if code != closure.ESTATEMACHINE {
 		env.Send(a.fsmRef, fsm.NodeError{Err: err})
 	}
+}
+
+// releaseAll completes everything the node holds and will not carry on
+// with, when it fails or shuts down (why says which): proposals never
+// appended and reads with code (definite), proposals appended but not yet
+// committed with EUNKNOWN (the group may still commit them). Committed
+// tasks are the FSM caller's to complete.
+func (a *nodeActor) releaseAll(code closure.Code, why string) {
+	queued := closure.Newf(code, "%s before the command was appended", why)
+	for _, p := range a.n.queue.close(queued) {
+		a.complete(&p.task.Guard, queued)
+	}
+	a.failAllReads(closure.Newf(code, "%s before the read completed", why))
+	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "%s before the entry was committed; it may still be committed by the group", why))
 }
 
 // abandonTasks completes every appended, uncommitted task with st.
@@ -406,12 +415,7 @@ func (a *nodeActor) abandonTasks(st closure.Status) {
 func (a *nodeActor) died(err error) {
 	a.failed = err
 	a.role = Errored
-	st := closure.Newf(closure.EINTERNAL, "node failed before the command was appended: %v", err)
-	for _, p := range a.n.queue.close(st) {
-		a.complete(&p.task.Guard, st)
-	}
-	a.failAllReads(st)
-	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "node failed before entry was committed (%v); it may still be committed by the group", err))
+	a.releaseAll(closure.EINTERNAL, fmt.Sprintf("node failed (%v)", err))
 	a.host.complete(a.completions)
 	a.completions = nil
 	a.publish()
@@ -431,12 +435,7 @@ func (a *nodeActor) beginShutdown(env actors.Env) {
 	if a.role == Leader {
 		a.stopLeading(env, closure.Newf(closure.ESHUTDOWN, "node shutting down"))
 	}
-	st := closure.Newf(closure.ESHUTDOWN, "node %s is shutting down", a.n.key())
-	for _, p := range a.n.queue.close(st) {
-		a.complete(&p.task.Guard, st)
-	}
-	a.failAllReads(st)
-	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "node shut down before entry was committed; it may still be committed by the group"))
+	a.releaseAll(closure.ESHUTDOWN, "node "+a.n.key()+" shut down")
 	a.role = Shutdown
 	a.flushCompletions(env)
 	a.publish()

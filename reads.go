@@ -81,7 +81,8 @@ type ReadRequest struct {
 	// follower lagging more than MaxReadIndexLag), EBUSY (too many reads
 	// queued, or the host owes MaxPendingCallbacks closures), EINVAL
 	// (ReadLease with leader stickiness off: both DisablePreVote and
-	// DisableCheckQuorum set), ETIMEDOUT, ESHUTDOWN.
+	// DisableCheckQuorum set), ETIMEDOUT, ESHUTDOWN, or the node's error
+	// when it fails (ESTATEMACHINE, EIO, ENOSPC, EINTERNAL).
 	Done closure.ReadIndexClosure
 }
 
@@ -432,7 +433,11 @@ func (a *nodeActor) onReadIndexResponse(resp *raftpb.ReadIndexResponse) {
 	f := a.rd.forwarded[i]
 	a.rd.forwarded = slices.Delete(a.rd.forwarded, i, i+1)
 	if !resp.Success {
-		st := closure.Newf(closure.Code(resp.Code), "the leader could not serve the read")
+		code := closure.Code(resp.Code)
+		if code == closure.OK { // a failure must say why: never complete it as OK
+			code = closure.EINTERNAL
+		}
+		st := closure.Newf(code, "the leader could not serve the read")
 		if st.Code == closure.EPERM {
 			st = closure.NotLeader(a.leader)
 		}

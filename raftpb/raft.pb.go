@@ -276,8 +276,9 @@ func (x *Configuration) GetOldLearners() []*Peer {
 }
 
 // HardState is what a node must persist before it speaks: its term and the
-// candidate it voted for in that term. commit is advisory (a restart may
-// start from it instead of zero).
+// candidate it voted for in that term. commit is written with them but
+// never read yet: a restarted node starts from a commit index of zero and
+// learns it from the leader.
 type HardState struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Term   uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`

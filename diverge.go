@@ -47,7 +47,10 @@ func (a *nodeActor) heartbeatCommit(env actors.Env, e *raftpb.Envelope, hb *raft
 	if hb.Commit > a.log.LastIndex() {
 		return a.commit
 	}
-	if hb.CommitTerm == 0 || a.log.MatchTerm(hb.Commit, hb.CommitTerm) {
+	if hb.Commit == 0 || hb.CommitTerm == 0 {
+		return a.commit // no commit, or one that cannot be checked
+	}
+	if a.log.MatchTerm(hb.Commit, hb.CommitTerm) {
 		return hb.Commit
 	}
 	if hb.Commit <= a.commit {

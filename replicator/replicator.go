@@ -223,7 +223,7 @@ func (r *Replicator) heartbeat(env actors.Env) {
 	c := min(r.commit, r.match)
 	ct, err := r.cfg.Log.Term(c)
 	if err != nil {
-		ct = 0 // not known: the follower checks nothing
+		c, ct = 0, 0 // the term is not known: send no commit to adopt unchecked
 	}
 	env.Send(r.cfg.Peer, r.envelope(&raftpb.HeartbeatRequest{Commit: c, CommitTerm: ct}))
 	r.hbSeq = r.seq

@@ -156,3 +156,29 @@ func (h *Host) callbacksBusy() closure.Status {
 // reads its nodes accepted and whose closures have not run yet (see
 // HostOptions.MaxPendingCallbacks).
 func (h *Host) PendingCallbacks() int { return int(h.callbacks.n.Load()) }
+
+// refuse completes an operation refused on arrival (EBUSY, EINVAL, a
+// closed queue) with st. The refusal runs on the callback executor like
+// any completion while the host has fewer than MaxPendingCallbacks
+// refusals on their way there; beyond that it runs at once on the caller's
+// goroutine, before Apply or Read returns. So a producer that does not
+// wait for its answers (open loop) slows itself down under overload
+// instead of growing the executor's queue without bound.
+func (h *Host) refuse(g *closure.Guard, st closure.Status) {
+	if !h.refusals.take() {
+		h.exec.Execute(closure.Batch{{Closure: g, Status: st}})
+		return
+	}
+	h.complete(closure.Batch{{Closure: refusal{g: g, slot: &h.refusals}, Status: st}})
+}
+
+// refusal runs a refused operation's closure and then frees its slot.
+type refusal struct {
+	g    *closure.Guard
+	slot *slots
+}
+
+func (r refusal) Run(st closure.Status) {
+	defer r.slot.give()
+	r.g.Run(st)
+}

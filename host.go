@@ -39,8 +39,10 @@ type Host struct {
 	// completions run on the caller's goroutine instead.
 	execMu   sync.RWMutex
 	execGone bool
-	// callbacks bounds the closures the host owes (budget.go).
+	// callbacks bounds the closures the host owes (budget.go); refusals
+	// the refusals on their way to the executor (Host.refuse).
 	callbacks slots
+	refusals  slots
 
 	mu     sync.Mutex
 	nodes  map[string]*Node // by group/id
@@ -104,6 +106,7 @@ func NewHostOn(rt actors.Runtime, opts HostOptions) (*Host, error) {
 func newHost(rt actors.Runtime, opts HostOptions) (*Host, error) {
 	h := &Host{opts: opts, rt: rt, nodes: map[string]*Node{}, exec: &closure.Executor{Logger: opts.Logger}}
 	h.callbacks.max = int64(opts.MaxPendingCallbacks)
+	h.refusals.max = int64(opts.MaxPendingCallbacks)
 	if opts.DataDir != "" {
 		if err := opts.FS.MkdirAll(opts.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("asyncraft: create data directory: %w", err)

@@ -29,7 +29,8 @@ type Task struct {
 	// change would make replicas diverge.
 	NoCopy bool
 	// Done receives the outcome exactly once, on the host's callback
-	// executor:
+	// executor (or, for a refusal while the host is overloaded, on the
+	// caller's goroutine before Apply returns: see Host.refuse):
 	//   - OK once the entry is applied on this node (a closure.ResultClosure
 	//     also gets the value the state machine set with SetResult);
 	//   - a definite failure when the command was not and will not be
@@ -125,12 +126,11 @@ func (n *Node) Apply(t Task) {
 	p := newProposalTask(t.Done, len(t.Data))
 	task := &p.Task
 	if len(t.Data) > n.maxCommand {
-		n.host.complete(closure.Batch{{Closure: &task.Guard,
-			Status: closure.Newf(closure.EINVAL, "command of %d bytes exceeds the largest a message can carry (%d)", len(t.Data), n.maxCommand)}})
+		n.host.refuse(&task.Guard, closure.Newf(closure.EINVAL, "command of %d bytes exceeds the largest a message can carry (%d)", len(t.Data), n.maxCommand))
 		return
 	}
 	if st, full := n.admit(p); full {
-		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})
+		n.host.refuse(&task.Guard, st)
 		return
 	}
 	// The one copy of the command: the log, the peers and the state
@@ -141,7 +141,7 @@ func (n *Node) Apply(t Task) {
 	}
 	st, wake := n.queue.push(proposal{task: task, data: data, expectedTerm: t.ExpectedTerm})
 	if !st.OK() {
-		n.host.complete(closure.Batch{{Closure: &task.Guard, Status: st}})
+		n.host.refuse(&task.Guard, st)
 		return
 	}
 	if wake {

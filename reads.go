@@ -74,7 +74,8 @@ type ReadRequest struct {
 	// Mode overrides NodeOptions.ReadMode for this read.
 	Mode ReadMode
 	// Done receives the outcome exactly once, on the host's callback
-	// executor: OK with the read index (read the local state machine then:
+	// executor (or, for a refusal while the host is overloaded, on the
+	// caller's goroutine before Apply returns: see Host.refuse): OK with the read index (read the local state machine then:
 	// it has applied the index), or EPERM (not the leader and none known,
 	// or leadership lost; Status.Leader names a leader if known), EAGAIN
 	// (a new leader that has not committed an entry of its term yet, or a
@@ -120,18 +121,18 @@ func (n *Node) Read(r ReadRequest) {
 	t := &readTask{fn: r.Done, reqCtx: r.Context, mode: r.Mode}
 	t.Init(t)
 	if r.Mode == ReadLease && !n.sticky {
-		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: closure.Newf(closure.EINVAL,
-			"a lease read needs leader stickiness, which this node has off (DisablePreVote and DisableCheckQuorum are both set)")}})
+		n.host.refuse(&t.Guard, closure.Newf(closure.EINVAL,
+			"a lease read needs leader stickiness, which this node has off (DisablePreVote and DisableCheckQuorum are both set)"))
 		return
 	}
 	if !n.host.callbacks.take() {
-		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: n.host.callbacksBusy()}})
+		n.host.refuse(&t.Guard, n.host.callbacksBusy())
 		return
 	}
 	t.slot = &n.host.callbacks
 	st, wake := n.reads.push(t)
 	if !st.OK() {
-		n.host.complete(closure.Batch{{Closure: &t.Guard, Status: st}})
+		n.host.refuse(&t.Guard, st)
 		return
 	}
 	if wake {

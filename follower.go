@@ -2,12 +2,12 @@ package asyncraft
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/invariants"
+	"github.com/asyncraft/asyncraft/internal/logsearch"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -165,14 +165,7 @@ func (a *nodeActor) truncate(env actors.Env, from uint64) error {
 func (a *nodeActor) reject(env actors.Env, e *raftpb.Envelope, req *raftpb.AppendRequest) {
 	a.n.metrics.AppendRejects.Add(1)
 	last := a.log.LastIndex()
-	lo, hi := a.commit, min(req.PrevLogIndex, last)
-	k := lo
-	if hi > lo {
-		k = lo + uint64(sort.Search(int(hi-lo), func(j int) bool {
-			t, err := a.log.Term(lo + 1 + uint64(j))
-			return err != nil || t > req.PrevLogTerm
-		}))
-	}
+	k := logsearch.LastTermAtMost(a.commit, min(req.PrevLogIndex, last), req.PrevLogTerm, a.log.Term)
 	hintTerm, _ := a.log.Term(k)
 	r := a.envelope(e.From, a.term, e.Seq)
 	r.Body = &raftpb.Envelope_AppendResponse{AppendResponse: &raftpb.AppendResponse{

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/internal/logsearch"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -423,16 +424,6 @@ func (r *Replicator) lostEntries(env actors.Env, seq, last uint64) bool {
 // hintTerm — the peer's log may match there — and after match, which is
 // known to match.
 func (r *Replicator) nextFromHint(hintIndex, hintTerm uint64) uint64 {
-	lo := r.match                               // term(lo) is known to be fine
-	hi := min(hintIndex, r.cfg.Log.LastIndex()) // candidates are (lo, hi]
-	if hi <= lo {
-		return lo + 1
-	}
-	// Terms are non-decreasing along the log: binary search for the last
-	// index in (lo, hi] with term <= hintTerm.
-	k := lo + uint64(sort.Search(int(hi-lo), func(j int) bool {
-		t, err := r.cfg.Log.Term(lo + 1 + uint64(j))
-		return err != nil || t > hintTerm
-	}))
-	return k + 1
+	// Candidates are (match, hint]; term(match) is known to be fine.
+	return logsearch.LastTermAtMost(r.match, min(hintIndex, r.cfg.Log.LastIndex()), hintTerm, r.cfg.Log.Term) + 1
 }

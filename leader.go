@@ -106,8 +106,8 @@ func (a *nodeActor) drain(env actors.Env) {
 		clear(batch)
 		a.scratch = batch[:0]
 	}
-	if appended {
-		a.wakeReplicators(env)
+	if appended && !faults.On(faults.ReplicateAfterSync) {
+		a.wakeReplicators(env) // in parallel with the log manager's write
 	}
 	if !a.holdProposals() && a.n.queue.len() > 0 {
 		env.Send(env.Self(), nudge{}) // more to do after other messages

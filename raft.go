@@ -11,6 +11,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/quorum"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -291,6 +292,9 @@ func (a *nodeActor) onStable(env actors.Env, m logmgr.Stable) {
 	}
 	a.stable = m.Index
 	if a.role == Leader {
+		if faults.On(faults.ReplicateAfterSync) {
+			a.wakeReplicators(env)
+		}
 		a.maybeCommit(env)
 	}
 	a.flushAcks(env)

@@ -172,6 +172,8 @@ type reads struct {
 	// (a slice, not a map: the order reaches the completions).
 	forwarded []*forwarded
 	nextBatch uint64
+	// scratch holds the reads drainReads takes from the queue, reused.
+	scratch []*readTask
 	// Leader, this term: the latest send time each peer answered, and
 	// when the last Beat went out.
 	acked      map[string]uint64
@@ -207,7 +209,8 @@ func (a *nodeActor) readMode(t *readTask) ReadMode {
 
 // drainReads takes the queued reads and starts each on its way.
 func (a *nodeActor) drainReads(env actors.Env) {
-	tasks := a.n.reads.take(nil, 4096)
+	tasks := a.n.reads.take(a.rd.scratch[:0], 4096)
+	defer func() { clear(tasks); a.rd.scratch = tasks[:0] }() // nothing below keeps the slice
 	if len(tasks) == 0 {
 		return
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/asyncraft/asyncraft/internal/testseed"
 )
 
 // TestSplitBatch splits random batches and checks that every part is
@@ -19,8 +21,7 @@ import (
 // too large to send alone.
 func TestSplitBatch(t *testing.T) {
 	const limit, budget = 64 << 10, 256 << 10
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testseed.For(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	in := &inspector{budget: budget, accept: acceptTypes(nil)}
 	types := []string{stringValueType, "google.protobuf.ListValue"}

@@ -40,6 +40,10 @@ const (
 	// answer to its (pre-)vote request: one with a higher term makes it
 	// drop the leader it follows.
 	StaleVoteAnswers
+	// ReplicateAfterSync makes a leader send new entries to its followers
+	// only once its own write of them is durable, not in parallel with it
+	// (a loss of speed, not of safety).
+	ReplicateAfterSync
 )
 
 var names = map[Fault]string{
@@ -53,6 +57,7 @@ var names = map[Fault]string{
 	VoteAfterRestart:   "vote-after-restart",
 	NoStickiness:       "no-stickiness",
 	StaleVoteAnswers:   "stale-vote-answers",
+	ReplicateAfterSync: "replicate-after-sync",
 }
 
 func (f Fault) String() string {
@@ -63,7 +68,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, ReplicateAfterSync}
 
 var active atomic.Uint32
 

@@ -161,7 +161,7 @@ func (a *nodeActor) onVoteRequest(env actors.Env, e *raftpb.Envelope, req *raftp
 	// req.LeadershipTransfer is ignored: nothing sends it yet, and until a
 	// real transfer exists (one that revokes the leader's lease first) it
 	// must not bypass stickiness.
-	if e.Term > a.term && a.inLease() {
+	if e.Term > a.term && a.inLease() && !(req.LeadershipTransfer && faults.On(faults.TransferBypassesStickiness)) {
 		a.replyVote(env, e, pre, false, a.term)
 		return
 	}

@@ -212,3 +212,44 @@ func TestLateVoteAnswersDoNotEndStickiness(t *testing.T) {
 		t.Fatal("with the planted fault the follower did not move: the test cannot see the rule")
 	}
 }
+
+// TestTransferFlagDoesNotBypassStickiness: a vote request flagged as part
+// of a leadership transfer, from a peer with an up-to-date log and a higher
+// term, reaches a follower that still hears its leader. Nothing sends the
+// flag yet, and no transfer revokes the leader's lease first, so the
+// follower must refuse it like any other request. With the planted fault
+// (the flag bypasses stickiness) it grants the vote.
+func TestTransferFlagDoesNotBypassStickiness(t *testing.T) {
+	seed := testseed.For(t)
+	moved := func() bool {
+		c, l := newGroupSeed(t, seed)
+		var f, other string
+		for _, id := range c.IDs {
+			switch {
+			case id == l:
+			case f == "":
+				f = id
+			default:
+				other = id
+			}
+		}
+		node := c.Node(f)
+		st := node.Status()
+		to := actors.Ref{Host: f, Name: "g/" + f + "/node"}
+		req := &raftpb.VoteRequest{LastLogIndex: st.LastIndex + 10, LastLogTerm: st.Term + 1, LeadershipTransfer: true}
+		c.Sim.Host(other).Send(to, &raftpb.Envelope{Group: "g", From: other, To: f, Term: st.Term + 1, Cluster: node.ClusterIdentity(),
+			Body: &raftpb.Envelope_VoteRequest{VoteRequest: req}})
+		c.Sim.RunFor(5 * time.Millisecond) // delivered; the leader's next heartbeat is later
+		noPanics(t, c)
+		now := node.Status()
+		return now.Term != st.Term || now.Leader != l
+	}
+	if moved() {
+		t.Fatal("a follower that hears its leader granted a vote flagged as a transfer")
+	}
+	restore := faults.Set(faults.TransferBypassesStickiness)
+	defer restore()
+	if !moved() {
+		t.Fatal("with the planted fault the follower did not grant the flagged vote: the test cannot see the rule")
+	}
+}

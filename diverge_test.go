@@ -117,9 +117,16 @@ func TestCommittedEntryMismatchIsANodeError(t *testing.T) {
 			t.Fatalf("error %q does not mention %q", err, want)
 		}
 	}
-	// It acknowledged nothing of f2's log beyond what it held.
+	// It acknowledged nothing of f2's log beyond what it held, so f2,
+	// with the old leader down, committed nothing of its new term: an
+	// acknowledgement from f1 after skipping the committed entries would
+	// have given it a quorum (the heartbeat's check alone stops f1 too,
+	// but only after that).
 	if s := c.Node(f1).Status(); s.LastIndex != c.Node(f1).Log().LastIndex() || s.Commit != committed {
 		t.Fatalf("%s moved: %v (commit was %d)", f1, s, committed)
+	}
+	if s := c.Node(f2).Status(); s.Commit > splitLast {
+		t.Fatalf("%s committed %d, beyond its last index %d before its new term: %s acknowledged entries it skipped", f2, s.Commit, splitLast, f1)
 	}
 	noPanics(t, c)
 }

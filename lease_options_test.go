@@ -55,3 +55,41 @@ func TestLeaseNeedsStickiness(t *testing.T) {
 	}
 	noPanics(t, c)
 }
+
+// TestLeaderWithoutStickinessRefusesForwardedLeaseReads: members may be
+// configured differently. A follower with stickiness accepts a lease read
+// and forwards it; a leader without stickiness holds no lease to answer it
+// from and refuses it with EINVAL rather than answering from a lease that
+// promises nothing. n1, the member without stickiness, is given the
+// shortest election timeout so that it usually leads; seeds are tried until
+// it does.
+func TestLeaderWithoutStickinessRefusesForwardedLeaseReads(t *testing.T) {
+	seed := testseed.For(t)
+	for attempt := range uint64(50) {
+		c := cluster.New(cluster.Options{Seed: seed + attempt, Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			if o.ID == "n1" {
+				o.DisablePreVote, o.DisableCheckQuorum = true, true
+				o.ElectionTimeout = 300 * time.Millisecond
+			}
+		}})
+		l, err := c.WaitLeader(20 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l != "n1" {
+			continue
+		}
+		waitApplied(t, c, 1, 5*time.Second) // the leader's no-op: reads may start
+		lease, safe := read(c, "n2", asyncraft.ReadLease), read(c, "n2", asyncraft.ReadSafe)
+		waitReads(t, c, lease, safe)
+		if lease.st.Code != closure.EINVAL {
+			t.Errorf("a lease read forwarded by n2 to n1, a leader without stickiness: %v, want EINVAL", lease.st)
+		}
+		if !safe.st.OK() {
+			t.Errorf("a safe read forwarded by n2: %v", safe.st)
+		}
+		noPanics(t, c)
+		return
+	}
+	t.Fatalf("n1 led in none of 50 seeds from %d", seed)
+}

@@ -44,7 +44,7 @@ func waitClosed(t *testing.T, conn net.Conn, limit time.Duration, what string) s
 }
 
 // shortTimeouts are HTTPOptions whose timeouts expire within the test's
-// patience, far apart enough that each case shows the one it is about.
+// patience.
 var shortTimeouts = HTTPOptions{
 	ReadHeaderTimeout: 200 * time.Millisecond,
 	ReadTimeout:       400 * time.Millisecond,
@@ -54,12 +54,23 @@ var shortTimeouts = HTTPOptions{
 	MaxConns:          DefaultMaxConns,
 }
 
+// only returns shortTimeouts with every read and idle timeout but the ones
+// set by short pushed beyond the test's patience, so that a case passes
+// only through the timeout it is about (net/http falls back to
+// ReadTimeout for a zero ReadHeaderTimeout or IdleTimeout, and would hide
+// a missing one).
+func only(short func(*HTTPOptions)) HTTPOptions {
+	o := shortTimeouts
+	o.ReadHeaderTimeout, o.ReadTimeout, o.IdleTimeout = time.Minute, time.Minute, time.Minute
+	short(&o)
+	return o
+}
+
 // The server closes connections that send nothing, too little, or nothing
-// more: none is held for ever.
+// more: none is held for ever, and each case is closed by its own timeout.
 func TestHTTPServerClosesSlowAndIdleConnections(t *testing.T) {
-	addr, lim := serveTest(t, shortTimeouts)
 	const patience = 10 * time.Second
-	dial := func() net.Conn {
+	dial := func(t *testing.T, addr string) net.Conn {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -67,34 +78,41 @@ func TestHTTPServerClosesSlowAndIdleConnections(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-
-	t.Run("silent", func(t *testing.T) { // ReadHeaderTimeout
-		waitClosed(t, dial(), patience, "a connection that sends nothing")
-	})
-	t.Run("partial headers", func(t *testing.T) { // ReadHeaderTimeout
-		c := dial()
-		io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n")
-		waitClosed(t, c, patience, "a connection that stops mid-headers")
-	})
-	t.Run("partial body", func(t *testing.T) { // ReadTimeout
-		c := dial()
-		io.WriteString(c, "PUT /kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a few bytes")
-		waitClosed(t, c, patience, "a connection that stops mid-body")
-	})
-	t.Run("idle keep-alive", func(t *testing.T) { // IdleTimeout
-		c := dial()
-		io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 || resp.Close {
-			t.Fatalf("GET /status: %d, close %v: want 200 and a keep-alive connection", resp.StatusCode, resp.Close)
-		}
-		waitClosed(t, c, patience, "an idle keep-alive connection")
-	})
-	waitFor(t, patience, "every connection given back", func() bool { return lim.Active() == 0 })
+	headers := only(func(o *HTTPOptions) { o.ReadHeaderTimeout = 200 * time.Millisecond })
+	for _, c := range []struct {
+		name string
+		o    HTTPOptions
+		act  func(t *testing.T, c net.Conn)
+	}{
+		{"silent", headers, func(t *testing.T, c net.Conn) {}},
+		{"partial headers", headers, func(t *testing.T, c net.Conn) {
+			io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n")
+		}},
+		{"partial body", only(func(o *HTTPOptions) {
+			o.ReadHeaderTimeout, o.ReadTimeout = 200*time.Millisecond, 400*time.Millisecond
+		}), func(t *testing.T, c net.Conn) {
+			io.WriteString(c, "PUT /kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a few bytes")
+		}},
+		{"idle keep-alive", only(func(o *HTTPOptions) { o.IdleTimeout = 200 * time.Millisecond }), func(t *testing.T, c net.Conn) {
+			io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != 200 || resp.Close {
+				t.Fatalf("GET /status: %d, close %v: want 200 and a keep-alive connection", resp.StatusCode, resp.Close)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, lim := serveTest(t, c.o)
+			conn := dial(t, addr)
+			c.act(t, conn)
+			waitClosed(t, conn, patience, "the "+c.name+" connection")
+			waitFor(t, patience, "the connection given back", func() bool { return lim.Active() == 0 })
+		})
+	}
 }
 
 // At -http-max-conns open connections the server stops accepting; a new

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -342,5 +343,29 @@ func TestDigestIsOfTheMap(t *testing.T) {
 	}
 	if e := apply(); e.Digest != 0 || e.Keys != 0 || e.Bytes != 0 {
 		t.Errorf("empty store: %+v", e)
+	}
+}
+
+// TestStatsReadsRunningTotals: Stats (and so GET /status) reads totals the
+// store keeps up to date on every write; it does not walk the map, which
+// under the state machine's lock would stall writes on a large store. The
+// entries are changed behind the store's back: a Stats that recomputed
+// anything from the map would report the change.
+func TestStatsReadsRunningTotals(t *testing.T) {
+	s := NewStore("n", slog.New(slog.DiscardHandler))
+	it := &iter{}
+	for i := range 1000 {
+		it.data = append(it.data, mustEncode(t, Command{Op: OpPut, Key: fmt.Sprintf("k%d", i), Value: "v"}))
+	}
+	s.OnApply(it)
+	before := s.Stats()
+	if before.Keys != 1000 || before.Digest == 0 || before.Bytes == 0 {
+		t.Fatalf("stats of 1000 keys: %+v", before)
+	}
+	for k := range s.data {
+		s.data[k] = entry{}
+	}
+	if got := s.Stats(); got != before {
+		t.Fatalf("Stats changed with the map alone (%+v, was %+v): it reads the map, not the running totals", got, before)
 	}
 }

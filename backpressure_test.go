@@ -204,18 +204,8 @@ func TestLargeProposalsByteCapKeepsLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	term := c.Node(l).Status().Term
-	campaigns := map[string]uint64{}
-	for _, id := range c.IDs {
-		m := c.Node(id).Metrics()
-		campaigns[id] = m.PreVotes.Load() + m.Elections.Load()
-	}
-	values := make([][]byte, 4) // 64, 128, 192 and 256 KiB, shared
-	for i := range values {
-		values[i] = make([]byte, (i+1)<<16)
-		for j := range values[i] {
-			values[i][j] = byte(i + j)
-		}
-	}
+	campaigns := campaignsOf(c)
+	values := largeValues(true)
 	r := rand.New(rand.NewPCG(seed, 2))
 	o := cluster.NewOutcomes()
 	doubles := closure.DoubleRuns()
@@ -441,15 +431,8 @@ func TestHeartbeatsGetThroughBusyLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	term := c.Node(l).Status().Term
-	campaigns := map[string]uint64{}
-	for _, id := range c.IDs {
-		m := c.Node(id).Metrics()
-		campaigns[id] = m.PreVotes.Load() + m.Elections.Load()
-	}
-	values := make([][]byte, 4) // 64, 128, 192 and 256 KiB, shared
-	for i := range values {
-		values[i] = make([]byte, (i+1)<<16)
-	}
+	campaigns := campaignsOf(c)
+	values := largeValues(false)
 	r := rand.New(rand.NewPCG(seed, 2))
 	o := cluster.NewOutcomes()
 	doubles := closure.DoubleRuns()
@@ -560,4 +543,30 @@ func TestNewLeaderHoldsProposalsBehindItsBacklog(t *testing.T) {
 		t.Fatalf("outcomes %v, %d twice", after.ByCode, after.Double)
 	}
 	noPanics(t, c)
+}
+
+// campaignsOf counts every member's pre-votes and elections so far.
+func campaignsOf(c *cluster.Cluster) map[string]uint64 {
+	campaigns := map[string]uint64{}
+	for _, id := range c.IDs {
+		m := c.Node(id).Metrics()
+		campaigns[id] = m.PreVotes.Load() + m.Elections.Load()
+	}
+	return campaigns
+}
+
+// largeValues are commands of 64, 128, 192 and 256 KiB, shared by every
+// proposal; filled, their bytes differ from one command to the next.
+func largeValues(filled bool) [][]byte {
+	values := make([][]byte, 4)
+	for i := range values {
+		values[i] = make([]byte, (i+1)<<16)
+		if !filled {
+			continue
+		}
+		for j := range values[i] {
+			values[i][j] = byte(i + j)
+		}
+	}
+	return values
 }

@@ -169,6 +169,36 @@ func TestLeaderWritesInParallelWithReplication(t *testing.T) {
 	}
 }
 
+// followerMoves starts a group and has one follower's peer (not the
+// leader) send it the envelopes msgs builds from the follower's status
+// (Group, From, To and Cluster are filled in here). It reports whether the
+// follower's term or leader changed before the leader's next heartbeat.
+func followerMoves(t *testing.T, seed uint64, msgs func(st asyncraft.Status) []*raftpb.Envelope) bool {
+	t.Helper()
+	c, l := newGroupSeed(t, seed)
+	var f, other string
+	for _, id := range c.IDs {
+		switch {
+		case id == l:
+		case f == "":
+			f = id
+		default:
+			other = id
+		}
+	}
+	node := c.Node(f)
+	st := node.Status()
+	to := actors.Ref{Host: f, Name: "g/" + f + "/node"}
+	for _, e := range msgs(st) {
+		e.Group, e.From, e.To, e.Cluster = "g", other, f, node.ClusterIdentity()
+		c.Sim.Host(other).Send(to, e)
+	}
+	c.Sim.RunFor(5 * time.Millisecond) // delivered; the leader's next heartbeat is later
+	noPanics(t, c)
+	now := node.Status()
+	return now.Term != st.Term || now.Leader != l
+}
+
 // TestLateVoteAnswersDoNotEndStickiness: a follower that hears its leader
 // gets late answers to an earlier candidacy of its own — a refused
 // pre-vote and a refused vote, carrying a higher term. It must drop them:
@@ -178,30 +208,13 @@ func TestLeaderWritesInParallelWithReplication(t *testing.T) {
 func TestLateVoteAnswersDoNotEndStickiness(t *testing.T) {
 	seed := testseed.For(t)
 	moved := func() bool {
-		c, l := newGroupSeed(t, seed)
-		var f, other string
-		for _, id := range c.IDs {
-			switch {
-			case id == l:
-			case f == "":
-				f = id
-			default:
-				other = id
+		return followerMoves(t, seed, func(st asyncraft.Status) []*raftpb.Envelope {
+			no := &raftpb.VoteResponse{Granted: false}
+			return []*raftpb.Envelope{
+				{Term: st.Term + 1, Body: &raftpb.Envelope_PreVoteResponse{PreVoteResponse: no}},
+				{Term: st.Term + 2, Body: &raftpb.Envelope_VoteResponse{VoteResponse: no}},
 			}
-		}
-		node := c.Node(f)
-		term := node.Status().Term
-		ident := node.ClusterIdentity()
-		to := actors.Ref{Host: f, Name: "g/" + f + "/node"}
-		no := &raftpb.VoteResponse{Granted: false}
-		c.Sim.Host(other).Send(to, &raftpb.Envelope{Group: "g", From: other, To: f, Term: term + 1, Cluster: ident,
-			Body: &raftpb.Envelope_PreVoteResponse{PreVoteResponse: no}})
-		c.Sim.Host(other).Send(to, &raftpb.Envelope{Group: "g", From: other, To: f, Term: term + 2, Cluster: ident,
-			Body: &raftpb.Envelope_VoteResponse{VoteResponse: no}})
-		c.Sim.RunFor(5 * time.Millisecond) // delivered; the leader's next heartbeat is later
-		noPanics(t, c)
-		st := node.Status()
-		return st.Term != term || st.Leader != l
+		})
 	}
 	if moved() {
 		t.Fatal("a follower acted on late answers to an earlier candidacy: its term or leader changed")
@@ -222,27 +235,10 @@ func TestLateVoteAnswersDoNotEndStickiness(t *testing.T) {
 func TestTransferFlagDoesNotBypassStickiness(t *testing.T) {
 	seed := testseed.For(t)
 	moved := func() bool {
-		c, l := newGroupSeed(t, seed)
-		var f, other string
-		for _, id := range c.IDs {
-			switch {
-			case id == l:
-			case f == "":
-				f = id
-			default:
-				other = id
-			}
-		}
-		node := c.Node(f)
-		st := node.Status()
-		to := actors.Ref{Host: f, Name: "g/" + f + "/node"}
-		req := &raftpb.VoteRequest{LastLogIndex: st.LastIndex + 10, LastLogTerm: st.Term + 1, LeadershipTransfer: true}
-		c.Sim.Host(other).Send(to, &raftpb.Envelope{Group: "g", From: other, To: f, Term: st.Term + 1, Cluster: node.ClusterIdentity(),
-			Body: &raftpb.Envelope_VoteRequest{VoteRequest: req}})
-		c.Sim.RunFor(5 * time.Millisecond) // delivered; the leader's next heartbeat is later
-		noPanics(t, c)
-		now := node.Status()
-		return now.Term != st.Term || now.Leader != l
+		return followerMoves(t, seed, func(st asyncraft.Status) []*raftpb.Envelope {
+			req := &raftpb.VoteRequest{LastLogIndex: st.LastIndex + 10, LastLogTerm: st.Term + 1, LeadershipTransfer: true}
+			return []*raftpb.Envelope{{Term: st.Term + 1, Body: &raftpb.Envelope_VoteRequest{VoteRequest: req}}}
+		})
 	}
 	if moved() {
 		t.Fatal("a follower that hears its leader granted a vote flagged as a transfer")

@@ -88,6 +88,41 @@ type boundary struct {
 	// One limiter per kind of event, so that a flood of one does not hide
 	// the others.
 	rejectLog, refuseLog, panicLog logLimiter
+	// gate orders protoactor's inbound handlers before its shutdown.
+	// protoactor's Receive handler reads an unsynchronised flag after each
+	// message, which its Remote.Shutdown writes: a data race. A handler
+	// holds the gate's read lock from the return of a message until it asks
+	// for the next one (or returns); close takes the write lock, so every
+	// such read happens before it, and from then on no message is returned
+	// to a handler, so none happens after.
+	gate struct {
+		sync.RWMutex
+		closed bool
+	}
+}
+
+// gateTimeout bounds close's wait for the handlers inside a message.
+const gateTimeout = 2 * time.Second
+
+// close returns once no inbound handler is inside a message and none will
+// be given another, or after gateTimeout (then logged; protoactor's
+// shutdown proceeds anyway).
+func (b *boundary) close() {
+	done := make(chan struct{})
+	go func() {
+		b.gate.Lock()
+		b.gate.closed = true
+		b.gate.Unlock()
+		close(done)
+	}()
+	t := time.NewTimer(gateTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		b.s.log.Warn("proto: an inbound stream is still handling a message; shutting the remote down anyway",
+			slog.Duration("waited", gateTimeout))
+	}
 }
 
 func newBoundary(s *System, opts Options) *boundary {
@@ -148,6 +183,7 @@ func (b *boundary) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	}
 	in := &inbound{ServerStream: ss, b: b, peer: from}
 	defer in.release()
+	defer in.leave()
 	defer func() {
 		if v := recover(); v != nil {
 			b.s.panics.Add(1)
@@ -213,9 +249,40 @@ type inbound struct {
 	b    *boundary
 	peer string
 	held int // decode budget held for the last message
+	// inside: the handler holds the boundary's gate (read) for the message
+	// it was last given.
+	inside bool
 }
 
+// RecvMsg receives the next message through the gate (see boundary.gate).
+// Once the gate is closed, what arrives is dropped (the actors are gone)
+// until the stream ends as it would have: protoactor's shutdown asks the
+// peer to disconnect, or stops the server. Ending it here instead would
+// let protoactor's handler close a channel its shutdown may still send on.
 func (in *inbound) RecvMsg(m any) error {
+	in.leave()
+	for {
+		if err := in.recv(m); err != nil {
+			return err
+		}
+		in.b.gate.RLock()
+		if !in.b.gate.closed {
+			in.inside = true
+			return nil
+		}
+		in.b.gate.RUnlock()
+	}
+}
+
+// leave gives the gate back once the handler is done with its message.
+func (in *inbound) leave() {
+	if in.inside {
+		in.inside = false
+		in.b.gate.RUnlock()
+	}
+}
+
+func (in *inbound) recv(m any) error {
 	rm, ok := m.(*remote.RemoteMessage)
 	if !ok {
 		return in.ServerStream.RecvMsg(m)

@@ -3,7 +3,9 @@ package proto
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -194,5 +196,78 @@ func TestBoundaryRecoversPanics(t *testing.T) {
 		func(context.Context, any) (any, error) { panic("implement me") })
 	if status.Code(err) != codes.Unimplemented || s.Refused() != 1 {
 		t.Fatalf("err %v, refused %d; want Unimplemented and 1", err, s.Refused())
+	}
+}
+
+// givingStream is a grpc.ServerStream that has n messages, then ends.
+type givingStream struct {
+	fakeStream
+	n int
+}
+
+func (g *givingStream) RecvMsg(any) error {
+	if g.n == 0 {
+		return io.EOF
+	}
+	g.n--
+	return nil
+}
+
+// TestCloseWaitsForHandlersInsideAMessage: the boundary's close (before
+// protoactor's shutdown) waits while a Receive handler is handling a
+// message, and afterwards no handler is given another (what arrives is
+// dropped until the stream ends): protoactor's handler reads, after each
+// message, a flag its shutdown writes without synchronisation, so its
+// reads must all happen before the write.
+func TestCloseWaitsForHandlersInsideAMessage(t *testing.T) {
+	s, err := New(Options{Addr: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	b := newBoundary(s, Options{})
+	inside, proceed := make(chan struct{}), make(chan struct{})
+	given := 0
+	streamErr := make(chan error, 1)
+	go func() {
+		streamErr <- b.stream(nil, &givingStream{n: 10}, &grpc.StreamServerInfo{FullMethod: receiveMethod},
+			func(_ any, ss grpc.ServerStream) error {
+				for {
+					if err := ss.RecvMsg(new(struct{})); err != nil {
+						return err
+					}
+					given++
+					if given == 1 {
+						close(inside)
+						<-proceed
+					}
+				}
+			})
+	}()
+	<-inside
+	closed := make(chan struct{})
+	go func() { b.close(); close(closed) }()
+	// Wait until close waits for the gate (a pending writer turns readers
+	// away), with a bound in case it never does.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.gate.TryRLock() {
+		b.gate.RUnlock()
+		if time.Now().After(deadline) {
+			t.Fatal("close did not wait for the gate")
+		}
+		runtime.Gosched()
+	}
+	select {
+	case <-closed:
+		t.Fatal("close returned while a handler was inside a message")
+	default:
+	}
+	close(proceed)
+	<-closed
+	if err := <-streamErr; err != io.EOF {
+		t.Fatalf("the stream ended with %v, want its end (io.EOF)", err)
+	}
+	if given != 1 {
+		t.Fatalf("the handler was given %d of 10 messages, want 1 (none after close)", given)
 	}
 }

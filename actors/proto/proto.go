@@ -317,6 +317,9 @@ func (s *System) Shutdown() {
 		}
 		s.closed.Store(true)
 		if s.remote != nil {
+			if s.boundary != nil {
+				s.boundary.close() // see boundary.gate
+			}
 			s.remote.Shutdown(true) // after the actors: their last words go out
 		}
 		s.sys.Shutdown()

@@ -29,11 +29,13 @@ import (
 // ownProcess), and its peers are further re-executions: with
 // ASYNCRAFT_PROTO_PEER set, TestMain runs peerMain instead of the tests.
 //
-// protoactor's remote shutdown itself races with its connection goroutines
-// (a peer going away makes an endpoint goroutine read the endpoint table
-// that shutdown clears; a message arriving reads the reader's "suspended"
-// flag that shutdown sets, both without synchronisation). Under the race
-// detector the child therefore exits without shutting its remote down;
+// protoactor's remote shutdown itself races with its connection goroutines:
+// a peer going away makes an endpoint goroutine read the endpoint table
+// that shutdown clears, without synchronisation. (A message arriving read
+// the reader's "suspended" flag that shutdown sets, too; the boundary's
+// gate now orders those reads before the shutdown, see boundary.gate.)
+// Under the race detector the child therefore exits without shutting its
+// remote down;
 // without it, the remote shuts down before the peers exit. TestShutdown
 // covers the runtime's own shutdown under the race detector.
 

@@ -92,21 +92,7 @@ func (m *kvMachine) OnApply(it fsm.Iterator) {
 // against, partitioned by key.
 var kvModel = porcupine.Model{
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			k := op.Input.(kvInput).Key
-			byKey[k] = append(byKey[k], op)
-		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
+		return byKey(history, func(op porcupine.Operation) string { return op.Input.(kvInput).Key })
 	},
 	Init: func() any { return "" },
 	Step: func(state, input, output any) (bool, any) {
@@ -135,4 +121,63 @@ var kvModel = porcupine.Model{
 		}
 	},
 	DescribeState: func(state any) string { return fmt.Sprintf("%q", state) },
+}
+
+// ordered is a history's operation with the log index its write was first
+// committed at (0 for a get, or a write nobody committed).
+type ordered struct {
+	kvInput
+	index uint64
+}
+
+// orderedState is the value of a key and the index of the last write to it.
+type orderedState struct {
+	value string
+	last  uint64
+}
+
+// kvLogModel is kvModel with the writes of a key taken in log order: a
+// stricter specification (every history it accepts kvModel accepts, with
+// the same linearization), which a Raft key-value store must meet anyway,
+// since its state machines apply writes in log order. Its search is
+// linear where kvModel's may be exponential: a batch of writes whose
+// outcome the clients never learned, all applied at one instant, is a
+// block of concurrent operations kvModel tries in every order.
+var kvLogModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		return byKey(history, func(op porcupine.Operation) string { return op.Input.(ordered).Key })
+	},
+	Init: func() any { return orderedState{} },
+	Step: func(state, input, output any) (bool, any) {
+		st, in, out := state.(orderedState), input.(ordered), output.(kvOutput)
+		switch in.Kind {
+		case opGet:
+			return out.Unknown || out.Value == st.value, st
+		case opPut:
+			return in.index > st.last, orderedState{in.Value, in.index}
+		default:
+			return in.index > st.last, orderedState{st.value + in.Value, in.index}
+		}
+	},
+}
+
+// byKey partitions a history by key (linearizability is local: a history
+// is linearizable if each key's is), each key's operations in history
+// order, the keys sorted.
+func byKey(history []porcupine.Operation, key func(porcupine.Operation) string) [][]porcupine.Operation {
+	parts := map[string][]porcupine.Operation{}
+	for _, op := range history {
+		k := key(op)
+		parts[k] = append(parts[k], op)
+	}
+	keys := make([]string, 0, len(parts))
+	for k := range parts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([][]porcupine.Operation, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, parts[k])
+	}
+	return out
 }

@@ -208,14 +208,14 @@ func (a *nodeActor) replyVote(env actors.Env, req *raftpb.Envelope, pre, granted
 	a.send(env, a.peerRef(req.From), e)
 }
 
-// Answers to (pre-)vote requests count only while this node is still the
-// (pre-)candidate that asked: a late answer to an earlier candidacy is
-// dropped, even one carrying a higher term. A node that went back to
-// following a leader must not let such an answer raise its term: that
-// would clear its leader and end its promise to that leader (stickiness,
-// on which the leader's lease rests) before the election timeout. Dropping
-// it is as safe as losing it on the network.
-
+// onPreVoteResponse (and onVoteResponse): answers to (pre-)vote requests
+// count only while this node is still the (pre-)candidate that asked: a
+// late answer to an earlier candidacy is dropped, even one carrying a
+// higher term. A node that went back to following a leader must not let
+// such an answer raise its term: that would clear its leader and end its
+// promise to that leader (stickiness, on which the leader's lease rests)
+// before the election timeout. Dropping it is as safe as losing it on the
+// network.
 func (a *nodeActor) onPreVoteResponse(env actors.Env, e *raftpb.Envelope, resp *raftpb.VoteResponse) {
 	if a.role != PreCandidate && !faults.On(faults.StaleVoteAnswers) {
 		return

@@ -75,8 +75,9 @@ type ReadRequest struct {
 	Mode ReadMode
 	// Done receives the outcome exactly once, on the host's callback
 	// executor (or, for a refusal while the host is overloaded, on the
-	// caller's goroutine before Apply returns: see Host.refuse): OK with the read index (read the local state machine then:
-	// it has applied the index), or EPERM (not the leader and none known,
+	// caller's goroutine before Read returns: see Host.refuse): OK with
+	// the read index (read the local state machine then: it has applied
+	// the index), or EPERM (not the leader and none known,
 	// or leadership lost; Status.Leader names a leader if known), EAGAIN
 	// (a new leader that has not committed an entry of its term yet, or a
 	// follower lagging more than MaxReadIndexLag), EBUSY (too many reads

@@ -24,7 +24,7 @@ import (
 //
 // A share is taken in Apply or Read, before the operation is queued, and
 // given back by the closure the operation's closure.Guard wraps, first
-// thing when it runs (proposalTask.RunResult, readTask.Run). The Guard
+// thing when it runs (proposalTask.RunResult, node.ReadTask.Run). The Guard
 // runs it exactly once, so every share is given back exactly once,
 // whatever the operation's fate and whoever completes it (the node, the
 // FSM caller, shutdown, the state machine through Iterator.Done): no
@@ -52,6 +52,9 @@ func (s *slots) take() bool {
 }
 
 func (s *slots) give() { s.n.Add(-1) }
+
+// Release gives a slot back (node.Releaser, for a read's slot).
+func (s *slots) Release() { s.give() }
 
 // budget is a node's bound on its proposals, by count and by bytes. Both
 // are packed in one word — the count above bit budgetShift, the bytes

@@ -18,6 +18,7 @@ import (
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -258,30 +259,60 @@ func (h *Host) openStorage(opts NodeOptions) (logmgr.LogStorage, logmgr.MetaStor
 	return storage, meta, nil
 }
 
-func (h *Host) spawnNode(opts NodeOptions, t ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage) (*Node, error) {
+func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage) (*Node, error) {
 	n := newNode(h, opts)
-	a := newNodeActor(n, opts, t, hs, l)
+	n.log, n.cluster = l, clusterIdentity(hs.Bootstrap)
+	n.sh.SetLast(l.LastIndex())
 	// The node is gone when its three actors are: only then may it be
 	// started again under the same names.
-	latch := &stopLatch{fn: a.finish}
+	latch := &stopLatch{fn: func() { h.nodeStopped(n); close(n.done) }}
 	latch.n.Store(3)
-	a.latch = latch
-	logRef, err := h.rt.Spawn(logName(opts.Group, opts.ID), latch.wrap(logmgr.NewManager(logmgr.Config{
+	logRef, err := h.rt.Spawn(node.LogManagerName(opts.Group, opts.ID), latch.wrap(logmgr.NewManager(logmgr.Config{
 		Storage: storage, Meta: meta, Node: n.ref, Stats: &n.logStats, Logger: h.opts.Logger,
 	})))
 	if err != nil {
 		return nil, err
 	}
-	fsmRef, err := h.rt.Spawn(fsmName(opts.Group, opts.ID), latch.wrap(fsm.NewCaller(fsm.Config{
+	fsmRef, err := h.rt.Spawn(node.FSMCallerName(opts.Group, opts.ID), latch.wrap(fsm.NewCaller(fsm.Config{
 		StateMachine: opts.StateMachine, Log: l, Node: n.ref, Executor: h.execRef, Logger: h.opts.Logger,
-		Published: &n.applied,
+		Published: &n.sh.Applied,
 	})), actors.Blocking())
 	if err != nil {
 		h.rt.Stop(logRef)
 		return nil, err
 	}
-	a.logRef, a.fsmRef = logRef, fsmRef
-	if _, err := h.rt.Spawn(n.ref.Name, a, actors.PriorityMailbox()); err != nil {
+	n.actor = node.New(node.Config{
+		Group:              opts.Group,
+		ID:                 opts.ID,
+		Addr:               h.opts.Addr,
+		Peers:              opts.Peers,
+		Boot:               hs.Bootstrap,
+		Cluster:            n.cluster,
+		HardState:          hs,
+		Log:                l,
+		LogManager:         logRef,
+		FSMCaller:          fsmRef,
+		Executor:           h.execRef,
+		Logger:             h.opts.Logger,
+		Ticks:              t,
+		ElectionTimeout:    opts.ElectionTimeout,
+		LeaseRatio:         opts.LeaseRatio,
+		MaxClockDrift:      opts.MaxClockDrift,
+		ApplyBatch:         opts.ApplyBatch,
+		MaxPendingTasks:    opts.MaxPendingTasks,
+		MaxInflightMsgs:    opts.MaxInflightMsgs,
+		MaxInflightBytes:   opts.MaxInflightBytes,
+		MaxBytesPerRPC:     opts.MaxBytesPerRPC,
+		MaxLogCacheBytes:   opts.MaxLogCacheBytes,
+		DisablePreVote:     opts.DisablePreVote,
+		DisableCheckQuorum: opts.DisableCheckQuorum,
+		ReadMode:           opts.ReadMode,
+		MaxReadIndexLag:    opts.MaxReadIndexLag,
+		Shared:             n.sh,
+		Outside:            outside{h},
+		Stopped:            latch.done,
+	})
+	if _, err := h.rt.Spawn(n.ref.Name, n.actor, actors.PriorityMailbox()); err != nil {
 		h.rt.Stop(logRef)
 		h.rt.Stop(fsmRef)
 		return nil, err
@@ -289,6 +320,13 @@ func (h *Host) spawnNode(opts NodeOptions, t ticks, hs *raftpb.HardState, l *log
 	h.rt.Send(h.tickerRef, registerTick{ref: n.ref})
 	return n, nil
 }
+
+// outside is the host as a node actor that died reaches it (node.Outside).
+type outside struct{ h *Host }
+
+func (o outside) Send(to actors.Ref, msg any) { o.h.rt.Send(to, msg) }
+func (o outside) Stop(ref actors.Ref)         { o.h.rt.Stop(ref) }
+func (o outside) Complete(b closure.Batch)    { o.h.complete(b) }
 
 // Nodes returns the host's running nodes.
 func (h *Host) Nodes() []*Node {
@@ -361,10 +399,10 @@ func (h *Host) HandlePanic(ref actors.Ref, v any, stack []byte) {
 	if ref.Name == n.ref.Name {
 		// The node actor itself is gone; it ran on this goroutine, so its
 		// state may be read here to complete what it held.
-		n.actor.died(err)
+		n.actor.Died(err)
 		return
 	}
-	h.rt.Send(n.ref, actorFailed{err: err})
+	h.rt.Send(n.ref, node.ActorFailed{Err: err})
 }
 
 // Close shuts down every node (see Node.Shutdown) and then the host. It
@@ -437,6 +475,19 @@ func (l *stopLatch) wrap(a actors.Actor) actors.Actor {
 	})
 }
 
+// The host's own actors.
+const (
+	hostTicker   = "host/ticker"
+	hostExecutor = "host/exec"
+)
+
+// Messages of the host's ticker.
+type (
+	registerTick   struct{ ref actors.Ref }
+	unregisterTick struct{ ref actors.Ref }
+	tickSelf       struct{}
+)
+
 // ticker is the host's clock: every interval it sends a tick to each
 // registered node actor, in registration order. It is the only timer the
 // nodes need; election and heartbeat timeouts are counted in ticks.
@@ -451,7 +502,7 @@ func (t *ticker) Receive(env actors.Env, msg any) {
 		env.After(t.interval, tickSelf{})
 	case tickSelf:
 		for _, n := range t.nodes {
-			env.Send(n, tick{})
+			env.Send(n, node.Tick{})
 		}
 		env.After(t.interval, tickSelf{})
 	case registerTick:

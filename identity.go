@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -89,16 +90,6 @@ func clusterIdentity(b *raftpb.Bootstrap) uint64 {
 	return max(h.Sum64(), 1)
 }
 
-// describeBootstrap renders a record for messages: cluster "x" node g/n1,
-// voters n1@a1, n2@a2.
-func describeBootstrap(b *raftpb.Bootstrap) string {
-	voters := make([]string, 0, len(b.GetConfiguration().GetVoters()))
-	for _, p := range b.GetConfiguration().GetVoters() {
-		voters = append(voters, p.Id+"@"+p.Addr)
-	}
-	return fmt.Sprintf("cluster %q node %s/%s, voters %s", b.ClusterId, b.Group, b.Id, strings.Join(voters, ", "))
-}
-
 // checkBootstrap compares the record stored with a node's data with the
 // one its options make: they must agree on everything but addresses.
 func checkBootstrap(stored, want *raftpb.Bootstrap) error {
@@ -116,7 +107,7 @@ func checkBootstrap(stored, want *raftpb.Bootstrap) error {
 		return nil
 	}
 	return fmt.Errorf("%w (%s): bootstrapped as %s; this start names %s. Start the node with the configuration it was bootstrapped with, or, if this data does not belong to it, give it its own data directory (docs/operations.md)",
-		ErrBootstrapMismatch, strings.Join(diffs, "; "), describeBootstrap(stored), describeBootstrap(want))
+		ErrBootstrapMismatch, strings.Join(diffs, "; "), node.DescribeBootstrap(stored), node.DescribeBootstrap(want))
 }
 
 // bootstrap checks the record stored with a node's hard state against the
@@ -137,7 +128,7 @@ func (h *Host) bootstrap(opts NodeOptions, hs *raftpb.HardState, storage logmgr.
 	}
 	if hs.Term != 0 || hs.Vote != "" || storage.LastIndex() != 0 {
 		h.opts.Logger.Warn("asyncraft: the node's data has no bootstrap record (written by an earlier version, or by a MetaStorage that does not keep it); recording this start's configuration as the node's identity",
-			"group", opts.Group, "id", opts.ID, "term", hs.Term, "last index", storage.LastIndex(), "bootstrap", describeBootstrap(want))
+			"group", opts.Group, "id", opts.ID, "term", hs.Term, "last index", storage.LastIndex(), "bootstrap", node.DescribeBootstrap(want))
 	}
 	hs = &raftpb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: hs.Commit, Bootstrap: want}
 	if err := meta.Save(hs); err != nil {

@@ -4,6 +4,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,5 +49,32 @@ func TestOnlyProtoRuntimeImportsProtoactor(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Fatalf("checked only %d files; is the walk rooted at the module?", checked)
+	}
+}
+
+// TestActorPackagesImportNoRuntimeNorRoot keeps the actor packages (the
+// node, its replicators, log manager and FSM caller) free of any actor
+// runtime and of the root package, directly or through their
+// dependencies: they talk to the world through the actors seam only, so
+// the simulator runs them unchanged, and the root stays the wiring.
+func TestActorPackagesImportNoRuntimeNorRoot(t *testing.T) {
+	const mod = "github.com/asyncraft/asyncraft"
+	forbidden := []string{mod, mod + "/actors/proto", mod + "/actors/sim", "github.com/asynkron/protoactor-go"}
+	for _, pkg := range []string{"node", "replicator", "logmgr", "fsm"} {
+		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps ./%s: %v", pkg, err)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 5 {
+			t.Fatalf("go list -deps ./%s listed only %v", pkg, deps)
+		}
+		for _, d := range deps {
+			for _, f := range forbidden {
+				if d == f || (f != mod && strings.HasPrefix(d, f+"/")) {
+					t.Errorf("%s depends on %s", pkg, d)
+				}
+			}
+		}
 	}
 }

@@ -5,12 +5,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -56,8 +55,9 @@ type Node struct {
 	group string
 	id    string
 	ref   actors.Ref
-	queue *boundedQueue[proposal]
-	reads *boundedQueue[*readTask]
+	// sh is what the handle shares with the node actor: the proposal and
+	// read queues, and the state the actor publishes.
+	sh *node.Shared
 	// budget bounds the proposals accepted and not yet completed
 	// (MaxPendingTasks, MaxPendingBytes).
 	budget budget
@@ -66,24 +66,11 @@ type Node struct {
 	maxCommand int
 	// sticky: leader stickiness is on, so lease reads are allowed.
 	sticky bool
-	actor  *nodeActor // for Host.HandlePanic only
+	actor  *node.Actor // for Host.HandlePanic only
 	log    *logmgr.Log
 	// cluster is the cluster identity (see ClusterIdentity).
-	cluster uint64
-
-	// Published by the node actor for Status.
-	status   atomic.Pointer[Status]
-	commit   atomic.Uint64
-	applied  atomic.Uint64
-	last     atomic.Uint64
-	inflight atomic.Int64
-	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
-	lostErr  atomic.Pointer[peerError] // Status.PeerLogLoss
-	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
-	// of this host's clock (0: no lease).
-	leaseUntil atomic.Int64
-	logStats   logmgr.Stats
-	metrics    Metrics
+	cluster  uint64
+	logStats logmgr.Stats
 
 	shutdownOnce sync.Once
 	done         chan struct{}
@@ -91,19 +78,16 @@ type Node struct {
 
 func newNode(h *Host, opts NodeOptions) *Node {
 	n := &Node{
-		host:  h,
-		group: opts.Group,
-		id:    opts.ID,
-		ref:   actors.Ref{Host: h.opts.Addr, Name: nodeName(opts.Group, opts.ID)},
-		queue: newQueue[proposal]("proposals", opts.MaxPendingTasks),
-		reads: newQueue[*readTask]("reads", opts.MaxPendingReads),
-
+		host:       h,
+		group:      opts.Group,
+		id:         opts.ID,
+		ref:        actors.Ref{Host: h.opts.Addr, Name: node.ActorName(opts.Group, opts.ID)},
+		sh:         node.NewShared(opts.Group, opts.ID, opts.MaxPendingTasks, opts.MaxPendingReads),
 		maxCommand: h.opts.MaxMessageBytes - envelopeOverhead,
 		sticky:     opts.sticky(),
 		done:       make(chan struct{}),
 	}
 	n.budget.maxTasks, n.budget.maxBytes = uint64(opts.MaxPendingTasks), opts.MaxPendingBytes
-	n.status.Store(&Status{Group: opts.Group, ID: opts.ID, Role: Follower})
 	return n
 }
 
@@ -139,13 +123,13 @@ func (n *Node) Apply(t Task) {
 	if !t.NoCopy {
 		data = bytes.Clone(data)
 	}
-	st, wake := n.queue.push(proposal{task: task, data: data, expectedTerm: t.ExpectedTerm})
+	st, wake := n.sh.Proposals.Push(node.Proposal{Task: task, Data: data, ExpectedTerm: t.ExpectedTerm})
 	if !st.OK() {
 		n.host.refuse(&task.Guard, st)
 		return
 	}
 	if wake {
-		n.host.rt.Send(n.ref, nudge{})
+		n.host.rt.Send(n.ref, node.Nudge{})
 	}
 }
 
@@ -171,26 +155,14 @@ func (n *Node) ApplyWait(ctx context.Context, data []byte) (any, error) {
 
 // Status returns a snapshot of the node's state.
 func (n *Node) Status() Status {
-	s := *n.status.Load()
-	// Read in the reverse order of publication so that applied <= commit
-	// <= last holds in the snapshot.
-	s.Applied = n.applied.Load()
-	s.Commit = n.commit.Load()
-	s.LastIndex = n.last.Load()
-	s.PendingTasks = n.queue.len() + int(n.inflight.Load())
+	s := n.sh.Status()
 	s.Proposals, s.ProposalBytes = n.budget.held()
 	s.CachedBytes = n.log.CachedBytes()
-	if u := n.leaseUntil.Load(); u != 0 && s.Role == Leader {
-		s.LeaseUntil = time.Unix(0, u)
-	}
-	if p := n.readErr.Load(); p != nil {
-		s.ReplicationErr = p.err
-	}
-	if p := n.lostErr.Load(); p != nil {
-		s.PeerLogLoss = p.err
-	}
 	return s
 }
+
+// Metrics returns the node's counters.
+func (n *Node) Metrics() *Metrics { return &n.sh.Metrics }
 
 // LogStats counts the node's log writes (batches, entries), for monitoring
 // group commit.
@@ -206,7 +178,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 func (n *Node) startShutdown() {
-	n.shutdownOnce.Do(func() { n.host.rt.Send(n.ref, shutdownNode{}) })
+	n.shutdownOnce.Do(func() { n.host.rt.Send(n.ref, node.ShutdownNode{}) })
 }
 
 func (n *Node) wait(ctx context.Context) error {

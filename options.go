@@ -11,17 +11,9 @@ import (
 
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/vfs"
 )
-
-// Peer is a member of a group: a node id and the address of the host that
-// runs it.
-type Peer struct {
-	ID   string
-	Addr string
-}
-
-func (p Peer) String() string { return p.ID + "@" + p.Addr }
 
 // HostOptions configures a Host.
 type HostOptions struct {
@@ -313,25 +305,14 @@ const (
 	DefaultMaxLogCacheBytes = 32 << 20
 )
 
-// ticks is NodeOptions resolved into ticks of the host.
-type ticks struct {
-	election    int
-	heartbeat   int
-	readTimeout int
-	// restartQuiet is how many ticks a restarted node refuses votes:
-	// an election timeout plus the drift bound, plus one for the phase of
-	// its first tick.
-	restartQuiet int
-}
-
 // sticky reports whether voters refuse to replace a leader they still hear
 // from (leader stickiness). It is on unless both pre-vote and check-quorum
 // are off; leases need it.
-func (o NodeOptions) sticky() bool { return !(o.DisablePreVote && o.DisableCheckQuorum) }
+func (o NodeOptions) sticky() bool { return node.Sticky(o.DisablePreVote, o.DisableCheckQuorum) }
 
-func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptions, ticks, error) {
-	var t ticks
-	bad := func(format string, args ...any) (NodeOptions, ticks, error) {
+func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptions, node.Ticks, error) {
+	var t node.Ticks
+	bad := func(format string, args ...any) (NodeOptions, node.Ticks, error) {
 		return o, t, fmt.Errorf("asyncraft: NodeOptions: "+format, args...)
 	}
 	if err := checkName("Group", o.Group); err != nil {
@@ -376,12 +357,12 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = o.ElectionTimeout / 10
 	}
-	t.election = int(o.ElectionTimeout / tick)
-	t.heartbeat = int(o.HeartbeatInterval / tick)
-	if t.heartbeat < 1 {
+	t.Election = int(o.ElectionTimeout / tick)
+	t.Heartbeat = int(o.HeartbeatInterval / tick)
+	if t.Heartbeat < 1 {
 		return bad("HeartbeatInterval %v is shorter than a tick (%v)", o.HeartbeatInterval, tick)
 	}
-	if t.election < 3*t.heartbeat {
+	if t.Election < 3*t.Heartbeat {
 		return bad("ElectionTimeout %v must be at least 3×HeartbeatInterval (%v)", o.ElectionTimeout, o.HeartbeatInterval)
 	}
 	if o.ApplyBatch == 0 {
@@ -412,21 +393,21 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	// A voter counts its election timeout in ticks from the first tick
 	// after it heard the leader, so it may give up on the leader up to a
 	// tick early: the lease may last at most ElectionTimeout − one tick.
-	maxLease := time.Duration(t.election-1) * tick
+	maxLease := time.Duration(t.Election-1) * tick
 	if o.LeaseRatio == 0 {
 		o.LeaseRatio = min(0.9, float64(maxLease)/float64(o.ElectionTimeout))
 	}
 	if o.MaxClockDrift == 0 {
 		o.MaxClockDrift = o.ElectionTimeout / 10
 	}
-	t.restartQuiet = t.election + int((o.MaxClockDrift+tick-1)/tick) + 1
+	t.RestartQuiet = t.Election + int((o.MaxClockDrift+tick-1)/tick) + 1
 	if o.MaxPendingReads == 0 {
 		o.MaxPendingReads = DefaultMaxPendingReads
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 2 * o.ElectionTimeout
 	}
-	t.readTimeout = max(1, int(o.ReadTimeout/tick))
+	t.ReadTimeout = max(1, int(o.ReadTimeout/tick))
 	switch {
 	case o.ReadMode != ReadSafe && o.ReadMode != ReadLease:
 		return bad("ReadMode %v is neither ReadSafe nor ReadLease", o.ReadMode)

@@ -1,100 +1,49 @@
 package asyncraft
 
-import (
-	"fmt"
-	"strings"
-	"time"
+import "github.com/asyncraft/asyncraft/node"
+
+// The node's state as its handle shows it; the types are the node
+// package's, named here for users of the root package.
+type (
+	// Role is a node's part in its group.
+	Role = node.Role
+	// Status is a snapshot of a node's state, for monitoring and tests.
+	Status = node.Status
+	// Metrics counts what a node did (see node.Metrics for each counter).
+	Metrics = node.Metrics
+	// ReadMode chooses how a read is made linearizable.
+	ReadMode = node.ReadMode
+	// Peer is a member of a group: its id and its host's address.
+	Peer = node.Peer
 )
 
-// Role is a node's part in its group.
-type Role int32
-
+// Roles.
 const (
-	// Follower: accepts entries from a leader; campaigns when it has not
-	// heard from one for an election timeout.
-	Follower Role = iota
-	// PreCandidate: asks whether it could win an election before
-	// disturbing the group with a new term.
-	PreCandidate
-	// Candidate: campaigns for votes in a new term.
-	Candidate
-	// Leader: accepts proposals and replicates the log.
-	Leader
-	// Errored: stopped taking part after a state machine or storage
-	// failure; Status.Err says why. Only Shutdown helps.
-	Errored
-	// Shutdown: stopped.
-	Shutdown
+	Follower     = node.Follower
+	PreCandidate = node.PreCandidate
+	Candidate    = node.Candidate
+	Leader       = node.Leader
+	Errored      = node.Errored
+	Shutdown     = node.Shutdown
 )
 
-var roleNames = [...]string{"follower", "pre-candidate", "candidate", "leader", "error", "shutdown"}
+// Read modes.
+const (
+	// ReadDefault uses the node's NodeOptions.ReadMode.
+	ReadDefault = node.ReadDefault
+	// ReadSafe confirms leadership with a quorum round per batch.
+	ReadSafe = node.ReadSafe
+	// ReadLease answers from the leader's lease when it is valid, and
+	// falls back to ReadSafe when it is not.
+	ReadLease = node.ReadLease
+)
 
-func (r Role) String() string {
-	if r >= 0 && int(r) < len(roleNames) {
-		return roleNames[r]
-	}
-	return fmt.Sprintf("Role(%d)", int32(r))
-}
-
-// Status is a snapshot of a node's state, for monitoring and tests.
-type Status struct {
-	Group string
-	ID    string
-	Role  Role
-	Term  uint64
-	// Leader is the id of the leader this node knows of ("" if none).
-	Leader string
-	// Commit, Applied and LastIndex: the node's commit index, the last
-	// index applied to its state machine, and the last index in its log.
-	Commit    uint64
-	Applied   uint64
-	LastIndex uint64
-	// PendingTasks is the number of proposals queued or appended and not
-	// yet committed.
-	PendingTasks int
-	// Proposals and ProposalBytes count the proposals the node accepted
-	// whose closures have not run yet, and the bytes of their commands:
-	// what MaxPendingTasks and MaxPendingBytes bound.
-	Proposals     int
-	ProposalBytes int64
-	// CachedBytes is the size of the log entries the node holds in memory
-	// (each counted as its data plus 24 bytes); MaxLogCacheBytes bounds
-	// the committed, durable ones.
-	CachedBytes uint64
-	// LeaseUntil is when the leader's lease runs out, on this host's
-	// clock: until then it serves lease reads without a quorum round
-	// (zero when the node does not lead or holds no lease).
-	LeaseUntil time.Time
-	// Err is set in the Errored role.
-	Err error
-	// ReplicationErr is set on a leader one of whose replicators cannot
-	// read from the log what its peer needs (a storage error): that peer
-	// gets no entries while the replicator retries. It names the peer and
-	// wraps the latest failure; it is cleared when that replicator reads
-	// again (another one still failing sets it again at its next retry)
-	// and when leadership ends. See also Metrics.ReplicationReadFailures.
-	ReplicationErr error
-	// PeerLogLoss is set on a leader one of whose followers holds less
-	// than it had acknowledged (its data directory was wiped or its log
-	// cut short): the leader sends it the log again. It wraps
-	// ErrPeerLogLost, names the peer and the indexes, and is cleared once
-	// that peer holds what it had acknowledged, and when leadership ends.
-	// See also Metrics.PeerLogLosses.
-	PeerLogLoss error
-}
-
-func (s Status) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s %s term=%d leader=%q commit=%d applied=%d last=%d",
-		s.Group, s.ID, s.Role, s.Term, s.Leader, s.Commit, s.Applied, s.LastIndex)
-	if s.Err != nil {
-		fmt.Fprintf(&b, " err=%q", s.Err)
-	}
-	if s.ReplicationErr != nil {
-		fmt.Fprintf(&b, " replication-err=%q", s.ReplicationErr)
-	}
-	if s.PeerLogLoss != nil {
-		fmt.Fprintf(&b, " peer-log-loss=%q", s.PeerLogLoss)
-	}
-	return b.String()
-}
+// Errors a node reports in its Status.
+var (
+	// ErrLogDiverged: the node stopped because the leader sent it a
+	// different entry where its own is committed (see node.ErrLogDiverged).
+	ErrLogDiverged = node.ErrLogDiverged
+	// ErrPeerLogLost is wrapped by Status.PeerLogLoss: a follower holds
+	// less than it acknowledged to this leader.
+	ErrPeerLogLost = node.ErrPeerLogLost
+)

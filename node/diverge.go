@@ -1,4 +1,4 @@
-package asyncraft
+package node
 
 import (
 	"errors"
@@ -23,13 +23,13 @@ var ErrLogDiverged = errors.New("asyncraft: the leader's log differs from this n
 // below this node's commit index, is the one this node holds; if not, the
 // node fails with ErrLogDiverged naming both. An entry this node no longer
 // holds (compacted) cannot be compared and passes.
-func (a *nodeActor) checkCommitted(env actors.Env, e *raftpb.Envelope, index, term uint64) bool {
+func (a *Actor) checkCommitted(env actors.Env, e *raftpb.Envelope, index, term uint64) bool {
 	local, err := a.log.Term(index)
 	if err != nil || local == term {
 		return true
 	}
 	a.fail(env, fmt.Errorf("%w: entry %d is committed on %s with term %d, but leader %s (term %d) has term %d there: the group's logs disagree on a committed entry (a node ran with another peer list or another node's data, or lost its log and voted again); %s stops rather than keep either history",
-		ErrLogDiverged, index, a.opts.ID, local, e.From, e.Term, term, a.opts.ID), closure.EINTERNAL)
+		ErrLogDiverged, index, a.cfg.ID, local, e.From, e.Term, term, a.cfg.ID), closure.EINTERNAL)
 	return false
 }
 
@@ -43,7 +43,7 @@ func (a *nodeActor) checkCommitted(env actors.Env, e *raftpb.Envelope, index, te
 //     the logs diverged on a committed entry: the node fails;
 //   - at an entry of another term above it, the leader's idea of this log
 //     is wrong: adopt nothing, the entries will be replaced by appends.
-func (a *nodeActor) heartbeatCommit(env actors.Env, e *raftpb.Envelope, hb *raftpb.HeartbeatRequest) uint64 {
+func (a *Actor) heartbeatCommit(env actors.Env, e *raftpb.Envelope, hb *raftpb.HeartbeatRequest) uint64 {
 	if hb.Commit > a.log.LastIndex() {
 		return a.commit
 	}

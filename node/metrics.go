@@ -1,4 +1,4 @@
-package asyncraft
+package node
 
 import "sync/atomic"
 
@@ -37,6 +37,3 @@ type Metrics struct {
 	Reads      atomic.Uint64
 	ReadRounds atomic.Uint64
 }
-
-// Metrics returns the node's counters.
-func (n *Node) Metrics() *Metrics { return &n.metrics }

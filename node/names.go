@@ -1,4 +1,4 @@
-package asyncraft
+package node
 
 import (
 	"strconv"
@@ -17,14 +17,15 @@ import (
 //
 // Replicator names carry the term, so replies to a previous leadership
 // reach no one instead of a newer replicator.
-const (
-	hostTicker   = "host/ticker"
-	hostExecutor = "host/exec"
-)
 
-func nodeName(group, id string) string { return group + "/" + id + "/node" }
-func logName(group, id string) string  { return group + "/" + id + "/log" }
-func fsmName(group, id string) string  { return group + "/" + id + "/fsm" }
+// ActorName is the name of the node actor of group and id.
+func ActorName(group, id string) string { return group + "/" + id + "/node" }
+
+// LogManagerName is the name of its log manager.
+func LogManagerName(group, id string) string { return group + "/" + id + "/log" }
+
+// FSMCallerName is the name of its FSM caller.
+func FSMCallerName(group, id string) string { return group + "/" + id + "/fsm" }
 
 func replicatorChild(peer string, term uint64) string {
 	return "r-" + peer + "-" + strconv.FormatUint(term, 10)
@@ -33,5 +34,5 @@ func replicatorChild(peer string, term uint64) string {
 // replicatorRef is the ref of leader's replicator for peer in term, on the
 // leader's host at addr.
 func replicatorRef(addr, group, leader, peer string, term uint64) actors.Ref {
-	return actors.Ref{Host: addr, Name: nodeName(group, leader) + "/" + replicatorChild(peer, term)}
+	return actors.Ref{Host: addr, Name: ActorName(group, leader) + "/" + replicatorChild(peer, term)}
 }

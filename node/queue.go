@@ -1,21 +1,12 @@
-package asyncraft
+package node
 
 import (
 	"sync"
 
 	"github.com/asyncraft/asyncraft/closure"
-	"github.com/asyncraft/asyncraft/fsm"
-)
+	)
 
-// proposal is a task waiting in the queue: the record the FSM caller will
-// complete, the command, and the term it must be appended in (0: any).
-type proposal struct {
-	task         *fsm.Task
-	data         []byte
-	expectedTerm uint64
-}
-
-// boundedQueue is a bounded queue between the Node handle (any goroutine)
+// Queue is a bounded queue between the Node handle (any goroutine)
 // and the node actor: one for proposals, one for reads. It holds no
 // protocol state.
 //
@@ -23,7 +14,7 @@ type proposal struct {
 // the node one nudge; the node takes everything (or as much as it will) and
 // the flag is cleared only when it leaves the queue empty. So a burst costs
 // one message, and the node never misses work.
-type boundedQueue[T any] struct {
+type Queue[T any] struct {
 	what   string // for error messages
 	mu     sync.Mutex
 	items  []T
@@ -33,13 +24,13 @@ type boundedQueue[T any] struct {
 	closed closure.Status // non-zero Code once the node stopped accepting
 }
 
-func newQueue[T any](what string, capacity int) *boundedQueue[T] {
-	return &boundedQueue[T]{what: what, cap: capacity}
+func NewQueue[T any](what string, capacity int) *Queue[T] {
+	return &Queue[T]{what: what, cap: capacity}
 }
 
-// push adds p. It returns a non-OK status if the queue is closed or full
+// Push adds p. It returns a non-OK status if the queue is closed or full
 // (p is not added), and whether the caller must nudge the node.
-func (q *boundedQueue[T]) push(p T) (st closure.Status, nudge bool) {
+func (q *Queue[T]) Push(p T) (st closure.Status, nudge bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed.Code != closure.OK {
@@ -56,8 +47,8 @@ func (q *boundedQueue[T]) push(p T) (st closure.Status, nudge bool) {
 	return closure.StatusOK, false
 }
 
-// take removes up to max items, appending them to buf.
-func (q *boundedQueue[T]) take(buf []T, max int) []T {
+// Take removes up to max items, appending them to buf.
+func (q *Queue[T]) Take(buf []T, max int) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := min(max, len(q.items)-q.head)
@@ -75,16 +66,16 @@ func (q *boundedQueue[T]) take(buf []T, max int) []T {
 	return buf
 }
 
-// len is the number of queued items.
-func (q *boundedQueue[T]) len() int {
+// Len is the number of queued items.
+func (q *Queue[T]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items) - q.head
 }
 
-// close stops accepting items (later pushes fail with st) and returns
+// Close stops accepting items (later pushes fail with st) and returns
 // those still queued.
-func (q *boundedQueue[T]) close(st closure.Status) []T {
+func (q *Queue[T]) Close(st closure.Status) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = st

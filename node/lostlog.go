@@ -1,4 +1,4 @@
-package asyncraft
+package node
 
 import (
 	"errors"
@@ -21,42 +21,34 @@ var ErrPeerLogLost = errors.New("asyncraft: a follower lost entries it had ackno
 // a majority (docs/operations.md says what that means and what to do).
 // The loss is counted, logged at ERROR naming the peer, and shown in
 // Status.PeerLogLoss until the peer holds again what it had acknowledged.
-func (a *nodeActor) onLostEntries(m replicator.LostEntries) {
+func (a *Actor) onLostEntries(m replicator.LostEntries) {
 	if a.role != Leader || m.Term != a.term {
 		return
 	}
-	if _, ok := a.repls[m.Peer]; !ok {
+	p := a.tr.peer(m.Peer)
+	if p == nil {
 		return
 	}
-	a.n.metrics.PeerLogLosses.Add(1)
-	a.match[m.Peer] = 0
-	if a.lost == nil {
-		a.lost = map[string]uint64{}
-	}
-	a.lost[m.Peer] = max(a.lost[m.Peer], m.Match)
+	a.sh.Metrics.PeerLogLosses.Add(1)
+	p.match = 0
+	p.lost = max(p.lost, m.Match)
 	err := fmt.Errorf("%w: %s had acknowledged entries up to %d and now holds at most %d (its data directory was wiped or its log cut short); sending it the log again",
 		ErrPeerLogLost, m.Peer, m.Match, m.Last)
-	a.n.lostErr.Store(&peerError{m.Peer, err})
+	a.sh.lostErr.Store(&peerError{m.Peer, err})
 	a.logger.Error("asyncraft: a follower lost entries it had acknowledged; this leader sends it the log again. Entries committed with its help may now be on fewer than a majority until it catches up: see docs/operations.md",
 		"peer", m.Peer, "acknowledged", m.Match, "holds at most", m.Last, "term", a.term)
 }
 
 // peerCaughtUp is called when peer's match rises to match: a peer that had
 // lost entries and holds them again is reported as caught up.
-func (a *nodeActor) peerCaughtUp(peer string, match uint64) {
-	want, ok := a.lost[peer]
-	if !ok || match < want {
+func (a *Actor) peerCaughtUp(peer string, match uint64) {
+	p := a.tr.peer(peer)
+	if p == nil || p.lost == 0 || match < p.lost {
 		return
 	}
-	delete(a.lost, peer)
+	p.lost = 0
 	a.logger.Warn("asyncraft: a follower that had lost entries holds them again", "peer", peer, "match", match, "term", a.term)
-	if p := a.n.lostErr.Load(); p != nil && p.peer == peer {
-		a.n.lostErr.Store(nil)
+	if p := a.sh.lostErr.Load(); p != nil && p.peer == peer {
+		a.sh.lostErr.Store(nil)
 	}
-}
-
-// forgetLosses clears the losses reported in a leadership that ended.
-func (a *nodeActor) forgetLosses() {
-	a.lost = nil
-	a.n.lostErr.Store(nil)
 }

@@ -1,4 +1,4 @@
-package asyncraft
+package node
 
 import (
 	"fmt"
@@ -80,23 +80,23 @@ func (w *warnLimit) allow(now int64, every int) (bool, int) {
 	return true, held
 }
 
-func (a *nodeActor) warnInterval() int { return warnEvery * a.ticks.election }
+func (a *Actor) warnInterval() int { return warnEvery * a.cfg.Ticks.Election }
 
 // admit decides whether the node acts on e; it counts and reports what it
 // drops.
-func (a *nodeActor) admit(e *raftpb.Envelope) bool {
+func (a *Actor) admit(e *raftpb.Envelope) bool {
 	d := &a.diag
-	_, member := a.peers[e.From]
+	member := a.tr.isMember(e.From)
 	switch {
-	case e.Group != a.opts.Group || e.To != a.opts.ID || e.From == a.opts.ID:
-		a.n.metrics.Dropped.Add(1)
+	case e.Group != a.cfg.Group || e.To != a.cfg.ID || e.From == a.cfg.ID:
+		a.sh.Metrics.Dropped.Add(1)
 		if ok, held := d.misaddressed.allow(a.tickCount, a.warnInterval()); ok {
 			a.logger.Warn("asyncraft: dropped a message not meant for this node (another group or id, or from itself)",
 				"message", e.TraceString(), "held back", held)
 		}
 		return false
 	case !member:
-		a.n.metrics.Dropped.Add(1)
+		a.sh.Metrics.Dropped.Add(1)
 		if ok, held := d.unknown.allow(a.tickCount, a.warnInterval()); ok {
 			from := "unknown (only vote requests say)"
 			if addr := candidateAddr(e); addr != "" {
@@ -106,22 +106,22 @@ func (a *nodeActor) admit(e *raftpb.Envelope) bool {
 				"from", e.From, "from host", from, "message", e.TraceString(), "peers", a.describePeers(), "held back", held)
 		}
 		return false
-	case e.Cluster != a.cluster:
-		a.n.metrics.Dropped.Add(1)
-		a.n.metrics.Foreign.Add(1)
+	case e.Cluster != a.cfg.Cluster:
+		a.sh.Metrics.Dropped.Add(1)
+		a.sh.Metrics.Foreign.Add(1)
 		if ok, held := d.foreign.allow(a.tickCount, a.warnInterval()); ok {
 			why := "the sender was started with another ClusterID, group or set of voter ids than this node, or belongs to another cluster"
 			if e.Cluster == 0 {
 				why = "the sender sent no identity: it runs a version of asyncraft that predates it"
 			}
 			a.logger.Warn("asyncraft: dropped a message of another cluster identity: "+why,
-				"from", e.From, "their identity", fmt.Sprintf("%016x", e.Cluster), "this identity", fmt.Sprintf("%016x", a.cluster),
-				"bootstrap", describeBootstrap(a.boot), "message", e.TraceString(), "held back", held)
+				"from", e.From, "their identity", fmt.Sprintf("%016x", e.Cluster), "this identity", fmt.Sprintf("%016x", a.cfg.Cluster),
+				"bootstrap", DescribeBootstrap(a.cfg.Boot), "message", e.TraceString(), "held back", held)
 		}
 		return false
 	}
 	d.heard = true
-	if addr := candidateAddr(e); addr != "" && addr != a.peers[e.From] {
+	if addr := candidateAddr(e); addr != "" && addr != a.tr.addr(e.From) {
 		a.claimedAddr(e.From, addr)
 	}
 	return true
@@ -140,7 +140,7 @@ func candidateAddr(e *raftpb.Envelope) string {
 
 // claimedAddr warns, once per candidate and address, that a candidate's
 // host is not where this node lists it.
-func (a *nodeActor) claimedAddr(id, addr string) {
+func (a *Actor) claimedAddr(id, addr string) {
 	d := &a.diag
 	key := id + "@" + addr
 	if d.claimed[key] {
@@ -151,15 +151,15 @@ func (a *nodeActor) claimedAddr(id, addr string) {
 	}
 	d.claimed[key] = true
 	a.logger.Warn("asyncraft: a candidate's host is not where this node lists it: two nodes may be running with its id (this node's replies go to the listed address only), or the list names a proxy",
-		"candidate", id, "its host", addr, "listed at", a.peers[id])
+		"candidate", id, "its host", addr, "listed at", a.tr.addr(id))
 }
 
 // noteElection is called as the node starts an election: it counts the
 // elections in a row that no peer answered and warns when they are
 // unansweredElections or more.
-func (a *nodeActor) noteElection() {
+func (a *Actor) noteElection() {
 	d := &a.diag
-	if len(a.others) == 0 {
+	if a.tr.alone() {
 		return
 	}
 	if d.elections > 0 {
@@ -178,21 +178,31 @@ func (a *nodeActor) noteElection() {
 	if !ok {
 		return
 	}
-	args := []any{"elections", d.silent, "host", a.host.opts.Addr, "peers", a.describePeers(),
-		"identity", fmt.Sprintf("%016x", a.cluster), "bootstrap", describeBootstrap(a.boot)}
-	if listed := a.peers[a.opts.ID]; listed != a.host.opts.Addr {
+	args := []any{"elections", d.silent, "host", a.cfg.Addr, "peers", a.describePeers(),
+		"identity", fmt.Sprintf("%016x", a.cfg.Cluster), "bootstrap", DescribeBootstrap(a.cfg.Boot)}
+	if listed := a.tr.addr(a.cfg.ID); listed != a.cfg.Addr {
 		args = append(args, "replies go to", listed,
-			"note", "Peers lists this node at another address than its host's: its peers reply there; if another host runs id "+a.opts.ID+" there, two nodes share the id")
+			"note", "Peers lists this node at another address than its host's: its peers reply there; if another host runs id "+a.cfg.ID+" there, two nodes share the id")
 	}
 	a.logger.Warn("asyncraft: no peer answered this node's last elections: check that the peers run and are reachable at the listed addresses, and that they list this node with the same id, group, ClusterID and voters (their logs say why they drop its messages)", args...)
 }
 
 // describePeers renders the configuration: n1@a1, n2@a2.
-func (a *nodeActor) describePeers() string {
-	ids := a.conf.IDs()
+func (a *Actor) describePeers() string {
+	ids := a.tr.conf.IDs()
 	s := make([]string, 0, len(ids))
 	for _, id := range ids {
-		s = append(s, id+"@"+a.peers[id])
+		s = append(s, id+"@"+a.tr.addr(id))
 	}
 	return strings.Join(s, ", ")
+}
+
+// DescribeBootstrap renders a record for messages: cluster "x" node g/n1,
+// voters n1@a1, n2@a2.
+func DescribeBootstrap(b *raftpb.Bootstrap) string {
+	voters := make([]string, 0, len(b.GetConfiguration().GetVoters()))
+	for _, p := range b.GetConfiguration().GetVoters() {
+		voters = append(voters, p.Id+"@"+p.Addr)
+	}
+	return fmt.Sprintf("cluster %q node %s/%s, voters %s", b.ClusterId, b.Group, b.Id, strings.Join(voters, ", "))
 }

@@ -1,0 +1,335 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/invariants"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/replicator"
+)
+
+// Actor is the Raft node: roles, terms, elections, the commit index and
+// the fate of proposals (the package doc lists what it accepts and
+// sends). Its state is split among owners that each keep their own
+// invariants: the tracker (configuration, peers, votes), the read service
+// (pending reads, lease), the ack gate (what waits for durability) and the
+// admission diagnostics; the fields below are the ones the protocol's
+// rooms share.
+type Actor struct {
+	cfg    Config
+	sh     *Shared
+	logger *slog.Logger
+	log    *logmgr.Log
+
+	tr   *tracker
+	rd   readService
+	gate ackGate
+	diag diagnostics
+
+	role   Role
+	term   uint64
+	vote   string
+	leader string
+
+	// Invariant: applied <= commit <= log.LastIndex(); stable <=
+	// log.LastIndex().
+	commit  uint64
+	applied uint64
+	stable  uint64
+
+	electionElapsed   int
+	randomizedTimeout int
+	quorumElapsed     int
+	tickCount         int64
+	// epoch is when the actor started: the read clock's zero.
+	epoch time.Time
+
+	// tasks holds the proposals appended to the log and not yet committed
+	// (and so not yet handed to the FSM caller), in index order. They
+	// outlive a step-down: whatever is later committed at their index
+	// decides their fate. Two tasks may share an index (one truncated here
+	// but alive elsewhere, one of a later term); at most one of them can
+	// succeed.
+	tasks []*fsm.Task
+	// termStart is the index of this leader's first entry (its no-op).
+	termStart uint64
+
+	failed   error
+	stopping bool
+
+	scratch     []Proposal
+	readScratch []*ReadTask
+	completions closure.Batch
+	published   Status
+
+	// held: the drain stopped with proposals queued because the apply
+	// backlog is full (holdProposals); resumeHeld resumes it.
+	held bool
+}
+
+// New returns the node actor for cfg.
+func New(cfg Config) *Actor {
+	hs := cfg.HardState
+	a := &Actor{
+		cfg:    cfg,
+		sh:     cfg.Shared,
+		logger: cfg.Logger.With("group", cfg.Group, "id", cfg.ID),
+		log:    cfg.Log,
+		tr:     newTracker(cfg.ID, cfg.Peers),
+		term:   hs.GetTerm(),
+		vote:   hs.GetVote(),
+		gate:   ackGate{savedTerm: hs.GetTerm(), savedVote: hs.GetVote()},
+	}
+	lease := int64(cfg.LeaseRatio*float64(cfg.ElectionTimeout)) - int64(cfg.MaxClockDrift)
+	if lease < 0 || !cfg.sticky() {
+		lease = 0 // without stickiness a quorum promises nothing: no lease at all
+	}
+	a.rd = readService{mode: cfg.ReadMode, lease: uint64(lease), lag: cfg.MaxReadIndexLag,
+		timeout: int64(cfg.Ticks.ReadTimeout), out: &a.completions}
+	a.stable, _ = a.log.Last() // the storage holds only durable entries at start
+	return a
+}
+
+// Receive implements actors.Actor. It is the node's one dispatcher: each
+// message goes to the room that handles it.
+func (a *Actor) Receive(env actors.Env, msg any) {
+	if a.stopping {
+		a.receiveStopping(env, msg)
+		return
+	}
+	switch m := msg.(type) {
+	case actors.Started:
+		a.epoch = env.Now()
+		a.resetElectionTimer(env)
+	case Tick:
+		a.tick(env)
+	case Nudge:
+		a.drain(env)
+		a.drainReads(env)
+	case *raftpb.Envelope:
+		a.step(env, m)
+	case replicator.Progress:
+		a.onProgress(env, m)
+	case replicator.ReadFailed, replicator.ReadResumed:
+		a.onReadReport(m)
+	case replicator.LostEntries:
+		a.onLostEntries(m)
+	case replicator.HigherTerm:
+		if m.Term > a.term && a.failed == nil {
+			a.becomeFollower(env, m.Term, "")
+		}
+	case logmgr.Stable:
+		a.onStable(env, m)
+	case logmgr.HardStateSaved:
+		a.onHardStateSaved(env, m.HardState)
+	case logmgr.Failed:
+		code := closure.EIO
+		if errors.Is(m.Err, syscall.ENOSPC) {
+			code = closure.ENOSPC
+		}
+		a.fail(env, fmt.Errorf("log storage failed: %w", m.Err), code)
+	case fsm.Applied:
+		a.applied = m.Index // the FSM caller publishes it to Status itself
+		a.rd.applied(a.applied)
+		a.trimLog()
+		a.resumeHeld(env)
+	case fsm.Failed:
+		a.applied = m.Applied
+		a.fail(env, m.Err, closure.ESTATEMACHINE)
+	case ActorFailed:
+		a.fail(env, m.Err, closure.EINTERNAL)
+	case ShutdownNode:
+		a.beginShutdown(env)
+	case actors.Stopped:
+		// Stopped from outside (the runtime shutting down).
+		a.cfg.Stopped()
+	}
+	a.flushCompletions(env)
+	a.publish()
+	if invariants.Enabled {
+		a.checkInvariants()
+	}
+}
+
+// tick is the host's clock: reads time out, held proposals are retried,
+// and the role's timer runs (the leader's replicators and check-quorum,
+// the others' election timeout).
+func (a *Actor) tick(env actors.Env) {
+	a.tickCount++
+	a.rd.expire(a.tickCount)
+	a.resumeHeld(env)
+	switch a.role {
+	case Leader:
+		a.tr.replicators(func(ref actors.Ref) { env.Send(ref, replicator.Tick{}) })
+		a.checkQuorum(env)
+	case Follower, PreCandidate, Candidate:
+		a.electionTick(env)
+	}
+}
+
+// debug logs a decision of the node (elections, votes, truncations) at
+// DEBUG, where the simulator's readable trace shows it. It costs nothing
+// when DEBUG is off.
+func (a *Actor) debug(msg string, args ...any) {
+	if a.logger.Enabled(context.Background(), slog.LevelDebug) {
+		a.logger.Debug(msg, append(args, "term", a.term, "role", a.role.String())...)
+	}
+}
+
+func (a *Actor) envelope(to string, term, seq uint64) *raftpb.Envelope {
+	return &raftpb.Envelope{Group: a.cfg.Group, From: a.cfg.ID, To: to, Term: term, Seq: seq, Cluster: a.cfg.Cluster}
+}
+
+func (a *Actor) peerRef(id string) actors.Ref {
+	return actors.Ref{Host: a.tr.addr(id), Name: ActorName(a.cfg.Group, id)}
+}
+
+// complete queues a closure to run on the executor with st.
+func (a *Actor) complete(g *closure.Guard, st closure.Status) {
+	a.completions = append(a.completions, closure.Completion{Closure: g, Status: st})
+}
+
+func (a *Actor) flushCompletions(env actors.Env) {
+	if len(a.completions) > 0 {
+		env.Send(a.cfg.Executor, a.completions)
+		a.completions = nil
+	}
+}
+
+// publish makes role, term, leader and error visible to Status when they
+// changed.
+func (a *Actor) publish() {
+	p := &a.published
+	if p.Role == a.role && p.Term == a.term && p.Leader == a.leader && p.Err == a.failed {
+		return
+	}
+	a.published = Status{Group: a.cfg.Group, ID: a.cfg.ID, Role: a.role, Term: a.term, Leader: a.leader, Err: a.failed}
+	s := a.published
+	a.sh.status.Store(&s)
+}
+
+// checkInvariants checks, after every message, the invariants written on
+// the fields and on the owners (under the invariants build tag only).
+func (a *Actor) checkInvariants() {
+	last := a.log.LastIndex()
+	if a.failed != nil {
+		return // a failed node keeps what it had; some may be inconsistent
+	}
+	if a.applied > a.commit || a.commit > last {
+		invariants.Violate("node %s: applied %d <= commit %d <= last index %d does not hold", a.cfg.ID, a.applied, a.commit, last)
+	}
+	if a.stable > last {
+		invariants.Violate("node %s: stable %d beyond the last index %d", a.cfg.ID, a.stable, last)
+	}
+	for i := 1; i < len(a.tasks); i++ {
+		if a.tasks[i].Index < a.tasks[i-1].Index {
+			invariants.Violate("node %s: tasks out of index order", a.cfg.ID)
+		}
+	}
+	if len(a.tasks) > 0 && a.tasks[0].Index <= a.commit {
+		invariants.Violate("node %s: task at %d pending although %d is committed", a.cfg.ID, a.tasks[0].Index, a.commit)
+	}
+	a.tr.checkInvariants(a.role == Leader, last)
+	a.rd.checkInvariants(a.applied, a.role == Leader)
+	a.gate.checkInvariants(a.term, a.vote, a.stable)
+}
+// fail puts the node in the error state: it stops taking part in the
+// group, fails what it holds, and tells the state machine (unless the
+// state machine is what failed). Only proposals never appended fail with
+// code (a definite failure); those appended get EUNKNOWN here, and those
+// committed get it from the FSM caller (fsm.NodeError): another member may
+// commit and apply them, and so may this node once restarted.
+func (a *Actor) fail(env actors.Env, err error, code closure.Code) {
+	if a.failed != nil {
+		return
+	}
+	a.failed = err
+	a.logger.Error("asyncraft: node failed; it stops taking part in its group until restarted", "err", err)
+	if a.role == Leader {
+		a.stopLeading(env, closure.Newf(closure.EINTERNAL, "node failed: %v", err))
+	}
+	a.role = Errored
+	a.setLeader(env, "")
+	a.releaseAll(code, fmt.Sprintf("node failed (%v)", err))
+	if code != closure.ESTATEMACHINE {
+		env.Send(a.cfg.FSMCaller, fsm.NodeError{Err: err})
+	}
+}
+
+// releaseAll completes everything the node holds and will not carry on
+// with, when it fails or shuts down (why says which): proposals never
+// appended and reads with code (definite), proposals appended but not yet
+// committed with EUNKNOWN (the group may still commit them). Committed
+// tasks are the FSM caller's to complete.
+func (a *Actor) releaseAll(code closure.Code, why string) {
+	queued := closure.Newf(code, "%s before the command was appended", why)
+	for _, p := range a.sh.Proposals.Close(queued) {
+		a.complete(&p.Task.Guard, queued)
+	}
+	a.failAllReads(closure.Newf(code, "%s before the read completed", why))
+	a.abandonTasks(closure.Newf(closure.EUNKNOWN, "%s before the entry was committed; it may still be committed by the group", why))
+}
+
+// abandonTasks completes every appended, uncommitted task with st.
+func (a *Actor) abandonTasks(st closure.Status) {
+	for _, t := range a.tasks {
+		a.complete(&t.Guard, st)
+	}
+	a.tasks = nil
+	a.sh.inflight.Store(0)
+}
+
+// Died handles the panic of the node actor itself; the host calls it on
+// the actor's goroutine. The actor is gone, so it completes what it held
+// and stops its siblings.
+func (a *Actor) Died(err error) {
+	a.failed = err
+	a.role = Errored
+	a.releaseAll(closure.EINTERNAL, fmt.Sprintf("node failed (%v)", err))
+	a.cfg.Outside.Complete(a.completions)
+	a.completions = nil
+	a.publish()
+	// The FSM caller stops itself once it has handled the messages before
+	// this one: stopping it from here could overtake them and lose the
+	// tasks they carry (a stop overtakes queued messages in protoactor).
+	a.cfg.Outside.Send(a.cfg.FSMCaller, fsm.NodeError{Err: err, Stop: true})
+	a.cfg.Outside.Stop(a.cfg.LogManager)
+	a.cfg.Stopped() // this actor is gone; it gets no Stopped
+}
+
+// beginShutdown starts an orderly shutdown: no more proposals, leadership
+// dropped, tasks failed, then the FSM caller and the log manager are closed
+// in that order.
+func (a *Actor) beginShutdown(env actors.Env) {
+	a.stopping = true
+	if a.role == Leader {
+		a.stopLeading(env, closure.Newf(closure.ESHUTDOWN, "node shutting down"))
+	}
+	a.releaseAll(closure.ESHUTDOWN, "node "+a.cfg.Group+"/"+a.cfg.ID+" shut down")
+	a.role = Shutdown
+	a.flushCompletions(env)
+	a.publish()
+	env.Send(a.cfg.FSMCaller, fsm.Shutdown{})
+}
+
+func (a *Actor) receiveStopping(env actors.Env, msg any) {
+	switch msg.(type) {
+	case fsm.ShutdownDone:
+		env.Send(a.cfg.LogManager, logmgr.Close{})
+	case logmgr.Closed:
+		env.Stop(a.cfg.FSMCaller)
+		env.Stop(a.cfg.LogManager)
+		env.Stop(env.Self())
+	case actors.Stopped:
+		a.cfg.Stopped()
+	}
+}

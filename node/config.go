@@ -1,0 +1,158 @@
+package node
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/logmgr"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// Peer is a member of a group: its id and its host's address.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+func (p Peer) String() string { return p.ID + "@" + p.Addr }
+
+// Ticks are the node's timeouts counted in ticks of its host's clock.
+type Ticks struct {
+	Election    int
+	Heartbeat   int
+	ReadTimeout int
+	// RestartQuiet is how many ticks a node that just started refuses
+	// votes and starts no election: an election timeout plus the clock
+	// drift bound, plus one for the phase of its first tick (election.go).
+	RestartQuiet int
+}
+
+// Config is what a node actor is built from. The host fills it from the
+// public NodeOptions (checked and defaulted there); the actor trusts it.
+type Config struct {
+	Group string
+	ID    string
+	// Addr is the address of this node's host (vote requests carry it, so
+	// that voters can report a candidate that is not where they list it).
+	Addr string
+	// Peers is the configuration: every voter, this node included.
+	Peers []Peer
+	// Boot is the bootstrap record carried by every hard state saved, and
+	// Cluster the identity derived from it, carried by every envelope.
+	Boot    *raftpb.Bootstrap
+	Cluster uint64
+	// HardState is the term and vote found in storage at start.
+	HardState *raftpb.HardState
+	// Log is the node's log view; the actor is its only writer.
+	Log *logmgr.Log
+	// LogManager, FSMCaller and Executor are the node's sibling actors
+	// and the host's callback executor.
+	LogManager actors.Ref
+	FSMCaller  actors.Ref
+	Executor   actors.Ref
+	Logger     *slog.Logger
+
+	Ticks Ticks
+	// ElectionTimeout, LeaseRatio and MaxClockDrift size the lease
+	// (reads.go); see NodeOptions for each field below.
+	ElectionTimeout    time.Duration
+	LeaseRatio         float64
+	MaxClockDrift      time.Duration
+	ApplyBatch         int
+	MaxPendingTasks    int
+	MaxInflightMsgs    int
+	MaxInflightBytes   uint64
+	MaxBytesPerRPC     uint64
+	MaxLogCacheBytes   uint64
+	DisablePreVote     bool
+	DisableCheckQuorum bool
+	ReadMode           ReadMode
+	MaxReadIndexLag    uint64
+
+	// Shared is the handle's side of the node: queues and published state.
+	Shared *Shared
+	// Outside reaches the node's siblings and the executor without an
+	// Env: used only once the actor itself is gone (Actor.Died).
+	Outside Outside
+	// Stopped is called once when the node actor has stopped.
+	Stopped func()
+}
+
+// Sticky reports whether voters refuse to replace a leader they still hear
+// from (leader stickiness). It is on unless both pre-vote and check-quorum
+// are off; leases need it.
+func Sticky(disablePreVote, disableCheckQuorum bool) bool {
+	return !(disablePreVote && disableCheckQuorum)
+}
+
+func (c *Config) sticky() bool { return Sticky(c.DisablePreVote, c.DisableCheckQuorum) }
+
+// Outside is what a node actor that died uses instead of its Env: the
+// host's runtime, and a way to run closures.
+type Outside interface {
+	Send(to actors.Ref, msg any)
+	Stop(ref actors.Ref)
+	Complete(b closure.Batch)
+}
+
+// Shared is the part of a node that its handle (any goroutine) and its
+// actor share: the two queues into the actor, and what the actor publishes
+// for Status. Everything in it is safe for concurrent use.
+type Shared struct {
+	Proposals *Queue[Proposal]
+	Reads     *Queue[*ReadTask]
+
+	status   atomic.Pointer[Status]
+	commit   atomic.Uint64
+	last     atomic.Uint64
+	inflight atomic.Int64
+	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
+	lostErr  atomic.Pointer[peerError] // Status.PeerLogLoss
+	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
+	// of this host's clock (0: no lease).
+	leaseUntil atomic.Int64
+
+	// Applied is published by the FSM caller.
+	Applied atomic.Uint64
+	Metrics Metrics
+}
+
+// NewShared returns the shared part of a node of group and id, with queues
+// of the given capacities.
+func NewShared(group, id string, maxProposals, maxReads int) *Shared {
+	s := &Shared{
+		Proposals: NewQueue[Proposal]("proposals", maxProposals),
+		Reads:     NewQueue[*ReadTask]("reads", maxReads),
+	}
+	s.status.Store(&Status{Group: group, ID: id, Role: Follower})
+	return s
+}
+
+// Status returns what the actor published: role, term, leader, error, the
+// indexes, the lease and the replication errors. Applied <= Commit <=
+// LastIndex holds in it.
+func (s *Shared) Status() Status {
+	st := *s.status.Load()
+	// Read in the reverse order of publication so that applied <= commit
+	// <= last holds in the snapshot.
+	st.Applied = s.Applied.Load()
+	st.Commit = s.commit.Load()
+	st.LastIndex = s.last.Load()
+	st.PendingTasks = s.Proposals.Len() + int(s.inflight.Load())
+	if u := s.leaseUntil.Load(); u != 0 && st.Role == Leader {
+		st.LeaseUntil = time.Unix(0, u)
+	}
+	if p := s.readErr.Load(); p != nil {
+		st.ReplicationErr = p.err
+	}
+	if p := s.lostErr.Load(); p != nil {
+		st.PeerLogLoss = p.err
+	}
+	return st
+}
+
+// SetLast publishes the log's last index (the host does at start).
+func (s *Shared) SetLast(i uint64) { s.last.Store(i) }

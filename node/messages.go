@@ -1,0 +1,38 @@
+package node
+
+import (
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/fsm"
+)
+
+// The node actor's messages. Besides these it accepts:
+//   - *raftpb.Envelope from its peers (votes, appends, heartbeats, reads);
+//   - replicator.Progress, HigherTerm, ReadFailed, ReadResumed and
+//     LostEntries from its replicators (children, while it leads);
+//   - logmgr.Stable, HardStateSaved, Failed and Closed from its log
+//     manager;
+//   - fsm.Applied, Failed and ShutdownDone from its FSM caller;
+//   - actors.Started and actors.Stopped from the runtime.
+type (
+	// Tick is the host's clock, sent by its ticker; it overtakes a
+	// backlog.
+	Tick struct{}
+	// Nudge says a queue (proposals or reads) has work.
+	Nudge struct{}
+	// ShutdownNode starts an orderly shutdown.
+	ShutdownNode struct{}
+	// ActorFailed reports that another actor of the node panicked.
+	ActorFailed struct{ Err error }
+)
+
+// GetPriority implements actors.Prioritized.
+func (Tick) GetPriority() int8 { return actors.HighPriority }
+
+// Proposal is a task waiting in the proposal queue: the record the FSM
+// caller will complete, the command, and the term it must be appended in
+// (0: any).
+type Proposal struct {
+	Task         *fsm.Task
+	Data         []byte
+	ExpectedTerm uint64
+}

@@ -78,4 +78,3 @@ func (n *Node) ReadBarrier(ctx context.Context, mode ...ReadMode) error {
 		return ctx.Err()
 	}
 }
-

@@ -242,6 +242,7 @@ func (a *Actor) checkInvariants() {
 	a.rd.checkInvariants(a.applied, a.role == Leader)
 	a.gate.checkInvariants(a.term, a.vote, a.stable)
 }
+
 // fail puts the node in the error state: it stops taking part in the
 // group, fails what it holds, and tells the state machine (unless the
 // state machine is what failed). Only proposals never appended fail with

@@ -1,7 +1,6 @@
 package node
 
 import (
-
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/faults"

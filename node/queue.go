@@ -4,7 +4,7 @@ import (
 	"sync"
 
 	"github.com/asyncraft/asyncraft/closure"
-	)
+)
 
 // Queue is a bounded queue between the Node handle (any goroutine)
 // and the node actor: one for proposals, one for reads. It holds no

@@ -95,7 +95,6 @@ func (t *ReadTask) Run(st closure.Status) {
 	}
 }
 
-
 // The actor's side of reads: it feeds the read service (readservice.go)
 // and sends what it decides.
 

@@ -25,10 +25,17 @@ func appendResp(e *raftpb.Envelope) *raftpb.AppendResponse {
 // them itself.
 func heldWindow(t *testing.T) (*harness, []*raftpb.Envelope) {
 	t.Helper()
+	return heldWindowView(t, nil)
+}
+
+// heldWindowView is heldWindow with the replicator publishing to v (nil:
+// nowhere).
+func heldWindowView(t *testing.T, v *View) (*harness, []*raftpb.Envelope) {
+	t.Helper()
 	base := mkEntries(fixed(8), run{1, 20})
 	h := newHarness(t, setup{
 		seed: testseed.For(t), net: fifoNet, leader: base, follower: base,
-		cfg: Config{Term: 2, MaxInflightMsgs: 16, MaxBytesPerRPC: 320, HeartbeatTicks: 5, ResendTicks: 1000},
+		cfg: Config{Term: 2, MaxInflightMsgs: 16, MaxBytesPerRPC: 320, HeartbeatTicks: 5, ResendTicks: 1000, View: v},
 	})
 	h.waitConverged(time.Second)
 	h.f.hold = true

@@ -62,6 +62,13 @@
 // commit index moves and there is nothing else to send) carry the commit
 // index clipped to the peer's match index, which the follower can adopt
 // without a log check.
+//
+// For monitoring, a replicator given a View (Config.View) publishes there
+// what an operator needs to see why its peer lags — match, next, state,
+// requests in flight, last contact, failed reads — readable from any
+// goroutine. It stores only the fields that changed, at the end of each
+// message, and allocates nothing to do so; without a View it publishes
+// nothing.
 package replicator
 
 import (

@@ -52,6 +52,9 @@ type Config struct {
 	// drops for carrying another.
 	Cluster uint64
 	Foreign *atomic.Uint64
+	// View, if set, is where the replicator publishes its state for
+	// monitoring (see View); nil publishes nothing.
+	View *View
 }
 
 type state uint8
@@ -120,6 +123,12 @@ type Replicator struct {
 	failures int
 	backoff  int
 	retryIn  int
+
+	// Monitoring, only with a View: contact is when the latest reply
+	// accepted in the term arrived (Unix nanoseconds of env.Now, 0 before
+	// any), pub what was last stored in the View.
+	contact int64
+	pub     published
 }
 
 // New returns a replicator actor for cfg.
@@ -145,7 +154,11 @@ func New(cfg Config) *Replicator {
 	if cfg.NextIndex == 0 {
 		cfg.NextIndex = 1
 	}
-	return &Replicator{cfg: cfg, next: cfg.NextIndex, commit: cfg.Commit}
+	r := &Replicator{cfg: cfg, next: cfg.NextIndex, commit: cfg.Commit}
+	if cfg.View != nil {
+		r.startView()
+	}
+	return r
 }
 
 // Receive implements actors.Actor.
@@ -168,6 +181,16 @@ func (r *Replicator) Receive(env actors.Env, msg any) {
 		}
 	case *raftpb.Envelope:
 		r.handle(env, m)
+	}
+	if r.cfg.View != nil {
+		r.publish()
+	}
+}
+
+// contacted records that a reply was accepted now, for the View.
+func (r *Replicator) contacted(env actors.Env) {
+	if r.cfg.View != nil {
+		r.contact = env.Now().UnixNano()
 	}
 }
 
@@ -340,6 +363,7 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 			return
 		}
 		r.hbAcked = e.Seq
+		r.contacted(env)
 		var sentAt time.Time
 		for _, b := range r.beats {
 			if b.seq == e.Seq {
@@ -363,6 +387,7 @@ func (r *Replicator) onAppendResponse(env actors.Env, seq uint64, resp *raftpb.A
 	}
 	f := r.inflight[i]
 	r.quietTicks = 0
+	r.contacted(env)
 	if resp.Success {
 		// Requests before this one are answered or lost; either way the
 		// peer now matches up to f.last.

@@ -13,6 +13,8 @@ type (
 	Metrics = node.Metrics
 	// ReadMode chooses how a read is made linearizable.
 	ReadMode = node.ReadMode
+	// PeerStatus is a leader's view of one follower (Status.Peers).
+	PeerStatus = node.PeerStatus
 	// Peer is a member of a group: its id and its host's address.
 	Peer = node.Peer
 )

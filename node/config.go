@@ -9,6 +9,7 @@ import (
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/replicator"
 )
 
 // Peer is a member of a group: its id and its host's address.
@@ -114,6 +115,8 @@ type Shared struct {
 	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
 	// of this host's clock (0: no lease).
 	leaseUntil atomic.Int64
+	// peers are the replicators' views while the node leads.
+	peers atomic.Pointer[[]*replicator.View]
 
 	// Applied is published by the FSM caller.
 	Applied atomic.Uint64
@@ -150,6 +153,12 @@ func (s *Shared) Status() Status {
 	}
 	if p := s.lostErr.Load(); p != nil {
 		st.PeerLogLoss = p.err
+	}
+	if views := s.peers.Load(); views != nil && st.Role == Leader {
+		st.Peers = make([]PeerStatus, len(*views))
+		for i, v := range *views {
+			st.Peers[i] = v.Load()
+		}
 	}
 	return st
 }

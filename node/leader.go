@@ -27,7 +27,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 	a.setLeader(env, a.cfg.ID)
 	a.quorumElapsed = 0
 	last := a.log.LastIndex()
-	err := a.tr.startReplicators(func(id string) (actors.Ref, error) {
+	err := a.tr.startReplicators(func(id string, view *replicator.View) (actors.Ref, error) {
 		ref, err := env.Spawn(replicatorChild(id, a.term), replicator.New(replicator.Config{
 			Group:            a.cfg.Group,
 			LeaderID:         a.cfg.ID,
@@ -45,6 +45,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 			Logger:           a.logger,
 			Cluster:          a.cfg.Cluster,
 			Foreign:          &a.sh.Metrics.Foreign,
+			View:             view,
 		}))
 		if err != nil {
 			return ref, fmt.Errorf("spawn replicator for %s: %w", id, err)
@@ -55,6 +56,8 @@ func (a *Actor) becomeLeader(env actors.Env) {
 		a.fail(env, err, closure.EINTERNAL)
 		return
 	}
+	views := a.tr.views()
+	a.sh.peers.Store(&views)
 	noop := &raftpb.Entry{Index: last + 1, Term: a.term, Type: raftpb.EntryType_ENTRY_TYPE_NOOP}
 	a.writeLog(env, []*raftpb.Entry{noop})
 	a.termStart = noop.Index
@@ -69,6 +72,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 // this term may still be committed by a later leader.
 func (a *Actor) stopLeading(env actors.Env, st closure.Status) {
 	a.tr.stopReplicators(env.Stop)
+	a.sh.peers.Store(nil)
 	a.sh.readErr.Store(nil)
 	a.sh.lostErr.Store(nil)
 	a.stopLeadingReads(env)

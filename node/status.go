@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"github.com/asyncraft/asyncraft/replicator"
 	"strings"
 	"time"
 )
@@ -81,7 +82,22 @@ type Status struct {
 	// that peer holds what it had acknowledged, and when leadership ends.
 	// See also Metrics.PeerLogLosses.
 	PeerLogLoss error
+	// Peers is, on a leader, its view of every other member, in id order:
+	// what it knows the peer holds (Match), what it sends next (Next),
+	// whether it is still probing for the point where their logs agree
+	// ("probe") or streaming ("replicate"), its requests in flight
+	// (count and bytes), when the peer last answered in this term, and
+	// the log reads that failed in a row for it. A follower that lags
+	// shows here why: silent (LastContact old), probing, a full window
+	// (Inflight at MaxInflightMsgs or bytes at MaxInflightBytes), or
+	// reads failing. Nil on a node that does not lead. Each peer's fields
+	// are read one by one while its replicator runs (see
+	// replicator.View.Load).
+	Peers []PeerStatus
 }
+
+// PeerStatus is a leader's view of one follower (Status.Peers).
+type PeerStatus = replicator.PeerView
 
 func (s Status) String() string {
 	var b strings.Builder

@@ -6,6 +6,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/internal/quorum"
+	"github.com/asyncraft/asyncraft/replicator"
 )
 
 // tracker is what the node knows of its group: the configuration, the
@@ -44,6 +45,8 @@ type progress struct {
 	// lost is the match the peer had before it reported losing entries
 	// (0: none lost); cleared once it holds them again.
 	lost uint64
+	// view is where its replicator publishes its state (Status.Peers).
+	view *replicator.View
 }
 
 func newTracker(self string, peers []Peer) *tracker {
@@ -186,18 +189,31 @@ func (t *tracker) tallyVotes() quorum.VoteResult {
 }
 
 // startReplicators creates the records of a new leadership and a
-// replicator for every other member (spawn makes one). On an error the
-// replicators already started stay recorded, for stopReplicators.
-func (t *tracker) startReplicators(spawn func(peer string) (actors.Ref, error)) error {
+// replicator for every other member (spawn makes one, publishing to the
+// view given, which is the replicator's own). On an error the replicators
+// already started stay recorded, for stopReplicators.
+func (t *tracker) startReplicators(spawn func(peer string, view *replicator.View) (actors.Ref, error)) error {
 	t.peers = make(map[string]*progress, len(t.others))
 	for _, id := range t.others {
-		ref, err := spawn(id)
+		view := new(replicator.View)
+		ref, err := spawn(id, view)
 		if err != nil {
 			return err
 		}
-		t.peers[id] = &progress{ref: ref}
+		t.peers[id] = &progress{ref: ref, view: view}
 	}
 	return nil
+}
+
+// views returns the replicators' views, in peer order.
+func (t *tracker) views() []*replicator.View {
+	out := make([]*replicator.View, 0, len(t.peers))
+	for _, id := range t.others {
+		if p := t.peers[id]; p != nil {
+			out = append(out, p.view)
+		}
+	}
+	return out
 }
 
 // stopReplicators ends a leadership: every replicator is stopped and the

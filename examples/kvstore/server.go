@@ -130,6 +130,21 @@ type StatusReply struct {
 	HTTPConns     int64  `json:"http_conns"`
 	HTTPConnsFull uint64 `json:"http_conns_full"`
 	Error         string `json:"error,omitempty"`
+	// Peers is, on the leader, its view of each follower (see
+	// asyncraft.Status.Peers): why one lags.
+	Peers []PeerReply `json:"peers,omitempty"`
+}
+
+// PeerReply is the leader's view of one follower in a StatusReply.
+type PeerReply struct {
+	ID            string    `json:"id"`
+	Match         uint64    `json:"match"`
+	Next          uint64    `json:"next"`
+	State         string    `json:"state"`
+	Inflight      int       `json:"inflight"`
+	InflightBytes uint64    `json:"inflight_bytes"`
+	LastContact   time.Time `json:"last_contact,omitzero"`
+	ReadFailures  int       `json:"read_failures,omitempty"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -144,6 +159,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	if st.Err != nil {
 		reply.Error = st.Err.Error()
+	}
+	for _, p := range st.Peers {
+		reply.Peers = append(reply.Peers, PeerReply{ID: p.Peer, Match: p.Match, Next: p.Next, State: p.State,
+			Inflight: p.Inflight, InflightBytes: p.InflightBytes, LastContact: p.LastContact, ReadFailures: p.ReadFailures})
 	}
 	// O(1): the store keeps its statistics up to date as it applies.
 	ss := s.store.Stats()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -339,5 +340,28 @@ func TestAPIStaleReads(t *testing.T) {
 	expect(t, call(t, ts, "GET", "/kv/k", ""), 200, `{"key":"k","value":"v"}`)
 	if r := call(t, ts, "PUT", "/kv/k", "w"); r.code != 503 {
 		t.Errorf("PUT without a leader: got %d %s, want 503", r.code, r.body)
+	}
+}
+
+// GET /status on the leader shows its view of each follower, so an
+// operator sees which one lags and why.
+func TestStatusShowsPeers(t *testing.T) {
+	contact := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	node := &fakeNode{status: asyncraft.Status{ID: "n1", Role: asyncraft.Leader, Leader: "n1", LastIndex: 90, Peers: []asyncraft.PeerStatus{
+		{Peer: "n2", Match: 90, Next: 91, State: "replicate", LastContact: contact},
+		{Peer: "n3", Match: 12, Next: 40, State: "probe", Inflight: 1, InflightBytes: 300, ReadFailures: 2},
+	}}}
+	ts := httptest.NewServer(NewServer(node, NewStore("n1", nil), nil).Handler())
+	defer ts.Close()
+	var st StatusReply
+	if err := json.Unmarshal([]byte(call(t, ts, "GET", "/status", "").body), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := []PeerReply{
+		{ID: "n2", Match: 90, Next: 91, State: "replicate", LastContact: contact},
+		{ID: "n3", Match: 12, Next: 40, State: "probe", Inflight: 1, InflightBytes: 300, ReadFailures: 2},
+	}
+	if !reflect.DeepEqual(st.Peers, want) {
+		t.Fatalf("status peers %+v, want %+v", st.Peers, want)
 	}
 }

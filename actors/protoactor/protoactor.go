@@ -1,5 +1,5 @@
-// Package proto is the production runtime for the actors seam: it runs every
-// [actors.Actor] inside a protoactor-go actor.
+// Package protoactor is the production runtime for the actors seam: it runs
+// every [actors.Actor] inside a protoactor-go actor.
 //
 // # Mapping onto protoactor
 //
@@ -57,7 +57,7 @@
 //     out): they are silently lost.
 //   - Shutting protoactor's ActorSystem down only closes a channel; it does
 //     not stop actors. [System.Shutdown] stops them itself first.
-package proto
+package protoactor
 
 import (
 	"errors"

@@ -41,7 +41,7 @@ func (a *nodeActor) step(env actors.Env, e *raftpb.Envelope) {
 		if e.Term == a.term {
 			a.onReadIndexRequest(env, e, b.ReadIndexRequest)
 		} else {
-			a.answerReadIndex(env, e.From, b.ReadIndexRequest.Batch, false, 0, closure.EPERM)
+			a.answerReadIndex(env, e.From, e.Seq, false, 0, closure.EPERM)
 		}
 	case *raftpb.Envelope_ReadIndexResponse:
 		a.onReadIndexResponse(b.ReadIndexResponse)
@@ -231,7 +231,6 @@ func (a *nodeActor) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.H
 		return
 	}
 	r := a.envelope(e.From, a.term, e.Seq)
-	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext,
-		LastLogIndex: a.log.LastIndex()}}
+	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{LastLogIndex: a.log.LastIndex()}}
 	a.send(env, a.replyTo(e), r)
 }

@@ -394,7 +394,7 @@ func (a *nodeActor) forwardBatch(env actors.Env, tasks []*readTask, lease bool) 
 	id := a.rd.nextBatch
 	a.rd.forwarded = append(a.rd.forwarded, &forwarded{batch: id, tasks: tasks, expire: tasks[0].expire})
 	e := a.envelope(a.leader, a.term, id)
-	e.Body = &raftpb.Envelope_ReadIndexRequest{ReadIndexRequest: &raftpb.ReadIndexRequest{Batch: id, Lease: lease}}
+	e.Body = &raftpb.Envelope_ReadIndexRequest{ReadIndexRequest: &raftpb.ReadIndexRequest{Lease: lease}}
 	a.send(env, a.peerRef(a.leader), e)
 }
 
@@ -402,22 +402,22 @@ func (a *nodeActor) forwardBatch(env actors.Env, tasks []*readTask, lease bool) 
 func (a *nodeActor) onReadIndexRequest(env actors.Env, e *raftpb.Envelope, req *raftpb.ReadIndexRequest) {
 	switch {
 	case a.role != Leader:
-		a.answerReadIndex(env, e.From, req.Batch, false, 0, closure.EPERM)
+		a.answerReadIndex(env, e.From, e.Seq, false, 0, closure.EPERM)
 		return
 	case !a.termReady():
-		a.answerReadIndex(env, e.From, req.Batch, false, 0, closure.EAGAIN)
+		a.answerReadIndex(env, e.From, e.Seq, false, 0, closure.EAGAIN)
 		return
 	}
 	if req.Lease && !a.opts.sticky() {
-		a.answerReadIndex(env, e.From, req.Batch, false, 0, closure.EINVAL)
+		a.answerReadIndex(env, e.From, e.Seq, false, 0, closure.EINVAL)
 		return
 	}
 	now := a.readClock(env)
 	if (req.Lease && a.leaseValid(now)) || faults.On(faults.ReadWithoutQuorum) {
-		a.answerReadIndex(env, e.From, req.Batch, true, a.commit, closure.OK)
+		a.answerReadIndex(env, e.From, e.Seq, true, a.commit, closure.OK)
 		return
 	}
-	a.rd.remote = append(a.rd.remote, remoteRead{from: e.From, batch: req.Batch, index: a.commit, regAt: now})
+	a.rd.remote = append(a.rd.remote, remoteRead{from: e.From, batch: e.Seq, index: a.commit, regAt: now})
 	a.beat(env, now)
 }
 

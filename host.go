@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/asyncraft/asyncraft/actors"
-	"github.com/asyncraft/asyncraft/actors/proto"
+	"github.com/asyncraft/asyncraft/actors/protoactor"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
@@ -30,7 +30,7 @@ import (
 type Host struct {
 	opts HostOptions
 	rt   actors.Runtime
-	sys  *proto.System // the runtime, when the host created it
+	sys  *protoactor.System // the runtime, when the host created it
 	lock io.Closer
 
 	exec      *closure.Executor
@@ -59,14 +59,14 @@ func NewHost(opts HostOptions) (*Host, error) {
 	if err := opts.checkNetwork(); err != nil {
 		return nil, err
 	}
-	var tlsCfg *proto.TLS
+	var tlsCfg *protoactor.TLS
 	if t := opts.TLS; t != nil {
-		if tlsCfg, err = proto.LoadTLS(t.CertFile, t.KeyFile, t.CAFile); err != nil {
+		if tlsCfg, err = protoactor.LoadTLS(t.CertFile, t.KeyFile, t.CAFile); err != nil {
 			return nil, fmt.Errorf("asyncraft: %w", err)
 		}
 	}
 	var h *Host
-	sys, err := proto.New(proto.Options{
+	sys, err := protoactor.New(protoactor.Options{
 		Addr:            opts.Addr,
 		TLS:             tlsCfg,
 		MaxMessageBytes: opts.MaxMessageBytes,

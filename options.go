@@ -12,6 +12,7 @@ import (
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/node"
+	"github.com/asyncraft/asyncraft/replicator"
 	"github.com/asyncraft/asyncraft/vfs"
 )
 
@@ -292,14 +293,14 @@ type NodeOptions struct {
 	MetaStorage logmgr.MetaStorage
 }
 
-// Defaults of NodeOptions.
+// Defaults of NodeOptions (the replication window's are package replicator's).
 const (
 	DefaultElectionTimeout  = time.Second
 	DefaultApplyBatch       = 32
 	DefaultMaxPendingTasks  = 8192
-	DefaultMaxInflightMsgs  = 256
-	DefaultMaxInflightBytes = 8 << 20
-	DefaultMaxBytesPerRPC   = 512 << 10
+	DefaultMaxInflightMsgs  = replicator.DefaultMaxInflightMsgs
+	DefaultMaxInflightBytes = replicator.DefaultMaxInflightBytes
+	DefaultMaxBytesPerRPC   = replicator.DefaultMaxBytesPerRPC
 	DefaultMaxPendingReads  = 8192
 	DefaultMaxPendingBytes  = 32 << 20
 	DefaultMaxLogCacheBytes = 32 << 20

@@ -96,7 +96,7 @@ func (a *Actor) gateTerm(env actors.Env, e *raftpb.Envelope) bool {
 		return a.role == Candidate && e.Term == a.term
 	case *raftpb.Envelope_ReadIndexRequest:
 		if e.Term != a.term {
-			a.rd.refuse(e.From, b.ReadIndexRequest.Batch, closure.EPERM)
+			a.rd.refuse(e.From, e.Seq, closure.EPERM) // seq: the batch id
 			a.sendReadAnswers(env)
 			return false
 		}

@@ -105,7 +105,6 @@ func (a *Actor) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.Heart
 		return
 	}
 	r := a.envelope(e.From, a.term, e.Seq)
-	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext,
-		LastLogIndex: a.log.LastIndex()}}
+	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{LastLogIndex: a.log.LastIndex()}}
 	a.send(env, a.replyTo(e), r)
 }

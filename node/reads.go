@@ -129,7 +129,7 @@ func (a *Actor) drainReads(env actors.Env) {
 	case a.role == Follower && a.leader != "":
 		a.rd.forward(tasks, func(batch uint64, lease bool) {
 			e := a.envelope(a.leader, a.term, batch)
-			e.Body = &raftpb.Envelope_ReadIndexRequest{ReadIndexRequest: &raftpb.ReadIndexRequest{Batch: batch, Lease: lease}}
+			e.Body = &raftpb.Envelope_ReadIndexRequest{ReadIndexRequest: &raftpb.ReadIndexRequest{Lease: lease}}
 			a.send(env, a.peerRef(a.leader), e)
 		})
 	default:
@@ -177,16 +177,17 @@ func (a *Actor) confirmReads(env actors.Env, now uint64) {
 // onReadIndexRequest serves a follower's batch (leader side). The term
 // gate has checked that the batch is of this term.
 func (a *Actor) onReadIndexRequest(env actors.Env, e *raftpb.Envelope, req *raftpb.ReadIndexRequest) {
+	// The envelope's seq is the batch id (forward sets it).
 	switch {
 	case a.role != Leader:
-		a.rd.refuse(e.From, req.Batch, closure.EPERM)
+		a.rd.refuse(e.From, e.Seq, closure.EPERM)
 	case a.commit < a.termStart:
-		a.rd.refuse(e.From, req.Batch, closure.EAGAIN)
+		a.rd.refuse(e.From, e.Seq, closure.EAGAIN)
 	case req.Lease && !a.cfg.sticky():
-		a.rd.refuse(e.From, req.Batch, closure.EINVAL)
+		a.rd.refuse(e.From, e.Seq, closure.EINVAL)
 	default:
 		now := a.readClock(env)
-		a.rd.serve(e.From, req.Batch, req.Lease, now, a.commit)
+		a.rd.serve(e.From, e.Seq, req.Lease, now, a.commit)
 		a.beat(env, now)
 	}
 	a.sendReadAnswers(env)

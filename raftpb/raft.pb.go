@@ -1010,9 +1010,8 @@ func (x *AppendResponse) GetLastLogIndex() uint64 {
 // commit index, the follower's known match index), which the follower may
 // adopt without a log check.
 type HeartbeatRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Commit      uint64                 `protobuf:"varint,1,opt,name=commit,proto3" json:"commit,omitempty"`
-	ReadContext []byte                 `protobuf:"bytes,2,opt,name=read_context,json=readContext,proto3" json:"read_context,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Commit uint64                 `protobuf:"varint,1,opt,name=commit,proto3" json:"commit,omitempty"`
 	// The term of the leader's entry at commit (0: not known), which the
 	// follower checks against its own before it adopts commit.
 	CommitTerm    uint64 `protobuf:"varint,3,opt,name=commit_term,json=commitTerm,proto3" json:"commit_term,omitempty"`
@@ -1057,13 +1056,6 @@ func (x *HeartbeatRequest) GetCommit() uint64 {
 	return 0
 }
 
-func (x *HeartbeatRequest) GetReadContext() []byte {
-	if x != nil {
-		return x.ReadContext
-	}
-	return nil
-}
-
 func (x *HeartbeatRequest) GetCommitTerm() uint64 {
 	if x != nil {
 		return x.CommitTerm
@@ -1076,7 +1068,6 @@ func (x *HeartbeatRequest) GetCommitTerm() uint64 {
 // the follower's known match learns that the follower lost entries.
 type HeartbeatResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReadContext   []byte                 `protobuf:"bytes,1,opt,name=read_context,json=readContext,proto3" json:"read_context,omitempty"`
 	LastLogIndex  uint64                 `protobuf:"varint,2,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1110,13 +1101,6 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 	return file_raft_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *HeartbeatResponse) GetReadContext() []byte {
-	if x != nil {
-		return x.ReadContext
-	}
-	return nil
 }
 
 func (x *HeartbeatResponse) GetLastLogIndex() uint64 {
@@ -1168,7 +1152,6 @@ func (*TimeoutNow) Descriptor() ([]byte, []int) {
 // follower's batch of reads (the envelope's seq identifies the batch).
 type ReadIndexRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Batch uint64                 `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The reads accept a lease instead of a quorum round.
 	Lease         bool `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1203,13 +1186,6 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 	return file_raft_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *ReadIndexRequest) GetBatch() uint64 {
-	if x != nil {
-		return x.Batch
-	}
-	return 0
 }
 
 func (x *ReadIndexRequest) GetLease() bool {
@@ -1566,20 +1542,17 @@ const file_raft_proto_rawDesc = "" +
 	"matchIndex\x12*\n" +
 	"\x11reject_hint_index\x18\x03 \x01(\x04R\x0frejectHintIndex\x12(\n" +
 	"\x10reject_hint_term\x18\x04 \x01(\x04R\x0erejectHintTerm\x12$\n" +
-	"\x0elast_log_index\x18\x05 \x01(\x04R\flastLogIndex\"n\n" +
+	"\x0elast_log_index\x18\x05 \x01(\x04R\flastLogIndex\"_\n" +
 	"\x10HeartbeatRequest\x12\x16\n" +
-	"\x06commit\x18\x01 \x01(\x04R\x06commit\x12!\n" +
-	"\fread_context\x18\x02 \x01(\fR\vreadContext\x12\x1f\n" +
+	"\x06commit\x18\x01 \x01(\x04R\x06commit\x12\x1f\n" +
 	"\vcommit_term\x18\x03 \x01(\x04R\n" +
-	"commitTerm\"\\\n" +
-	"\x11HeartbeatResponse\x12!\n" +
-	"\fread_context\x18\x01 \x01(\fR\vreadContext\x12$\n" +
-	"\x0elast_log_index\x18\x02 \x01(\x04R\flastLogIndex\"\f\n" +
+	"commitTermJ\x04\b\x02\x10\x03R\fread_context\"M\n" +
+	"\x11HeartbeatResponse\x12$\n" +
+	"\x0elast_log_index\x18\x02 \x01(\x04R\flastLogIndexJ\x04\b\x01\x10\x02R\fread_context\"\f\n" +
 	"\n" +
-	"TimeoutNow\">\n" +
+	"TimeoutNow\"5\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
-	"\x05batch\x18\x01 \x01(\x04R\x05batch\x12\x14\n" +
-	"\x05lease\x18\x02 \x01(\bR\x05lease\"m\n" +
+	"\x05lease\x18\x02 \x01(\bR\x05leaseJ\x04\b\x01\x10\x02R\x05batch\"m\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05batch\x18\x01 \x01(\x04R\x05batch\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +

@@ -97,8 +97,7 @@ func (f *follower) reply(req *raftpb.Envelope) *raftpb.Envelope {
 
 func (f *follower) onHeartbeat(env actors.Env, e *raftpb.Envelope, hb *raftpb.HeartbeatRequest) {
 	r := f.reply(e)
-	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{ReadContext: hb.ReadContext,
-		LastLogIndex: f.last()}}
+	r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{LastLogIndex: f.last()}}
 	if t, err := f.leaderLog.Term(hb.Commit); err != nil || t != hb.CommitTerm {
 		f.violate("heartbeat seq %d: commit %d of term %d, but the leader's term there is %d (%v)", e.Seq, hb.Commit, hb.CommitTerm, t, err)
 	}

@@ -12,6 +12,27 @@ import (
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
+// Defaults of the replication window, for the Config fields left zero. They
+// are the defaults of the NodeOptions fields of the same names, which the
+// node passes on.
+const (
+	// DefaultMaxInflightMsgs is the most AppendRequests outstanding to one
+	// peer.
+	DefaultMaxInflightMsgs = 256
+	// DefaultMaxInflightBytes bounds the entries outstanding to one peer,
+	// counted as their data plus 24 bytes each (8 MiB): a heartbeat waits
+	// behind at most that much of its group's data on the connection.
+	DefaultMaxInflightBytes = 8 << 20
+	// DefaultMaxBytesPerRPC caps the entries of one AppendRequest
+	// (512 KiB).
+	DefaultMaxBytesPerRPC = 512 << 10
+)
+
+// defaultHeartbeatTicks is the heartbeat period of a Config that sets none.
+// The node always sets one (its HeartbeatInterval in ticks), so only this
+// package's tests rely on it.
+const defaultHeartbeatTicks = 10
+
 // LogReader is the leader's log as a replicator reads it: logmgr.Log in
 // production. It must be safe to call from the replicator's goroutine while
 // the node appends.
@@ -38,10 +59,15 @@ type Config struct {
 	// Commit is the leader's commit index at start.
 	Commit uint64
 
+	// MaxInflightMsgs and MaxInflightBytes bound the AppendRequests
+	// outstanding to the peer, and MaxBytesPerRPC the entries of one
+	// (zero: DefaultMaxInflightMsgs, DefaultMaxInflightBytes,
+	// DefaultMaxBytesPerRPC).
 	MaxInflightMsgs  int
 	MaxInflightBytes uint64
 	MaxBytesPerRPC   uint64
-	// HeartbeatTicks is the number of idle node ticks between heartbeats.
+	// HeartbeatTicks is the number of idle node ticks between heartbeats
+	// (zero: defaultHeartbeatTicks).
 	HeartbeatTicks int
 	// ResendTicks is how long outstanding requests may go unanswered
 	// before the replicator probes again.
@@ -134,16 +160,16 @@ type Replicator struct {
 // New returns a replicator actor for cfg.
 func New(cfg Config) *Replicator {
 	if cfg.MaxInflightMsgs <= 0 {
-		cfg.MaxInflightMsgs = 256
+		cfg.MaxInflightMsgs = DefaultMaxInflightMsgs
 	}
 	if cfg.MaxInflightBytes == 0 {
-		cfg.MaxInflightBytes = 8 << 20
+		cfg.MaxInflightBytes = DefaultMaxInflightBytes
 	}
 	if cfg.MaxBytesPerRPC == 0 {
-		cfg.MaxBytesPerRPC = 512 << 10
+		cfg.MaxBytesPerRPC = DefaultMaxBytesPerRPC
 	}
 	if cfg.HeartbeatTicks <= 0 {
-		cfg.HeartbeatTicks = 10
+		cfg.HeartbeatTicks = defaultHeartbeatTicks
 	}
 	if cfg.ResendTicks <= 0 {
 		cfg.ResendTicks = 2 * cfg.HeartbeatTicks

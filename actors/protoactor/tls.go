@@ -1,4 +1,4 @@
-package proto
+package protoactor
 
 import (
 	"crypto/tls"
@@ -16,15 +16,15 @@ import (
 func LoadTLS(certFile, keyFile, caFile string) (*TLS, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("proto: load certificate %s and key %s: %w", certFile, keyFile, err)
+		return nil, fmt.Errorf("protoactor: load certificate %s and key %s: %w", certFile, keyFile, err)
 	}
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("proto: read CA %s: %w", caFile, err)
+		return nil, fmt.Errorf("protoactor: read CA %s: %w", caFile, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("proto: %s holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("protoactor: %s holds no PEM certificate", caFile)
 	}
 	return &TLS{
 		Server: &tls.Config{

@@ -1,5 +1,5 @@
 //go:build !race
 
-package proto
+package protoactor
 
 const raceEnabled = false

@@ -1,4 +1,4 @@
-package proto
+package protoactor
 
 import (
 	"crypto/tls"
@@ -88,7 +88,7 @@ func (s *System) startRemote(host string, port int, opts Options) (addr string, 
 	var serverCreds, clientCreds credentials.TransportCredentials = insecure.NewCredentials(), insecure.NewCredentials()
 	if opts.TLS != nil {
 		if opts.TLS.Server == nil || opts.TLS.Client == nil {
-			return "", fmt.Errorf("proto: TLS needs both a server and a client configuration")
+			return "", fmt.Errorf("protoactor: TLS needs both a server and a client configuration")
 		}
 		serverCreds, clientCreds = credentials.NewTLS(opts.TLS.Server), credentials.NewTLS(opts.TLS.Client)
 	}
@@ -117,7 +117,7 @@ func (s *System) startRemote(host string, port int, opts Options) (addr string, 
 		// remote.Start panics when it cannot listen; turn that into an
 		// error.
 		if p := recover(); p != nil {
-			err = fmt.Errorf("proto: listen on %s: %v", net.JoinHostPort(host, strconv.Itoa(port)), p)
+			err = fmt.Errorf("protoactor: listen on %s: %v", net.JoinHostPort(host, strconv.Itoa(port)), p)
 		}
 	}()
 	r.Start()

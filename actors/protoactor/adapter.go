@@ -1,4 +1,4 @@
-package proto
+package protoactor
 
 import (
 	crand "crypto/rand"
@@ -120,10 +120,10 @@ func (a *adapter) Send(to actors.Ref, msg any) {
 // child when it is stopped itself.
 func (a *adapter) Spawn(name string, child actors.Actor, opts ...actors.SpawnOption) (actors.Ref, error) {
 	if name == "" {
-		return actors.Ref{}, errors.New("proto: empty actor name")
+		return actors.Ref{}, errors.New("protoactor: empty actor name")
 	}
 	if a.stopping {
-		return actors.Ref{}, errors.New("proto: spawn from a stopping actor")
+		return actors.Ref{}, errors.New("protoactor: spawn from a stopping actor")
 	}
 	ref := a.ref.Child(name)
 	ad := newAdapter(a.s, ref, child)
@@ -133,7 +133,7 @@ func (a *adapter) Spawn(name string, child actors.Actor, opts ...actors.SpawnOpt
 	}
 	if pid.Id != ref.Name { // protoactor's naming changed under us
 		a.ctx.Stop(pid)
-		return actors.Ref{}, errors.New("proto: protoactor named child " + pid.Id + ", want " + ref.Name)
+		return actors.Ref{}, errors.New("protoactor: protoactor named child " + pid.Id + ", want " + ref.Name)
 	}
 	a.s.cache(ad, pid)
 	return ref, nil

@@ -1,5 +1,5 @@
-// Package proto is the production runtime for the actors seam: it runs every
-// [actors.Actor] inside a protoactor-go actor.
+// Package protoactor is the production runtime for the actors seam: it runs
+// every [actors.Actor] inside a protoactor-go actor.
 //
 // # Mapping onto protoactor
 //
@@ -57,7 +57,7 @@
 //     out): they are silently lost.
 //   - Shutting protoactor's ActorSystem down only closes a channel; it does
 //     not stop actors. [System.Shutdown] stops them itself first.
-package proto
+package protoactor
 
 import (
 	"errors"
@@ -75,7 +75,7 @@ import (
 )
 
 // ErrShutdown is returned by Spawn after Shutdown has begun.
-var ErrShutdown = errors.New("proto: runtime shut down")
+var ErrShutdown = errors.New("protoactor: runtime shut down")
 
 // shutdownTimeout bounds how long Shutdown waits for actors to stop.
 const shutdownTimeout = 5 * time.Second
@@ -158,7 +158,7 @@ var _ actors.Runtime = (*System)(nil)
 // New starts a runtime with its own protoactor ActorSystem.
 func New(opts Options) (*System, error) {
 	if opts.Addr == "" {
-		return nil, errors.New("proto: Options.Addr is required")
+		return nil, errors.New("protoactor: Options.Addr is required")
 	}
 	lg := opts.Logger
 	if lg == nil {
@@ -236,7 +236,7 @@ func (s *System) Now() time.Time { return time.Now() }
 // held, and with [ErrShutdown] once Shutdown has begun.
 func (s *System) Spawn(name string, a actors.Actor, opts ...actors.SpawnOption) (actors.Ref, error) {
 	if name == "" {
-		return actors.Ref{}, errors.New("proto: empty actor name")
+		return actors.Ref{}, errors.New("protoactor: empty actor name")
 	}
 	ref := actors.Ref{Host: s.addr, Name: name}
 	ad := newAdapter(s, ref, a)
@@ -383,7 +383,7 @@ func (s *System) stopped(ad *adapter, self *actor.PID) {
 
 func spawnErr(name string, err error) error {
 	if errors.Is(err, actor.ErrNameExists) {
-		return fmt.Errorf("proto: spawn %q: %w", name, actors.ErrNameTaken)
+		return fmt.Errorf("protoactor: spawn %q: %w", name, actors.ErrNameTaken)
 	}
-	return fmt.Errorf("proto: spawn %q: %w", name, err)
+	return fmt.Errorf("protoactor: spawn %q: %w", name, err)
 }

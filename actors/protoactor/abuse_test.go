@@ -1,4 +1,4 @@
-package proto
+package protoactor
 
 import (
 	"crypto/tls"

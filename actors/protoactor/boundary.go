@@ -1,4 +1,4 @@
-package proto
+package protoactor
 
 import (
 	"context"
@@ -120,7 +120,7 @@ func (b *boundary) close() {
 	select {
 	case <-done:
 	case <-t.C:
-		b.s.log.Warn("proto: an inbound stream is still handling a message; shutting the remote down anyway",
+		b.s.log.Warn("protoactor: an inbound stream is still handling a message; shutting the remote down anyway",
 			slog.Duration("waited", gateTimeout))
 	}
 }
@@ -188,7 +188,7 @@ func (b *boundary) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 		if v := recover(); v != nil {
 			b.s.panics.Add(1)
 			if skipped, ok := b.panicLog.allow(); ok {
-				b.s.log.Error("proto: recovered a panic at the network boundary; closed the stream",
+				b.s.log.Error("protoactor: recovered a panic at the network boundary; closed the stream",
 					slog.String("peer", from), slog.Any("panic", v), slog.Int("not_logged", skipped),
 					slog.String("stack", string(debug.Stack())))
 			}
@@ -203,7 +203,7 @@ func (b *boundary) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 func (b *boundary) reject(from string, why error) error {
 	b.s.malformed.Add(1)
 	if skipped, ok := b.rejectLog.allow(); ok {
-		b.s.log.Warn("proto: refused a message from the network; closed the stream",
+		b.s.log.Warn("protoactor: refused a message from the network; closed the stream",
 			slog.String("peer", from), slog.String("reason", why.Error()), slog.Int("not_logged", skipped))
 	}
 	return status.Error(codes.InvalidArgument, why.Error())
@@ -213,7 +213,7 @@ func (b *boundary) reject(from string, why error) error {
 func (b *boundary) refuse(from, what string) {
 	b.s.refused.Add(1)
 	if skipped, ok := b.refuseLog.allow(); ok {
-		b.s.log.Warn("proto: refused a call or connection from the network",
+		b.s.log.Warn("protoactor: refused a call or connection from the network",
 			slog.String("peer", from), slog.String("what", what), slog.Int("not_logged", skipped))
 	}
 }
@@ -352,7 +352,7 @@ type limitedCreds struct {
 	b *boundary
 }
 
-var errTooManyConns = errors.New("proto: too many connections")
+var errTooManyConns = errors.New("protoactor: too many connections")
 
 func (c *limitedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	if c.b.conns.Add(1) > c.b.maxConns {

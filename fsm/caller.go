@@ -12,6 +12,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/faults"
+	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -81,6 +82,26 @@ func NewCaller(cfg Config) *Caller {
 
 // Receive implements actors.Actor.
 func (c *Caller) Receive(env actors.Env, msg any) {
+	if invariants.Enabled {
+		defer c.checkInvariants()
+	}
+	c.receive(env, msg)
+}
+
+// checkInvariants checks the invariants written on Caller (under the
+// invariants build tag only).
+func (c *Caller) checkInvariants() {
+	if c.applied > c.target {
+		invariants.Violate("FSM caller: applied %d beyond the target %d", c.applied, c.target)
+	}
+	for i := 1; i < len(c.tasks); i++ {
+		if c.tasks[i].Index < c.tasks[i-1].Index {
+			invariants.Violate("FSM caller: tasks out of index order")
+		}
+	}
+}
+
+func (c *Caller) receive(env actors.Env, msg any) {
 	if _, ok := msg.(actors.Stopped); ok {
 		// Stopped from outside without a Shutdown (the runtime went down):
 		// the tasks still held complete all the same.

@@ -169,7 +169,7 @@ func (a *Actor) tick(env actors.Env) {
 	a.resumeHeld(env)
 	switch a.role {
 	case Leader:
-		a.tr.replicators(func(ref actors.Ref) { env.Send(ref, replicator.Tick{}) })
+		a.toReplicators(env, replicator.Tick{})
 		a.checkQuorum(env)
 	case Follower, PreCandidate, Candidate:
 		a.electionTick(env)
@@ -191,6 +191,19 @@ func (a *Actor) envelope(to string, term, seq uint64) *raftpb.Envelope {
 
 func (a *Actor) peerRef(id string) actors.Ref {
 	return actors.Ref{Host: a.tr.addr(id), Name: ActorName(a.cfg.Group, id)}
+}
+
+// send delivers e to a peer's actor, or holds it in the ack gate until the
+// hard state it rests on is durable.
+func (a *Actor) send(env actors.Env, to actors.Ref, e *raftpb.Envelope) {
+	if !a.gate.hold(a.term, a.vote, to, e) {
+		env.Send(to, e)
+	}
+}
+
+// toReplicators sends msg to every replicator (a leader's).
+func (a *Actor) toReplicators(env actors.Env, msg any) {
+	a.tr.replicators(func(ref actors.Ref) { env.Send(ref, msg) })
 }
 
 // complete queues a closure to run on the executor with st.

@@ -33,6 +33,24 @@ func (a *Actor) checkCommitted(env actors.Env, e *raftpb.Envelope, index, term u
 	return false
 }
 
+// skipCommitted returns the entries of req after this node's commit
+// index, which is beyond req's previous entry: the entries up to it, and
+// the previous one, are checked to be the ones this node committed. It
+// reports false if one is not (the node has failed).
+func (a *Actor) skipCommitted(env actors.Env, e *raftpb.Envelope, req *raftpb.AppendRequest) ([]*raftpb.Entry, bool) {
+	ents := req.Entries
+	skip := min(a.commit-req.PrevLogIndex, uint64(len(ents)))
+	if !a.checkCommitted(env, e, req.PrevLogIndex, req.PrevLogTerm) {
+		return nil, false
+	}
+	for _, ent := range ents[:skip] {
+		if !a.checkCommitted(env, e, ent.Index, ent.Term) {
+			return nil, false
+		}
+	}
+	return ents[skip:], true
+}
+
 // heartbeatCommit is the commit index a heartbeat lets this node adopt.
 // The leader clips it to the index up to which it knows this log matches
 // its own, and names the term of its entry there:

@@ -29,19 +29,14 @@ func (a *Actor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.AppendR
 		// committed here, so the leader holds them too (Leader
 		// Completeness): skip them, once checked to be the leader's
 		// (diverge.go).
-		skip := min(a.commit-req.PrevLogIndex, uint64(len(ents)))
-		if !a.checkCommitted(env, e, req.PrevLogIndex, req.PrevLogTerm) {
+		var ok bool
+		if ents, ok = a.skipCommitted(env, e, req); !ok {
 			return
 		}
-		for _, ent := range ents[:skip] {
-			if !a.checkCommitted(env, e, ent.Index, ent.Term) {
-				return
-			}
-		}
-		ents = ents[skip:]
 	}
 	// The first entry this log lacks or holds with another term, and all
 	// after it, replace the log's suffix.
+	var suffix []*raftpb.Entry
 	for i, ent := range ents {
 		if ent.Index <= a.log.LastIndex() && a.log.MatchTerm(ent.Index, ent.Term) {
 			continue
@@ -50,14 +45,12 @@ func (a *Actor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.AppendR
 			a.fail(env, invariants.Violate("entry %d of term %d conflicts with a committed entry", ent.Index, ent.Term), closure.EINTERNAL)
 			return
 		}
-		a.writeLog(env, ents[i:])
+		suffix = ents[i:]
 		break
 	}
+	a.acceptEntries(env, suffix, min(req.Commit, lastNew))
 	if a.failed != nil {
 		return
-	}
-	if c := min(req.Commit, lastNew); c > a.commit {
-		a.advanceCommit(env, c)
 	}
 	ack := pendingAck{to: a.replyTo(e), seq: e.Seq, term: e.Term, match: lastNew}
 	if a.stable >= lastNew || faults.On(faults.AckBeforeSync) {
@@ -81,6 +74,14 @@ func (a *Actor) reject(env actors.Env, e *raftpb.Envelope, req *raftpb.AppendReq
 		RejectHintIndex: k, RejectHintTerm: hintTerm, LastLogIndex: last,
 	}}
 	a.send(env, a.replyTo(e), r)
+}
+
+// flushAcks sends the acks whose entries are now durable (coalesced per
+// replicator by the ack gate).
+func (a *Actor) flushAcks(env actors.Env) {
+	for _, ack := range a.gate.ready(a.term, a.stable) {
+		a.sendAck(env, ack)
+	}
 }
 
 func (a *Actor) sendAck(env actors.Env, ack pendingAck) {

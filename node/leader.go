@@ -63,7 +63,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 	a.termStart = noop.Index
 	a.debug("became leader", "first index", noop.Index)
 	env.Send(a.cfg.FSMCaller, fsm.LeaderStart{Term: a.term, Index: noop.Index})
-	a.wakeReplicators(env)
+	a.toReplicators(env, replicator.Update{Commit: a.commit})
 	a.drain(env)
 }
 
@@ -105,7 +105,7 @@ func (a *Actor) drain(env actors.Env) {
 		a.scratch = batch[:0]
 	}
 	if appended && !faults.On(faults.ReplicateAfterSync) {
-		a.wakeReplicators(env) // in parallel with the log manager's write
+		a.toReplicators(env, replicator.Update{Commit: a.commit}) // in parallel with the log manager's write
 	}
 	if !a.holdProposals() && a.sh.Proposals.Len() > 0 {
 		env.Send(env.Self(), Nudge{}) // more to do after other messages
@@ -161,10 +161,6 @@ func (a *Actor) appendProposals(env actors.Env, batch []Proposal) {
 	}
 	a.sh.inflight.Store(int64(len(a.tasks)))
 	a.writeLog(env, ents)
-}
-
-func (a *Actor) wakeReplicators(env actors.Env) {
-	a.tr.replicators(func(ref actors.Ref) { env.Send(ref, replicator.Update{Commit: a.commit}) })
 }
 
 func (a *Actor) onProgress(env actors.Env, m replicator.Progress) {

@@ -152,7 +152,7 @@ func (a *Actor) beat(env actors.Env, now uint64) {
 	}
 	a.rd.roundSent(now)
 	a.sh.Metrics.ReadRounds.Add(1)
-	a.tr.replicators(func(ref actors.Ref) { env.Send(ref, replicator.Beat{}) })
+	a.toReplicators(env, replicator.Beat{})
 }
 
 // onContact records that peer answered, in this term, a request sent at

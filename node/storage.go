@@ -9,20 +9,13 @@ import (
 	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/replicator"
 )
 
 // The node's durable state: its log (the view and the storage behind it,
 // written together here and nowhere else), its hard state, what waits for
 // either to be durable (the ack gate), and the commit index that rests on
 // them.
-
-// send delivers e to a peer's actor, or holds it in the ack gate until the
-// hard state it rests on is durable.
-func (a *Actor) send(env actors.Env, to actors.Ref, e *raftpb.Envelope) {
-	if !a.gate.hold(a.term, a.vote, to, e) {
-		env.Send(to, e)
-	}
-}
 
 // persistHardState asks the log manager to make the current term and vote
 // durable. Sends wait until it answers.
@@ -84,13 +77,11 @@ func (a *Actor) onStable(env actors.Env, m logmgr.Stable) {
 	a.stable = m.Index
 	if a.role == Leader {
 		if faults.On(faults.ReplicateAfterSync) {
-			a.wakeReplicators(env)
+			a.toReplicators(env, replicator.Update{Commit: a.commit})
 		}
 		a.maybeCommit(env)
 	}
-	for _, ack := range a.gate.ready(a.term, a.stable) {
-		a.sendAck(env, ack)
-	}
+	a.flushAcks(env)
 	a.trimLog()
 }
 
@@ -123,25 +114,16 @@ func (a *Actor) advanceCommit(env actors.Env, c uint64) {
 	}
 	env.Send(a.cfg.FSMCaller, fsm.Committed{Index: c, Tasks: done})
 	if a.role == Leader {
-		a.wakeReplicators(env)
+		a.toReplicators(env, replicator.Update{Commit: c})
 	}
 }
 
-// trimLog lets the log drop cached entries that are applied and durable,
-// keeping those a lagging follower still needs (up to a bound); and, when
-// the cache holds more than MaxLogCacheBytes, the oldest committed and
-// durable entries even if not applied yet: the FSM caller and the
-// replicators read those from storage.
-func (a *Actor) trimLog() {
-	const keepForFollowers = 1 << 16
-	upTo := min(a.applied, a.stable)
-	if a.role == Leader {
-		floor := uint64(0)
-		if a.applied > keepForFollowers {
-			floor = a.applied - keepForFollowers
-		}
-		upTo = a.tr.minMatch(upTo, floor)
+// acceptEntries is a follower's write: ents (a suffix the log lacks or
+// holds with other terms; possibly none) written to the log, then the
+// commit index raised to commit if that is more.
+func (a *Actor) acceptEntries(env actors.Env, ents []*raftpb.Entry, commit uint64) {
+	a.writeLog(env, ents)
+	if a.failed == nil && commit > a.commit {
+		a.advanceCommit(env, commit)
 	}
-	a.log.Trim(upTo)
-	a.log.Spill(min(a.commit, a.stable), a.cfg.MaxLogCacheBytes)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/internal/logsearch"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -210,6 +211,25 @@ func (r *Replicator) Receive(env actors.Env, msg any) {
 	}
 	if r.cfg.View != nil {
 		r.publish()
+	}
+	if invariants.Enabled {
+		r.checkInvariants()
+	}
+}
+
+// checkInvariants checks the invariants written on Replicator (under the
+// invariants build tag only).
+func (r *Replicator) checkInvariants() {
+	if r.match >= r.next {
+		invariants.Violate("replicator %s->%s: match %d not below next %d", r.cfg.LeaderID, r.cfg.PeerID, r.match, r.next)
+	}
+	if r.st == stateProbe && len(r.inflight) > 1 {
+		invariants.Violate("replicator %s->%s: %d requests outstanding in probe state", r.cfg.LeaderID, r.cfg.PeerID, len(r.inflight))
+	}
+	for i := 1; i < len(r.inflight); i++ {
+		if r.inflight[i].seq <= r.inflight[i-1].seq || r.inflight[i].last <= r.inflight[i-1].last {
+			invariants.Violate("replicator %s->%s: outstanding requests out of order", r.cfg.LeaderID, r.cfg.PeerID)
+		}
 	}
 }
 

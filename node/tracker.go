@@ -248,6 +248,9 @@ func (t *tracker) checkInvariants(leader bool, last uint64) {
 	if leader != t.leading() {
 		invariants.Violate("tracker: records exist %v while leading is %v", t.leading(), leader)
 	}
+	if leader && len(t.peers) != len(t.others) {
+		invariants.Violate("tracker: %d records for %d other members", len(t.peers), len(t.others))
+	}
 	for id, p := range t.peers {
 		if !t.isMember(id) || id == t.self {
 			invariants.Violate("tracker: a record for %q, not another member", id)

@@ -10,6 +10,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/internal/quorum"
+	"github.com/asyncraft/asyncraft/replicator"
 )
 
 // Unit tests of the tracker: no actor, no cluster; the replicators are
@@ -31,7 +32,7 @@ func testRef(id string) actors.Ref { return actors.Ref{Host: "leader", Name: "re
 func leadingTracker(t *testing.T, self string, ids ...string) *tracker {
 	t.Helper()
 	tr := newTracker(self, testPeers(ids...))
-	if err := tr.startReplicators(func(id string) (actors.Ref, error) { return testRef(id), nil }); err != nil {
+	if err := tr.startReplicators(func(id string, _ *replicator.View) (actors.Ref, error) { return testRef(id), nil }); err != nil {
 		t.Fatalf("startReplicators: %v", err)
 	}
 	return tr
@@ -431,7 +432,7 @@ func TestTrackerReplicators(t *testing.T) {
 	tr := newTracker("b", members)
 	for round := range 10 {
 		var spawned []string
-		err := tr.startReplicators(func(id string) (actors.Ref, error) {
+		err := tr.startReplicators(func(id string, _ *replicator.View) (actors.Ref, error) {
 			spawned = append(spawned, id)
 			return testRef(id), nil
 		})
@@ -495,7 +496,7 @@ func TestTrackerStartReplicatorsError(t *testing.T) {
 			tr := newTracker("a", testPeers("a", "e", "d", "c", "b"))
 			errSpawn := fmt.Errorf("spawn %s failed", tc.failAt)
 			var spawned []string
-			err := tr.startReplicators(func(id string) (actors.Ref, error) {
+			err := tr.startReplicators(func(id string, _ *replicator.View) (actors.Ref, error) {
 				spawned = append(spawned, id)
 				if id == tc.failAt {
 					return actors.Ref{}, errSpawn

@@ -543,8 +543,10 @@ func TestTrackerCheckInvariants(t *testing.T) {
 		{"leader without records", false, nil, true, 5, true},
 		{"follower with records", true, nil, false, 5, true},
 		{"match beyond the last index", true, func(tr *tracker) { tr.peer("c").match = 6 }, true, 5, true},
-		{"a record for self", true, func(tr *tracker) { tr.peers["a"] = &progress{} }, true, 5, true},
-		{"a record for a non-member", true, func(tr *tracker) { tr.peers["z"] = &progress{} }, true, 5, true},
+		// These two replace b's record, so that only what they test is wrong.
+		{"a record for self", true, func(tr *tracker) { delete(tr.peers, "b"); tr.peers["a"] = &progress{} }, true, 5, true},
+		{"a record for a non-member", true, func(tr *tracker) { delete(tr.peers, "b"); tr.peers["z"] = &progress{} }, true, 5, true},
+		{"a record missing", true, func(tr *tracker) { delete(tr.peers, "b") }, true, 5, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTracker("a", testPeers("a", "b", "c"))

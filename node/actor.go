@@ -268,15 +268,26 @@ func (a *Actor) fail(env actors.Env, err error, code closure.Code) {
 	}
 	a.failed = err
 	a.logger.Error("asyncraft: node failed; it stops taking part in its group until restarted", "err", err)
-	if a.role == Leader {
-		a.stopLeading(env, closure.Newf(closure.EINTERNAL, "node failed: %v", err))
-	}
-	a.role = Errored
+	a.leave(env, Errored, closure.Newf(closure.EINTERNAL, "node failed: %v", err), code, fmt.Sprintf("node failed (%v)", err))
 	a.setLeader(env, "")
-	a.releaseAll(code, fmt.Sprintf("node failed (%v)", err))
 	if code != closure.ESTATEMACHINE {
 		env.Send(a.cfg.FSMCaller, fsm.NodeError{Err: err})
 	}
+}
+
+// leave ends this node's part in its group for this run, the one sequence
+// that failing (fail), shutting down (beginShutdown) and dying (Died)
+// share: leadership ends with led (when the actor still runs: env is
+// nil in Died, whose replicators are gone with it), the role becomes role,
+// and everything held is released (releaseAll). What follows differs: a
+// failure tells the FSM caller, a shutdown closes it and then the log
+// manager, a death stops them from outside.
+func (a *Actor) leave(env actors.Env, role Role, led closure.Status, code closure.Code, why string) {
+	if env != nil && a.role == Leader {
+		a.stopLeading(env, led)
+	}
+	a.role = role
+	a.releaseAll(code, why)
 }
 
 // releaseAll completes everything the node holds and will not carry on
@@ -307,8 +318,7 @@ func (a *Actor) abandonTasks(st closure.Status) {
 // and stops its siblings.
 func (a *Actor) Died(err error) {
 	a.failed = err
-	a.role = Errored
-	a.releaseAll(closure.EINTERNAL, fmt.Sprintf("node failed (%v)", err))
+	a.leave(nil, Errored, closure.Status{}, closure.EINTERNAL, fmt.Sprintf("node failed (%v)", err))
 	a.cfg.Outside.Complete(a.completions)
 	a.completions = nil
 	a.publish()
@@ -325,11 +335,8 @@ func (a *Actor) Died(err error) {
 // in that order.
 func (a *Actor) beginShutdown(env actors.Env) {
 	a.stopping = true
-	if a.role == Leader {
-		a.stopLeading(env, closure.Newf(closure.ESHUTDOWN, "node shutting down"))
-	}
-	a.releaseAll(closure.ESHUTDOWN, "node "+a.cfg.Group+"/"+a.cfg.ID+" shut down")
-	a.role = Shutdown
+	a.leave(env, Shutdown, closure.Newf(closure.ESHUTDOWN, "node shutting down"), closure.ESHUTDOWN,
+		"node "+a.cfg.Group+"/"+a.cfg.ID+" shut down")
 	a.flushCompletions(env)
 	a.publish()
 	env.Send(a.cfg.FSMCaller, fsm.Shutdown{})

@@ -59,6 +59,12 @@ func benchApply(b *testing.B, size int, fresh, noCopy bool) {
 		Group: "g", ID: "a", Peers: []asyncraft.Peer{{ID: "a", Addr: "local"}},
 		StateMachine: &counter{}, ElectionTimeout: 100 * time.Millisecond,
 		LogStorage: discardLog{logmgr.NewMemoryStorage()}, MetaStorage: logmgr.NewMemoryMeta(),
+		// The storage forgets what it is given, so no entry may leave the
+		// cache before it is applied: the default 32 MiB would spill the
+		// 64 KiB commands and the FSM caller find them gone.
+		MaxLogCacheBytes: 1 << 30,
+		// And 1024 commands of 64 KiB in flight exceed the default budget.
+		MaxPendingBytes: 1 << 30,
 	})
 	if err != nil {
 		b.Fatal(err)

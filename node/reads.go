@@ -124,8 +124,10 @@ func (a *Actor) drainReads(env actors.Env) {
 	case a.role == Leader:
 		now := a.readClock(env)
 		a.rd.lead(tasks, now, a.commit, a.applied, a.termStart)
-		a.sh.Metrics.Reads.Add(uint64(len(tasks)))
-		a.beat(env, now)
+		if a.commit >= a.termStart { // else all refused
+			a.sh.Metrics.Reads.Add(uint64(len(tasks)))
+			a.beat(env, now)
+		}
 	case a.role == Follower && a.leader != "":
 		a.rd.forward(tasks, func(batch uint64, lease bool) {
 			e := a.envelope(a.leader, a.term, batch)

@@ -189,7 +189,7 @@ func (a *Actor) noteElection() {
 
 // describePeers renders the configuration: n1@a1, n2@a2.
 func (a *Actor) describePeers() string {
-	ids := a.tr.conf.IDs()
+	ids := a.tr.voters()
 	s := make([]string, 0, len(ids))
 	for _, id := range ids {
 		s = append(s, id+"@"+a.tr.addr(id))

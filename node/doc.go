@@ -36,7 +36,12 @@
 //	follower.go     appends and heartbeats from the leader, acks (diverge.go: committed-entry checks)
 //	storage.go      the log (view and storage written as one operation), hard state, commit
 //	reads.go        linearizable reads: the protocol, and the actor's side
+//	logcache.go     what the log view keeps in memory
 //	lostlog.go      followers that lost entries they had acknowledged
+//
+// The actor's edges: config.go (Config, Shared), messages.go, queue.go (the
+// handle's queues), status.go and metrics.go (what it publishes), names.go
+// (its actors' names).
 //
 // State owners, each with its own invariants and unit tests without a
 // cluster:

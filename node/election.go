@@ -25,7 +25,7 @@ import (
 // have acknowledged a leader just before it crashed no longer remembers
 // when, so after it starts it refuses every (pre-)vote, and starts no
 // election of its own, until an election timeout plus the clock-drift bound
-// has passed on its clock (ticks.restartQuiet). Every start counts, a first
+// has passed on its clock (Ticks.RestartQuiet). Every start counts, a first
 // one included: a node whose data directory was wiped has forgotten its
 // term too, and its promise must hold all the same.
 
@@ -94,7 +94,7 @@ func (a *Actor) startElection(env actors.Env) {
 	a.resetElectionTimer(env)
 	a.tr.startVote(true)
 	last, lastTerm := a.log.Last()
-	for _, id := range a.tr.conf.IDs() {
+	for _, id := range a.tr.voters() {
 		if id == a.cfg.ID {
 			continue
 		}
@@ -119,7 +119,7 @@ func (a *Actor) campaign(env actors.Env) {
 	a.tr.startVote(false)
 	a.persistHardState(env)
 	last, lastTerm := a.log.Last()
-	for _, id := range a.tr.conf.IDs() {
+	for _, id := range a.tr.voters() {
 		if id == a.cfg.ID {
 			continue
 		}

@@ -25,13 +25,10 @@ func (a *Actor) onLostEntries(m replicator.LostEntries) {
 	if a.role != Leader || m.Term != a.term {
 		return
 	}
-	p := a.tr.peer(m.Peer)
-	if p == nil {
+	if !a.tr.lostEntries(m.Peer, m.Match) {
 		return
 	}
 	a.sh.Metrics.PeerLogLosses.Add(1)
-	p.match = 0
-	p.lost = max(p.lost, m.Match)
 	err := fmt.Errorf("%w: %s had acknowledged entries up to %d and now holds at most %d (its data directory was wiped or its log cut short); sending it the log again",
 		ErrPeerLogLost, m.Peer, m.Match, m.Last)
 	a.sh.lostErr.Store(&peerError{m.Peer, err})
@@ -42,11 +39,9 @@ func (a *Actor) onLostEntries(m replicator.LostEntries) {
 // peerCaughtUp is called when peer's match rises to match: a peer that had
 // lost entries and holds them again is reported as caught up.
 func (a *Actor) peerCaughtUp(peer string, match uint64) {
-	p := a.tr.peer(peer)
-	if p == nil || p.lost == 0 || match < p.lost {
+	if !a.tr.caughtUp(peer, match) {
 		return
 	}
-	p.lost = 0
 	a.logger.Warn("asyncraft: a follower that had lost entries holds them again", "peer", peer, "match", match, "term", a.term)
 	if p := a.sh.lostErr.Load(); p != nil && p.peer == peer {
 		a.sh.lostErr.Store(nil)

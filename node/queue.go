@@ -24,6 +24,8 @@ type Queue[T any] struct {
 	closed closure.Status // non-zero Code once the node stopped accepting
 }
 
+// NewQueue returns an empty queue of capacity items; what names them in
+// errors.
 func NewQueue[T any](what string, capacity int) *Queue[T] {
 	return &Queue[T]{what: what, cap: capacity}
 }

@@ -170,7 +170,7 @@ func (a *Actor) onContact(env actors.Env, peer string, sentAt time.Time) {
 // and extends the lease; reads registered since need another round.
 func (a *Actor) confirmReads(env actors.Env, now uint64) {
 	if a.rd.confirm(a.tr.quorumAckedAt(now), now, a.applied) {
-		a.sh.leaseUntil.Store(a.epoch.Add(time.Duration(a.rd.leaseUntil)).UnixNano())
+		a.sh.leaseUntil.Store(a.epoch.Add(time.Duration(a.rd.leaseEnd())).UnixNano())
 	}
 	a.sendReadAnswers(env)
 	a.beat(env, now)

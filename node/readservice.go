@@ -92,6 +92,9 @@ func (s *readService) arrived(tasks []*ReadTask, tick int64) {
 
 func (s *readService) leaseValid(now uint64) bool { return now < s.leaseUntil }
 
+// leaseEnd is when the lease runs out on the read clock (0: no lease).
+func (s *readService) leaseEnd() uint64 { return s.leaseUntil }
+
 // lead registers a leader's own reads at now. A leader that has not
 // committed an entry of its term (commit < termStart) refuses them:
 // its commit index may lag entries committed by earlier leaders.

@@ -73,6 +73,9 @@ func (t *tracker) isMember(id string) bool {
 // isVoter reports whether id may vote (and so campaign).
 func (t *tracker) isVoter(id string) bool { return t.conf.Contains(id) }
 
+// voters returns the voters' ids, sorted.
+func (t *tracker) voters() []string { return t.conf.IDs() }
+
 // addr is the host address of member id.
 func (t *tracker) addr(id string) string { return t.addrs[id] }
 
@@ -149,6 +152,30 @@ func (t *tracker) progressed(peer string, match uint64) bool {
 		return false
 	}
 	p.match = match
+	return true
+}
+
+// lostEntries records that peer holds less than it had acknowledged
+// (match): its match is forgotten until it holds that again. It reports
+// false for a peer without a record.
+func (t *tracker) lostEntries(peer string, match uint64) bool {
+	p := t.peers[peer]
+	if p == nil {
+		return false
+	}
+	p.match = 0
+	p.lost = max(p.lost, match)
+	return true
+}
+
+// caughtUp reports whether peer, having lost entries, now holds what it
+// had acknowledged (match reached it); the loss is then forgotten.
+func (t *tracker) caughtUp(peer string, match uint64) bool {
+	p := t.peers[peer]
+	if p == nil || p.lost == 0 || match < p.lost {
+		return false
+	}
+	p.lost = 0
 	return true
 }
 

@@ -562,3 +562,37 @@ func TestTrackerCheckInvariants(t *testing.T) {
 		})
 	}
 }
+
+// TestTrackerLostEntries: a peer that lost entries has its match forgotten
+// (so it counts toward no commit for what it no longer holds) until it
+// holds again the most it had acknowledged, across repeated losses.
+func TestTrackerLostEntries(t *testing.T) {
+	tr := leadingTracker(t, "a", "a", "b", "c")
+	tr.progressed("b", 40)
+	tr.progressed("c", 10)
+	if tr.lostEntries("z", 5) {
+		t.Fatal("a loss recorded for a peer without a record")
+	}
+	if !tr.lostEntries("b", 40) {
+		t.Fatal("b's loss not recorded")
+	}
+	if got := tr.peer("b").match; got != 0 {
+		t.Fatalf("b's match after its loss: %d, want 0", got)
+	}
+	if got := tr.committed(50); got != 10 {
+		t.Fatalf("committed with b's match forgotten: %d, want 10 (c's)", got)
+	}
+	tr.lostEntries("b", 30) // a second report, of less: the most is kept
+	for _, step := range []struct {
+		match uint64
+		want  bool
+	}{{20, false}, {39, false}, {40, true}, {41, false}} {
+		tr.progressed("b", step.match)
+		if got := tr.caughtUp("b", step.match); got != step.want {
+			t.Fatalf("caughtUp(b, %d) = %v, want %v", step.match, got, step.want)
+		}
+	}
+	if tr.caughtUp("c", 100) {
+		t.Fatal("c caught up without having lost anything")
+	}
+}

@@ -199,10 +199,10 @@ func (sm *recSM) OnApply(it fsm.Iterator) {
 	applyAll(sm, it)
 }
 
-func (sm *recSM) OnSnapshotSave(_ fsm.SnapshotWriter, done closure.Closure) {
-	done.Run(closure.Newf(closure.EINVAL, "unsupported"))
+func (sm *recSM) OnSnapshotSave(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+	return nil, fsm.ErrSnapshotUnsupported
 }
-func (sm *recSM) OnSnapshotLoad(fsm.SnapshotReader) error { return fsm.ErrSnapshotUnsupported }
+func (sm *recSM) OnSnapshotLoad(fsm.SnapshotSource) error { return fsm.ErrSnapshotUnsupported }
 
 func (sm *recSM) OnLeaderStart(term uint64) {
 	sm.events = append(sm.events, fmt.Sprintf("leaderStart:%d", term))

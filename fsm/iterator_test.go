@@ -177,10 +177,8 @@ func TestBaseStateMachine(t *testing.T) {
 	for _, task := range tasks {
 		w.expect(task, closure.OK, nil)
 	}
-	var st closure.Status
-	b.OnSnapshotSave(nil, closure.Func(func(s closure.Status) { st = s }))
-	if st.Code != closure.EINVAL || b.OnSnapshotLoad(nil) != fsm.ErrSnapshotUnsupported {
-		t.Fatalf("Base snapshot methods: %v", st)
+	if p, err := b.OnSnapshotSave(fsm.SnapshotMeta{Index: 1}); p != nil || err != fsm.ErrSnapshotUnsupported || b.OnSnapshotLoad(nil) != fsm.ErrSnapshotUnsupported {
+		t.Fatalf("Base snapshot methods: %v, %v", p, err)
 	}
 }
 

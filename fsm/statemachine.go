@@ -43,17 +43,25 @@ type StateMachine interface {
 	// returns, on the callback executor, with OK and the result set by
 	// SetResult — unless OnApply takes one over with Iterator.Done.
 	OnApply(it Iterator)
-	// OnSnapshotSave writes the state machine's state to w and calls done
-	// when finished (possibly later, from another goroutine).
+	// OnSnapshotSave captures the state for a snapshot: it runs between
+	// two applies, when the state reflects exactly the entries up to
+	// meta.Index, and should return quickly with what the persisting will
+	// need (a copy-on-write reference, a read view, immutable files). The
+	// persister then writes the snapshot on a goroutine of its own while
+	// applies continue; the state machine keeps what it reads unchanged
+	// until Release. An error fails this snapshot only: nothing changes.
+	// docs/snapshots.md has the whole contract.
 	//
-	// Not called yet: asyncraft has no snapshots so far (the log is kept
-	// whole and replayed on restart). The method is part of the interface
-	// so that state machines written now need no change when they come.
-	OnSnapshotSave(w SnapshotWriter, done closure.Closure)
-	// OnSnapshotLoad replaces the state machine's state with r's.
+	// Not called yet: the contract comes first; the node takes no
+	// snapshots so far (the log is kept whole and replayed on restart).
+	OnSnapshotSave(meta SnapshotMeta) (SnapshotPersister, error)
+	// OnSnapshotLoad replaces the whole state with the snapshot's, before
+	// any later OnApply: at restart, and on a follower once an installed
+	// snapshot has arrived and been verified. An error puts the node in
+	// its error state.
 	//
 	// Not called yet, like OnSnapshotSave.
-	OnSnapshotLoad(r SnapshotReader) error
+	OnSnapshotLoad(src SnapshotSource) error
 	// OnLeaderStart is called when this node has become leader of term
 	// and has applied every entry committed before its term began.
 	OnLeaderStart(term uint64)
@@ -85,28 +93,62 @@ type LeaderChange struct {
 	Status closure.Status
 }
 
-// SnapshotWriter receives a snapshot's contents.
-type SnapshotWriter interface {
+// SnapshotMeta identifies what a snapshot holds: the state after the
+// entries up to Index (of term Term), and the configuration then.
+type SnapshotMeta struct {
+	Index         uint64
+	Term          uint64
+	Configuration *raftpb.Configuration
+}
+
+// SnapshotPersister writes a captured state (see
+// StateMachine.OnSnapshotSave).
+type SnapshotPersister interface {
+	// Persist writes the snapshot to sink, on the snapshot executor's
+	// goroutine, concurrently with OnApply (never with another Persist of
+	// the node). Returning nil completes the snapshot; an error (or a
+	// panic) abandons it.
+	Persist(sink SnapshotSink) error
+	// Release is called once, after Persist or instead of it when the
+	// snapshot was abandoned before.
+	Release()
+}
+
+// SnapshotSink receives a snapshot: its data (of any size, not known in
+// advance) and, for state machines that keep their state in files, named
+// files.
+type SnapshotSink interface {
 	io.Writer
+	// AddFile adds a file to the snapshot; close it before Persist
+	// returns.
+	AddFile(name string) (io.WriteCloser, error)
+	// Meta is the snapshot being written.
+	Meta() SnapshotMeta
 }
 
-// SnapshotReader yields a snapshot's contents.
-type SnapshotReader interface {
+// SnapshotSource yields a verified snapshot's data and files. Its readers
+// report a checksum mismatch as an error, never as the end of the data.
+type SnapshotSource interface {
 	io.Reader
+	Meta() SnapshotMeta
+	// Files lists the files added with SnapshotSink.AddFile.
+	Files() []string
+	OpenFile(name string) (io.ReadCloser, error)
 }
 
-// ErrSnapshotUnsupported is reported by Base.OnSnapshotSave and
-// Base.OnSnapshotLoad.
+// ErrSnapshotUnsupported is returned by Base.OnSnapshotSave and
+// Base.OnSnapshotLoad: a node whose state machine does not support
+// snapshots keeps its whole log.
 var ErrSnapshotUnsupported = errors.New("fsm: this state machine does not support snapshots")
 
 // Base implements every StateMachine method except OnApply as a no-op (the
 // snapshot methods fail with ErrSnapshotUnsupported). Embed it.
 type Base struct{}
 
-func (Base) OnSnapshotSave(_ SnapshotWriter, done closure.Closure) {
-	done.Run(closure.Newf(closure.EINVAL, "%v", ErrSnapshotUnsupported))
+func (Base) OnSnapshotSave(SnapshotMeta) (SnapshotPersister, error) {
+	return nil, ErrSnapshotUnsupported
 }
-func (Base) OnSnapshotLoad(SnapshotReader) error            { return ErrSnapshotUnsupported }
+func (Base) OnSnapshotLoad(SnapshotSource) error            { return ErrSnapshotUnsupported }
 func (Base) OnLeaderStart(uint64)                           {}
 func (Base) OnLeaderStop(closure.Status)                    {}
 func (Base) OnConfigurationCommitted(*raftpb.Configuration) {}

@@ -979,12 +979,13 @@ func TestInjectedErrors(t *testing.T) {
 	// Open: a failed operation fails it, and changes nothing a retry needs.
 	for k := 1; ; k++ {
 		fsys := newStrictFS()
-		st := openStore(t, fsys, 1)
+		st := openStore(t, fsys, 2)
 		mustWrite(t, st, a)
 		unpin := must(st.Pin(1, 1))
 		mustWrite(t, st, b)
-		unpin()
-		must(st.Create(c.meta())) // a tmp directory
+		mustWrite(t, st, c)
+		unpin() // a stays until the next pruning
+		must(st.Create(makeContent(4, 1, r).meta())) // a tmp directory
 		fsys.SyncAll()
 		n := 0
 		fsys.inject = func(op vfs.Op, name string) error {
@@ -993,7 +994,7 @@ func TestInjectedErrors(t *testing.T) {
 			}
 			return nil
 		}
-		st, err := Open(fsys, dir, Options{Keep: 1})
+		st, err := Open(fsys, dir, Options{Keep: 2})
 		fsys.inject = nil
 		if n < k {
 			if err != nil {
@@ -1004,8 +1005,10 @@ func TestInjectedErrors(t *testing.T) {
 		if err != nil && !errors.Is(err, syscall.EIO) {
 			t.Fatalf("Open, EIO at operation %d: %v", k, err)
 		}
-		st = openStore(t, fsys, 1)
-		wantList(t, st, ID{2, 1})
+		// A failed read is not damage: nothing valid was removed.
+		st = openStore(t, fsys, 2)
+		wantList(t, st, ID{3, 1}, ID{2, 1})
 		check(t, st, b)
+		check(t, st, c)
 	}
 }

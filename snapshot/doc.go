@@ -85,7 +85,8 @@
 // newest snapshot is damaged, the one before becomes the newest, with a
 // log line saying so; when no valid snapshot is left, nothing is deleted,
 // List is empty and OpenNewest fails with ErrNotFound naming the damaged
-// snapshots.
+// snapshots. An I/O error while checking (other than a missing file) is
+// not damage: Open fails with it, and removes nothing.
 //
 // # Reading
 //

@@ -94,7 +94,7 @@ func openStore(t *testing.T, fsys vfs.FS, keep int) *Store {
 	return st
 }
 
-// snapshot is what a test writes: data in chunks, and extra files.
+// content is what a test writes: data in chunks, and extra files.
 type content struct {
 	index, term uint64
 	conf        *raftpb.Configuration
@@ -984,7 +984,7 @@ func TestInjectedErrors(t *testing.T) {
 		unpin := must(st.Pin(1, 1))
 		mustWrite(t, st, b)
 		mustWrite(t, st, c)
-		unpin() // a stays until the next pruning
+		unpin()                                      // a stays until the next pruning
 		must(st.Create(makeContent(4, 1, r).meta())) // a tmp directory
 		fsys.SyncAll()
 		n := 0

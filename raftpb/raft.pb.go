@@ -1267,12 +1267,18 @@ func (x *ReadIndexResponse) GetCode() int32 {
 }
 
 // SnapshotMeta describes a snapshot: the last entry it covers and the
-// configuration at that entry.
+// configuration at that entry. The snapshot store (package snapshot) writes
+// it as the snapshot's MANIFEST, with what it needs to check the files: the
+// size and CRC-32C (Castagnoli) of the state machine's data, and of each
+// extra file.
 type SnapshotMeta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LastIndex     uint64                 `protobuf:"varint,1,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	LastTerm      uint64                 `protobuf:"varint,2,opt,name=last_term,json=lastTerm,proto3" json:"last_term,omitempty"`
 	Configuration *Configuration         `protobuf:"bytes,3,opt,name=configuration,proto3" json:"configuration,omitempty"`
+	DataSize      uint64                 `protobuf:"varint,4,opt,name=data_size,json=dataSize,proto3" json:"data_size,omitempty"`
+	DataCrc32C    uint32                 `protobuf:"varint,5,opt,name=data_crc32c,json=dataCrc32c,proto3" json:"data_crc32c,omitempty"`
+	Files         []*SnapshotFile        `protobuf:"bytes,6,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1328,6 +1334,89 @@ func (x *SnapshotMeta) GetConfiguration() *Configuration {
 	return nil
 }
 
+func (x *SnapshotMeta) GetDataSize() uint64 {
+	if x != nil {
+		return x.DataSize
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetDataCrc32C() uint32 {
+	if x != nil {
+		return x.DataCrc32C
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetFiles() []*SnapshotFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+// SnapshotFile is an extra file of a snapshot, beside its data: its name in
+// the snapshot's directory, its size and its CRC-32C (Castagnoli).
+type SnapshotFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Crc32C        uint32                 `protobuf:"varint,3,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotFile) Reset() {
+	*x = SnapshotFile{}
+	mi := &file_raft_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotFile) ProtoMessage() {}
+
+func (x *SnapshotFile) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotFile.ProtoReflect.Descriptor instead.
+func (*SnapshotFile) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SnapshotFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SnapshotFile) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotFile) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
+
 type InstallSnapshotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *SnapshotMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1338,7 +1427,7 @@ type InstallSnapshotRequest struct {
 
 func (x *InstallSnapshotRequest) Reset() {
 	*x = InstallSnapshotRequest{}
-	mi := &file_raft_proto_msgTypes[16]
+	mi := &file_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1439,7 @@ func (x *InstallSnapshotRequest) String() string {
 func (*InstallSnapshotRequest) ProtoMessage() {}
 
 func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[16]
+	mi := &file_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1452,7 @@ func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{16}
+	return file_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InstallSnapshotRequest) GetMeta() *SnapshotMeta {
@@ -1389,7 +1478,7 @@ type InstallSnapshotResponse struct {
 
 func (x *InstallSnapshotResponse) Reset() {
 	*x = InstallSnapshotResponse{}
-	mi := &file_raft_proto_msgTypes[17]
+	mi := &file_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1490,7 @@ func (x *InstallSnapshotResponse) String() string {
 func (*InstallSnapshotResponse) ProtoMessage() {}
 
 func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[17]
+	mi := &file_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1503,7 @@ func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{17}
+	return file_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InstallSnapshotResponse) GetSuccess() bool {
@@ -1435,7 +1524,7 @@ type IndexMark struct {
 
 func (x *IndexMark) Reset() {
 	*x = IndexMark{}
-	mi := &file_raft_proto_msgTypes[18]
+	mi := &file_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1536,7 @@ func (x *IndexMark) String() string {
 func (*IndexMark) ProtoMessage() {}
 
 func (x *IndexMark) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[18]
+	mi := &file_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1549,7 @@ func (x *IndexMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexMark.ProtoReflect.Descriptor instead.
 func (*IndexMark) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{18}
+	return file_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IndexMark) GetIndex() uint64 {
@@ -1557,12 +1646,20 @@ const file_raft_proto_rawDesc = "" +
 	"\x05batch\x18\x01 \x01(\x04R\x05batch\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04code\x18\x04 \x01(\x05R\x04code\"\x91\x01\n" +
+	"\x04code\x18\x04 \x01(\x05R\x04code\"\x85\x02\n" +
 	"\fSnapshotMeta\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x01 \x01(\x04R\tlastIndex\x12\x1b\n" +
 	"\tlast_term\x18\x02 \x01(\x04R\blastTerm\x12E\n" +
-	"\rconfiguration\x18\x03 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\"^\n" +
+	"\rconfiguration\x18\x03 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\x12\x1b\n" +
+	"\tdata_size\x18\x04 \x01(\x04R\bdataSize\x12\x1f\n" +
+	"\vdata_crc32c\x18\x05 \x01(\rR\n" +
+	"dataCrc32c\x124\n" +
+	"\x05files\x18\x06 \x03(\v2\x1e.asyncraft.raftpb.SnapshotFileR\x05files\"N\n" +
+	"\fSnapshotFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06crc32c\x18\x03 \x01(\rR\x06crc32c\"^\n" +
 	"\x16InstallSnapshotRequest\x122\n" +
 	"\x04meta\x18\x01 \x01(\v2\x1e.asyncraft.raftpb.SnapshotMetaR\x04meta\x12\x10\n" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\"3\n" +
@@ -1588,7 +1685,7 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_raft_proto_goTypes = []any{
 	(EntryType)(0),                  // 0: asyncraft.raftpb.EntryType
 	(*Entry)(nil),                   // 1: asyncraft.raftpb.Entry
@@ -1607,9 +1704,10 @@ var file_raft_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),        // 14: asyncraft.raftpb.ReadIndexRequest
 	(*ReadIndexResponse)(nil),       // 15: asyncraft.raftpb.ReadIndexResponse
 	(*SnapshotMeta)(nil),            // 16: asyncraft.raftpb.SnapshotMeta
-	(*InstallSnapshotRequest)(nil),  // 17: asyncraft.raftpb.InstallSnapshotRequest
-	(*InstallSnapshotResponse)(nil), // 18: asyncraft.raftpb.InstallSnapshotResponse
-	(*IndexMark)(nil),               // 19: asyncraft.raftpb.IndexMark
+	(*SnapshotFile)(nil),            // 17: asyncraft.raftpb.SnapshotFile
+	(*InstallSnapshotRequest)(nil),  // 18: asyncraft.raftpb.InstallSnapshotRequest
+	(*InstallSnapshotResponse)(nil), // 19: asyncraft.raftpb.InstallSnapshotResponse
+	(*IndexMark)(nil),               // 20: asyncraft.raftpb.IndexMark
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: asyncraft.raftpb.Entry.type:type_name -> asyncraft.raftpb.EntryType
@@ -1630,16 +1728,17 @@ var file_raft_proto_depIdxs = []int32{
 	13, // 15: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
 	14, // 16: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
 	15, // 17: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
-	17, // 18: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
-	18, // 19: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
+	18, // 18: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
+	19, // 19: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
 	1,  // 20: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
 	3,  // 21: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
-	16, // 22: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	17, // 22: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
+	16, // 23: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -1668,7 +1767,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,14 +53,14 @@ func TestOnlyProtoRuntimeImportsProtoactor(t *testing.T) {
 }
 
 // TestActorPackagesImportNoRuntimeNorRoot keeps the actor packages (the
-// node, its replicators, log manager and FSM caller) free of any actor
+// node, its replicators, log manager, FSM caller and snapshot store) free of any actor
 // runtime and of the root package, directly or through their
 // dependencies: they talk to the world through the actors seam only, so
 // the simulator runs them unchanged, and the root stays the wiring.
 func TestActorPackagesImportNoRuntimeNorRoot(t *testing.T) {
 	const mod = "github.com/asyncraft/asyncraft"
 	forbidden := []string{mod, mod + "/actors/protoactor", mod + "/actors/sim", "github.com/asynkron/protoactor-go"}
-	for _, pkg := range []string{"node", "replicator", "logmgr", "fsm"} {
+	for _, pkg := range []string{"node", "replicator", "logmgr", "fsm", "snapshot"} {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
 		if err != nil {
 			t.Fatalf("go list -deps ./%s: %v", pkg, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // Host is one process's membership in asyncraft: one actor runtime, one
@@ -207,11 +208,15 @@ func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
 	if err == nil {
 		hs, err = h.bootstrap(opts, hs, storage, meta)
 	}
+	var snaps *snapshot.Store
+	if err == nil {
+		snaps, err = h.openSnapshots(opts)
+	}
 	if err == nil {
 		var l *logmgr.Log
 		if l, err = logmgr.NewLog(storage); err == nil {
 			var n *Node
-			if n, err = h.spawnNode(opts, t, hs, l, storage, meta); err == nil {
+			if n, err = h.spawnNode(opts, t, hs, l, storage, meta, snaps); err == nil {
 				h.nodes[key] = n
 				return n, nil
 			}
@@ -259,7 +264,17 @@ func (h *Host) openStorage(opts NodeOptions) (logmgr.LogStorage, logmgr.MetaStor
 	return storage, meta, nil
 }
 
-func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage) (*Node, error) {
+// openSnapshots opens the node's snapshot store, in its data directory
+// (nil on a host without one: the node then keeps no snapshots).
+func (h *Host) openSnapshots(opts NodeOptions) (*snapshot.Store, error) {
+	if h.opts.DataDir == "" {
+		return nil, nil
+	}
+	return snapshot.Open(h.opts.FS, path.Join(h.opts.DataDir, opts.Group, opts.ID, "snapshots"),
+		snapshot.Options{Logger: h.opts.Logger.With("group", opts.Group, "id", opts.ID)})
+}
+
+func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage, snaps *snapshot.Store) (*Node, error) {
 	n := newNode(h, opts)
 	n.log, n.cluster = l, clusterIdentity(hs.Bootstrap)
 	n.sh.SetLast(l.LastIndex())
@@ -267,6 +282,9 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	// started again under the same names.
 	latch := &stopLatch{fn: func() { h.nodeStopped(n); close(n.done) }}
 	latch.n.Store(3)
+	if snaps != nil {
+		latch.n.Store(4)
+	}
 	logRef, err := h.rt.Spawn(node.LogManagerName(opts.Group, opts.ID), latch.wrap(logmgr.NewManager(logmgr.Config{
 		Storage: storage, Meta: meta, Node: n.ref, Stats: &n.logStats, Logger: h.opts.Logger,
 	})))
@@ -281,6 +299,21 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 		h.rt.Stop(logRef)
 		return nil, err
 	}
+	var snapRef actors.Ref
+	var snapIndex uint64
+	if snaps != nil {
+		snapRef, err = h.rt.Spawn(node.SnapshotterName(opts.Group, opts.ID), latch.wrap(snapshot.NewExecutor(snapshot.ExecutorConfig{
+			Store: snaps, FSMCaller: fsmRef, Node: n.ref, Logger: h.opts.Logger.With("group", opts.Group, "id", opts.ID),
+		})), actors.Blocking())
+		if err != nil {
+			h.rt.Stop(logRef)
+			h.rt.Stop(fsmRef)
+			return nil, err
+		}
+		if m := snaps.Newest(); m != nil {
+			snapIndex = m.LastIndex
+		}
+	}
 	n.actor = node.New(node.Config{
 		Group:              opts.Group,
 		ID:                 opts.ID,
@@ -293,6 +326,9 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 		LogManager:         logRef,
 		FSMCaller:          fsmRef,
 		Executor:           h.execRef,
+		Snapshotter:        snapRef,
+		SnapshotIndex:      snapIndex,
+		SnapshotEntries:    opts.SnapshotEntries,
 		Logger:             h.opts.Logger,
 		Ticks:              t,
 		ElectionTimeout:    opts.ElectionTimeout,
@@ -315,6 +351,9 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	if _, err := h.rt.Spawn(n.ref.Name, n.actor, actors.PriorityMailbox()); err != nil {
 		h.rt.Stop(logRef)
 		h.rt.Stop(fsmRef)
+		if snaps != nil {
+			h.rt.Stop(snapRef)
+		}
 		return nil, err
 	}
 	h.rt.Send(h.tickerRef, registerTick{ref: n.ref})

@@ -164,6 +164,47 @@ func (n *Node) Status() Status {
 // Metrics returns the node's counters.
 func (n *Node) Metrics() *Metrics { return &n.sh.Metrics }
 
+// Snapshot takes a snapshot of the state machine as applied now and
+// returns its last index once it is committed to the node's data
+// directory. It fails if one is being taken already (snapshot.ErrBusy:
+// retry when it completes), if the node has no data directory
+// (node.ErrNoSnapshots), if the state machine does not support snapshots
+// (fsm.ErrSnapshotUnsupported) or refused, or if nothing is applied yet.
+// A snapshot that fails leaves nothing behind. If ctx ends first it
+// returns ctx.Err(); the snapshot may still complete.
+//
+// Snapshots are not used yet (the log is not compacted, a restart
+// replays it whole): docs/snapshots.md.
+func (n *Node) Snapshot(ctx context.Context) (uint64, error) {
+	type outcome struct {
+		index uint64
+		err   error
+	}
+	ch := make(chan outcome, 1)
+	n.SnapshotAsync(func(index uint64, err error) { ch <- outcome{index, err} })
+	select {
+	case o := <-ch:
+		return o.index, o.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// SnapshotAsync is Snapshot with a callback: done runs once, on the host's
+// callback executor, with the snapshot's index or why none was taken (on
+// the caller's goroutine if the node has shut down). One asked in the
+// instant the node's last actor stops may get no answer: Snapshot's ctx
+// bounds that wait.
+func (n *Node) SnapshotAsync(done func(index uint64, err error)) {
+	select {
+	case <-n.done:
+		done(0, fmt.Errorf("asyncraft: no snapshot: node %s: %w", n.key(), closure.ErrShutdown))
+		return
+	default:
+	}
+	n.host.rt.Send(n.ref, node.TakeSnapshot{Done: done})
+}
+
 // LogStats counts the node's log writes (batches, entries), for monitoring
 // group commit.
 func (n *Node) LogStats() *logmgr.Stats { return &n.logStats }

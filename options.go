@@ -286,6 +286,12 @@ type NodeOptions struct {
 	// Default 2×ElectionTimeout; at least a tick.
 	ReadTimeout time.Duration
 
+	// SnapshotEntries makes the node take a snapshot every
+	// SnapshotEntries applied entries (0, the default: only Node.Snapshot
+	// takes them). Snapshots need a data directory and a state machine
+	// that supports them; see docs/snapshots.md for what uses them so far.
+	SnapshotEntries uint64
+
 	// LogStorage and MetaStorage override the storage the host would
 	// choose (files under HostOptions.DataDir, or memory). Both or
 	// neither. The node closes them when it shuts down.

@@ -48,4 +48,7 @@ var (
 	// ErrPeerLogLost is wrapped by Status.PeerLogLoss: a follower holds
 	// less than it acknowledged to this leader.
 	ErrPeerLogLost = node.ErrPeerLogLost
+	// ErrNoSnapshots is the error of Node.Snapshot on a node without a
+	// data directory.
+	ErrNoSnapshots = node.ErrNoSnapshots
 )

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -26,8 +27,10 @@ type Config struct {
 	// Executor runs task closures (it accepts closure.Batch).
 	Executor actors.Ref
 	// Applied is the index already reflected in the state machine at
-	// start (0 without snapshots: the whole log is replayed).
-	Applied uint64
+	// start (0 without snapshots: the whole log is replayed), and
+	// AppliedTerm the term of that entry.
+	Applied     uint64
+	AppliedTerm uint64
 	// Published, if set, is updated with the applied index after each
 	// pass, before the pass's closures are handed to the executor: a
 	// caller that learns from a closure that its entry applied sees it in
@@ -49,15 +52,17 @@ type Config struct {
 // OnApply per run of normal entries — covers many commits.
 //
 // Accepts Committed, LeaderStart, LeaderStop, StartFollowing,
-// StopFollowing, NodeError and Shutdown from the node; sends it Applied,
-// Failed and ShutdownDone; sends closure.Batch to the executor.
+// StopFollowing, NodeError and Shutdown from the node, and Capture from
+// the snapshot executor; sends the node Applied, Failed and ShutdownDone,
+// the executor Captured, and closure.Batch to the callback executor.
 type Caller struct {
 	cfg Config
 
-	applied   uint64 // invariant: applied <= target
-	target    uint64
-	tasks     []*Task // committed tasks not yet settled, by index
-	scheduled bool
+	applied     uint64 // invariant: applied <= target
+	appliedTerm uint64 // the term of the entry at applied
+	target      uint64
+	tasks       []*Task // committed tasks not yet settled, by index
+	scheduled   bool
 
 	pendingLeader *LeaderStart // a leader start waiting for its index to apply
 	leaderTerm    uint64       // the term OnLeaderStart was called for; 0 if none
@@ -77,7 +82,7 @@ func NewCaller(cfg Config) *Caller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Caller{cfg: cfg, applied: cfg.Applied, target: cfg.Applied}
+	return &Caller{cfg: cfg, applied: cfg.Applied, appliedTerm: cfg.AppliedTerm, target: cfg.Applied}
 }
 
 // Receive implements actors.Actor.
@@ -113,6 +118,10 @@ func (c *Caller) receive(env actors.Env, msg any) {
 		return
 	}
 	if c.shutdown {
+		if m, ok := msg.(Capture); ok {
+			env.Send(m.Reply, Captured{Err: errors.New("fsm: no snapshot: the node is shutting down")})
+			return
+		}
 		if m, ok := msg.(Committed); ok && len(m.Tasks) > 0 {
 			// Every closure accepted runs once, even one sent late.
 			for _, t := range m.Tasks {
@@ -140,6 +149,8 @@ func (c *Caller) receive(env actors.Env, msg any) {
 	case applyNow:
 		c.scheduled = false
 		c.pass(env)
+	case Capture:
+		c.capture(env, msg)
 	case LeaderStart:
 		c.pendingLeader = &msg
 		c.maybeStartLeader(env)
@@ -180,6 +191,31 @@ func (c *Caller) receive(env actors.Env, msg any) {
 		c.flush(env)
 		env.Send(c.cfg.Node, ShutdownDone{})
 	}
+}
+
+// capture runs OnSnapshotSave on the state as applied so far and answers
+// m.Reply. Entries committed but not applied yet stay for the next pass:
+// the snapshot is of the applied state, whatever it is.
+func (c *Caller) capture(env actors.Env, m Capture) {
+	meta := SnapshotMeta{Index: c.applied, Term: c.appliedTerm, Configuration: m.Configuration}
+	switch {
+	case c.failed != nil:
+		env.Send(m.Reply, Captured{Meta: meta, Err: fmt.Errorf("fsm: no snapshot: the node failed: %w", c.failed)})
+		return
+	case c.applied == 0:
+		env.Send(m.Reply, Captured{Meta: meta, Err: errors.New("fsm: no snapshot: nothing is applied yet")})
+		return
+	}
+	var p SnapshotPersister
+	var err error
+	if !c.call(env, "OnSnapshotSave", func() { p, err = c.cfg.StateMachine.OnSnapshotSave(meta) }) {
+		env.Send(m.Reply, Captured{Meta: meta, Err: fmt.Errorf("fsm: no snapshot: %w", c.failed)})
+		return
+	}
+	if err == nil && p == nil {
+		err = errors.New("fsm: OnSnapshotSave returned neither a persister nor an error")
+	}
+	env.Send(m.Reply, Captured{Meta: meta, Persister: p, Err: err})
 }
 
 // pass applies every committed entry not yet applied.
@@ -234,7 +270,7 @@ func (c *Caller) applyEntries(env actors.Env, ents []*raftpb.Entry) {
 			}
 		}
 		c.settle(e, nil, false)
-		c.applied = e.Index
+		c.applied, c.appliedTerm = e.Index, e.Term
 		ents = ents[1:]
 		// A leader's first entry is its NOOP: report the start before
 		// the entries after it, not at the end of the pass.
@@ -265,7 +301,7 @@ func (c *Caller) applyRun(env actors.Env, run []*raftpb.Entry) {
 				result = it.results[i]
 			}
 			c.settle(run[i], result, it.claimed != nil && it.claimed[i])
-			c.applied = run[i].Index
+			c.applied, c.appliedTerm = run[i].Index, run[i].Term
 		}
 		for i := consumed; it.claimed != nil && i < len(run); i++ {
 			if it.claimed[i] {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -69,7 +70,25 @@ type (
 	// Shutdown stops the FSM caller: remaining tasks complete with
 	// EUNKNOWN, OnShutdown is called, and ShutdownDone is sent back.
 	Shutdown struct{}
+	// Capture asks for a snapshot of the state as applied so far
+	// (StateMachine.OnSnapshotSave, between two applies); the answer,
+	// Captured, goes to Reply. Configuration is the group's configuration
+	// at the applied index.
+	Capture struct {
+		Reply         actors.Ref
+		Configuration *raftpb.Configuration
+	}
 )
+
+// Captured answers Capture: the snapshot's meta and the state machine's
+// persister, or why there is none (nothing applied yet, the state
+// machine refused, or the node failed or is shutting down). A panic in
+// OnSnapshotSave puts the node in error, as in any callback.
+type Captured struct {
+	Meta      SnapshotMeta
+	Persister SnapshotPersister
+	Err       error
+}
 
 // Messages the FSM caller sends to its node.
 type (

@@ -15,6 +15,7 @@ import (
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/replicator"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // Actor is the Raft node: roles, terms, elections, the commit index and
@@ -34,6 +35,7 @@ type Actor struct {
 	rd   readService
 	gate ackGate
 	diag diagnostics
+	snap snapshots
 
 	role   Role
 	term   uint64
@@ -96,6 +98,7 @@ func New(cfg Config) *Actor {
 	a.rd = readService{mode: cfg.ReadMode, lease: uint64(lease), lag: cfg.MaxReadIndexLag,
 		timeout: int64(cfg.Ticks.ReadTimeout), out: &a.completions}
 	a.stable, _ = a.log.Last() // the storage holds only durable entries at start
+	a.snap.index = cfg.SnapshotIndex
 	return a
 }
 
@@ -142,11 +145,16 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 		a.rd.applied(a.applied)
 		a.trimLog()
 		a.resumeHeld(env)
+		a.maybeSnapshot(env)
 	case fsm.Failed:
 		a.applied = m.Applied
 		a.fail(env, m.Err, closure.ESTATEMACHINE)
 	case ActorFailed:
 		a.fail(env, m.Err, closure.EINTERNAL)
+	case TakeSnapshot:
+		a.onTakeSnapshot(env, m)
+	case snapshot.Saved, snapshot.SaveFailed:
+		a.onSnapshotReport(env, m)
 	case ShutdownNode:
 		a.beginShutdown(env)
 	case actors.Stopped:
@@ -288,6 +296,10 @@ func (a *Actor) leave(env actors.Env, role Role, led closure.Status, code closur
 	}
 	a.role = role
 	a.releaseAll(code, why)
+	if done := a.snap.waiter; done != nil {
+		a.snap.waiter = nil
+		a.snapshotDone(done, 0, closure.Newf(code, "%s before the snapshot completed", why).Err())
+	}
 }
 
 // releaseAll completes everything the node holds and will not carry on
@@ -327,6 +339,9 @@ func (a *Actor) Died(err error) {
 	// tasks they carry (a stop overtakes queued messages in protoactor).
 	a.cfg.Outside.Send(a.cfg.FSMCaller, fsm.NodeError{Err: err, Stop: true})
 	a.cfg.Outside.Stop(a.cfg.LogManager)
+	if !a.cfg.Snapshotter.IsZero() {
+		a.cfg.Outside.Stop(a.cfg.Snapshotter)
+	}
 	a.cfg.Stopped() // this actor is gone; it gets no Stopped
 }
 
@@ -343,12 +358,18 @@ func (a *Actor) beginShutdown(env actors.Env) {
 }
 
 func (a *Actor) receiveStopping(env actors.Env, msg any) {
-	switch msg.(type) {
+	switch m := msg.(type) {
+	case TakeSnapshot:
+		a.snapshotDone(m.Done, 0, fmt.Errorf("asyncraft: no snapshot: node %s/%s: %w", a.cfg.Group, a.cfg.ID, closure.ErrShutdown))
+		a.flushCompletions(env)
 	case fsm.ShutdownDone:
 		env.Send(a.cfg.LogManager, logmgr.Close{})
 	case logmgr.Closed:
 		env.Stop(a.cfg.FSMCaller)
 		env.Stop(a.cfg.LogManager)
+		if !a.cfg.Snapshotter.IsZero() {
+			env.Stop(a.cfg.Snapshotter)
+		}
 		env.Stop(env.Self())
 	case actors.Stopped:
 		a.cfg.Stopped()

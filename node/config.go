@@ -50,11 +50,18 @@ type Config struct {
 	// Log is the node's log view; the actor is its only writer.
 	Log *logmgr.Log
 	// LogManager, FSMCaller and Executor are the node's sibling actors
-	// and the host's callback executor.
-	LogManager actors.Ref
-	FSMCaller  actors.Ref
-	Executor   actors.Ref
-	Logger     *slog.Logger
+	// and the host's callback executor; Snapshotter, its snapshot
+	// executor (zero: the node keeps no snapshots).
+	LogManager  actors.Ref
+	FSMCaller   actors.Ref
+	Executor    actors.Ref
+	Snapshotter actors.Ref
+	// SnapshotIndex is the last index of the newest snapshot at start;
+	// SnapshotEntries, how many entries are applied between two automatic
+	// snapshots (0: only Node.Snapshot takes them).
+	SnapshotIndex   uint64
+	SnapshotEntries uint64
+	Logger          *slog.Logger
 
 	Ticks Ticks
 	// ElectionTimeout, LeaseRatio and MaxClockDrift size the lease

@@ -12,6 +12,7 @@ import (
 //   - logmgr.Stable, HardStateSaved, Failed and Closed from its log
 //     manager;
 //   - fsm.Applied, Failed and ShutdownDone from its FSM caller;
+//   - snapshot.Saved and SaveFailed from its snapshot executor;
 //   - actors.Started and actors.Stopped from the runtime.
 type (
 	// Tick is the host's clock, sent by its ticker; it overtakes a
@@ -23,6 +24,9 @@ type (
 	ShutdownNode struct{}
 	// ActorFailed reports that another actor of the node panicked.
 	ActorFailed struct{ Err error }
+	// TakeSnapshot asks for a snapshot now (Node.Snapshot); Done learns
+	// its index or why none was taken, on the host's callback executor.
+	TakeSnapshot struct{ Done func(index uint64, err error) }
 )
 
 // GetPriority implements actors.Prioritized.

@@ -13,6 +13,7 @@ import (
 //	<group>/<id>/node                     the node actor
 //	<group>/<id>/log                      the log manager (disk writer: .../log/disk)
 //	<group>/<id>/fsm                      the FSM caller
+//	<group>/<id>/snap                     the snapshot executor (with a data directory)
 //	<group>/<id>/node/r-<peer>-<term>     the leader's replicator for peer in term
 //
 // Replicator names carry the term, so replies to a previous leadership
@@ -26,6 +27,9 @@ func LogManagerName(group, id string) string { return group + "/" + id + "/log" 
 
 // FSMCallerName is the name of its FSM caller.
 func FSMCallerName(group, id string) string { return group + "/" + id + "/fsm" }
+
+// SnapshotterName is the name of its snapshot executor.
+func SnapshotterName(group, id string) string { return group + "/" + id + "/snap" }
 
 func replicatorChild(peer string, term uint64) string {
 	return "r-" + peer + "-" + strconv.FormatUint(term, 10)

@@ -1,0 +1,150 @@
+package fsm_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/raftpb"
+)
+
+// snapSM is a recSM whose OnSnapshotSave is scripted.
+type snapSM struct {
+	*recSM
+	save func(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error)
+}
+
+func (s snapSM) OnSnapshotSave(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+	s.events = append(s.events, "save")
+	return s.save(meta)
+}
+
+type nopPersister struct{ applied uint64 }
+
+func (nopPersister) Persist(fsm.SnapshotSink) error { return nil }
+func (nopPersister) Release()                       {}
+
+// snapWorld is a world whose state machine supports snapshots; captures
+// are answered to the node probe.
+func snapWorld(t *testing.T, save func(fsm.SnapshotMeta) (fsm.SnapshotPersister, error)) (*world, *recSM) {
+	sm := &recSM{}
+	w := newWorld(t, 3, sm, func(c *fsm.Config) { c.StateMachine = snapSM{sm, save} })
+	return w, sm
+}
+
+var probeRef = actors.Ref{Host: "h1", Name: "node"}
+
+func captured(t *testing.T, w *world) []fsm.Captured {
+	t.Helper()
+	var out []fsm.Captured
+	for _, m := range w.node.msgs {
+		if c, ok := m.(fsm.Captured); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// A capture sees the state as applied so far — its index and the term of
+// the entry there — between two applies; entries committed after it are
+// applied after it.
+func TestCaptureBetweenApplies(t *testing.T) {
+	var seen []uint64
+	w, sm := snapWorld(t, func(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+		seen = append(seen, meta.Index)
+		return nopPersister{meta.Index}, nil
+	})
+	w.normal(1, 2) // 1-2
+	w.normal(3, 2) // 3-4
+	w.normal(3, 2) // 5-6
+	conf := &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a"}}}
+	w.send(fsm.Capture{Reply: probeRef, Configuration: conf}) // nothing applied yet
+	w.run()
+	w.commit(4)
+	w.run()
+	w.send(fsm.Capture{Reply: probeRef, Configuration: conf})
+	w.commit(6)
+	w.run()
+	c := captured(t, w)
+	if len(c) != 2 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), "nothing is applied") {
+		t.Fatalf("captures %+v: want a refusal before any apply, then one", c)
+	}
+	if m := c[1].Meta; c[1].Err != nil || m.Index != 4 || m.Term != 3 || m.Configuration != conf || c[1].Persister != (nopPersister{4}) {
+		t.Fatalf("capture %+v, want index 4 of term 3 with the configuration and the persister", c[1])
+	}
+	if want := []string{"apply[1-4]", "save", "apply[5-6]"}; strings.Join(sm.events, " ") != strings.Join(want, " ") {
+		t.Fatalf("events %v, want %v", sm.events, want)
+	}
+	if len(seen) != 1 || seen[0] != 4 {
+		t.Fatalf("OnSnapshotSave saw %v", seen)
+	}
+}
+
+// The state machine's refusal reaches the executor as it is; a persister
+// of nil without an error is refused; neither harms the node.
+func TestCaptureRefused(t *testing.T) {
+	errNo := errors.New("not now")
+	for _, tc := range []struct {
+		name string
+		p    fsm.SnapshotPersister
+		err  error
+		want string
+	}{
+		{"error", nil, errNo, "not now"},
+		{"nil persister", nil, nil, "neither a persister nor an error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, _ := snapWorld(t, func(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) { return tc.p, tc.err })
+			w.normal(1, 1)
+			w.commit(1)
+			w.run()
+			w.send(fsm.Capture{Reply: probeRef})
+			w.run()
+			c := captured(t, w)
+			if len(c) != 1 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), tc.want) || c[0].Persister != nil {
+				t.Fatalf("captures %+v, want one failing with %q", c, tc.want)
+			}
+			if f := w.node.failed(); len(f) != 0 {
+				t.Fatalf("the node failed: %v", f)
+			}
+		})
+	}
+}
+
+// A panic in OnSnapshotSave is the state machine's failure, as in any
+// callback, and the executor still gets an answer.
+func TestCapturePanicFailsTheNode(t *testing.T) {
+	w, _ := snapWorld(t, func(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) { panic("boom") })
+	w.normal(1, 1)
+	w.commit(1)
+	w.run()
+	w.send(fsm.Capture{Reply: probeRef})
+	w.run()
+	if c := captured(t, w); len(c) != 1 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), "panicked") {
+		t.Fatalf("captures %+v, want one failing with the panic", c)
+	}
+	if f := w.node.failed(); len(f) != 1 || f[0].Applied != 1 {
+		t.Fatalf("node failures %+v, want one at applied 1", f)
+	}
+}
+
+// A capture asked during shutdown is answered with a refusal.
+func TestCaptureAtShutdown(t *testing.T) {
+	w, sm := snapWorld(t, func(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error) { return nopPersister{}, nil })
+	w.normal(1, 1)
+	w.commit(1)
+	w.run()
+	w.send(fsm.Shutdown{})
+	w.send(fsm.Capture{Reply: probeRef})
+	w.run()
+	if c := captured(t, w); len(c) != 1 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), "shutting down") {
+		t.Fatalf("captures %+v, want a refusal", c)
+	}
+	for _, e := range sm.events {
+		if e == "save" {
+			t.Fatal("OnSnapshotSave ran after shutdown")
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/snapshot"
+)
+
+// Snapshots: when the node asks its snapshot executor for one. A snapshot
+// is taken every SnapshotEntries applied entries, and when Node.Snapshot
+// asks; never two at once. The executor has the FSM caller capture the
+// state, persists it and reports Saved or SaveFailed. Nothing else uses
+// snapshots yet: the log is not compacted, and a restart replays it all
+// (docs/snapshots.md).
+
+// snapshots is the node's record of its snapshots.
+type snapshots struct {
+	// index is the newest snapshot's last index (0: none).
+	index uint64
+	// running: one was asked for and has not been reported yet; waiter,
+	// if set, is the Node.Snapshot call that asked.
+	running bool
+	waiter  func(uint64, error)
+	// unsupported: the state machine refused (fsm.ErrSnapshotUnsupported);
+	// no more automatic snapshots in this run.
+	unsupported bool
+}
+
+// ErrNoSnapshots is the error of Node.Snapshot on a node that keeps no
+// snapshots: one without a data directory.
+var ErrNoSnapshots = errors.New("asyncraft: this node keeps no snapshots (it has no data directory)")
+
+// maybeSnapshot starts an automatic snapshot when SnapshotEntries entries
+// were applied since the last one.
+func (a *Actor) maybeSnapshot(env actors.Env) {
+	s := &a.snap
+	if a.cfg.SnapshotEntries == 0 || a.cfg.Snapshotter.IsZero() || s.running || s.unsupported || a.failed != nil ||
+		a.applied < s.index+a.cfg.SnapshotEntries {
+		return
+	}
+	a.startSnapshot(env)
+}
+
+func (a *Actor) startSnapshot(env actors.Env) {
+	a.snap.running = true
+	env.Send(a.cfg.Snapshotter, snapshot.Save{Configuration: a.configuration()})
+}
+
+// configuration is the group's configuration, as a snapshot records it.
+func (a *Actor) configuration() *raftpb.Configuration {
+	c := &raftpb.Configuration{}
+	for _, id := range a.tr.voters() {
+		c.Voters = append(c.Voters, &raftpb.Peer{Id: id, Addr: a.tr.addr(id)})
+	}
+	return c
+}
+
+// onTakeSnapshot serves Node.Snapshot.
+func (a *Actor) onTakeSnapshot(env actors.Env, m TakeSnapshot) {
+	var err error
+	switch {
+	case a.cfg.Snapshotter.IsZero():
+		err = ErrNoSnapshots
+	case a.failed != nil:
+		err = fmt.Errorf("asyncraft: no snapshot: the node failed: %w", a.failed)
+	case a.snap.running:
+		err = fmt.Errorf("asyncraft: no snapshot: %w; retry when it completes", snapshot.ErrBusy)
+	}
+	if err != nil {
+		a.snapshotDone(m.Done, 0, err)
+		return
+	}
+	a.snap.waiter = m.Done
+	a.startSnapshot(env)
+}
+
+// onSnapshotReport handles the executor's Saved and SaveFailed. After a
+// success the next automatic snapshot may be due already (entries applied
+// while this one was taken).
+func (a *Actor) onSnapshotReport(env actors.Env, msg any) {
+	s := &a.snap
+	s.running = false
+	done := s.waiter
+	s.waiter = nil
+	switch m := msg.(type) {
+	case snapshot.Saved:
+		s.index = max(s.index, m.Meta.LastIndex)
+		a.debug("snapshot saved", "index", m.Meta.LastIndex, "term", m.Meta.LastTerm)
+		a.snapshotDone(done, m.Meta.LastIndex, nil)
+		a.maybeSnapshot(env)
+	case snapshot.SaveFailed:
+		if errors.Is(m.Err, fsm.ErrSnapshotUnsupported) && !s.unsupported {
+			s.unsupported = true
+			if a.cfg.SnapshotEntries > 0 {
+				a.logger.Info("asyncraft: the state machine does not support snapshots; the node takes none and keeps its whole log")
+			}
+		} else if done == nil {
+			a.logger.Warn("asyncraft: snapshot not taken", "err", m.Err)
+		}
+		a.snapshotDone(done, 0, m.Err)
+	}
+}
+
+// snapshotDone completes a Node.Snapshot call on the callback executor.
+func (a *Actor) snapshotDone(done func(uint64, error), index uint64, err error) {
+	if done == nil {
+		return
+	}
+	a.completions = append(a.completions, closure.Completion{Closure: closure.Func(func(closure.Status) { done(index, err) })})
+}

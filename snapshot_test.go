@@ -1,0 +1,186 @@
+package asyncraft_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors/sim"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/snapshot"
+)
+
+// summer is a state machine with snapshots: it adds up the lengths of the
+// commands and remembers its sum at every index, so that a snapshot's data
+// can be checked against the state at the snapshot's index.
+type summer struct {
+	fsm.Base
+	sum   uint64
+	sumAt map[uint64]uint64
+}
+
+func (s *summer) OnApply(it fsm.Iterator) {
+	for it.Next() {
+		s.sum += uint64(len(it.Data()))
+		s.sumAt[it.Index()] = s.sum
+	}
+}
+
+// OnSnapshotSave captures the sum (a copy: the applies go on meanwhile).
+func (s *summer) OnSnapshotSave(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+	return sumPersister(s.sum), nil
+}
+
+type sumPersister uint64
+
+func (p sumPersister) Persist(sink fsm.SnapshotSink) error {
+	_, err := sink.Write(binary.BigEndian.AppendUint64(nil, uint64(p)))
+	return err
+}
+func (sumPersister) Release() {}
+
+func newSummerGroup(t *testing.T, node func(*asyncraft.NodeOptions, *sim.Host)) (*cluster.Cluster, string, map[string]*summer) {
+	t.Helper()
+	sms := map[string]*summer{}
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), Node: node, NewStateMachine: func(id string, _ int) fsm.StateMachine {
+		sms[id] = &summer{sumAt: map[uint64]uint64{}}
+		return sms[id]
+	}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, l, sms
+}
+
+type snapResult struct {
+	done  bool
+	index uint64
+	err   error
+}
+
+func snapshotNow(t *testing.T, c *cluster.Cluster, id string) *snapResult {
+	t.Helper()
+	r := &snapResult{}
+	c.Node(id).SnapshotAsync(func(index uint64, err error) { r.done, r.index, r.err = true, index, err })
+	return r
+}
+
+func waitSnapshot(t *testing.T, c *cluster.Cluster, rs ...*snapResult) {
+	t.Helper()
+	if !c.Sim.RunUntil(func() bool {
+		for _, r := range rs {
+			if !r.done {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second) {
+		t.Fatal("a snapshot request was not answered")
+	}
+}
+
+func storeOf(t *testing.T, c *cluster.Cluster, id string) *snapshot.Store {
+	t.Helper()
+	st, err := snapshot.Open(c.Sim.Host(id).Disk(), "/data/g/"+id+"/snapshots", snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// readSum reads the sum a snapshot holds.
+func readSum(t *testing.T, st *snapshot.Store, index, term uint64) uint64 {
+	t.Helper()
+	r, err := st.Open(index, term)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || len(b) != 8 {
+		t.Fatalf("snapshot data: %d bytes, %v", len(b), err)
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// Node.Snapshot on each member: the snapshot lands in the member's data
+// directory with the state at its index, and a second request while one
+// is being taken is refused with ErrBusy.
+func TestSnapshotOnDemand(t *testing.T) {
+	c, l, sms := newSummerGroup(t, nil)
+	runLoad(t, c, l, "a", 300)
+	waitApplied(t, c, c.Node(l).Status().Commit, 10*time.Second)
+	for _, id := range c.Up() {
+		first, second := snapshotNow(t, c, id), snapshotNow(t, c, id)
+		waitSnapshot(t, c, first, second)
+		if first.err != nil || first.index == 0 {
+			t.Fatalf("%s: snapshot: index %d, %v", id, first.index, first.err)
+		}
+		if !errors.Is(second.err, snapshot.ErrBusy) {
+			t.Fatalf("%s: a second snapshot while one ran: %v, want ErrBusy", id, second.err)
+		}
+		st := storeOf(t, c, id)
+		m := st.Newest()
+		if m == nil || m.LastIndex != first.index || m.LastTerm != c.Node(id).Status().Term {
+			t.Fatalf("%s: newest snapshot %v, want index %d of term %d", id, m, first.index, c.Node(id).Status().Term)
+		}
+		if got, want := readSum(t, st, m.LastIndex, m.LastTerm), sms[id].sumAt[m.LastIndex]; got != want || want == 0 {
+			t.Fatalf("%s: snapshot at %d holds %d, the state machine had %d there", id, m.LastIndex, got, want)
+		}
+		if v := m.Configuration.GetVoters(); len(v) != 3 {
+			t.Fatalf("%s: the snapshot's configuration: %v", id, m.Configuration)
+		}
+	}
+	noPanics(t, c)
+}
+
+// SnapshotEntries takes snapshots as entries are applied, on every member,
+// each holding the state at its index; the store keeps the newest three.
+func TestSnapshotEveryNEntries(t *testing.T) {
+	c, l, sms := newSummerGroup(t, func(o *asyncraft.NodeOptions, _ *sim.Host) { o.SnapshotEntries = 50 })
+	runLoad(t, c, l, "a", 400)
+	waitApplied(t, c, c.Node(l).Status().Commit, 10*time.Second)
+	c.Sim.RunFor(time.Second)
+	for _, id := range c.Up() {
+		st := storeOf(t, c, id)
+		list := st.List()
+		applied := c.Node(id).Status().Applied
+		if len(list) != snapshot.DefaultKeep || list[0].LastIndex+50 <= applied {
+			t.Fatalf("%s: snapshots %v with %d applied: want the newest %d, the latest within 50 entries", id, list, applied, snapshot.DefaultKeep)
+		}
+		for _, m := range list {
+			if got, want := readSum(t, st, m.LastIndex, m.LastTerm), sms[id].sumAt[m.LastIndex]; got != want {
+				t.Fatalf("%s: snapshot at %d holds %d, the state machine had %d", id, m.LastIndex, got, want)
+			}
+		}
+	}
+	noPanics(t, c)
+}
+
+// A state machine without snapshots (fsm.Base) refuses, and says so; a
+// node without a data directory keeps none.
+func TestSnapshotRefusals(t *testing.T) {
+	c, l := newGroup(t)
+	runLoad(t, c, l, "a", 10)
+	r := snapshotNow(t, c, l)
+	waitSnapshot(t, c, r)
+	if !errors.Is(r.err, fsm.ErrSnapshotUnsupported) {
+		t.Fatalf("snapshot of a state machine without snapshots: %v", r.err)
+	}
+	mc := cluster.New(cluster.Options{Seed: testseed.For(t), Memory: true})
+	ml, err := mc.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = snapshotNow(t, mc, ml)
+	waitSnapshot(t, mc, r)
+	if !errors.Is(r.err, asyncraft.ErrNoSnapshots) {
+		t.Fatalf("snapshot without a data directory: %v", r.err)
+	}
+}

@@ -52,15 +52,16 @@ type StateMachine interface {
 	// until Release. An error fails this snapshot only: nothing changes.
 	// docs/snapshots.md has the whole contract.
 	//
-	// Not called yet: the contract comes first; the node takes no
-	// snapshots so far (the log is kept whole and replayed on restart).
+	// Called when the node takes a snapshot (NodeOptions.SnapshotEntries,
+	// Node.Snapshot). Snapshots are not used yet: the log is kept whole
+	// and replayed on restart.
 	OnSnapshotSave(meta SnapshotMeta) (SnapshotPersister, error)
 	// OnSnapshotLoad replaces the whole state with the snapshot's, before
 	// any later OnApply: at restart, and on a follower once an installed
 	// snapshot has arrived and been verified. An error puts the node in
 	// its error state.
 	//
-	// Not called yet, like OnSnapshotSave.
+	// Not called yet: no restart or install loads a snapshot so far.
 	OnSnapshotLoad(src SnapshotSource) error
 	// OnLeaderStart is called when this node has become leader of term
 	// and has applied every entry committed before its term began.

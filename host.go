@@ -329,6 +329,7 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 		Snapshotter:        snapRef,
 		SnapshotIndex:      snapIndex,
 		SnapshotEntries:    opts.SnapshotEntries,
+		SnapshotLogBytes:   opts.SnapshotLogBytes,
 		Logger:             h.opts.Logger,
 		Ticks:              t,
 		ElectionTimeout:    opts.ElectionTimeout,

@@ -286,11 +286,17 @@ type NodeOptions struct {
 	// Default 2×ElectionTimeout; at least a tick.
 	ReadTimeout time.Duration
 
-	// SnapshotEntries makes the node take a snapshot every
-	// SnapshotEntries applied entries (0, the default: only Node.Snapshot
-	// takes them). Snapshots need a data directory and a state machine
-	// that supports them; see docs/snapshots.md for what uses them so far.
-	SnapshotEntries uint64
+	// SnapshotEntries, SnapshotLogBytes and SnapshotInterval make the
+	// node take a snapshot every SnapshotEntries applied entries, every
+	// SnapshotLogBytes bytes of commands written to its log, and every
+	// SnapshotInterval if it applied anything meanwhile (each 0, the
+	// default: off; then only Node.Snapshot takes them). Snapshots need a
+	// data directory and a state machine that supports them; see
+	// docs/snapshots.md for what uses them so far. SnapshotInterval is
+	// rounded to the host's ticks, at least one.
+	SnapshotEntries  uint64
+	SnapshotLogBytes uint64
+	SnapshotInterval time.Duration
 
 	// LogStorage and MetaStorage override the storage the host would
 	// choose (files under HostOptions.DataDir, or memory). Both or
@@ -415,6 +421,9 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 		o.ReadTimeout = 2 * o.ElectionTimeout
 	}
 	t.ReadTimeout = max(1, int(o.ReadTimeout/tick))
+	if o.SnapshotInterval > 0 {
+		t.Snapshot = max(1, int(o.SnapshotInterval/tick))
+	}
 	switch {
 	case o.ReadMode != ReadSafe && o.ReadMode != ReadLease:
 		return bad("ReadMode %v is neither ReadSafe nor ReadLease", o.ReadMode)
@@ -459,7 +468,7 @@ func (o NodeOptions) checkDurations() error {
 		v    time.Duration
 	}{
 		{"ElectionTimeout", o.ElectionTimeout}, {"HeartbeatInterval", o.HeartbeatInterval},
-		{"MaxClockDrift", o.MaxClockDrift}, {"ReadTimeout", o.ReadTimeout},
+		{"MaxClockDrift", o.MaxClockDrift}, {"ReadTimeout", o.ReadTimeout}, {"SnapshotInterval", o.SnapshotInterval},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s %v is negative", d.name, d.v)

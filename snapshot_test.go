@@ -184,3 +184,48 @@ func TestSnapshotRefusals(t *testing.T) {
 		t.Fatalf("snapshot without a data directory: %v", r.err)
 	}
 }
+
+// SnapshotLogBytes takes a snapshot per so many bytes written to the log;
+// SnapshotInterval one per interval while something new is applied, and
+// none while nothing is.
+func TestSnapshotByBytesAndTime(t *testing.T) {
+	t.Run("bytes", func(t *testing.T) {
+		c, l, _ := newSummerGroup(t, func(o *asyncraft.NodeOptions, _ *sim.Host) { o.SnapshotLogBytes = 2000 })
+		runLoad(t, c, l, "command-of-twenty-four-", 300) // about 26 bytes each: 7,800 bytes
+		waitApplied(t, c, c.Node(l).Status().Commit, 10*time.Second)
+		c.Sim.RunFor(time.Second)
+		for _, id := range c.Up() {
+			list, applied := storeOf(t, c, id).List(), c.Node(id).Status().Applied
+			// The newest snapshot was asked for at most 2,000 bytes (77
+			// commands) before the last write, plus what a snapshot in
+			// progress then let pass.
+			if len(list) < 2 || list[0].LastIndex+2*77 < applied {
+				t.Fatalf("%s: snapshots %d, newest at %d with %d applied", id, len(list), list[0].GetLastIndex(), applied)
+			}
+		}
+	})
+	t.Run("interval", func(t *testing.T) {
+		c, l, _ := newSummerGroup(t, func(o *asyncraft.NodeOptions, _ *sim.Host) { o.SnapshotInterval = 500 * time.Millisecond })
+		runLoad(t, c, l, "a", 100)
+		waitApplied(t, c, c.Node(l).Status().Commit, 10*time.Second)
+		c.Sim.RunFor(2 * time.Second)
+		newest, taken := map[string]uint64{}, map[string]uint64{}
+		for _, id := range c.Up() {
+			taken[id] = c.Node(id).Metrics().Snapshots.Load() + c.Node(id).Metrics().SnapshotFailures.Load()
+			list, applied := storeOf(t, c, id).List(), c.Node(id).Status().Applied
+			if len(list) == 0 || list[0].LastIndex != applied {
+				t.Fatalf("%s: snapshots %v with %d applied: want one of everything applied", id, list, applied)
+			}
+			newest[id] = list[0].LastIndex
+		}
+		c.Sim.RunFor(3 * time.Second) // idle: nothing new to snapshot
+		for _, id := range c.Up() {
+			if list := storeOf(t, c, id).List(); list[0].LastIndex != newest[id] || len(list) > snapshot.DefaultKeep {
+				t.Fatalf("%s: snapshots %v after an idle while; the newest was at %d", id, list, newest[id])
+			}
+			if n := c.Node(id).Metrics().Snapshots.Load() + c.Node(id).Metrics().SnapshotFailures.Load(); n != taken[id] {
+				t.Fatalf("%s: %d snapshots asked for while idle", id, n-taken[id])
+			}
+		}
+	})
+}

@@ -182,6 +182,7 @@ func (a *Actor) tick(env actors.Env) {
 	case Follower, PreCandidate, Candidate:
 		a.electionTick(env)
 	}
+	a.snapshotTick(env)
 }
 
 // debug logs a decision of the node (elections, votes, truncations) at

@@ -25,6 +25,8 @@ type Ticks struct {
 	Election    int
 	Heartbeat   int
 	ReadTimeout int
+	// Snapshot is the interval of automatic snapshots (0: none by time).
+	Snapshot int
 	// RestartQuiet is how many ticks a node that just started refuses
 	// votes and starts no election: an election timeout plus the clock
 	// drift bound, plus one for the phase of its first tick (election.go).
@@ -61,7 +63,11 @@ type Config struct {
 	// snapshots (0: only Node.Snapshot takes them).
 	SnapshotIndex   uint64
 	SnapshotEntries uint64
-	Logger          *slog.Logger
+	// SnapshotLogBytes: a snapshot once this many bytes of entries were
+	// written to the log since the last one was asked for (0: off); and
+	// one every Ticks.Snapshot ticks if anything was applied.
+	SnapshotLogBytes uint64
+	Logger           *slog.Logger
 
 	Ticks Ticks
 	// ElectionTimeout, LeaseRatio and MaxClockDrift size the lease

@@ -36,4 +36,9 @@ type Metrics struct {
 	// them. Reads/ReadRounds is the batching factor.
 	Reads      atomic.Uint64
 	ReadRounds atomic.Uint64
+	// Snapshots counts the snapshots this node took; SnapshotFailures
+	// those it asked for and did not get (refused by the state machine,
+	// failing in Persist or in storage, or asked while one ran).
+	Snapshots        atomic.Uint64
+	SnapshotFailures atomic.Uint64
 }

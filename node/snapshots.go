@@ -12,8 +12,10 @@ import (
 )
 
 // Snapshots: when the node asks its snapshot executor for one. A snapshot
-// is taken every SnapshotEntries applied entries, and when Node.Snapshot
-// asks; never two at once. The executor has the FSM caller capture the
+// is taken every SnapshotEntries applied entries, every SnapshotLogBytes
+// bytes of entries written to the log, every Ticks.Snapshot ticks if
+// anything was applied meanwhile, and when Node.Snapshot asks; never two
+// at once. The executor has the FSM caller capture the
 // state, persists it and reports Saved or SaveFailed. Nothing else uses
 // snapshots yet: the log is not compacted, and a restart replays it all
 // (docs/snapshots.md).
@@ -29,25 +31,44 @@ type snapshots struct {
 	// unsupported: the state machine refused (fsm.ErrSnapshotUnsupported);
 	// no more automatic snapshots in this run.
 	unsupported bool
+	// bytes written to the log and ticks passed since the last one was
+	// asked for.
+	bytes uint64
+	ticks int
 }
 
 // ErrNoSnapshots is the error of Node.Snapshot on a node that keeps no
 // snapshots: one without a data directory.
 var ErrNoSnapshots = errors.New("asyncraft: this node keeps no snapshots (it has no data directory)")
 
-// maybeSnapshot starts an automatic snapshot when SnapshotEntries entries
-// were applied since the last one.
+// maybeSnapshot starts an automatic snapshot when one is due: SnapshotEntries
+// entries applied since the last one, SnapshotLogBytes written to the log
+// or Ticks.Snapshot ticks passed since the last was asked for — in every
+// case only if something was applied since the last one.
 func (a *Actor) maybeSnapshot(env actors.Env) {
 	s := &a.snap
-	if a.cfg.SnapshotEntries == 0 || a.cfg.Snapshotter.IsZero() || s.running || s.unsupported || a.failed != nil ||
-		a.applied < s.index+a.cfg.SnapshotEntries {
+	if a.cfg.Snapshotter.IsZero() || s.running || s.unsupported || a.failed != nil || a.applied <= s.index {
 		return
 	}
-	a.startSnapshot(env)
+	due := (a.cfg.SnapshotEntries > 0 && a.applied >= s.index+a.cfg.SnapshotEntries) ||
+		(a.cfg.SnapshotLogBytes > 0 && s.bytes >= a.cfg.SnapshotLogBytes) ||
+		(a.cfg.Ticks.Snapshot > 0 && s.ticks >= a.cfg.Ticks.Snapshot)
+	if due {
+		a.startSnapshot(env)
+	}
+}
+
+// snapshotTick counts a tick toward Ticks.Snapshot.
+func (a *Actor) snapshotTick(env actors.Env) {
+	if a.cfg.Ticks.Snapshot > 0 {
+		a.snap.ticks++
+		a.maybeSnapshot(env)
+	}
 }
 
 func (a *Actor) startSnapshot(env actors.Env) {
 	a.snap.running = true
+	a.snap.bytes, a.snap.ticks = 0, 0
 	env.Send(a.cfg.Snapshotter, snapshot.Save{Configuration: a.configuration()})
 }
 
@@ -89,14 +110,16 @@ func (a *Actor) onSnapshotReport(env actors.Env, msg any) {
 	s.waiter = nil
 	switch m := msg.(type) {
 	case snapshot.Saved:
+		a.sh.Metrics.Snapshots.Add(1)
 		s.index = max(s.index, m.Meta.LastIndex)
 		a.debug("snapshot saved", "index", m.Meta.LastIndex, "term", m.Meta.LastTerm)
 		a.snapshotDone(done, m.Meta.LastIndex, nil)
 		a.maybeSnapshot(env)
 	case snapshot.SaveFailed:
+		a.sh.Metrics.SnapshotFailures.Add(1)
 		if errors.Is(m.Err, fsm.ErrSnapshotUnsupported) && !s.unsupported {
 			s.unsupported = true
-			if a.cfg.SnapshotEntries > 0 {
+			if a.cfg.SnapshotEntries > 0 || a.cfg.SnapshotLogBytes > 0 || a.cfg.Ticks.Snapshot > 0 {
 				a.logger.Info("asyncraft: the state machine does not support snapshots; the node takes none and keeps its whole log")
 			}
 		} else if done == nil {

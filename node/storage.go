@@ -68,6 +68,11 @@ func (a *Actor) writeLog(env actors.Env, ents []*raftpb.Entry) {
 	}
 	env.Send(a.cfg.LogManager, logmgr.Append{Entries: ents})
 	a.sh.last.Store(ents[len(ents)-1].Index)
+	if a.cfg.SnapshotLogBytes > 0 {
+		for _, e := range ents {
+			a.snap.bytes += uint64(len(e.Data))
+		}
+	}
 }
 
 func (a *Actor) onStable(env actors.Env, m logmgr.Stable) {

@@ -39,8 +39,16 @@ func TestStatusShowsWhyAFollowerLags(t *testing.T) {
 		}
 	}
 	lagging, live := others[0], others[1]
-	before := st.Peers[0]
 	c.Crash(lagging)
+	// Replies the follower sent before it crashed may still arrive: let
+	// them, then take the leader's view of it.
+	c.Sim.RunFor(100 * time.Millisecond)
+	var before asyncraft.PeerStatus
+	for _, p := range c.Node(l).Status().Peers {
+		if p.Peer == lagging {
+			before = p
+		}
+	}
 	runLoad(t, c, l, "b", 200)
 	c.Sim.RunFor(2 * time.Second)
 	st = c.Node(l).Status()

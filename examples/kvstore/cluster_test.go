@@ -181,6 +181,16 @@ func TestCluster(t *testing.T) {
 		return true
 	})
 
+	// POST /snapshot on a follower: a snapshot of its store, at least the
+	// write above, lands in its data directory.
+	var sr SnapshotReply
+	if code := getJSON(client, "POST", "http://"+procs[follower].http+"/snapshot", "", &sr); code != 200 || sr.Index < 2 {
+		t.Fatalf("POST /snapshot on %s: %d %+v\n%s", follower, code, sr, logs())
+	}
+	if names, err := os.ReadDir(filepath.Join(dir, follower, group, follower, "snapshots")); err != nil || len(names) != 1 {
+		t.Fatalf("%s's snapshot directory: %v, %v", follower, names, err)
+	}
+
 	// The Raft port is mutual TLS: it shows a certificate of the CA, and
 	// answers a client without one with an alert.
 	raftAddr := strings.TrimPrefix(peers[0], "n1=")

@@ -89,6 +89,7 @@ func (n *applyNode) ApplyWait(ctx context.Context, data []byte) (any, error) {
 }
 
 func (n *applyNode) ReadBarrier(context.Context, ...asyncraft.ReadMode) error { return nil }
+func (n *applyNode) Snapshot(context.Context) (uint64, error)                 { return 0, asyncraft.ErrNoSnapshots }
 
 func (n *applyNode) Status() asyncraft.Status {
 	return asyncraft.Status{ID: "n1", Role: asyncraft.Follower}

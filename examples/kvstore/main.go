@@ -37,6 +37,7 @@ type config struct {
 	peerHTTP             map[string]string
 	timeout              time.Duration
 	electionTimeout      time.Duration
+	snapshotEntries      uint64
 	logLevel             slog.Level
 	staleReads           bool
 	// tls, if set, makes the Raft port mutual TLS (-tls-*).
@@ -76,6 +77,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.StringVar(&cfg.data, "data", "", "this node's data directory (required)")
 	fs.DurationVar(&cfg.timeout, "timeout", DefaultTimeout, "how long a request waits for its command to be applied before answering 504 EUNKNOWN")
 	fs.DurationVar(&cfg.electionTimeout, "election-timeout", asyncraft.DefaultElectionTimeout, "Raft election timeout")
+	fs.Uint64Var(&cfg.snapshotEntries, "snapshot-entries", 0, "take a snapshot every this many applied entries (0: only on POST /snapshot); snapshots do not shorten the log yet")
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
 
 	var tlsFiles asyncraft.TLSFiles
@@ -201,7 +203,7 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 	store := NewStore(cfg.id, log)
 	node, err := host.StartNode(asyncraft.NodeOptions{
 		Group: group, ID: cfg.id, Peers: cfg.peers, StateMachine: store,
-		ElectionTimeout: cfg.electionTimeout,
+		ElectionTimeout: cfg.electionTimeout, SnapshotEntries: cfg.snapshotEntries,
 	})
 	if err != nil {
 		host.Close(context.Background())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // raftNode is what the HTTP server needs of a node (*asyncraft.Node).
@@ -19,6 +20,7 @@ type raftNode interface {
 	ApplyWait(ctx context.Context, data []byte) (any, error)
 	ReadBarrier(ctx context.Context, mode ...asyncraft.ReadMode) error
 	Status() asyncraft.Status
+	Snapshot(ctx context.Context) (uint64, error)
 }
 
 // Server serves the HTTP API of one node:
@@ -33,6 +35,9 @@ type raftNode interface {
 //	DELETE /kv/{key}           204 (absent or not)
 //	GET    /status             200 the node's role, term, leader, indexes,
 //	                           the store's keys, size and digest (O(1))
+//	POST   /snapshot           200 {"index"}: a snapshot of this node's store
+//	                           taken now, in its data directory; 409 if one
+//	                           is being taken, 501 without a data directory
 //
 // Writes go through the Raft log. Reads are linearizable unless
 // ?consistency=stale asks otherwise: a ReadIndex barrier (or the leader's
@@ -85,6 +90,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kv/{key...}", s.handleKV)
 	mux.HandleFunc("/status", s.handleStatus)
+	mux.HandleFunc("/snapshot", s.handleSnapshot)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, APIError{Error: "no such endpoint: " + r.URL.Path, Code: "ENOTFOUND"})
 	})
@@ -171,6 +177,29 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		reply.HTTPConns, reply.HTTPConnsFull = s.conns.Active(), s.conns.Full()
 	}
 	writeJSON(w, http.StatusOK, reply)
+}
+
+// SnapshotReply is the body of a POST /snapshot answer.
+type SnapshotReply struct {
+	Index uint64 `json:"index"`
+}
+
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, "POST")
+		return
+	}
+	index, err := s.node.Snapshot(r.Context())
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, SnapshotReply{Index: index})
+	case errors.Is(err, snapshot.ErrBusy):
+		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: closure.EBUSY.String()})
+	case errors.Is(err, asyncraft.ErrNoSnapshots):
+		writeJSON(w, http.StatusNotImplemented, APIError{Error: err.Error(), Code: closure.EINVAL.String()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, APIError{Error: err.Error(), Code: closure.EIO.String()})
+	}
 }
 
 func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -217,9 +219,10 @@ func TestAPIRestart(t *testing.T) {
 // fakeNode answers every command with a fixed error (or waits for the
 // context, like ApplyWait, when block is set).
 type fakeNode struct {
-	err    error
-	block  bool
-	status asyncraft.Status
+	err     error
+	block   bool
+	status  asyncraft.Status
+	snapErr error
 }
 
 func (f *fakeNode) ApplyWait(ctx context.Context, data []byte) (any, error) {
@@ -242,6 +245,13 @@ func (f *fakeNode) ReadBarrier(ctx context.Context, _ ...asyncraft.ReadMode) err
 }
 
 func (f *fakeNode) Status() asyncraft.Status { return f.status }
+
+func (f *fakeNode) Snapshot(context.Context) (uint64, error) {
+	if f.snapErr != nil {
+		return 0, f.snapErr
+	}
+	return f.status.Applied, nil
+}
 
 func TestErrorMapping(t *testing.T) {
 	peerHTTP := map[string]string{"n1": "127.0.0.1:8001", "n2": "127.0.0.1:8002"}
@@ -363,5 +373,37 @@ func TestStatusShowsPeers(t *testing.T) {
 	}
 	if !reflect.DeepEqual(st.Peers, want) {
 		t.Fatalf("status peers %+v, want %+v", st.Peers, want)
+	}
+}
+
+// POST /snapshot answers the snapshot's index, 409 while one is being
+// taken, 501 on a node without a data directory; other methods are
+// refused.
+func TestSnapshotEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		code int
+		body string
+	}{
+		{"taken", nil, 200, `{"index":42}`},
+		{"busy", fmt.Errorf("no snapshot: %w", snapshot.ErrBusy), 409, `"code":"EBUSY"`},
+		{"no data directory", asyncraft.ErrNoSnapshots, 501, `"code":"EINVAL"`},
+		{"failed", errors.New("disk full"), 500, `"code":"EIO"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := &fakeNode{status: asyncraft.Status{Applied: 42}, snapErr: tc.err}
+			ts := httptest.NewServer(NewServer(node, NewStore("n1", nil), nil).Handler())
+			defer ts.Close()
+			r := call(t, ts, "POST", "/snapshot", "")
+			if r.code != tc.code || !strings.Contains(r.body, tc.body) {
+				t.Fatalf("POST /snapshot: %d %s, want %d with %s", r.code, r.body, tc.code, tc.body)
+			}
+		})
+	}
+	ts := httptest.NewServer(NewServer(&fakeNode{}, NewStore("n1", nil), nil).Handler())
+	defer ts.Close()
+	if r := call(t, ts, "GET", "/snapshot", ""); r.code != 405 {
+		t.Fatalf("GET /snapshot: %d", r.code)
 	}
 }

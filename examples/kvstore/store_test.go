@@ -83,11 +83,13 @@ func TestDecodeGarbage(t *testing.T) {
 	}
 }
 
-// iter is an fsm.Iterator over a fixed run of entries.
+// iter is an fsm.Iterator over a fixed run of entries, at indexes from
+// base+1.
 type iter struct {
 	data    [][]byte
 	i       int
 	results []any
+	base    uint64
 }
 
 func (it *iter) Next() bool {
@@ -98,7 +100,7 @@ func (it *iter) Next() bool {
 	it.results = append(it.results, nil)
 	return true
 }
-func (it *iter) Index() uint64                              { return uint64(it.i) }
+func (it *iter) Index() uint64                              { return it.base + uint64(it.i) }
 func (it *iter) Term() uint64                               { return 1 }
 func (it *iter) Data() []byte                               { return it.data[it.i-1] }
 func (it *iter) Done() closure.Closure                      { return nil }

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/asyncraft/asyncraft/actors"
-	"github.com/asyncraft/asyncraft/actors/protoactor"
+	protoactor "github.com/asyncraft/asyncraft/actors/proto"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"

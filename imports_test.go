@@ -12,7 +12,7 @@ import (
 )
 
 // TestOnlyProtoRuntimeImportsProtoactor keeps protoactor-go behind the
-// actors seam: only actors/protoactor may import it, so every other package
+// actors seam: only actors/proto may import it, so every other package
 // runs unchanged on the simulator.
 func TestOnlyProtoRuntimeImportsProtoactor(t *testing.T) {
 	const forbidden = "github.com/asynkron/protoactor-go"
@@ -38,8 +38,8 @@ func TestOnlyProtoRuntimeImportsProtoactor(t *testing.T) {
 		checked++
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
-			if strings.HasPrefix(p, forbidden) && filepath.ToSlash(filepath.Dir(path)) != "actors/protoactor" {
-				t.Errorf("%s imports %s; only actors/protoactor may", path, p)
+			if strings.HasPrefix(p, forbidden) && filepath.ToSlash(filepath.Dir(path)) != "actors/proto" {
+				t.Errorf("%s imports %s; only actors/proto may", path, p)
 			}
 		}
 		return nil
@@ -59,7 +59,7 @@ func TestOnlyProtoRuntimeImportsProtoactor(t *testing.T) {
 // the simulator runs them unchanged, and the root stays the wiring.
 func TestActorPackagesImportNoRuntimeNorRoot(t *testing.T) {
 	const mod = "github.com/asyncraft/asyncraft"
-	forbidden := []string{mod, mod + "/actors/protoactor", mod + "/actors/sim", "github.com/asynkron/protoactor-go"}
+	forbidden := []string{mod, mod + "/actors/proto", mod + "/actors/sim", "github.com/asynkron/protoactor-go"}
 	for _, pkg := range []string{"node", "replicator", "logmgr", "fsm", "snapshot"} {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
 		if err != nil {

@@ -11,7 +11,7 @@
 //
 // Two runtimes implement the seam:
 //
-//   - actors/protoactor runs actors on protoactor-go, for production;
+//   - actors/proto runs actors on protoactor-go (package protoactor), for production;
 //   - actors/sim runs them single-threaded in virtual time with a seeded
 //     random source, a simulated network, crashable disks and drifting
 //     clocks, for tests. The same seed gives the same run.

@@ -9,7 +9,7 @@ import (
 
 // TestContactOvertakesBacklog: what keeps a leader in place is as urgent
 // as the node's clock ticks, in the nodes' priority mailboxes
-// (actors/protoactor tests that such messages overtake a backlog):
+// (actors/proto tests that such messages overtake a backlog):
 // heartbeats and votes at every node, and at the leader the replicators'
 // Progress, the contact that check-quorum weighs its ticks against.
 // Replication traffic is not.

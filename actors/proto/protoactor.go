@@ -1,5 +1,9 @@
 // Package protoactor is the production runtime for the actors seam: it runs
-// every [actors.Actor] inside a protoactor-go actor.
+// every [actors.Actor] inside a protoactor-go actor. It lives in
+// actors/proto, the one directory allowed to import protoactor-go; its name
+// is protoactor so that it does not clash with protobuf's proto package in
+// the files that use both (import it as
+// protoactor "github.com/asyncraft/asyncraft/actors/proto").
 //
 // # Mapping onto protoactor
 //

@@ -229,3 +229,21 @@ func TestSnapshotByBytesAndTime(t *testing.T) {
 		}
 	})
 }
+
+// A state machine without snapshots is asked once by the automatic
+// trigger, then no more in this run: no failure every SnapshotEntries.
+func TestSnapshotUnsupportedAskedOnce(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), Node: func(o *asyncraft.NodeOptions, _ *sim.Host) { o.SnapshotEntries = 10 }})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l, "a", 200)
+	waitApplied(t, c, c.Node(l).Status().Commit, 10*time.Second)
+	for _, id := range c.Up() {
+		m := c.Node(id).Metrics()
+		if f, s := m.SnapshotFailures.Load(), m.Snapshots.Load(); f != 1 || s != 0 {
+			t.Fatalf("%s: %d snapshot failures, %d snapshots over 200 entries with SnapshotEntries 10: want one refusal, then none asked", id, f, s)
+		}
+	}
+}

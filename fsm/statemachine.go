@@ -110,8 +110,9 @@ type SnapshotPersister interface {
 	// the node). Returning nil completes the snapshot; an error (or a
 	// panic) abandons it.
 	Persist(sink SnapshotSink) error
-	// Release is called once, after Persist or instead of it when the
-	// snapshot was abandoned before.
+	// Release is called once, after Persist (whatever its outcome). A
+	// capture still on its way to the executor when the node shuts down
+	// is neither persisted nor released.
 	Release()
 }
 

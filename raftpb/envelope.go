@@ -48,6 +48,18 @@ func (e *Envelope) TraceString() string {
 		return head + "heartbeat ok"
 	case *Envelope_TimeoutNow:
 		return head + "timeout-now"
+	case *Envelope_InstallSnapshotRequest:
+		m := b.InstallSnapshotRequest.GetMeta()
+		return head + fmt.Sprintf("install? snap=%d/%d", m.GetLastIndex(), m.GetLastTerm())
+	case *Envelope_InstallSnapshotResponse:
+		r := b.InstallSnapshotResponse
+		return head + fmt.Sprintf("install ok=%v last=%d %s", r.Success, r.LastIndex, r.Reason)
+	case *Envelope_SnapshotFetch:
+		r := b.SnapshotFetch
+		return head + fmt.Sprintf("fetch snap=%d/%d %q @%d+%d", r.Index, r.Term, r.File, r.Offset, r.Length)
+	case *Envelope_SnapshotChunk:
+		r := b.SnapshotChunk
+		return head + fmt.Sprintf("chunk snap=%d/%d %q @%d n=%d eof=%v missing=%v", r.Index, r.Term, r.File, r.Offset, len(r.Data), r.Eof, r.Missing)
 	}
 	return head + fmt.Sprintf("%T", e.Body)
 }

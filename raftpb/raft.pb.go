@@ -452,6 +452,8 @@ type Envelope struct {
 	//	*Envelope_ReadIndexResponse
 	//	*Envelope_InstallSnapshotRequest
 	//	*Envelope_InstallSnapshotResponse
+	//	*Envelope_SnapshotFetch
+	//	*Envelope_SnapshotChunk
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -653,6 +655,24 @@ func (x *Envelope) GetInstallSnapshotResponse() *InstallSnapshotResponse {
 	return nil
 }
 
+func (x *Envelope) GetSnapshotFetch() *SnapshotFetch {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_SnapshotFetch); ok {
+			return x.SnapshotFetch
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetSnapshotChunk() *SnapshotChunk {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_SnapshotChunk); ok {
+			return x.SnapshotChunk
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -709,6 +729,14 @@ type Envelope_InstallSnapshotResponse struct {
 	InstallSnapshotResponse *InstallSnapshotResponse `protobuf:"bytes,22,opt,name=install_snapshot_response,json=installSnapshotResponse,proto3,oneof"`
 }
 
+type Envelope_SnapshotFetch struct {
+	SnapshotFetch *SnapshotFetch `protobuf:"bytes,23,opt,name=snapshot_fetch,json=snapshotFetch,proto3,oneof"`
+}
+
+type Envelope_SnapshotChunk struct {
+	SnapshotChunk *SnapshotChunk `protobuf:"bytes,24,opt,name=snapshot_chunk,json=snapshotChunk,proto3,oneof"`
+}
+
 func (*Envelope_PreVoteRequest) isEnvelope_Body() {}
 
 func (*Envelope_PreVoteResponse) isEnvelope_Body() {}
@@ -734,6 +762,10 @@ func (*Envelope_ReadIndexResponse) isEnvelope_Body() {}
 func (*Envelope_InstallSnapshotRequest) isEnvelope_Body() {}
 
 func (*Envelope_InstallSnapshotResponse) isEnvelope_Body() {}
+
+func (*Envelope_SnapshotFetch) isEnvelope_Body() {}
+
+func (*Envelope_SnapshotChunk) isEnvelope_Body() {}
 
 // VoteRequest asks for a (pre-)vote. Candidates whose last log is less
 // up-to-date than the voter's are refused (Raft §5.4.1).
@@ -1417,10 +1449,13 @@ func (x *SnapshotFile) GetCrc32C() uint32 {
 	return 0
 }
 
+// InstallSnapshotRequest offers a follower the leader's snapshot (from the
+// leader's replicator to the follower's node): the follower fetches it from
+// the leader's snapshot executor, chunk by chunk (SnapshotFetch,
+// SnapshotChunk), loads it, and answers with an InstallSnapshotResponse.
 type InstallSnapshotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *SnapshotMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Uri           string                 `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1462,16 +1497,15 @@ func (x *InstallSnapshotRequest) GetMeta() *SnapshotMeta {
 	return nil
 }
 
-func (x *InstallSnapshotRequest) GetUri() string {
-	if x != nil {
-		return x.Uri
-	}
-	return ""
-}
-
+// InstallSnapshotResponse answers an InstallSnapshotRequest (to the
+// replicator that sent it, matched by the request's seq). On success the
+// follower's log ends at last_index (at least the snapshot's last index).
+// reason says why a failure happened, for the leader's log and status.
 type InstallSnapshotResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Success       bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
+	LastIndex     uint64                 `protobuf:"varint,2,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1513,6 +1547,196 @@ func (x *InstallSnapshotResponse) GetSuccess() bool {
 	return false
 }
 
+func (x *InstallSnapshotResponse) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *InstallSnapshotResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SnapshotFetch asks a snapshot executor for length bytes at offset of one
+// file of the snapshot (index, term): the data if file is empty, else the
+// extra file of that name. From the installing follower's executor to the
+// leader's; the envelope's seq matches the answer.
+type SnapshotFetch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	File          string                 `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	Offset        uint64                 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        uint32                 `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotFetch) Reset() {
+	*x = SnapshotFetch{}
+	mi := &file_raft_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotFetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotFetch) ProtoMessage() {}
+
+func (x *SnapshotFetch) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotFetch.ProtoReflect.Descriptor instead.
+func (*SnapshotFetch) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SnapshotFetch) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotFetch) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotFetch) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *SnapshotFetch) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SnapshotFetch) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// SnapshotChunk answers a SnapshotFetch: data holds the bytes from offset
+// (fewer than asked only at the file's end, with eof set). missing says the
+// sender no longer holds (or never held) the snapshot, and the fetch cannot
+// go on.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	File          string                 `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	Offset        uint64                 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,6,opt,name=eof,proto3" json:"eof,omitempty"`
+	Missing       bool                   `protobuf:"varint,7,opt,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_raft_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SnapshotChunk) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *SnapshotChunk) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
+func (x *SnapshotChunk) GetMissing() bool {
+	if x != nil {
+		return x.Missing
+	}
+	return false
+}
+
 // IndexMark is the payload of log-storage records that move a boundary of
 // the log (truncate the suffix from index, or start the log at index).
 type IndexMark struct {
@@ -1524,7 +1748,7 @@ type IndexMark struct {
 
 func (x *IndexMark) Reset() {
 	*x = IndexMark{}
-	mi := &file_raft_proto_msgTypes[19]
+	mi := &file_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1760,7 @@ func (x *IndexMark) String() string {
 func (*IndexMark) ProtoMessage() {}
 
 func (x *IndexMark) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[19]
+	mi := &file_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1773,7 @@ func (x *IndexMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexMark.ProtoReflect.Descriptor instead.
 func (*IndexMark) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{19}
+	return file_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IndexMark) GetIndex() uint64 {
@@ -1589,7 +1813,8 @@ const file_raft_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12E\n" +
-	"\rconfiguration\x18\x04 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\"\xab\t\n" +
+	"\rconfiguration\x18\x04 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\"\xbf\n" +
+	"\n" +
 	"\bEnvelope\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -1611,7 +1836,9 @@ const file_raft_proto_rawDesc = "" +
 	"\x12read_index_request\x18\x13 \x01(\v2\".asyncraft.raftpb.ReadIndexRequestH\x00R\x10readIndexRequest\x12U\n" +
 	"\x13read_index_response\x18\x14 \x01(\v2#.asyncraft.raftpb.ReadIndexResponseH\x00R\x11readIndexResponse\x12d\n" +
 	"\x18install_snapshot_request\x18\x15 \x01(\v2(.asyncraft.raftpb.InstallSnapshotRequestH\x00R\x16installSnapshotRequest\x12g\n" +
-	"\x19install_snapshot_response\x18\x16 \x01(\v2).asyncraft.raftpb.InstallSnapshotResponseH\x00R\x17installSnapshotResponseB\x06\n" +
+	"\x19install_snapshot_response\x18\x16 \x01(\v2).asyncraft.raftpb.InstallSnapshotResponseH\x00R\x17installSnapshotResponse\x12H\n" +
+	"\x0esnapshot_fetch\x18\x17 \x01(\v2\x1f.asyncraft.raftpb.SnapshotFetchH\x00R\rsnapshotFetch\x12H\n" +
+	"\x0esnapshot_chunk\x18\x18 \x01(\v2\x1f.asyncraft.raftpb.SnapshotChunkH\x00R\rsnapshotChunkB\x06\n" +
 	"\x04body\"\xaf\x01\n" +
 	"\vVoteRequest\x12$\n" +
 	"\x0elast_log_index\x18\x01 \x01(\x04R\flastLogIndex\x12\"\n" +
@@ -1659,12 +1886,28 @@ const file_raft_proto_rawDesc = "" +
 	"\fSnapshotFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
-	"\x06crc32c\x18\x03 \x01(\rR\x06crc32c\"^\n" +
+	"\x06crc32c\x18\x03 \x01(\rR\x06crc32c\"R\n" +
 	"\x16InstallSnapshotRequest\x122\n" +
-	"\x04meta\x18\x01 \x01(\v2\x1e.asyncraft.raftpb.SnapshotMetaR\x04meta\x12\x10\n" +
-	"\x03uri\x18\x02 \x01(\tR\x03uri\"3\n" +
+	"\x04meta\x18\x01 \x01(\v2\x1e.asyncraft.raftpb.SnapshotMetaR\x04metaJ\x04\b\x02\x10\x03\"j\n" +
 	"\x17InstallSnapshotResponse\x12\x18\n" +
-	"\asuccess\x18\x01 \x01(\bR\asuccess\"!\n" +
+	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"}\n" +
+	"\rSnapshotFetch\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\x05 \x01(\rR\x06length\"\xa5\x01\n" +
+	"\rSnapshotChunk\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x06 \x01(\bR\x03eof\x12\x18\n" +
+	"\amissing\x18\a \x01(\bR\amissing\"!\n" +
 	"\tIndexMark\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index*N\n" +
 	"\tEntryType\x12\x15\n" +
@@ -1685,7 +1928,7 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_raft_proto_goTypes = []any{
 	(EntryType)(0),                  // 0: asyncraft.raftpb.EntryType
 	(*Entry)(nil),                   // 1: asyncraft.raftpb.Entry
@@ -1707,7 +1950,9 @@ var file_raft_proto_goTypes = []any{
 	(*SnapshotFile)(nil),            // 17: asyncraft.raftpb.SnapshotFile
 	(*InstallSnapshotRequest)(nil),  // 18: asyncraft.raftpb.InstallSnapshotRequest
 	(*InstallSnapshotResponse)(nil), // 19: asyncraft.raftpb.InstallSnapshotResponse
-	(*IndexMark)(nil),               // 20: asyncraft.raftpb.IndexMark
+	(*SnapshotFetch)(nil),           // 20: asyncraft.raftpb.SnapshotFetch
+	(*SnapshotChunk)(nil),           // 21: asyncraft.raftpb.SnapshotChunk
+	(*IndexMark)(nil),               // 22: asyncraft.raftpb.IndexMark
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: asyncraft.raftpb.Entry.type:type_name -> asyncraft.raftpb.EntryType
@@ -1730,15 +1975,17 @@ var file_raft_proto_depIdxs = []int32{
 	15, // 17: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
 	18, // 18: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
 	19, // 19: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
-	1,  // 20: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
-	3,  // 21: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
-	17, // 22: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
-	16, // 23: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	20, // 20: asyncraft.raftpb.Envelope.snapshot_fetch:type_name -> asyncraft.raftpb.SnapshotFetch
+	21, // 21: asyncraft.raftpb.Envelope.snapshot_chunk:type_name -> asyncraft.raftpb.SnapshotChunk
+	1,  // 22: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
+	3,  // 23: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
+	17, // 24: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
+	16, // 25: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -1760,6 +2007,8 @@ func file_raft_proto_init() {
 		(*Envelope_ReadIndexResponse)(nil),
 		(*Envelope_InstallSnapshotRequest)(nil),
 		(*Envelope_InstallSnapshotResponse)(nil),
+		(*Envelope_SnapshotFetch)(nil),
+		(*Envelope_SnapshotChunk)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1767,7 +2016,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -212,11 +212,15 @@ func (h *Host) StartNode(opts NodeOptions) (*Node, error) {
 	if err == nil {
 		snaps, err = h.openSnapshots(opts)
 	}
+	var rs restored
+	if err == nil {
+		rs, err = restore(h.opts.Logger.With("group", opts.Group, "id", opts.ID), opts.StateMachine, snaps, storage)
+	}
 	if err == nil {
 		var l *logmgr.Log
 		if l, err = logmgr.NewLog(storage); err == nil {
 			var n *Node
-			if n, err = h.spawnNode(opts, t, hs, l, storage, meta, snaps); err == nil {
+			if n, err = h.spawnNode(opts, t, hs, l, storage, meta, snaps, rs); err == nil {
 				h.nodes[key] = n
 				return n, nil
 			}
@@ -274,10 +278,12 @@ func (h *Host) openSnapshots(opts NodeOptions) (*snapshot.Store, error) {
 		snapshot.Options{Logger: h.opts.Logger.With("group", opts.Group, "id", opts.ID)})
 }
 
-func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage, snaps *snapshot.Store) (*Node, error) {
+func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l *logmgr.Log, storage logmgr.LogStorage, meta logmgr.MetaStorage, snaps *snapshot.Store, rs restored) (*Node, error) {
 	n := newNode(h, opts)
 	n.log, n.cluster = l, clusterIdentity(hs.Bootstrap)
 	n.sh.SetLast(l.LastIndex())
+	applied, appliedTerm := rs.meta.GetLastIndex(), rs.meta.GetLastTerm()
+	n.sh.Applied.Store(applied)
 	// The node is gone when its three actors are: only then may it be
 	// started again under the same names.
 	latch := &stopLatch{fn: func() { h.nodeStopped(n); close(n.done) }}
@@ -293,14 +299,13 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	}
 	fsmRef, err := h.rt.Spawn(node.FSMCallerName(opts.Group, opts.ID), latch.wrap(fsm.NewCaller(fsm.Config{
 		StateMachine: opts.StateMachine, Log: l, Node: n.ref, Executor: h.execRef, Logger: h.opts.Logger,
-		Published: &n.sh.Applied,
+		Published: &n.sh.Applied, Applied: applied, AppliedTerm: appliedTerm,
 	})), actors.Blocking())
 	if err != nil {
 		h.rt.Stop(logRef)
 		return nil, err
 	}
 	var snapRef actors.Ref
-	var snapIndex uint64
 	if snaps != nil {
 		snapRef, err = h.rt.Spawn(node.SnapshotterName(opts.Group, opts.ID), latch.wrap(snapshot.NewExecutor(snapshot.ExecutorConfig{
 			Store: snaps, FSMCaller: fsmRef, Node: n.ref, Logger: h.opts.Logger.With("group", opts.Group, "id", opts.ID),
@@ -310,44 +315,46 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 			h.rt.Stop(fsmRef)
 			return nil, err
 		}
-		if m := snaps.Newest(); m != nil {
-			snapIndex = m.LastIndex
-		}
 	}
 	n.actor = node.New(node.Config{
-		Group:              opts.Group,
-		ID:                 opts.ID,
-		Addr:               h.opts.Addr,
-		Peers:              opts.Peers,
-		Boot:               hs.Bootstrap,
-		Cluster:            n.cluster,
-		HardState:          hs,
-		Log:                l,
-		LogManager:         logRef,
-		FSMCaller:          fsmRef,
-		Executor:           h.execRef,
-		Snapshotter:        snapRef,
-		SnapshotIndex:      snapIndex,
-		SnapshotEntries:    opts.SnapshotEntries,
-		SnapshotLogBytes:   opts.SnapshotLogBytes,
-		Logger:             h.opts.Logger,
-		Ticks:              t,
-		ElectionTimeout:    opts.ElectionTimeout,
-		LeaseRatio:         opts.LeaseRatio,
-		MaxClockDrift:      opts.MaxClockDrift,
-		ApplyBatch:         opts.ApplyBatch,
-		MaxPendingTasks:    opts.MaxPendingTasks,
-		MaxInflightMsgs:    opts.MaxInflightMsgs,
-		MaxInflightBytes:   opts.MaxInflightBytes,
-		MaxBytesPerRPC:     opts.MaxBytesPerRPC,
-		MaxLogCacheBytes:   opts.MaxLogCacheBytes,
-		DisablePreVote:     opts.DisablePreVote,
-		DisableCheckQuorum: opts.DisableCheckQuorum,
-		ReadMode:           opts.ReadMode,
-		MaxReadIndexLag:    opts.MaxReadIndexLag,
-		Shared:             n.sh,
-		Outside:            outside{h},
-		Stopped:            latch.done,
+		Group:                   opts.Group,
+		ID:                      opts.ID,
+		Addr:                    h.opts.Addr,
+		Peers:                   opts.Peers,
+		Boot:                    hs.Bootstrap,
+		Cluster:                 n.cluster,
+		HardState:               hs,
+		Log:                     l,
+		LogManager:              logRef,
+		FSMCaller:               fsmRef,
+		Executor:                h.execRef,
+		Snapshotter:             snapRef,
+		SnapshotIndex:           applied,
+		PrevSnapshotIndex:       rs.prev,
+		SnapshotKeep:            snapshot.DefaultKeep,
+		Applied:                 applied,
+		AppliedTerm:             appliedTerm,
+		SnapshotEntries:         opts.SnapshotEntries,
+		SnapshotTrailingEntries: opts.SnapshotTrailingEntries,
+		SnapshotLogBytes:        opts.SnapshotLogBytes,
+		Logger:                  h.opts.Logger,
+		Ticks:                   t,
+		ElectionTimeout:         opts.ElectionTimeout,
+		LeaseRatio:              opts.LeaseRatio,
+		MaxClockDrift:           opts.MaxClockDrift,
+		ApplyBatch:              opts.ApplyBatch,
+		MaxPendingTasks:         opts.MaxPendingTasks,
+		MaxInflightMsgs:         opts.MaxInflightMsgs,
+		MaxInflightBytes:        opts.MaxInflightBytes,
+		MaxBytesPerRPC:          opts.MaxBytesPerRPC,
+		MaxLogCacheBytes:        opts.MaxLogCacheBytes,
+		DisablePreVote:          opts.DisablePreVote,
+		DisableCheckQuorum:      opts.DisableCheckQuorum,
+		ReadMode:                opts.ReadMode,
+		MaxReadIndexLag:         opts.MaxReadIndexLag,
+		Shared:                  n.sh,
+		Outside:                 outside{h},
+		Stopped:                 latch.done,
 	})
 	if _, err := h.rt.Spawn(n.ref.Name, n.actor, actors.PriorityMailbox()); err != nil {
 		h.rt.Stop(logRef)

@@ -158,6 +158,7 @@ func (n *Node) Status() Status {
 	s := n.sh.Status()
 	s.Proposals, s.ProposalBytes = n.budget.held()
 	s.CachedBytes = n.log.CachedBytes()
+	s.FirstIndex = n.log.FirstIndex()
 	return s
 }
 
@@ -173,8 +174,9 @@ func (n *Node) Metrics() *Metrics { return &n.sh.Metrics }
 // A snapshot that fails leaves nothing behind. If ctx ends first it
 // returns ctx.Err(); the snapshot may still complete.
 //
-// Snapshots are not used yet (the log is not compacted, a restart
-// replays it whole): docs/snapshots.md.
+// After a snapshot the node compacts its log (NodeOptions.
+// SnapshotTrailingEntries), and a restart starts from the newest snapshot:
+// docs/snapshots.md.
 func (n *Node) Snapshot(ctx context.Context) (uint64, error) {
 	type outcome struct {
 		index uint64

@@ -297,6 +297,14 @@ type NodeOptions struct {
 	SnapshotEntries  uint64
 	SnapshotLogBytes uint64
 	SnapshotInterval time.Duration
+	// SnapshotTrailingEntries is how many entries before its newest
+	// snapshot a node keeps in its log when it compacts it, so that a
+	// follower that lags by less catches up from the log rather than by
+	// a snapshot install. Default DefaultSnapshotTrailingEntries. The log
+	// also keeps every entry after the snapshot before the newest (so
+	// that a restart can fall back to it), and drops whole WAL segments
+	// only, so it usually keeps more.
+	SnapshotTrailingEntries uint64
 
 	// LogStorage and MetaStorage override the storage the host would
 	// choose (files under HostOptions.DataDir, or memory). Both or
@@ -316,6 +324,9 @@ const (
 	DefaultMaxPendingReads  = 8192
 	DefaultMaxPendingBytes  = 32 << 20
 	DefaultMaxLogCacheBytes = 32 << 20
+	// DefaultSnapshotTrailingEntries is the default
+	// NodeOptions.SnapshotTrailingEntries.
+	DefaultSnapshotTrailingEntries = 10000
 )
 
 // sticky reports whether voters refuse to replace a leader they still hear
@@ -423,6 +434,9 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	t.ReadTimeout = max(1, int(o.ReadTimeout/tick))
 	if o.SnapshotInterval > 0 {
 		t.Snapshot = max(1, int(o.SnapshotInterval/tick))
+	}
+	if o.SnapshotTrailingEntries == 0 {
+		o.SnapshotTrailingEntries = DefaultSnapshotTrailingEntries
 	}
 	switch {
 	case o.ReadMode != ReadSafe && o.ReadMode != ReadLease:

@@ -22,6 +22,7 @@ type summer struct {
 	fsm.Base
 	sum   uint64
 	sumAt map[uint64]uint64
+	loads int // snapshots loaded
 }
 
 func (s *summer) OnApply(it fsm.Iterator) {
@@ -34,6 +35,22 @@ func (s *summer) OnApply(it fsm.Iterator) {
 // OnSnapshotSave captures the sum (a copy: the applies go on meanwhile).
 func (s *summer) OnSnapshotSave(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
 	return sumPersister(s.sum), nil
+}
+
+// OnSnapshotLoad replaces the sum with the snapshot's.
+func (s *summer) OnSnapshotLoad(src fsm.SnapshotSource) error {
+	b, err := io.ReadAll(src)
+	if err != nil {
+		return err
+	}
+	if len(b) != 8 {
+		return errors.New("summer: snapshot data is not 8 bytes")
+	}
+	s.sum = binary.BigEndian.Uint64(b)
+	s.loads++
+	clear(s.sumAt)
+	s.sumAt[src.Meta().Index] = s.sum
+	return nil
 }
 
 type sumPersister uint64

@@ -53,15 +53,17 @@ type StateMachine interface {
 	// docs/snapshots.md has the whole contract.
 	//
 	// Called when the node takes a snapshot (NodeOptions.SnapshotEntries,
-	// Node.Snapshot). Snapshots are not used yet: the log is kept whole
-	// and replayed on restart.
+	// Node.Snapshot). After each snapshot the node compacts its log, and a
+	// restart loads the newest snapshot and replays only what follows it.
 	OnSnapshotSave(meta SnapshotMeta) (SnapshotPersister, error)
 	// OnSnapshotLoad replaces the whole state with the snapshot's, before
-	// any later OnApply: at restart, and on a follower once an installed
-	// snapshot has arrived and been verified. An error puts the node in
-	// its error state.
-	//
-	// Not called yet: no restart or install loads a snapshot so far.
+	// any later OnApply. At restart it runs inside StartNode, on its
+	// caller's goroutine, before the node's actors start; an error fails
+	// the start, except a checksum mismatch (an error wrapping
+	// snapshot.ErrCorrupt from src), after which the node calls it again
+	// with the snapshot before (so it must replace the state whole, even
+	// after a partial load). Installing a snapshot from the leader does not
+	// exist yet.
 	OnSnapshotLoad(src SnapshotSource) error
 	// OnLeaderStart is called when this node has become leader of term
 	// and has applied every entry committed before its term began.

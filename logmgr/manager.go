@@ -43,8 +43,8 @@ type Stats struct {
 // MaxBatchEntries and MaxBatchBytes. So the busier the node, the more
 // entries each sync covers.
 //
-// Accepts Append, TruncateSuffix, SaveHardState and Close from the node;
-// sends it Stable, HardStateSaved, Failed and Closed.
+// Accepts Append, TruncateSuffix, TruncatePrefix, SaveHardState and Close
+// from the node; sends it Stable, HardStateSaved, Failed and Closed.
 type Manager struct {
 	cfg      Config
 	writer   actors.Ref
@@ -87,6 +87,8 @@ func (m *Manager) Receive(env actors.Env, msg any) {
 		}
 	case TruncateSuffix:
 		m.enqueue(env, op{kind: opTruncate, from: msg.From})
+	case TruncatePrefix:
+		m.enqueue(env, op{kind: opTruncatePrefix, from: msg.First})
 	case SaveHardState:
 		m.enqueue(env, op{kind: opHardState, hs: msg.HardState})
 	case writeDone:
@@ -234,6 +236,11 @@ func (w *diskWriter) write(ops []op) writeDone {
 		case opTruncate:
 			err = w.storage.TruncateSuffix(o.from)
 			logTouched = true
+		case opTruncatePrefix:
+			// Durable on its own (the storage syncs what came before it);
+			// what it drops is covered by a snapshot, so a crash that
+			// undoes it loses nothing.
+			err = w.storage.TruncatePrefix(o.from)
 		case opAppend:
 			done.entries += len(o.entries)
 			logTouched = true

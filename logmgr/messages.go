@@ -15,6 +15,12 @@ type (
 	Append struct{ Entries []*raftpb.Entry }
 	// TruncateSuffix removes entries at and after From.
 	TruncateSuffix struct{ From uint64 }
+	// TruncatePrefix lets the storage discard the entries before First,
+	// which a snapshot covers (LogStorage.TruncatePrefix: the storage may
+	// keep more). It is ordered with the other operations, so entries
+	// appended before it are written first. Readers of the log get
+	// ErrCompacted for what was discarded.
+	TruncatePrefix struct{ First uint64 }
 	// SaveHardState persists a term and vote. The manager answers with
 	// HardStateSaved once it is durable.
 	SaveHardState struct{ HardState *raftpb.HardState }
@@ -60,6 +66,7 @@ const (
 	opAppend opKind = iota
 	opTruncate
 	opHardState
+	opTruncatePrefix
 )
 
 type op struct {
@@ -77,6 +84,8 @@ func (m Append) TraceString() string {
 	}
 	return fmt.Sprintf("append %d..%d", m.Entries[0].Index, m.Entries[len(m.Entries)-1].Index)
 }
+
+func (m TruncatePrefix) TraceString() string { return fmt.Sprintf("compact before %d", m.First) }
 
 func (m SaveHardState) TraceString() string {
 	return fmt.Sprintf("save term=%d vote=%q", m.HardState.Term, m.HardState.Vote)

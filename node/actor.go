@@ -47,6 +47,9 @@ type Actor struct {
 	commit  uint64
 	applied uint64
 	stable  uint64
+	// savedCommit is the commit index last given to the log manager with
+	// the hard state (persistHardState).
+	savedCommit uint64
 
 	electionElapsed   int
 	randomizedTimeout int
@@ -98,7 +101,15 @@ func New(cfg Config) *Actor {
 	a.rd = readService{mode: cfg.ReadMode, lease: uint64(lease), lag: cfg.MaxReadIndexLag,
 		timeout: int64(cfg.Ticks.ReadTimeout), out: &a.completions}
 	a.stable, _ = a.log.Last() // the storage holds only durable entries at start
-	a.snap.index = cfg.SnapshotIndex
+	a.snap.index, a.snap.prev = cfg.SnapshotIndex, cfg.PrevSnapshotIndex
+	a.sh.snapshot.Store(cfg.SnapshotIndex)
+	// The state machine starts at Applied (its snapshot); the hard state's
+	// commit index, saved no further than what was durable in the log
+	// then (persistHardState), lets the node replay up to it at once.
+	a.applied = cfg.Applied
+	a.commit = max(cfg.Applied, min(hs.GetCommit(), a.stable))
+	a.savedCommit = hs.GetCommit()
+	a.sh.commit.Store(a.commit)
 	return a
 }
 
@@ -113,6 +124,9 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 	case actors.Started:
 		a.epoch = env.Now()
 		a.resetElectionTimer(env)
+		if a.commit > a.applied {
+			env.Send(a.cfg.FSMCaller, fsm.Committed{Index: a.commit})
+		}
 	case Tick:
 		a.tick(env)
 	case Nudge:
@@ -364,6 +378,9 @@ func (a *Actor) receiveStopping(env actors.Env, msg any) {
 		a.snapshotDone(m.Done, 0, fmt.Errorf("asyncraft: no snapshot: node %s/%s: %w", a.cfg.Group, a.cfg.ID, closure.ErrShutdown))
 		a.flushCompletions(env)
 	case fsm.ShutdownDone:
+		if min(a.commit, a.stable) > a.savedCommit {
+			a.persistHardState(env) // a restart replays up to it at once
+		}
 		env.Send(a.cfg.LogManager, logmgr.Close{})
 	case logmgr.Closed:
 		env.Stop(a.cfg.FSMCaller)

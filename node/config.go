@@ -58,11 +58,25 @@ type Config struct {
 	FSMCaller   actors.Ref
 	Executor    actors.Ref
 	Snapshotter actors.Ref
-	// SnapshotIndex is the last index of the newest snapshot at start;
-	// SnapshotEntries, how many entries are applied between two automatic
-	// snapshots (0: only Node.Snapshot takes them).
-	SnapshotIndex   uint64
-	SnapshotEntries uint64
+	// SnapshotIndex is the last index of the newest snapshot at start,
+	// PrevSnapshotIndex that of the one before it (0: none, or the store
+	// keeps one snapshot only: SnapshotKeep < 2); SnapshotEntries, how many
+	// entries are applied between two automatic snapshots (0: only
+	// Node.Snapshot takes them).
+	SnapshotIndex     uint64
+	PrevSnapshotIndex uint64
+	SnapshotKeep      int
+	SnapshotEntries   uint64
+	// SnapshotTrailingEntries is how many entries before the newest
+	// snapshot the log keeps when it is compacted, so that a follower a
+	// little behind still catches up from the log.
+	SnapshotTrailingEntries uint64
+	// Applied is the index (and AppliedTerm its term) that the state
+	// machine reflects at start: the snapshot it was restored from, or 0.
+	// The node starts with its commit index there, or at the commit index
+	// of its hard state if that is beyond it and in the log.
+	Applied     uint64
+	AppliedTerm uint64
 	// SnapshotLogBytes: a snapshot once this many bytes of entries were
 	// written to the log since the last one was asked for (0: off); and
 	// one every Ticks.Snapshot ticks if anything was applied.
@@ -122,6 +136,7 @@ type Shared struct {
 	status   atomic.Pointer[Status]
 	commit   atomic.Uint64
 	last     atomic.Uint64
+	snapshot atomic.Uint64 // Status.SnapshotIndex
 	inflight atomic.Int64
 	readErr  atomic.Pointer[peerError] // Status.ReplicationErr
 	lostErr  atomic.Pointer[peerError] // Status.PeerLogLoss
@@ -157,6 +172,7 @@ func (s *Shared) Status() Status {
 	st.Applied = s.Applied.Load()
 	st.Commit = s.commit.Load()
 	st.LastIndex = s.last.Load()
+	st.SnapshotIndex = s.snapshot.Load()
 	st.PendingTasks = s.Proposals.Len() + int(s.inflight.Load())
 	if u := s.leaseUntil.Load(); u != 0 && st.Role == Leader {
 		st.LeaseUntil = time.Unix(0, u)

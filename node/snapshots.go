@@ -7,6 +7,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/snapshot"
 )
@@ -16,14 +17,20 @@ import (
 // bytes of entries written to the log, every Ticks.Snapshot ticks if
 // anything was applied meanwhile, and when Node.Snapshot asks; never two
 // at once. The executor has the FSM caller capture the
-// state, persists it and reports Saved or SaveFailed. Nothing else uses
-// snapshots yet: the log is not compacted, and a restart replays it all
-// (docs/snapshots.md).
+// state, persists it and reports Saved or SaveFailed.
+//
+// After each snapshot the log is compacted (compact): the log manager may
+// drop the entries that both the newest snapshot and the one before it
+// cover, keeping SnapshotTrailingEntries before the newest. Keeping the
+// log back to the snapshot before the newest lets a restart fall back to
+// it when the newest turns out damaged (docs/snapshots.md).
 
 // snapshots is the node's record of its snapshots.
 type snapshots struct {
-	// index is the newest snapshot's last index (0: none).
-	index uint64
+	// index is the newest snapshot's last index (0: none), prev the one
+	// before it (0: none kept), compacted the first index the log was last
+	// told to keep.
+	index, prev, compacted uint64
 	// running: one was asked for and has not been reported yet; waiter,
 	// if set, is the Node.Snapshot call that asked.
 	running bool
@@ -111,7 +118,14 @@ func (a *Actor) onSnapshotReport(env actors.Env, msg any) {
 	switch m := msg.(type) {
 	case snapshot.Saved:
 		a.sh.Metrics.Snapshots.Add(1)
-		s.index = max(s.index, m.Meta.LastIndex)
+		if m.Meta.LastIndex > s.index {
+			if a.cfg.SnapshotKeep >= 2 {
+				s.prev = s.index
+			}
+			s.index = m.Meta.LastIndex
+			a.sh.snapshot.Store(s.index)
+		}
+		a.compact(env)
 		a.debug("snapshot saved", "index", m.Meta.LastIndex, "term", m.Meta.LastTerm)
 		a.snapshotDone(done, m.Meta.LastIndex, nil)
 		a.maybeSnapshot(env)
@@ -127,6 +141,24 @@ func (a *Actor) onSnapshotReport(env actors.Env, msg any) {
 		}
 		a.snapshotDone(done, 0, m.Err)
 	}
+}
+
+// compact tells the log manager which entries the snapshots made
+// unnecessary: those before both the newest snapshot's last index less
+// SnapshotTrailingEntries and the previous snapshot's last index + 1. It
+// also saves the commit index with the hard state, so that a restart
+// replays the entries after the snapshot up to it at once.
+func (a *Actor) compact(env actors.Env) {
+	s := &a.snap
+	first := s.index + 1 - min(s.index, a.cfg.SnapshotTrailingEntries)
+	if a.cfg.SnapshotKeep >= 2 {
+		first = min(first, s.prev+1)
+	}
+	if first > s.compacted && first > 1 {
+		s.compacted = first
+		env.Send(a.cfg.LogManager, logmgr.TruncatePrefix{First: first})
+	}
+	a.persistHardState(env)
 }
 
 // snapshotDone completes a Node.Snapshot call on the callback executor.

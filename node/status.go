@@ -50,6 +50,11 @@ type Status struct {
 	Commit    uint64
 	Applied   uint64
 	LastIndex uint64
+	// FirstIndex is the first index in the node's log: entries before it
+	// were compacted away after a snapshot (1 if none were). SnapshotIndex
+	// is the last index of the node's newest snapshot (0: none).
+	FirstIndex    uint64
+	SnapshotIndex uint64
 	// PendingTasks is the number of proposals queued or appended and not
 	// yet committed.
 	PendingTasks int

@@ -19,9 +19,15 @@ import (
 
 // persistHardState asks the log manager to make the current term and vote
 // durable. Sends wait until it answers.
+//
+// The commit index goes with them, but no further than the log is durable
+// now: after a crash the log holds every entry up to it, and they are the
+// committed ones (an entry at or below the commit index is never
+// rewritten), so a restart may apply them before it hears from a leader.
 func (a *Actor) persistHardState(env actors.Env) {
-	env.Send(a.cfg.LogManager, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote, Commit: a.commit,
-		Bootstrap: a.cfg.Boot}})
+	a.savedCommit = min(a.commit, a.stable)
+	env.Send(a.cfg.LogManager, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote,
+		Commit: a.savedCommit, Bootstrap: a.cfg.Boot}})
 }
 
 func (a *Actor) onHardStateSaved(env actors.Env, hs *raftpb.HardState) {

@@ -74,7 +74,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// truncated): a follower's lost entries are sent again now. 221
 		// is the first whose first violation is the end-to-end check.
 		{"acknowledge before sync, end to end", faults.AckBeforeSync, 221, 400, "state machine safety", standard(true), nil},
-		{"skip the previous-entry check", faults.SkipPrevCheck, 3, 200, "state machine safety", standard(true), nil},
+		{"skip the previous-entry check", faults.SkipPrevCheck, 48, 200, "state machine safety", standard(true), nil},
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
 		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 2, 100, "linearizability", standard(true), nil},
 		{"clock drift beyond the lease's bound", 0, 2, 40, "lease safety", lease(-0.5, time.Millisecond), lease(-0.05, 100*time.Millisecond)},

@@ -151,6 +151,8 @@ func (c *Caller) receive(env actors.Env, msg any) {
 		c.pass(env)
 	case Capture:
 		c.capture(env, msg)
+	case Load:
+		c.load(env, msg)
 	case LeaderStart:
 		c.pendingLeader = &msg
 		c.maybeStartLeader(env)
@@ -216,6 +218,60 @@ func (c *Caller) capture(env actors.Env, m Capture) {
 		err = errors.New("fsm: OnSnapshotSave returned neither a persister nor an error")
 	}
 	env.Send(m.Reply, Captured{Meta: meta, Persister: p, Err: err})
+}
+
+// load replaces the state with an installed snapshot (Load).
+func (c *Caller) load(env actors.Env, m Load) {
+	unknown := closure.Newf(closure.EUNKNOWN, "this node installed a snapshot up to entry %d from the leader instead of applying the entries; whether this proposal's entry is the one committed is unknown", m.Meta.Index)
+	for _, t := range m.Tasks {
+		c.complete(t, unknown, nil)
+	}
+	n, _ := SearchTasks(c.tasks, m.Meta.Index+1)
+	for _, t := range c.tasks[:n] {
+		c.complete(t, unknown, nil)
+	}
+	c.tasks = c.tasks[n:]
+	if c.failed != nil || m.Meta.Index <= c.applied {
+		c.flush(env)
+		return
+	}
+	err := func() (err error) {
+		src, closeSrc, err := m.Open()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := closeSrc(); err == nil {
+				err = cerr
+			}
+		}()
+		var lerr error
+		if !c.call(env, "OnSnapshotLoad", func() { lerr = c.cfg.StateMachine.OnSnapshotLoad(src) }) {
+			return nil // failed: c.call reported it
+		}
+		return lerr
+	}()
+	if c.failed != nil {
+		c.flush(env)
+		return
+	}
+	if err != nil {
+		c.fail(env, fmt.Errorf("fsm: load the snapshot installed up to %d: %w", m.Meta.Index, err))
+		c.flush(env)
+		return
+	}
+	c.applied, c.appliedTerm = m.Meta.Index, m.Meta.Term
+	c.target = max(c.target, c.applied)
+	if c.cfg.Published != nil {
+		c.cfg.Published.Store(c.applied)
+	}
+	env.Send(c.cfg.Node, Applied{Index: c.applied})
+	if !c.scheduled && c.target > c.applied {
+		c.scheduled = true
+		env.Send(env.Self(), applyNow{})
+	}
+	c.maybeStartLeader(env)
+	c.flush(env)
 }
 
 // pass applies every committed entry not yet applied.

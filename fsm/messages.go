@@ -78,6 +78,20 @@ type (
 		Reply         actors.Ref
 		Configuration *raftpb.Configuration
 	}
+	// Load replaces the state with a snapshot installed from the leader
+	// (StateMachine.OnSnapshotLoad), after every message sent before it:
+	// the applied index becomes Meta.Index. Open opens the snapshot; the
+	// close func it returns also reports a checksum mismatch in what the
+	// state machine left unread. Tasks are the node's tasks at or below
+	// Meta.Index: their entries are covered by the snapshot, so whether
+	// each was committed as proposed is unknown; they complete with
+	// EUNKNOWN, as do the FSM caller's own tasks up to Meta.Index. A
+	// failure to load puts the node in error (Failed).
+	Load struct {
+		Meta  SnapshotMeta
+		Open  func() (SnapshotSource, func() error, error)
+		Tasks []*Task
+	}
 )
 
 // Captured answers Capture: the snapshot's meta and the state machine's

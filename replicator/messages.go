@@ -138,6 +138,19 @@ type (
 		Term     uint64
 		Failures int
 	}
+	// Installing reports that the replicator is installing the snapshot
+	// up to Index on the peer (it needed entries compacted away); Installed
+	// that the peer installed it.
+	Installing struct {
+		Peer  string
+		Term  uint64
+		Index uint64
+	}
+	Installed struct {
+		Peer  string
+		Term  uint64
+		Index uint64
+	}
 	// LostEntries reports that the peer holds less than it acknowledged:
 	// it had acknowledged the leader's log up to Match, and a reply to a
 	// request sent after that acknowledgement says its log now matches at

@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -10,7 +11,9 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/internal/logsearch"
+	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // Defaults of the replication window, for the Config fields left zero. They
@@ -82,6 +85,13 @@ type Config struct {
 	// View, if set, is where the replicator publishes its state for
 	// monitoring (see View); nil publishes nothing.
 	View *View
+	// Copier is the leader's snapshot copy actor and PeerCopier the
+	// peer's (snapshot.CopyName): a peer that needs entries compacted
+	// away gets a snapshot through them (install.go). Zero Copier: the
+	// leader keeps no snapshots, and such a peer is retried as a failed
+	// read.
+	Copier     actors.Ref
+	PeerCopier actors.Ref
 }
 
 type state uint8
@@ -89,11 +99,17 @@ type state uint8
 const (
 	stateProbe state = iota
 	stateReplicate
+	// stateSnapshot: the peer needs entries compacted away; a snapshot is
+	// being installed on it (install.go).
+	stateSnapshot
 )
 
 func (s state) String() string {
-	if s == stateProbe {
+	switch s {
+	case stateProbe:
 		return "probe"
+	case stateSnapshot:
+		return "snapshot"
 	}
 	return "replicate"
 }
@@ -156,6 +172,9 @@ type Replicator struct {
 	// any), pub what was last stored in the View.
 	contact int64
 	pub     published
+
+	// ins is the snapshot install under way (stateSnapshot).
+	ins install
 }
 
 // New returns a replicator actor for cfg.
@@ -208,6 +227,12 @@ func (r *Replicator) Receive(env actors.Env, msg any) {
 		}
 	case *raftpb.Envelope:
 		r.handle(env, m)
+	case snapshot.Offered:
+		r.onOffered(env, m)
+	case snapshot.OfferFailed:
+		r.onOfferFailed(env, m)
+	case actors.Stopped:
+		r.withdraw(env)
 	}
 	if r.cfg.View != nil {
 		r.publish()
@@ -223,7 +248,7 @@ func (r *Replicator) checkInvariants() {
 	if r.match >= r.next {
 		invariants.Violate("replicator %s->%s: match %d not below next %d", r.cfg.LeaderID, r.cfg.PeerID, r.match, r.next)
 	}
-	if r.st == stateProbe && len(r.inflight) > 1 {
+	if r.st != stateReplicate && len(r.inflight) > 1 {
 		invariants.Violate("replicator %s->%s: %d requests outstanding in probe state", r.cfg.LeaderID, r.cfg.PeerID, len(r.inflight))
 	}
 	for i := 1; i < len(r.inflight); i++ {
@@ -247,6 +272,9 @@ func (r *Replicator) tick(env actors.Env) {
 		if r.retryIn == 0 {
 			r.send(env) // read again
 		}
+	}
+	if r.st == stateSnapshot {
+		r.installTick(env)
 	}
 	if len(r.inflight) > 0 {
 		r.quietTicks++
@@ -285,6 +313,8 @@ func (r *Replicator) envelope(body any) *raftpb.Envelope {
 		e.Body = &raftpb.Envelope_AppendRequest{AppendRequest: b}
 	case *raftpb.HeartbeatRequest:
 		e.Body = &raftpb.Envelope_HeartbeatRequest{HeartbeatRequest: b}
+	case *raftpb.InstallSnapshotRequest:
+		e.Body = &raftpb.Envelope_InstallSnapshotRequest{InstallSnapshotRequest: b}
 	}
 	return e
 }
@@ -309,6 +339,13 @@ func (r *Replicator) heartbeat(env actors.Env) {
 func (r *Replicator) send(env actors.Env) {
 	if r.retryIn > 0 {
 		return // a read failed: wait for the retry
+	}
+	if r.st == stateSnapshot {
+		if r.ins.retry {
+			r.ins.retry = false
+			r.offer(env) // the retry after a failed offer or install
+		}
+		return
 	}
 	for {
 		if r.st == stateProbe && len(r.inflight) > 0 {
@@ -372,11 +409,14 @@ func (r *Replicator) send(env actors.Env) {
 //
 // A read fails on a storage error, which may pass, or because the entries
 // the peer needs are gone from the log (ErrCompacted), which retrying does
-// not cure: a snapshot would have to be installed. Neither log compaction
-// nor snapshots exist yet; once they do, installing a snapshot belongs
-// here. Until then such a peer is retried, and reported, for the rest of
-// the term.
+// not cure: then the peer gets a snapshot instead (install.go), unless the
+// leader keeps none (no Copier), when it is retried and reported like any
+// failed read.
 func (r *Replicator) readFailed(env actors.Env, err error) {
+	if errors.Is(err, logmgr.ErrCompacted) && !r.cfg.Copier.IsZero() {
+		r.startInstall(env)
+		return
+	}
 	r.failures++
 	r.backoff = min(max(2*r.backoff, 1), r.cfg.HeartbeatTicks)
 	r.retryIn = r.backoff
@@ -416,13 +456,17 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 				sentAt = b.at
 			}
 		}
-		lost := r.lostEntries(env, e.Seq, b.HeartbeatResponse.LastLogIndex)
+		// While a snapshot is installed, the peer's log is about to be
+		// replaced: its last index proves no loss.
+		lost := r.st != stateSnapshot && r.lostEntries(env, e.Seq, b.HeartbeatResponse.LastLogIndex)
 		env.Send(r.cfg.Node, Progress{Peer: r.cfg.PeerID, Term: r.cfg.Term, Match: r.match, SentAt: sentAt})
 		if lost {
 			r.send(env)
 		}
 	case *raftpb.Envelope_AppendResponse:
 		r.onAppendResponse(env, e.Seq, b.AppendResponse)
+	case *raftpb.Envelope_InstallSnapshotResponse:
+		r.onInstallResponse(env, e.Seq, b.InstallSnapshotResponse)
 	}
 }
 

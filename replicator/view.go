@@ -25,6 +25,7 @@ type View struct {
 	inflightBytes atomic.Uint64
 	lastContact   atomic.Int64 // Unix nanoseconds; 0: never
 	readFailures  atomic.Int64
+	snapshot      atomic.Uint64
 }
 
 // PeerView is what an operator sees of one follower from its leader.
@@ -33,11 +34,15 @@ type PeerView struct {
 	Term          uint64 // the leader's term this replicator serves
 	Match         uint64 // highest index known replicated on the peer
 	Next          uint64 // next index to send
-	State         string // "probe" or "replicate"
+	State         string // "probe", "replicate" or "snapshot" (installing one)
 	Inflight      int    // append requests outstanding
 	InflightBytes uint64
 	LastContact   time.Time // when the peer last answered in this term (zero: never)
 	ReadFailures  int       // log reads failed in a row (0 when reads work)
+	// Snapshot is the last index of the snapshot being installed on the
+	// peer (State "snapshot"; 0 while the leader's copy actor has not
+	// offered one yet, and in the other states).
+	Snapshot uint64
 }
 
 // Load returns a consistent-enough copy of the view.
@@ -72,6 +77,7 @@ func (v *View) Load() PeerView {
 		pv.LastContact = time.Unix(0, ns)
 	}
 	pv.ReadFailures = int(v.readFailures.Load())
+	pv.Snapshot = v.snapshot.Load()
 	return pv
 }
 
@@ -84,6 +90,7 @@ type published struct {
 	inBytes     uint64
 	contact     int64
 	failures    int
+	snapshot    uint64
 }
 
 // startView fills the View in at start: Peer and Term (once, for the
@@ -138,5 +145,9 @@ func (r *Replicator) publish() {
 	if r.failures != p.failures {
 		p.failures = r.failures
 		v.readFailures.Store(int64(r.failures))
+	}
+	if s := r.ins.index(); s != p.snapshot {
+		p.snapshot = s
+		v.snapshot.Store(s)
 	}
 }

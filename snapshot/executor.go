@@ -25,19 +25,12 @@ type ExecutorConfig struct {
 	FSMCaller actors.Ref
 	Node      actors.Ref
 	Logger    *slog.Logger
+	// Copier, if set, is spawned as the executor's child CopyChild
+	// (Blocking) when the executor starts: it serves and fetches
+	// snapshots for installs, apart from the executor, whose Persist may
+	// block for long.
+	Copier *Copier
 }
-
-// Messages of the executor.
-type (
-	// Save asks for a snapshot of the state as applied now (from the
-	// node). Configuration is the group's configuration at that state.
-	Save struct{ Configuration *raftpb.Configuration }
-	// Saved reports a snapshot committed to the store (to the node).
-	Saved struct{ Meta *raftpb.SnapshotMeta }
-	// SaveFailed reports a snapshot not taken, and why (to the node);
-	// nothing was left behind.
-	SaveFailed struct{ Err error }
-)
 
 // Executor is the actor that takes a node's snapshots, one at a time: on
 // Save it asks the FSM caller to capture the state (OnSnapshotSave runs
@@ -60,6 +53,12 @@ func NewExecutor(cfg ExecutorConfig) *Executor {
 // Receive implements actors.Actor.
 func (x *Executor) Receive(env actors.Env, msg any) {
 	switch m := msg.(type) {
+	case actors.Started:
+		if x.cfg.Copier != nil {
+			if _, err := env.Spawn(CopyChild, x.cfg.Copier, actors.Blocking()); err != nil {
+				x.cfg.Logger.Error("asyncraft: the snapshot copy actor did not start; this node cannot send nor receive snapshots", "err", err)
+			}
+		}
 	case Save:
 		if x.busy {
 			env.Send(x.cfg.Node, SaveFailed{Err: ErrBusy})

@@ -33,6 +33,7 @@ const (
 	manifestName = "MANIFEST"
 	snapPrefix   = "snap-"
 	tmpPrefix    = "tmp-"
+	partPrefix   = "part-"
 )
 
 // The MANIFEST file's frame.
@@ -90,7 +91,15 @@ type ID struct {
 func (id ID) String() string { return fmt.Sprintf("(index %d, term %d)", id.Index, id.Term) }
 
 // dirName returns the snapshot's directory name, snap-<term>-<index>.
-func (id ID) dirName() string { return fmt.Sprintf("%s%016x-%016x", snapPrefix, id.Term, id.Index) }
+func (id ID) dirName() string { return id.name(snapPrefix) }
+
+// partName returns the name of the directory of its partial download,
+// part-<term>-<index>.
+func (id ID) partName() string { return id.name(partPrefix) }
+
+func (id ID) name(prefix string) string {
+	return fmt.Sprintf("%s%016x-%016x", prefix, id.Term, id.Index)
+}
 
 // compare orders IDs by index, then term.
 func (id ID) compare(b ID) int {
@@ -101,14 +110,17 @@ func (id ID) compare(b ID) int {
 }
 
 // parseDirName parses a snap-<term>-<index> name.
-func parseDirName(name string) (ID, bool) {
-	rest, ok := strings.CutPrefix(name, snapPrefix)
+func parseDirName(name string) (ID, bool) { return parseName(snapPrefix, name) }
+
+// parseName parses a <prefix><term>-<index> name.
+func parseName(prefix, name string) (ID, bool) {
+	rest, ok := strings.CutPrefix(name, prefix)
 	if !ok || len(rest) != 33 || rest[16] != '-' {
 		return ID{}, false
 	}
 	term, err1 := strconv.ParseUint(rest[:16], 16, 64)
 	index, err2 := strconv.ParseUint(rest[17:], 16, 64)
-	if err1 != nil || err2 != nil || (ID{index, term}).dirName() != name {
+	if err1 != nil || err2 != nil || (ID{index, term}).name(prefix) != name {
 		return ID{}, false // also refuses upper-case hex: one name per ID
 	}
 	return ID{index, term}, true
@@ -233,6 +245,9 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Store, error) {
 	defer s.mu.Unlock()
 	if err := s.pruneLocked(); err != nil {
 		s.log.Warn("snapshot: pruning failed; the store is usable, the next Commit or Prune tries again", "error", err)
+	}
+	if err := s.openPartialsLocked(names); err != nil {
+		s.log.Warn("snapshot: removing superseded partial downloads failed; the next download tries again", "error", err)
 	}
 	return s, nil
 }

@@ -45,6 +45,8 @@ type Host struct {
 	// the refusals on their way to the executor (Host.refuse).
 	callbacks slots
 	refusals  slots
+	// throttle caps the snapshot bytes the host's nodes send (nil: no cap).
+	throttle *snapshot.Throttle
 
 	mu     sync.Mutex
 	nodes  map[string]*Node // by group/id
@@ -109,6 +111,14 @@ func newHost(rt actors.Runtime, opts HostOptions) (*Host, error) {
 	h := &Host{opts: opts, rt: rt, nodes: map[string]*Node{}, exec: &closure.Executor{Logger: opts.Logger}}
 	h.callbacks.max = int64(opts.MaxPendingCallbacks)
 	h.refusals.max = int64(opts.MaxPendingCallbacks)
+	if opts.SnapshotBytesPerSecond > 0 {
+		// A burst of a quarter second: a few chunks at once.
+		t, err := snapshot.NewThrottle(opts.SnapshotBytesPerSecond, max(opts.SnapshotBytesPerSecond/4, snapshot.MaxChunkLimit))
+		if err != nil {
+			return nil, fmt.Errorf("asyncraft: HostOptions.SnapshotBytesPerSecond: %w", err)
+		}
+		h.throttle = t
+	}
 	if opts.DataDir != "" {
 		if err := opts.FS.MkdirAll(opts.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("asyncraft: create data directory: %w", err)
@@ -307,9 +317,19 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	}
 	var snapRef actors.Ref
 	if snaps != nil {
-		snapRef, err = h.rt.Spawn(node.SnapshotterName(opts.Group, opts.ID), latch.wrap(snapshot.NewExecutor(snapshot.ExecutorConfig{
-			Store: snaps, FSMCaller: fsmRef, Node: n.ref, Logger: h.opts.Logger.With("group", opts.Group, "id", opts.ID),
-		})), actors.Blocking())
+		logger := h.opts.Logger.With("group", opts.Group, "id", opts.ID)
+		chunk := min(snapshot.DefaultMaxChunkSize, h.opts.MaxMessageBytes-envelopeOverhead)
+		var copier *snapshot.Copier
+		copier, err = snapshot.NewCopier(snapshot.CopyConfig{
+			Store: snaps, Node: n.ref, Group: opts.Group, ID: opts.ID, Cluster: n.cluster,
+			Throttle: h.throttle, ChunkSize: min(snapshot.DefaultChunkSize, chunk), MaxChunkSize: chunk,
+			Stats: &n.copyStats, Logger: logger,
+		})
+		if err == nil {
+			snapRef, err = h.rt.Spawn(node.SnapshotterName(opts.Group, opts.ID), latch.wrap(snapshot.NewExecutor(snapshot.ExecutorConfig{
+				Store: snaps, FSMCaller: fsmRef, Node: n.ref, Logger: logger, Copier: copier,
+			})), actors.Blocking())
+		}
 		if err != nil {
 			h.rt.Stop(logRef)
 			h.rt.Stop(fsmRef)
@@ -336,6 +356,7 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 		AppliedTerm:             appliedTerm,
 		SnapshotEntries:         opts.SnapshotEntries,
 		SnapshotTrailingEntries: opts.SnapshotTrailingEntries,
+		OpenSnapshot:            openerOf(snaps),
 		SnapshotLogBytes:        opts.SnapshotLogBytes,
 		Logger:                  h.opts.Logger,
 		Ticks:                   t,

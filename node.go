@@ -11,6 +11,7 @@ import (
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // Task is a proposal: a command for the state machine and the closure that
@@ -71,6 +72,8 @@ type Node struct {
 	// cluster is the cluster identity (see ClusterIdentity).
 	cluster  uint64
 	logStats logmgr.Stats
+	// copyStats counts the node's snapshot transfers (sent and received).
+	copyStats snapshot.Stats
 
 	shutdownOnce sync.Once
 	done         chan struct{}
@@ -210,6 +213,11 @@ func (n *Node) SnapshotAsync(done func(index uint64, err error)) {
 // LogStats counts the node's log writes (batches, entries), for monitoring
 // group commit.
 func (n *Node) LogStats() *logmgr.Stats { return &n.logStats }
+
+// SnapshotStats returns the counters of the node's snapshot transfers:
+// installs served to followers and fetched from leaders, bytes, chunks
+// fetched again, outcomes.
+func (n *Node) SnapshotStats() *snapshot.Stats { return &n.copyStats }
 
 // Shutdown stops the node in order: it stops accepting proposals, fails
 // the queued ones with ESHUTDOWN and those appended but not applied with

@@ -58,6 +58,11 @@ type HostOptions struct {
 	// WALSegmentSize is the size of each log segment file, allocated in
 	// full when created (default 64 MiB; at least 1 KiB).
 	WALSegmentSize int64
+	// SnapshotBytesPerSecond caps the bytes of snapshots this host sends
+	// to followers being installed, all its groups together (default
+	// DefaultSnapshotBytesPerSecond; negative: no cap), so that installs
+	// leave room for the groups' other traffic.
+	SnapshotBytesPerSecond int64
 
 	// MaxPendingCallbacks bounds the closures the host owes across all
 	// its nodes — proposals and reads accepted whose closures have not run
@@ -81,6 +86,10 @@ type TLSFiles struct {
 
 // DefaultTickInterval is the default HostOptions.TickInterval.
 const DefaultTickInterval = 10 * time.Millisecond
+
+// DefaultSnapshotBytesPerSecond is the default
+// HostOptions.SnapshotBytesPerSecond: 128 MiB/s.
+const DefaultSnapshotBytesPerSecond = 128 << 20
 
 // DefaultMaxMessageBytes is the default HostOptions.MaxMessageBytes.
 const DefaultMaxMessageBytes = 4 << 20
@@ -133,6 +142,9 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	if o.MaxMessageBytes > MaxMessageBytesLimit {
 		return o, fmt.Errorf("asyncraft: HostOptions.MaxMessageBytes %d exceeds %d (MaxMessageBytesLimit): a command may fill a message less %d bytes, and a log entry holds at most %d bytes of command (one WAL record); a larger command would put every node that persists it in the error state",
 			o.MaxMessageBytes, MaxMessageBytesLimit, envelopeOverhead, logmgr.MaxEntryData)
+	}
+	if o.SnapshotBytesPerSecond == 0 {
+		o.SnapshotBytesPerSecond = DefaultSnapshotBytesPerSecond
 	}
 	if o.WALSegmentSize != 0 && (o.WALSegmentSize < logmgr.MinSegmentSize || o.WALSegmentSize > logmgr.MaxSegmentSize) {
 		return o, fmt.Errorf("asyncraft: HostOptions.WALSegmentSize %d is outside [%d, %d]", o.WALSegmentSize, logmgr.MinSegmentSize, logmgr.MaxSegmentSize)

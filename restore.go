@@ -105,24 +105,11 @@ func damagedNote(snaps *snapshot.Store) string {
 // that the whole data is checked (the reader reports a mismatch at its
 // end).
 func loadSnapshot(sm fsm.StateMachine, snaps *snapshot.Store, m *raftpb.SnapshotMeta) (err error) {
-	r, err := snaps.Open(m.LastIndex, m.LastTerm)
+	r, err := openChecked(snaps, m)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	for _, f := range m.Files {
-		fr, err := r.File(f.Name)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, fr)
-		if cerr := fr.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("the state machine's OnSnapshotLoad panicked: %v\n%s", p, debug.Stack())
@@ -135,6 +122,52 @@ func loadSnapshot(sm fsm.StateMachine, snaps *snapshot.Store, m *raftpb.Snapshot
 		return err
 	}
 	return nil
+}
+
+// openerOf returns how the FSM caller opens a snapshot of snaps to load it
+// (fsm.Load.Open): the extra files checked first, and the close func
+// reading what the state machine left of the data, to check it.
+func openerOf(snaps *snapshot.Store) func(*raftpb.SnapshotMeta) func() (fsm.SnapshotSource, func() error, error) {
+	if snaps == nil {
+		return nil
+	}
+	return func(m *raftpb.SnapshotMeta) func() (fsm.SnapshotSource, func() error, error) {
+		return func() (fsm.SnapshotSource, func() error, error) {
+			r, err := openChecked(snaps, m)
+			if err != nil {
+				return nil, nil, err
+			}
+			return source{r}, func() error {
+				_, err := io.Copy(io.Discard, r)
+				if cerr := r.Close(); err == nil {
+					err = cerr
+				}
+				return err
+			}, nil
+		}
+	}
+}
+
+// openChecked opens snapshot m of snaps with its extra files checked.
+func openChecked(snaps *snapshot.Store, m *raftpb.SnapshotMeta) (*snapshot.Reader, error) {
+	r, err := snaps.Open(m.LastIndex, m.LastTerm)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range m.Files {
+		fr, err := r.File(f.Name)
+		if err == nil {
+			_, err = io.Copy(io.Discard, fr)
+			if cerr := fr.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // source is a stored snapshot as a state machine reads it.

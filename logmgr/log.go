@@ -195,6 +195,25 @@ func (l *Log) TruncateFrom(from uint64) error {
 	return nil
 }
 
+// Reset empties the log so that it continues at next, the entry before it
+// having term term (a snapshot up to next-1 was installed). Only the node
+// actor calls it, and sends the log manager a Reset to do the same to the
+// storage, in order with later appends; until the manager has, reads
+// below next may still reach the storage's old entries, which the
+// snapshot covers.
+func (l *Log) Reset(next, term uint64) error {
+	if next == 0 {
+		return fmt.Errorf("logmgr: reset to next index 0")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cache = nil
+	l.bytes.Store(0)
+	l.cacheStart = next
+	l.last, l.lastTerm = next-1, term
+	return nil
+}
+
 // Trim drops cached entries up to and including upTo, which the caller
 // guarantees are durable in the storage and committed. Only the node actor
 // calls it.

@@ -43,8 +43,8 @@ type Stats struct {
 // MaxBatchEntries and MaxBatchBytes. So the busier the node, the more
 // entries each sync covers.
 //
-// Accepts Append, TruncateSuffix, TruncatePrefix, SaveHardState and Close
-// from the node; sends it Stable, HardStateSaved, Failed and Closed.
+// Accepts Append, TruncateSuffix, TruncatePrefix, Reset, SaveHardState and
+// Close from the node; sends it Stable, HardStateSaved, Failed and Closed.
 type Manager struct {
 	cfg      Config
 	writer   actors.Ref
@@ -89,6 +89,8 @@ func (m *Manager) Receive(env actors.Env, msg any) {
 		m.enqueue(env, op{kind: opTruncate, from: msg.From})
 	case TruncatePrefix:
 		m.enqueue(env, op{kind: opTruncatePrefix, from: msg.First})
+	case Reset:
+		m.enqueue(env, op{kind: opReset, from: msg.Next, term: msg.Term})
 	case SaveHardState:
 		m.enqueue(env, op{kind: opHardState, hs: msg.HardState})
 	case writeDone:
@@ -241,6 +243,9 @@ func (w *diskWriter) write(ops []op) writeDone {
 			// what it drops is covered by a snapshot, so a crash that
 			// undoes it loses nothing.
 			err = w.storage.TruncatePrefix(o.from)
+		case opReset:
+			err = w.storage.Reset(o.from, o.term) // durable on its own
+			logTouched = true
 		case opAppend:
 			done.entries += len(o.entries)
 			logTouched = true

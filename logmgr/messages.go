@@ -21,6 +21,10 @@ type (
 	// appended before it are written first. Readers of the log get
 	// ErrCompacted for what was discarded.
 	TruncatePrefix struct{ First uint64 }
+	// Reset empties the log so that it continues at Next, the entry
+	// before it having term Term (LogStorage.Reset): after a snapshot up
+	// to Next-1 was installed. Ordered with the other operations.
+	Reset struct{ Next, Term uint64 }
 	// SaveHardState persists a term and vote. The manager answers with
 	// HardStateSaved once it is durable.
 	SaveHardState struct{ HardState *raftpb.HardState }
@@ -67,12 +71,14 @@ const (
 	opTruncate
 	opHardState
 	opTruncatePrefix
+	opReset
 )
 
 type op struct {
 	kind    opKind
 	entries []*raftpb.Entry
 	from    uint64
+	term    uint64 // opReset
 	hs      *raftpb.HardState
 }
 

@@ -36,6 +36,9 @@ type Actor struct {
 	gate ackGate
 	diag diagnostics
 	snap snapshots
+	// inst is the snapshot install under way on this follower (nil:
+	// none): install.go.
+	inst *installing
 
 	role   Role
 	term   uint64
@@ -140,6 +143,16 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 		a.onReadReport(m)
 	case replicator.LostEntries:
 		a.onLostEntries(m)
+	case replicator.Installing:
+		a.debug("installing a snapshot on a follower", "peer", m.Peer, "index", m.Index)
+	case replicator.Installed:
+		if m.Term == a.term {
+			a.sh.Metrics.SnapshotsSent.Add(1)
+		}
+	case snapshot.Fetched:
+		a.onFetched(env, m)
+	case snapshot.FetchFailed:
+		a.onFetchFailed(env, m)
 	case replicator.HigherTerm:
 		if m.Term > a.term && a.failed == nil {
 			a.becomeFollower(env, m.Term, "")
@@ -156,6 +169,7 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 		a.fail(env, fmt.Errorf("log storage failed: %w", m.Err), code)
 	case fsm.Applied:
 		a.applied = m.Index // the FSM caller publishes it to Status itself
+		a.installLoaded(env)
 		a.rd.applied(a.applied)
 		a.trimLog()
 		a.resumeHeld(env)

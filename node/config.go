@@ -7,6 +7,7 @@ import (
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/replicator"
@@ -71,6 +72,9 @@ type Config struct {
 	// snapshot the log keeps when it is compacted, so that a follower a
 	// little behind still catches up from the log.
 	SnapshotTrailingEntries uint64
+	// OpenSnapshot returns how the FSM caller opens a snapshot of the
+	// store to load it (fsm.Load.Open).
+	OpenSnapshot func(meta *raftpb.SnapshotMeta) func() (fsm.SnapshotSource, func() error, error)
 	// Applied is the index (and AppliedTerm its term) that the state
 	// machine reflects at start: the snapshot it was restored from, or 0.
 	// The node starts with its commit index there, or at the commit index

@@ -81,6 +81,13 @@ func (a *Actor) resetElectionTimer(env actors.Env) {
 }
 
 func (a *Actor) startElection(env actors.Env) {
+	if a.inst != nil && a.inst.loading {
+		// A snapshot from the leader is being loaded, and the log is
+		// about to be replaced: no candidacy meanwhile (such a node's log
+		// cannot win anyway: a quorum holds the snapshot's entries).
+		a.resetElectionTimer(env)
+		return
+	}
 	if a.cfg.DisablePreVote {
 		a.noteElection()
 		a.campaign(env)

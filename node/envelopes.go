@@ -39,6 +39,8 @@ func (a *Actor) step(env actors.Env, e *raftpb.Envelope) {
 		a.onReadIndexRequest(env, e, b.ReadIndexRequest)
 	case *raftpb.Envelope_ReadIndexResponse:
 		a.rd.answered(b.ReadIndexResponse, a.applied, a.leader)
+	case *raftpb.Envelope_InstallSnapshotRequest:
+		a.onInstallRequest(env, e, b.InstallSnapshotRequest)
 	}
 }
 
@@ -67,9 +69,11 @@ func (a *Actor) step(env actors.Env, e *raftpb.Envelope) {
 func (a *Actor) gateTerm(env actors.Env, e *raftpb.Envelope) bool {
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_AppendRequest:
-		return a.fromLeader(env, e, false)
+		return a.fromLeader(env, e)
 	case *raftpb.Envelope_HeartbeatRequest:
-		return a.fromLeader(env, e, true)
+		return a.fromLeader(env, e)
+	case *raftpb.Envelope_InstallSnapshotRequest:
+		return a.fromLeader(env, e)
 	case *raftpb.Envelope_PreVoteRequest:
 		return a.voteRequestTerm(env, e, b.PreVoteRequest, true)
 	case *raftpb.Envelope_VoteRequest:
@@ -111,12 +115,15 @@ func (a *Actor) gateTerm(env actors.Env, e *raftpb.Envelope) bool {
 // fromLeader gates a message from a leader: a stale one gets a reply
 // carrying the current term, so that it steps down; otherwise this node
 // follows its sender in its term.
-func (a *Actor) fromLeader(env actors.Env, e *raftpb.Envelope, heartbeat bool) bool {
+func (a *Actor) fromLeader(env actors.Env, e *raftpb.Envelope) bool {
 	if e.Term < a.term {
 		r := a.envelope(e.From, a.term, e.Seq)
-		if heartbeat {
+		switch e.Body.(type) {
+		case *raftpb.Envelope_HeartbeatRequest:
 			r.Body = &raftpb.Envelope_HeartbeatResponse{HeartbeatResponse: &raftpb.HeartbeatResponse{}}
-		} else {
+		case *raftpb.Envelope_InstallSnapshotRequest:
+			r.Body = &raftpb.Envelope_InstallSnapshotResponse{InstallSnapshotResponse: &raftpb.InstallSnapshotResponse{Reason: "stale term"}}
+		default:
 			r.Body = &raftpb.Envelope_AppendResponse{AppendResponse: &raftpb.AppendResponse{LastLogIndex: a.log.LastIndex()}}
 		}
 		a.send(env, a.replyTo(e), r)

@@ -16,6 +16,9 @@ func (a *Actor) replyTo(e *raftpb.Envelope) actors.Ref {
 
 // onAppend handles AppendEntries from the current leader (Raft §5.3).
 func (a *Actor) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.AppendRequest) {
+	if a.inst != nil && a.inst.loading {
+		return // the log is about to be replaced by a snapshot: the leader sends it again
+	}
 	ents := req.Entries
 	lastNew := req.PrevLogIndex + uint64(len(ents))
 	if req.PrevLogIndex >= a.commit {

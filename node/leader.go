@@ -24,6 +24,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 	a.sh.Metrics.BecameLeader.Add(1)
 	a.role = Leader
 	a.tr.endVote()
+	a.abandonInstall(env)
 	a.setLeader(env, a.cfg.ID)
 	a.quorumElapsed = 0
 	last := a.log.LastIndex()
@@ -46,6 +47,8 @@ func (a *Actor) becomeLeader(env actors.Env) {
 			Cluster:          a.cfg.Cluster,
 			Foreign:          &a.sh.Metrics.Foreign,
 			View:             view,
+			Copier:           a.copierOrZero(),
+			PeerCopier:       a.copyRef(id),
 		}))
 		if err != nil {
 			return ref, fmt.Errorf("spawn replicator for %s: %w", id, err)

@@ -41,4 +41,12 @@ type Metrics struct {
 	// failing in Persist or in storage, or asked while one ran).
 	Snapshots        atomic.Uint64
 	SnapshotFailures atomic.Uint64
+	// On a follower: InstallsStarted counts the snapshots a leader began
+	// to install on it, InstallsDone those it installed, InstallFailures
+	// those whose fetch failed (each is retried by the leader). On a
+	// leader: SnapshotsSent counts the installs its followers completed.
+	InstallsStarted atomic.Uint64
+	InstallsDone    atomic.Uint64
+	InstallFailures atomic.Uint64
+	SnapshotsSent   atomic.Uint64
 }

@@ -62,8 +62,10 @@ type StateMachine interface {
 	// the start, except a checksum mismatch (an error wrapping
 	// snapshot.ErrCorrupt from src), after which the node calls it again
 	// with the snapshot before (so it must replace the state whole, even
-	// after a partial load). Installing a snapshot from the leader does not
-	// exist yet.
+	// after a partial load). On a follower that installs the leader's
+	// snapshot it runs on the FSM caller, in order with applies, once the
+	// snapshot has arrived and been checked; an error there puts the node
+	// in its error state.
 	OnSnapshotLoad(src SnapshotSource) error
 	// OnLeaderStart is called when this node has become leader of term
 	// and has applied every entry committed before its term began.

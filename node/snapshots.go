@@ -7,6 +7,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/snapshot"
@@ -153,6 +154,9 @@ func (a *Actor) compact(env actors.Env) {
 	first := s.index + 1 - min(s.index, a.cfg.SnapshotTrailingEntries)
 	if a.cfg.SnapshotKeep >= 2 {
 		first = min(first, s.prev+1)
+	}
+	if faults.On(faults.CompactPastSnapshot) {
+		first = a.stable + 1 // everything durable, snapshot or not
 	}
 	if first > s.compacted && first > 1 {
 		s.compacted = first

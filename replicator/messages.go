@@ -18,6 +18,9 @@
 //   - replicate: entries stream in a pipeline of at most MaxInflightMsgs
 //     requests and MaxInflightBytes bytes outstanding, each up to
 //     MaxBytesPerRPC.
+//   - snapshot: the peer needs entries the leader compacted away; the
+//     leader's snapshot is installed on it (install.go), heartbeats going
+//     on meanwhile, then it probes from the snapshot's last index + 1.
 //
 // A replicator starts probing at Config.NextIndex, the leader's last index
 // + 1 (Raft §5.3): a peer that is up to date needs no back-off at all.
@@ -40,10 +43,10 @@
 // ReadFailed, and no request goes out until a retry on a later tick: after
 // 1 tick, then twice as long each time, up to HeartbeatTicks. Heartbeats go
 // on meanwhile. The first read that works again is reported as
-// ReadResumed. Entries compacted away would need a snapshot installed
-// instead; neither compaction nor snapshots exist yet, and a retry does
-// not cure ErrCompacted, so for them the retries would go on for the rest
-// of the term.
+// ReadResumed. Entries compacted away (ErrCompacted, which no retry
+// cures) send the replicator to snapshot state instead: install.go. A
+// leader without snapshots (no Config.Copier) cannot compact, so never
+// meets it.
 //
 // A follower that holds less than it acknowledged — its data was wiped or
 // its log lost its tail — used to be probed at match+1 forever, refusing
@@ -122,8 +125,8 @@ type (
 	// entries. Failures counts the failed reads in a row, this one
 	// included; the replicator reads again in RetryTicks ticks (doubling
 	// from 1 up to HeartbeatTicks) and sends ReadFailed after every failed
-	// attempt, then ReadResumed once a read works. (Entries compacted
-	// away would need a snapshot; neither exists yet.)
+	// attempt, then ReadResumed once a read works. A failed snapshot
+	// offer or install is reported the same way (its Err says which).
 	ReadFailed struct {
 		Peer       string
 		Term       uint64

@@ -114,6 +114,10 @@ func (s *Sim) sendRemote(from, to actors.Ref, msg any) {
 	if !ok {
 		panic(fmt.Sprintf("sim: %T sent from %v to %v crosses hosts but is not a protobuf message", msg, from, to))
 	}
+	if s.cfg.Tamper != nil {
+		pm = s.cfg.Tamper(from, to, pm)
+		msg = pm
+	}
 	wire, err := proto.MarshalOptions{Deterministic: true}.Marshal(pm)
 	if err != nil {
 		panic(fmt.Sprintf("sim: marshal %T: %v", msg, err))

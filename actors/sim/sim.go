@@ -49,6 +49,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/asyncraft/asyncraft/actors"
 )
 
@@ -73,6 +75,11 @@ type Config struct {
 	// the moment it is sent (before the network decides its fate). Checks
 	// use it to verify what a node may say and when.
 	OnSend func(from, to actors.Ref, msg any)
+	// Tamper, if set, may replace a message between hosts before it goes
+	// on the wire (a new message: the sender's must not change), to model
+	// corruption in transit. It runs before OnSend, which sees what is
+	// sent.
+	Tamper func(from, to actors.Ref, msg proto.Message) proto.Message
 }
 
 // Sim is one simulated world. It is not safe for concurrent use: all calls,

@@ -35,29 +35,32 @@ import (
 
 func main() {
 	var (
-		seed     = flag.Uint64("seed", 0, "run this one seed")
-		seeds    = flag.Int("seeds", 0, "run this many seeds, starting at -from")
-		from     = flag.Uint64("from", 1, "first seed of -seeds")
-		nodes    = flag.Int("nodes", 3, "nodes in the group")
-		nemesis  = flag.String("nemesis", "all", "fault kinds: all, none, or a list of partition,asymmetric,faults,crash,torn,drift,pause,restart")
-		duration = flag.Duration("duration", 30*time.Second, "virtual time with faults (a liveness phase follows)")
-		clients  = flag.Int("clients", 5, "concurrent clients")
-		keys     = flag.Int("keys", 6, "keys the clients use")
-		reads    = flag.Float64("reads", 0.4, "fraction of reads")
-		appends  = flag.Float64("appends", 0.3, "fraction of appends (the rest are puts)")
-		paths    = flag.String("read-paths", "log,safe,lease", "how reads are made, each equally likely: a list of log (through the log), safe (ReadIndex), lease")
-		drift    = flag.Float64("max-drift", 1e-3, "bound of the hosts' clock drift")
-		leaseDr  = flag.Duration("lease-drift-bound", 100*time.Millisecond, "the nodes' MaxClockDrift (the drift their leases allow for)")
-		verbose  = flag.Bool("v", false, "print the event trace of a single seed")
-		out      = flag.String("out", ".", "directory for porcupine visualisations of non-linearizable histories")
-		workers  = flag.Int("workers", runtime.GOMAXPROCS(0), "seeds run in parallel with -seeds")
-		plant    = flag.String("plant", "", "switch on a planted bug to see the checks catch it: "+plantable())
-		noDirect = flag.Bool("skip-direct-checks", false, "leave only the end-to-end checks (no durability or lease-safety checks)")
-		swarm    = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
-		phases   = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
-		soak     = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
-		scenario = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8")
-		cut      = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
+		seed      = flag.Uint64("seed", 0, "run this one seed")
+		seeds     = flag.Int("seeds", 0, "run this many seeds, starting at -from")
+		from      = flag.Uint64("from", 1, "first seed of -seeds")
+		nodes     = flag.Int("nodes", 3, "nodes in the group")
+		nemesis   = flag.String("nemesis", "all", "fault kinds: all, none, or a list of partition,asymmetric,faults,crash,torn,drift,pause,restart,install-crash,corrupt-chunk")
+		duration  = flag.Duration("duration", 30*time.Second, "virtual time with faults (a liveness phase follows)")
+		clients   = flag.Int("clients", 5, "concurrent clients")
+		keys      = flag.Int("keys", 6, "keys the clients use")
+		reads     = flag.Float64("reads", 0.4, "fraction of reads")
+		appends   = flag.Float64("appends", 0.3, "fraction of appends (the rest are puts)")
+		paths     = flag.String("read-paths", "log,safe,lease", "how reads are made, each equally likely: a list of log (through the log), safe (ReadIndex), lease")
+		drift     = flag.Float64("max-drift", 1e-3, "bound of the hosts' clock drift")
+		leaseDr   = flag.Duration("lease-drift-bound", 100*time.Millisecond, "the nodes' MaxClockDrift (the drift their leases allow for)")
+		verbose   = flag.Bool("v", false, "print the event trace of a single seed")
+		out       = flag.String("out", ".", "directory for porcupine visualisations of non-linearizable histories")
+		workers   = flag.Int("workers", runtime.GOMAXPROCS(0), "seeds run in parallel with -seeds")
+		plant     = flag.String("plant", "", "switch on a planted bug to see the checks catch it: "+plantable())
+		noDirect  = flag.Bool("skip-direct-checks", false, "leave only the end-to-end checks (no durability or lease-safety checks)")
+		swarm     = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
+		phases    = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
+		soak      = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
+		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8")
+		cut       = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
+		snapEvery = flag.Uint64("snapshot-entries", 100, "each node takes a snapshot every this many applied entries and compacts its log (0: no snapshots)")
+		snapTrail = flag.Uint64("snapshot-trailing", 20, "entries a node keeps in its log behind its newest snapshot")
+		snapPad   = flag.Int("snapshot-padding", 0, "bytes of filler in each snapshot (several chunks to install, a slower persist)")
 	)
 	flag.Parse()
 	nem, err := chaos.ParseNemeses(*nemesis)
@@ -93,6 +96,10 @@ func main() {
 		SkipDirectChecks: *noDirect,
 		VisualizeDir:     *out,
 		ReadOnlyPhases:   *phases,
+		SnapshotEntries:  *snapEvery,
+		SnapshotTrailing: *snapTrail,
+		SnapshotPadding:  *snapPad,
+		NoSnapshots:      *snapEvery == 0,
 	}
 	// configFor is the configuration of one seed.
 	configFor := func(s uint64) chaos.Config {
@@ -199,12 +206,13 @@ func main() {
 		close(results)
 	}()
 
-	var done, violations int
+	var done, violations, snaps, loads, installs, chunks, corrupted int
 	var events uint64
 	var virtual time.Duration
 	lastProgress := start
 	for r := range results {
 		done++
+		snaps, loads, installs, chunks, corrupted = snaps+r.Snapshots, loads+r.Loads, installs+r.Installs, chunks+r.Chunks, corrupted+r.Corrupted
 		events += r.Events
 		virtual += r.Virtual
 		if !r.Passed() {
@@ -222,6 +230,7 @@ func main() {
 		wall.Round(time.Millisecond), events, float64(events)/wall.Seconds(), virtual.Round(time.Second),
 		(time.Duration(float64(wall) / virtual.Minutes() * float64(workerN))).Round(time.Microsecond),
 		perCoreHour(done, wall, workerN))
+	fmt.Printf("snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d\n", snaps, loads, installs, chunks, corrupted)
 	fmt.Printf("seeds=%d violations=%d\n", done, violations)
 	if violations > 0 {
 		os.Exit(1)
@@ -242,8 +251,8 @@ func plantable() string {
 }
 
 func report(w io.Writer, r chaos.Result, wall time.Duration, replay, describe func(uint64) string) {
-	fmt.Fprintf(w, "seed=%d ops=%d (ok %d, failed %d, unknown %d) nemesis-actions=%d crashes=%d virtual=%v",
-		r.Seed, r.Ops, r.OK, r.Failed, r.Unknown, r.Actions, r.Crashes, r.Virtual.Round(time.Millisecond))
+	fmt.Fprintf(w, "seed=%d ops=%d (ok %d, failed %d, unknown %d) nemesis-actions=%d crashes=%d snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d virtual=%v",
+		r.Seed, r.Ops, r.OK, r.Failed, r.Unknown, r.Actions, r.Crashes, r.Snapshots, r.Loads, r.Installs, r.Chunks, r.Corrupted, r.Virtual.Round(time.Millisecond))
 	if wall > 0 {
 		fmt.Fprintf(w, " wall=%v", wall.Round(time.Millisecond))
 	}

@@ -50,9 +50,18 @@ const (
 	// Quick restarts test what a node must remember, or assume, about the
 	// promises it made in its previous life.
 	Restarts
+	// InstallCrashes crashes the follower receiving a snapshot, or the
+	// leader sending it, while its chunks flow, and restarts it after a
+	// while: the install must resume or start over, and lose nothing.
+	// (Only with snapshots on.)
+	InstallCrashes
+	// CorruptChunks flips a byte in one snapshot chunk in 6 on its way:
+	// only the install's checksums stand between it and a follower
+	// loading damaged state. (Only with snapshots on.)
+	CorruptChunks
 
 	// AllNemeses is every fault kind.
-	AllNemeses = Partitions | Asymmetric | MessageFaults | Crashes | TornWrites | ClockDrift | Pauses | Restarts
+	AllNemeses = Partitions | Asymmetric | MessageFaults | Crashes | TornWrites | ClockDrift | Pauses | Restarts | InstallCrashes | CorruptChunks
 )
 
 var nemesisNames = []struct {
@@ -61,7 +70,7 @@ var nemesisNames = []struct {
 }{
 	{Partitions, "partition"}, {Asymmetric, "asymmetric"}, {MessageFaults, "faults"},
 	{Crashes, "crash"}, {TornWrites, "torn"}, {ClockDrift, "drift"}, {Pauses, "pause"},
-	{Restarts, "restart"},
+	{Restarts, "restart"}, {InstallCrashes, "install-crash"}, {CorruptChunks, "corrupt-chunk"},
 }
 
 func (n Nemesis) String() string {
@@ -81,7 +90,8 @@ func (n Nemesis) String() string {
 }
 
 // ParseNemeses parses "all", "none" or a comma-separated list of
-// partition, asymmetric, faults, crash, torn, drift, pause, restart.
+// partition, asymmetric, faults, crash, torn, drift, pause, restart,
+// install-crash, corrupt-chunk.
 func ParseNemeses(s string) (Nemesis, error) {
 	switch s {
 	case "all":
@@ -148,6 +158,17 @@ type Config struct {
 	// as the leader's, which some faults need to matter.
 	ReadOnlyPhases bool
 
+	// Snapshots: every SnapshotEntries applied entries each node takes a
+	// snapshot and compacts its log, keeping SnapshotTrailing entries
+	// behind it (its WAL then has small segments, so that compaction drops
+	// some); SnapshotPadding bytes of filler make each snapshot that much
+	// larger (several chunks to install, a slower persist). Defaults: 100,
+	// 20, 0. NoSnapshots turns snapshots off.
+	SnapshotEntries  uint64
+	SnapshotTrailing uint64
+	SnapshotPadding  int
+	NoSnapshots      bool
+
 	// Node options; zero values keep the defaults (ElectionTimeout 1 s,
 	// the library's defaults for the rest).
 	ElectionTimeout    time.Duration
@@ -209,6 +230,17 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LivenessBound == 0 {
 		c.LivenessBound = 30 * time.Second
+	}
+	if c.NoSnapshots {
+		c.SnapshotEntries, c.SnapshotTrailing, c.SnapshotPadding = 0, 0, 0
+		c.Nemeses &^= InstallCrashes | CorruptChunks
+	} else {
+		if c.SnapshotEntries == 0 {
+			c.SnapshotEntries = 100
+		}
+		if c.SnapshotTrailing == 0 {
+			c.SnapshotTrailing = 20
+		}
 	}
 	return c
 }

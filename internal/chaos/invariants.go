@@ -12,7 +12,10 @@ import (
 //     (neither is durable: a restarted node learns them anew);
 //   - a durable hard state never goes back a term, and never changes its
 //     vote within a term (a node votes once per term, even across crashes);
-//   - an entry known to be committed is never truncated from any log.
+//   - an entry known to be committed is never truncated from any log;
+//   - first log index <= snapshot index + 1 <= applied + 1 <= commit + 1:
+//     a log is compacted only behind a snapshot, a snapshot covers only
+//     what was applied, and only committed entries are applied.
 
 // nodeWatch is what the oracle remembers of one node.
 type nodeWatch struct {
@@ -45,6 +48,10 @@ func (o *oracle) watchNode(id string) {
 	}
 	if st.Applied < w.applied {
 		o.r.violate("monotonic", "%s's applied index went from %d back to %d (life %d)", id, w.applied, st.Applied, w.life)
+	}
+	if st.FirstIndex > st.SnapshotIndex+1 || st.SnapshotIndex > st.Applied || st.Applied > st.Commit {
+		o.r.violate("snapshot bounds", "%s: first index %d, snapshot %d, applied %d, commit %d: want first <= snapshot+1 <= applied+1 <= commit+1",
+			id, st.FirstIndex, st.SnapshotIndex, st.Applied, st.Commit)
 	}
 	w.term, w.commit, w.applied = max(w.term, st.Term), max(w.commit, st.Commit), max(w.applied, st.Applied)
 }

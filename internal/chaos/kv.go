@@ -85,6 +85,7 @@ func (m *kvMachine) OnApply(it fsm.Iterator) {
 			m.data[in.Key] += in.Value
 			it.SetResult(kvResult{Index: idx})
 		}
+		m.r.oracle.state(m.id, idx, hashState(m.data))
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 // The nemesis injects faults from outside the actors, on its own random
@@ -30,6 +32,8 @@ type nemesis struct {
 	end       time.Duration
 	actions   int
 	over      bool // heal ran: pending callbacks do nothing
+	// installDown: a crash of installCrash is in flight.
+	installDown bool
 }
 
 func newNemesis(r *run) *nemesis {
@@ -39,7 +43,41 @@ func newNemesis(r *run) *nemesis {
 			n.kinds = append(n.kinds, k)
 		}
 	}
+	if r.cfg.Nemeses&InstallCrashes != 0 {
+		r.watch(n.installCrash)
+	}
 	return n
+}
+
+// installCrash crashes, now and then, the receiver or the sender of a
+// snapshot chunk as it leaves, and restarts it after a while: one chunk in
+// 8, at most one such crash in flight at a time.
+func (n *nemesis) installCrash(from, to actors.Ref, msg any) {
+	e, ok := msg.(*raftpb.Envelope)
+	if !ok || e.GetSnapshotChunk() == nil || n.installDown || n.r.c.Sim.Now() >= n.end || n.rnd.IntN(8) != 0 {
+		return
+	}
+	id, role := e.To, "receiver"
+	if n.rnd.IntN(2) == 0 {
+		id, role = e.From, "sender"
+	}
+	n.installDown = true
+	n.actions++
+	n.at(0, func() { // not inside the send
+		if n.r.c.Node(id) == nil {
+			n.installDown = false
+			return
+		}
+		n.say("crash %s mid-install (the %s)", id, role)
+		n.r.crash(id)
+		n.at(n.between(100*time.Millisecond, 4*time.Second), func() {
+			n.installDown = false
+			if n.r.c.Node(id) == nil {
+				n.say("restart %s", id)
+				n.r.restart(id)
+			}
+		})
+	})
 }
 
 func (n *nemesis) between(lo, hi time.Duration) time.Duration {

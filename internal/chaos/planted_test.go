@@ -14,7 +14,7 @@ type plantedCase struct {
 	fault    faults.Fault // 0: no code fault, the scenario itself breaks an assumption
 	seed     uint64
 	bound    uint64 // seeds scanned if the named one stops catching it
-	check    string // the check expected to fire first
+	check    string // the check that must catch it (among the violations)
 	run      func(seed uint64) Result
 	runClean func(seed uint64) Result // the same scenario without the bug
 }
@@ -70,17 +70,18 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
 		{"commit an earlier term's entry by counting", faults.CommitPriorTerm, 1, 10, "leader completeness", fig8, nil},
 		{"acknowledge before sync", faults.AckBeforeSync, 1, 20, "durability", standard(false), nil},
-		// Seed 186 catches it first, by the log oracle (a committed entry
-		// truncated): a follower's lost entries are sent again now. 221
-		// is the first whose first violation is the end-to-end check.
-		{"acknowledge before sync, end to end", faults.AckBeforeSync, 221, 400, "state machine safety", standard(true), nil},
+		{"acknowledge before sync, end to end", faults.AckBeforeSync, 42, 400, "state machine safety", standard(true), nil},
 		{"skip the previous-entry check", faults.SkipPrevCheck, 48, 200, "state machine safety", standard(true), nil},
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
-		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 2, 100, "linearizability", standard(true), nil},
+		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 1, 100, "linearizability", standard(true), nil},
 		{"clock drift beyond the lease's bound", 0, 2, 40, "lease safety", lease(-0.5, time.Millisecond), lease(-0.05, 100*time.Millisecond)},
 		{"grant votes right after a restart", faults.VoteAfterRestart, 1, 100, "lease safety", restarts(false), nil},
 		{"grant votes right after a restart, end to end", faults.VoteAfterRestart, 4, 400, "linearizability", restarts(true), nil},
 		{"grant votes right after a restart, end to end, scripted", faults.VoteAfterRestart, 5, 40, "linearizability", restartLease, nil},
+		// The WAL drops whole segments only, so compacting a little too
+		// far shows only when a segment starts in between (3 seeds in
+		// 200).
+		{"compact the log past the snapshot", faults.CompactPastSnapshot, 52, 200, "snapshot bounds", standard(false), nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {
@@ -89,7 +90,12 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 				defer faults.Set(c.fault)()
 			}
 			r := c.run(seed)
-			return r, !r.Passed()
+			for _, v := range r.Violations {
+				if v.Check == c.check {
+					return r, true
+				}
+			}
+			return r, false
 		}
 		bad, caught := caughtBy(c.seed)
 		if !caught {
@@ -111,9 +117,6 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 			}
 			continue
 		}
-		if got := bad.Violations[0].Check; got != c.check {
-			t.Errorf("%s (seed %d): first violation %q, want %q: %v", c.name, c.seed, got, c.check, bad.Violations[0])
-		}
 		clean := c.runClean
 		if clean == nil {
 			clean = c.run
@@ -121,7 +124,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		if r := clean(c.seed); !r.Passed() {
 			t.Errorf("%s: seed %d fails without the bug too: %v", c.name, c.seed, r.Violations[0])
 		}
-		t.Logf("%s: seed %d caught by %v", c.name, c.seed, bad.Violations[0])
+		t.Logf("%s: seed %d caught by %q (first violation: %v)", c.name, c.seed, c.check, bad.Violations[0])
 	}
 }
 

@@ -40,6 +40,9 @@ type Result struct {
 	Ops, OK, Failed, Unknown int
 	// Nemesis actions taken, and node crashes.
 	Actions, Crashes int
+	// Snapshots taken (captures), loaded (at restart or install), and
+	// installs completed; Chunks is the snapshot chunks sent.
+	Snapshots, Loads, Installs, Chunks, Corrupted int
 	// Visualization is the path of porcupine's HTML rendering of a
 	// history found not linearizable, if written.
 	Visualization string
@@ -63,6 +66,9 @@ type run struct {
 	steerReads, steerWrites string
 	noWrites                bool
 	crashed                 map[string]bool // node lives ("id/life") that crashed
+	snapshots, loads        int             // kvMachine captures and loads
+	installs, chunks        int             // successful install answers, chunks sent
+	corrupted               int             // chunks the CorruptChunks nemesis damaged
 	violations              []Violation
 	seen                    map[string]bool
 	doubleRuns              uint64                // closure.DoubleRuns at the start
@@ -124,6 +130,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 		Nodes:  cfg.Nodes,
 		Trace:  cfg.Trace,
 		OnSend: r.oracle.observe,
+		Tamper: r.tamper(),
 		Host: func(id string, hc *sim.HostConfig) {
 			hc.TornCrash = cfg.Nemeses&TornWrites != 0
 		},
@@ -177,6 +184,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 		TraceHash: r.c.Sim.TraceHash(),
 		Virtual:   r.c.Sim.Now(),
 		Actions:   nem.actions,
+		Snapshots: r.snapshots, Loads: r.loads, Installs: r.installs, Chunks: r.chunks, Corrupted: r.corrupted,
 	}
 	for _, id := range r.c.IDs {
 		res.Crashes += r.c.Lives[id] - 1
@@ -223,12 +231,17 @@ func (r *run) nodeOptions(o *asyncraft.NodeOptions, h *sim.Host) {
 	o.MaxClockDrift, o.LeaseRatio = c.LeaseDriftBound, c.LeaseRatio
 	o.ApplyBatch, o.MaxInflightMsgs, o.MaxBytesPerRPC = c.ApplyBatch, c.MaxInflightMsgs, c.MaxBytesPerRPC
 	o.DisablePreVote, o.DisableCheckQuorum = c.DisablePreVote, c.DisableCheckQuorum
+	o.SnapshotEntries, o.SnapshotTrailingEntries = c.SnapshotEntries, c.SnapshotTrailing
 	disk := h.Disk()
 	dir := "/data/g/" + o.ID
 	// Odd seeds write the log through the page cache, even ones directly
 	// (each append durable when written): both ways the storage can go.
 	buffered := r.cfg.Seed%2 == 1
-	st, err := logmgr.OpenWAL(disk, dir, logmgr.WALOptions{SegmentSize: 256 << 10, Buffered: buffered, Logger: r.logger})
+	segment := int64(256 << 10)
+	if c.SnapshotEntries > 0 {
+		segment = 8 << 10 // small enough for compaction to drop segments
+	}
+	st, err := logmgr.OpenWAL(disk, dir, logmgr.WALOptions{SegmentSize: segment, Buffered: buffered, Logger: r.logger})
 	if err != nil {
 		r.violate("recovery", "%s cannot open its log: %v", o.ID, err)
 		st = nil

@@ -69,6 +69,23 @@ func Swarm(seed uint64) Config {
 	c.Reads = 0.1 + 0.8*rnd.Float64()
 	c.Appends = (1 - c.Reads) * rnd.Float64()
 	c.ReadOnlyPhases = pick(2) == 0
+
+	// Snapshots (drawn last, so that the draws above stay what they were
+	// for each seed): off in a quarter of the runs; else often or rarely,
+	// with few or many entries kept behind, small or several chunks.
+	if pick(4) == 0 {
+		c.NoSnapshots = true
+	} else {
+		c.SnapshotEntries = []uint64{10, 50, 200, 1000}[pick(4)]
+		c.SnapshotTrailing = []uint64{1, 5, 50, 500}[pick(4)]
+		c.SnapshotPadding = []int{0, 300 << 10, 700 << 10, 1500 << 10}[pick(4)]
+		if pick(2) == 0 {
+			c.Nemeses |= InstallCrashes
+		}
+		if pick(2) == 0 {
+			c.Nemeses |= CorruptChunks
+		}
+	}
 	return c
 }
 
@@ -103,6 +120,11 @@ func (c Config) Describe() string {
 	}
 	if c.DisableCheckQuorum {
 		b.WriteString(" no-check-quorum")
+	}
+	if c.SnapshotEntries > 0 {
+		fmt.Fprintf(&b, " snapshot-every=%d trailing=%d padding=%d", c.SnapshotEntries, c.SnapshotTrailing, c.SnapshotPadding)
+	} else {
+		b.WriteString(" no-snapshots")
 	}
 	return b.String()
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
@@ -44,8 +46,10 @@ type Options struct {
 	// start.
 	HostOptions func(id string, o *asyncraft.HostOptions)
 	Trace       io.Writer
-	// OnSend sees every message between hosts as it is sent.
+	// OnSend sees every message between hosts as it is sent; Tamper may
+	// replace it first (sim.Config.Tamper).
 	OnSend func(from, to actors.Ref, msg any)
+	Tamper func(from, to actors.Ref, msg proto.Message) proto.Message
 	// Logger for the framework (default: discard).
 	Logger *slog.Logger
 }
@@ -82,7 +86,7 @@ func New(opts Options) *Cluster {
 		sms:   map[string]fsm.StateMachine{},
 		Lives: map[string]int{},
 	}
-	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic, OnSend: opts.OnSend})
+	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic, OnSend: opts.OnSend, Tamper: opts.Tamper})
 	for i := 0; i < opts.Nodes; i++ {
 		id := fmt.Sprintf("n%d", i+1)
 		c.IDs = append(c.IDs, id)

@@ -42,6 +42,16 @@ func (l *SyncedLog) TruncateSuffix(from uint64) error {
 	return err
 }
 
+// Reset empties the log to continue at next (a snapshot was installed);
+// it is durable when it returns.
+func (l *SyncedLog) Reset(next, term uint64) error {
+	err := l.LogStorage.Reset(next, term)
+	if err == nil {
+		l.Synced = next - 1
+	}
+	return err
+}
+
 // SavedMeta wraps a node's MetaStorage to know the durable hard state: the
 // last one loaded or saved.
 type SavedMeta struct {

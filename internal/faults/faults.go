@@ -48,6 +48,12 @@ const (
 	// only once its own write of them is durable, not in parallel with it
 	// (a loss of speed, not of safety).
 	ReplicateAfterSync
+	// CompactPastSnapshot lets a node compact its log up to what is
+	// durable in it, not what its snapshots cover.
+	CompactPastSnapshot
+	// InstallUnverified lets a follower install a snapshot without
+	// checking it against the manifest's checksums.
+	InstallUnverified
 )
 
 var names = map[Fault]string{
@@ -63,6 +69,8 @@ var names = map[Fault]string{
 	StaleVoteAnswers:           "stale-vote-answers",
 	TransferBypassesStickiness: "transfer-bypasses-stickiness",
 	ReplicateAfterSync:         "replicate-after-sync",
+	CompactPastSnapshot:        "compact-past-snapshot",
+	InstallUnverified:          "install-unverified",
 }
 
 func (f Fault) String() string {
@@ -73,7 +81,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferBypassesStickiness, ReplicateAfterSync}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferBypassesStickiness, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified}
 
 var active atomic.Uint32
 

@@ -296,7 +296,7 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	n.sh.Applied.Store(applied)
 	// The node is gone when its three actors are: only then may it be
 	// started again under the same names.
-	latch := &stopLatch{fn: func() { h.nodeStopped(n); close(n.done) }}
+	latch := &stopLatch{fn: func() { n.stopped(); h.nodeStopped(n); close(n.done) }}
 	latch.n.Store(3)
 	if snaps != nil {
 		latch.n.Store(4)

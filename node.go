@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/asyncraft/asyncraft/actors"
@@ -74,6 +76,9 @@ type Node struct {
 	logStats logmgr.Stats
 	// copyStats counts the node's snapshot transfers (sent and received).
 	copyStats snapshot.Stats
+	// snapWaiters are the SnapshotAsync callbacks not answered yet: those
+	// the actor never saw when it stopped are answered then.
+	snapWaiters waiters
 
 	shutdownOnce sync.Once
 	done         chan struct{}
@@ -197,17 +202,77 @@ func (n *Node) Snapshot(ctx context.Context) (uint64, error) {
 
 // SnapshotAsync is Snapshot with a callback: done runs once, on the host's
 // callback executor, with the snapshot's index or why none was taken (on
-// the caller's goroutine if the node has shut down). One asked in the
-// instant the node's last actor stops may get no answer: Snapshot's ctx
-// bounds that wait.
+// the caller's goroutine if the node has shut down already).
 func (n *Node) SnapshotAsync(done func(index uint64, err error)) {
-	select {
-	case <-n.done:
-		done(0, fmt.Errorf("asyncraft: no snapshot: node %s: %w", n.key(), closure.ErrShutdown))
+	id, ok := n.snapWaiters.add(done)
+	if !ok {
+		done(0, n.snapshotStopped())
 		return
-	default:
 	}
-	n.host.rt.Send(n.ref, node.TakeSnapshot{Done: done})
+	n.host.rt.Send(n.ref, node.TakeSnapshot{Done: func(index uint64, err error) {
+		if f := n.snapWaiters.take(id); f != nil {
+			f(index, err)
+		}
+	}})
+}
+
+func (n *Node) snapshotStopped() error {
+	return fmt.Errorf("asyncraft: no snapshot: node %s: %w", n.key(), closure.ErrShutdown)
+}
+
+// stopped answers, on the callback executor, the SnapshotAsync calls the
+// node actor never answered (sent as it stopped). The host calls it once
+// the node's last actor has stopped.
+func (n *Node) stopped() {
+	var b closure.Batch
+	err := n.snapshotStopped()
+	for _, f := range n.snapWaiters.close() {
+		b = append(b, closure.Completion{Closure: closure.Func(func(closure.Status) { f(0, err) })})
+	}
+	n.host.complete(b)
+}
+
+// waiters holds callbacks by id until they are taken, each once; close
+// takes the rest and refuses new ones.
+type waiters struct {
+	mu     sync.Mutex
+	closed bool
+	next   uint64
+	m      map[uint64]func(uint64, error)
+}
+
+func (w *waiters) add(f func(uint64, error)) (uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, false
+	}
+	if w.m == nil {
+		w.m = map[uint64]func(uint64, error){}
+	}
+	w.next++
+	w.m[w.next] = f
+	return w.next, true
+}
+
+func (w *waiters) take(id uint64) func(uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := w.m[id]
+	delete(w.m, id)
+	return f
+}
+
+func (w *waiters) close() []func(uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	out := make([]func(uint64, error), 0, len(w.m))
+	for _, id := range slices.Sorted(maps.Keys(w.m)) { // in the order asked
+		out = append(out, w.m[id])
+	}
+	clear(w.m)
+	return out
 }
 
 // LogStats counts the node's log writes (batches, entries), for monitoring

@@ -1,6 +1,7 @@
 package asyncraft_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -261,6 +262,111 @@ func TestSnapshotUnsupportedAskedOnce(t *testing.T) {
 		m := c.Node(id).Metrics()
 		if f, s := m.SnapshotFailures.Load(), m.Snapshots.Load(); f != 1 || s != 0 {
 			t.Fatalf("%s: %d snapshot failures, %d snapshots over 200 entries with SnapshotEntries 10: want one refusal, then none asked", id, f, s)
+		}
+	}
+}
+
+// Node.SnapshotAsync called at every step of a shutdown, up to and past
+// the instant the node's last actor stops, runs each callback exactly
+// once: an error for those the actor never answered.
+func TestSnapshotAsyncAnsweredThroughShutdown(t *testing.T) {
+	c, l, _ := newSummerGroup(t, nil)
+	runLoad(t, c, l, "a", 100)
+	n := c.Node(l)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = n.Shutdown(ctx) // starts the shutdown; the simulation does the rest
+	var runs []int
+	ask := func() {
+		i := len(runs)
+		runs = append(runs, 0)
+		n.SnapshotAsync(func(uint64, error) { runs[i]++ })
+	}
+	stopped := func() bool {
+		select {
+		case <-n.Done():
+			return true
+		default:
+			return false
+		}
+	}
+	for steps := 0; !stopped(); steps++ {
+		if steps > 1_000_000 {
+			t.Fatal("the node did not stop")
+		}
+		if steps%3 == 0 { // each ask adds events: leave the shutdown room to go on
+			ask()
+		}
+		c.Sim.Step()
+	}
+	ask() // after the stop: answered at once
+	c.Sim.RunFor(time.Second)
+	for i, r := range runs {
+		if r != 1 {
+			t.Fatalf("callback %d of %d ran %d times", i, len(runs), r)
+		}
+	}
+}
+
+// countingSummer counts captures and releases.
+type countingSummer struct {
+	summer
+	captures, releases *int
+}
+
+func (s *countingSummer) OnSnapshotSave(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+	*s.captures++
+	return releaseCounter{sumPersister(s.sum), s.releases}, nil
+}
+
+type releaseCounter struct {
+	sumPersister
+	releases *int
+}
+
+func (r releaseCounter) Release() { *r.releases++ }
+
+// Persist writes the sum and then 16 MiB of zeros, which takes a while on
+// the simulated disk: the shutdown overtakes it.
+func (r releaseCounter) Persist(sink fsm.SnapshotSink) error {
+	if err := r.sumPersister.Persist(sink); err != nil {
+		return err
+	}
+	zeros := make([]byte, 1<<20)
+	for range 16 {
+		if _, err := sink.Write(zeros); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A snapshot asked for just before a shutdown: whichever step of the
+// snapshot the shutdown begins at, every capture is released. (The order
+// in which the shutdown overtakes a capture on its way to the executor is
+// hard to reach here; TestHarnessShutdownWaitsForASnapshot, in node/,
+// sets it up.)
+func TestShutdownWaitsForASnapshotBeingTaken(t *testing.T) {
+	for delay := 0; delay < 12; delay++ {
+		var captures, releases int
+		c := cluster.New(cluster.Options{Seed: testseed.For(t) + uint64(delay), NewStateMachine: func(id string, _ int) fsm.StateMachine {
+			return &countingSummer{summer: summer{sumAt: map[uint64]uint64{}}, captures: &captures, releases: &releases}
+		}})
+		l, err := c.WaitLeader(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runLoad(t, c, l, "a", 50)
+		n := c.Node(l)
+		n.SnapshotAsync(func(uint64, error) {})
+		for i := 0; i < delay; i++ { // the shutdown begins at each step of the snapshot in turn
+			c.Sim.Step()
+		}
+		if err := c.Shutdown(l, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if captures != releases {
+			t.Fatalf("shutdown %d steps after asking: %d captures, %d releases", delay, captures, releases)
 		}
 	}
 }

@@ -115,8 +115,8 @@ type SnapshotPersister interface {
 	// panic) abandons it.
 	Persist(sink SnapshotSink) error
 	// Release is called once, after Persist (whatever its outcome). A
-	// capture still on its way to the executor when the node shuts down
-	// is neither persisted nor released.
+	// node that shuts down waits for a snapshot being taken, so that
+	// Release runs; one whose node actor fails (a panic) may not.
 	Release()
 }
 

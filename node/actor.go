@@ -53,6 +53,9 @@ type Actor struct {
 	// savedCommit is the commit index last given to the log manager with
 	// the hard state (persistHardState).
 	savedCommit uint64
+	// logClosed: shutting down, the log manager has closed (the node waits
+	// for a snapshot being persisted before it stops everything).
+	logClosed bool
 
 	electionElapsed   int
 	randomizedTimeout int
@@ -374,6 +377,16 @@ func (a *Actor) Died(err error) {
 	a.cfg.Stopped() // this actor is gone; it gets no Stopped
 }
 
+// stopAll stops the node's siblings and itself, at the end of a shutdown.
+func (a *Actor) stopAll(env actors.Env) {
+	env.Stop(a.cfg.FSMCaller)
+	env.Stop(a.cfg.LogManager)
+	if !a.cfg.Snapshotter.IsZero() {
+		env.Stop(a.cfg.Snapshotter)
+	}
+	env.Stop(env.Self())
+}
+
 // beginShutdown starts an orderly shutdown: no more proposals, leadership
 // dropped, tasks failed, then the FSM caller and the log manager are closed
 // in that order.
@@ -397,12 +410,24 @@ func (a *Actor) receiveStopping(env actors.Env, msg any) {
 		}
 		env.Send(a.cfg.LogManager, logmgr.Close{})
 	case logmgr.Closed:
-		env.Stop(a.cfg.FSMCaller)
-		env.Stop(a.cfg.LogManager)
-		if !a.cfg.Snapshotter.IsZero() {
-			env.Stop(a.cfg.Snapshotter)
+		a.logClosed = true
+		if a.snap.running {
+			// A snapshot is being persisted: the state machine's Persist
+			// runs, and Release must follow it. Wait for its report.
+			return
 		}
-		env.Stop(env.Self())
+		a.stopAll(env)
+	case snapshot.Saved, snapshot.SaveFailed:
+		// Its waiter, if any, was answered when the shutdown began.
+		a.snap.running = false
+		if _, ok := msg.(snapshot.Saved); ok {
+			a.sh.Metrics.Snapshots.Add(1)
+		} else {
+			a.sh.Metrics.SnapshotFailures.Add(1)
+		}
+		if a.logClosed {
+			a.stopAll(env)
+		}
 	case actors.Stopped:
 		a.cfg.Stopped()
 	}

@@ -5,6 +5,7 @@ package node
 // probes, its peers fakes.
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 // TestHarnessVoteWaitsForHardState: a vote is durable before it is
@@ -334,6 +336,35 @@ func TestHarnessConflictingSuffix(t *testing.T) {
 		r := got[*raftpb.Envelope_AppendResponse](c, repl)
 		if len(r) != 1 || !r[0].GetAppendResponse().Success || r[0].GetAppendResponse().MatchIndex != 4 || r[0].Seq != seq {
 			w.fatalf("want success match 4 (seq %d) once 4@3 is durable, got %v", seq, r)
+		}
+	})
+}
+
+// TestHarnessShutdownWaitsForASnapshot: a shutdown that finds a snapshot
+// being taken waits, once the log manager has closed, for the executor's
+// report before it stops the executor (whose Captured, still on its way,
+// would be dropped, and the state machine's persister never released).
+func TestHarnessShutdownWaitsForASnapshot(t *testing.T) {
+	forSeeds(t, func(t *testing.T, seed uint64) {
+		w := newWorld(t, setup{seed: seed, term: 2, snapshots: true})
+		w.A.Send(hNodeRef, TakeSnapshot{Done: func(uint64, error) {}})
+		w.settle()
+		if len(w.snap.msgs) != 1 {
+			w.fatalf("the executor got %v, want Save", w.snap.msgs)
+		}
+		w.A.Send(hNodeRef, ShutdownNode{})
+		w.settle()
+		w.A.Send(hNodeRef, fsm.ShutdownDone{})
+		w.settle()
+		w.A.Send(hNodeRef, logmgr.Closed{})
+		w.settle()
+		if w.stopped != 0 || !slices.Contains(w.A.Actors(), SnapshotterName(hGroup, hSelf)) {
+			w.fatalf("the node stopped (%d) with a snapshot being taken; actors left %v", w.stopped, w.A.Actors())
+		}
+		w.A.Send(hNodeRef, snapshot.Saved{Meta: &raftpb.SnapshotMeta{LastIndex: 1, LastTerm: 1}})
+		w.settle()
+		if w.stopped != 1 || slices.Contains(w.A.Actors(), SnapshotterName(hGroup, hSelf)) {
+			w.fatalf("after the snapshot's report: stopped %d, actors left %v", w.stopped, w.A.Actors())
 		}
 	})
 }

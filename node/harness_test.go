@@ -170,6 +170,8 @@ type setup struct {
 	vote string
 	// log is the durable log at start.
 	log []*raftpb.Entry
+	// snapshots gives the node a snapshot executor (a recorder).
+	snapshots bool
 }
 
 type world struct {
@@ -184,6 +186,7 @@ type world struct {
 	lm   *logProbe
 	fsm  *recorder
 	exec *recorder
+	snap *recorder
 	out  *outsideFake
 	// stopped counts the calls of Config.Stopped.
 	stopped int
@@ -212,6 +215,7 @@ func newWorld(t testing.TB, su setup) *world {
 		lm:    &logProbe{st: st},
 		fsm:   &recorder{},
 		exec:  &recorder{},
+		snap:  &recorder{},
 		out:   &outsideFake{},
 		peers: map[string]*fakePeer{},
 	}
@@ -234,7 +238,13 @@ func newWorld(t testing.TB, su setup) *world {
 	}
 	boot := &raftpb.Bootstrap{ClusterId: "harness", Group: hGroup, Id: hSelf}
 	w.sh.SetLast(lg.LastIndex())
+	var snapRef actors.Ref
+	if su.snapshots {
+		snapRef = actors.Ref{Host: "A", Name: SnapshotterName(hGroup, hSelf)}
+	}
 	w.node = New(Config{
+		Snapshotter:      snapRef,
+		SnapshotKeep:     3,
 		Group:            hGroup,
 		ID:               hSelf,
 		Addr:             "A",
@@ -265,6 +275,9 @@ func newWorld(t testing.TB, su setup) *world {
 	w.spawn(w.A, hLogRef.Name, w.lm)
 	w.spawn(w.A, hFSMRef.Name, w.fsm)
 	w.spawn(w.A, hExecRef.Name, w.exec)
+	if su.snapshots {
+		w.spawn(w.A, snapRef.Name, w.snap)
+	}
 	w.spawn(w.A, hNodeRef.Name, w.node, actors.PriorityMailbox())
 	w.settle()
 	return w

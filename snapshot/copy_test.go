@@ -545,6 +545,11 @@ func TestCopySessionKeptAliveByFetches(t *testing.T) {
 	if w.s.Now() < time.Second || l.stats.SessionsExpired.Load() != 0 {
 		t.Fatalf("at %v, %d sessions expired", w.s.Now(), l.stats.SessionsExpired.Load())
 	}
+	// Once the fetches stop, the session expires (its timer re-armed).
+	w.s.RunFor(200 * time.Millisecond)
+	if l.stats.SessionsExpired.Load() != 1 {
+		t.Fatalf("%d sessions expired after the fetches stopped", l.stats.SessionsExpired.Load())
+	}
 }
 
 // randFor returns a random source for a test whose seed is fixed.

@@ -96,7 +96,7 @@ func checkMeta(meta *raftpb.SnapshotMeta, limit uint64) error {
 		if f.Size == 0 && f.Crc32C != 0 {
 			return fmt.Errorf("%w: empty file %q with crc32c %08x", ErrBadMeta, f.Name, f.Crc32C)
 		}
-		if err := checkName(f.Name); err != nil || seen[f.Name] || f.Name == progressName || f.Name == progressTmp {
+		if err := checkName(f.Name); err != nil || seen[f.Name] {
 			return fmt.Errorf("%w: bad or repeated file name %q", ErrBadMeta, f.Name)
 		}
 		seen[f.Name] = true

@@ -763,3 +763,27 @@ func TestCopyFetchMalformed(t *testing.T) {
 	wantFetched(t, w.report(f, reports+1, time.Minute), c)
 	check(t, f.store, c)
 }
+
+// A Fetch answered at once — of a snapshot held, or older than the
+// newest held — leaves a running fetch alone.
+func TestCopyQuickAnswersLeaveRunningFetch(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 14))
+	w := newCopyWorld(t, 14, nil)
+	l := w.start(w.host("l"), "n1", 3)
+	f := w.start(w.host("f"), "n2", 3)
+	held := bigContent(50, 2, 1000, r)
+	mustWrite(t, f.store, held)
+	c := bigContent(100, 3, 2<<20, r)
+	mustWrite(t, l.store, c)
+	w.fetch(f, l, w.offer(l, f))
+	w.progressAt(f, 0.3)
+	w.fetch(f, l, metaFor(bigContent(40, 2, 1000, r)))
+	wantFailed(t, w.report(f, 1, time.Second), ErrStale)
+	w.fetch(f, l, metaFor(held))
+	wantFetched(t, w.report(f, 2, time.Second), held)
+	wantFetched(t, w.report(f, 3, time.Minute), c)
+	check(t, f.store, c)
+	if f.stats.Fetches.Load() != 1 {
+		t.Fatalf("%d fetches started", f.stats.Fetches.Load())
+	}
+}

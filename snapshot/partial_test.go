@@ -155,6 +155,9 @@ func TestOpenPartials(t *testing.T) {
 func TestPartialResume(t *testing.T) {
 	r := rand.New(rand.NewPCG(testseed.For(t), 4))
 	c := makeContent(10, 2, r)
+	// Long enough for the cuts below, whatever the seed.
+	c.chunks = append(c.chunks, bytes.Repeat([]byte{7}, 100))
+	c.files[0].data = append(c.files[0].data, bytes.Repeat([]byte{9}, 100)...)
 	meta := metaFor(c)
 	total := uint64(0)
 	for _, b := range segmentBytes(c) {
@@ -335,6 +338,7 @@ func TestSource(t *testing.T) {
 	fsys := vfs.NewMem()
 	st := openStore(t, fsys, 1)
 	c := makeContent(10, 2, r)
+	c.chunks = append(c.chunks, bytes.Repeat([]byte{7}, 200)) // long enough, whatever the seed
 	mustWrite(t, st, c)
 	src, err := st.OpenNewestSource()
 	if err != nil {

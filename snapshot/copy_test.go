@@ -601,7 +601,7 @@ func TestCopyServeMalformed(t *testing.T) {
 		t.Helper()
 		before := l.stats.Dropped.Load()
 		if a := send(e); a != nil {
-			t.Fatalf("%v answered %v", e.TraceString(), a)
+			t.Fatalf("%v answered %s", e.TraceString(), brief(a))
 		}
 		if l.stats.Dropped.Load() != before+1 {
 			t.Fatalf("%v not counted as dropped", e.TraceString())
@@ -610,7 +610,7 @@ func TestCopyServeMalformed(t *testing.T) {
 	missing := func(e *raftpb.Envelope) {
 		t.Helper()
 		if a := send(e); a == nil || !a.Missing || len(a.Data) != 0 {
-			t.Fatalf("%v answered %v, want missing", e.TraceString(), a)
+			t.Fatalf("%v answered %s, want missing", e.TraceString(), brief(a))
 		}
 	}
 	ok := &raftpb.SnapshotFetch{Index: 100, Term: 3, Offset: 0, Length: 1000}
@@ -643,16 +643,16 @@ func TestCopyServeMalformed(t *testing.T) {
 	// The end of a file: what is left, with eof; at the very end, nothing.
 	if a := send(fetchEnv("n2", "n1", &raftpb.SnapshotFetch{Index: 100, Term: 3, Offset: size - 3, Length: 1000})); a == nil ||
 		!bytes.Equal(a.Data, c.data()[size-3:]) || !a.Eof {
-		t.Fatalf("the end answered %v", a)
+		t.Fatalf("the end answered %s", brief(a))
 	}
 	if a := send(fetchEnv("n2", "n1", &raftpb.SnapshotFetch{Index: 100, Term: 3, Offset: size, Length: 1000})); a == nil ||
 		len(a.Data) != 0 || !a.Eof || a.Missing {
-		t.Fatalf("past the end answered %v", a)
+		t.Fatalf("past the end answered %s", brief(a))
 	}
 	f1 := c.files[0].data
 	if a := send(fetchEnv("n2", "n1", &raftpb.SnapshotFetch{Index: 100, Term: 3, File: "sst-000001", Offset: 7, Length: 100})); a == nil ||
 		!bytes.Equal(a.Data, f1[7:107]) || a.File != "sst-000001" || a.Offset != 7 {
-		t.Fatalf("an extra file answered %v", a)
+		t.Fatalf("an extra file answered %s", brief(a))
 	}
 	// After a Withdraw, the peer is answered missing.
 	l.h.Send(l.copy, Withdraw{Peer: "n2"})
@@ -786,4 +786,12 @@ func TestCopyQuickAnswersLeaveRunningFetch(t *testing.T) {
 	if f.stats.Fetches.Load() != 1 {
 		t.Fatalf("%d fetches started", f.stats.Fetches.Load())
 	}
+}
+
+// brief describes a chunk without its bytes.
+func brief(ch *raftpb.SnapshotChunk) string {
+	if ch == nil {
+		return "nothing"
+	}
+	return fmt.Sprintf("chunk %d/%d %q @%d n=%d eof=%v missing=%v", ch.Index, ch.Term, ch.File, ch.Offset, len(ch.Data), ch.Eof, ch.Missing)
 }

@@ -126,7 +126,8 @@ type CopyConfig struct {
 	// MaxSnapshotBytes is the largest snapshot (data and files) a fetch
 	// accepts (default DefaultMaxSnapshotBytes).
 	MaxSnapshotBytes uint64
-	// Stats, if set, counts the transfers.
+	// Stats, if set, counts the transfers (one Stats per copy actor:
+	// Progress is its current fetch's).
 	Stats  *Stats
 	Logger *slog.Logger
 }

@@ -1,7 +1,12 @@
 // Package snapshot is the on-disk snapshot store: a directory of
 // snapshots of a state machine, each written in a temporary directory and
 // made durable and visible at once by a rename, each checked by checksums
-// when it is read.
+// when it is read. It also holds the two actors that move snapshots: the
+// snapshot executor (Executor), which persists the state machine's
+// captures into the store, and its child the copy actor (Copier), which
+// serves a leader's snapshots to followers and installs a leader's
+// snapshot on a follower (see "Installing a snapshot" below, and
+// messages.go for every message).
 //
 //	st, err := snapshot.Open(fsys, dir, snapshot.Options{Keep: 3, Logger: logger})
 //	w, err := st.Create(&raftpb.SnapshotMeta{LastIndex: i, LastTerm: t, Configuration: conf})
@@ -26,10 +31,13 @@
 //	    MANIFEST      written last
 //	snap-0000000000000004-0000000000009c40/
 //	tmp-7/            a snapshot being written (or removed)
+//	part-0000000000000005-000000000000ea60/
+//	                  a snapshot being received from the leader (below)
 //
 // Snapshots are ordered by index, then term. Other entries in the
-// directory are left alone. An extra file's name is not empty, ".", "data"
-// or "MANIFEST", and holds neither "/" nor "..".
+// directory are left alone. An extra file's name is not empty, ".",
+// "data", "MANIFEST", "PROGRESS" or "PROGRESS.tmp" (the last two are a
+// partial download's), and holds neither "/" nor "..".
 //
 // The MANIFEST is a frame around a raftpb.SnapshotMeta:
 //
@@ -106,6 +114,78 @@
 // lose the snapshot it is sending to a follower). An open Reader holds a
 // pin too. A snapshot that pruning skipped because of a pin is removed by
 // the first Commit or Prune after its last unpin.
+//
+// # Installing a snapshot
+//
+// A leader whose follower needs entries it compacted away sends it a
+// snapshot, from its copy actor to the follower's. The follower pulls:
+//
+//  1. The leader's replicator sends Offer to its copy actor, which pins
+//     the newest valid snapshot for a session of that peer and answers
+//     Offered with the snapshot's meta (the manifest), which the
+//     replicator sends in an InstallSnapshotRequest.
+//  2. The follower's node sends Fetch with that meta to its copy actor,
+//     which checks the manifest (an index and a term, file names an extra
+//     file may have, each once, sizes within CopyConfig.MaxSnapshotBytes)
+//     before it creates anything.
+//  3. The follower's copy actor sends SnapshotFetch envelopes for
+//     ChunkSize bytes at a time, at most Window outstanding, to the
+//     leader's copy actor, which reads the bytes at that offset
+//     (Store.OpenSource, Source.ReadAt) and answers SnapshotChunk. A
+//     chunk is matched to its fetch by file and offset, so lost,
+//     repeated and reordered chunks do no harm; a fetch unanswered for
+//     FetchTimeout is sent again. Chunks are written in order, so memory
+//     holds at most Window × ChunkSize bytes, whatever the snapshot's size.
+//  4. Each file's CRC-32C, computed over the bytes written, must be the
+//     manifest's when the file is complete; then the download is
+//     committed into the store (below) and the node told Fetched.
+//
+// The leader does not check the CRC-32Cs of what it sends (it reads
+// pieces in any order); the follower checks every byte, and a mismatch
+// fails the fetch with ErrCorrupt before anything is replaced. A Throttle
+// shared by the copy actors of a host caps the bytes it serves per
+// second: a chunk over the budget is answered later, from a timer.
+//
+// # Partial downloads
+//
+// The follower writes into part-<term>-<index>/, which holds:
+//
+//	MANIFEST      the leader's manifest, written (and synced) first
+//	data, ...     the files, in transfer order: data, then the extra
+//	              files in the manifest's order
+//	PROGRESS      how far they are durable
+//
+// PROGRESS is a fixed frame, rewritten at every checkpoint:
+//
+//	+------------+-------------+-----------+----------+-------------+------------+------------+
+//	| "asnappg\0"| version u32 | index u64 | term u64 | segment u32 | offset u64 | crc32c u32 |
+//	|  8 bytes   | = 1         |           |          |             |            |            |
+//	+------------+-------------+-----------+----------+-------------+------------+------------+
+//	  little endian; the crc32c (Castagnoli) covers every byte before it
+//
+// It says the files before number segment (0 is data) are complete and
+// the first offset bytes of that one are durable. A checkpoint, every
+// CopyConfig.SyncBytes written and when a fetch ends without failing on
+// a checksum, syncs the file being written, writes PROGRESS.tmp, syncs
+// it, renames it to PROGRESS and syncs the directory (making the names of
+// the files created since durable too). A complete file is synced and
+// closed at once.
+//
+// Resuming a download (a Fetch of the same index and term, with an equal
+// manifest, from any leader) reads PROGRESS, checks every complete file
+// against the manifest, cuts the file being written to the recorded
+// offset and reads that prefix back to compute its CRC-32C; then it
+// fetches from there. A missing or damaged PROGRESS resumes from the
+// start; another manifest, a complete file that does not check out, or a
+// file shorter than PROGRESS says start afresh.
+//
+// Committing a complete download removes PROGRESS, syncs the directory,
+// renames it to snap-<term>-<index>/ and syncs the store's directory,
+// then prunes as Writer.Commit does: a crash leaves either the snapshot,
+// complete, or the download (which, without PROGRESS, is fetched again
+// from the start). The store keeps one download at a time: starting one
+// removes the others. Open keeps the newest download unless a valid
+// snapshot as new or newer exists, and removes the others.
 //
 // # Errors
 //

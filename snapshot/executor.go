@@ -37,6 +37,11 @@ type ExecutorConfig struct {
 // there, in order with applies), then persists the capture into the store
 // on its own goroutine while the FSM caller goes on applying, and reports
 // to the node. It must be spawned Blocking: Persist may take long.
+//
+// With ExecutorConfig.Copier, it spawns the copy actor as its child
+// CopyChild when it starts (so a node's copy actor is
+// <group>/<id>/snap/copy): installs then run beside a long Persist
+// instead of behind it. The child stops with the executor.
 type Executor struct {
 	cfg  ExecutorConfig
 	busy bool

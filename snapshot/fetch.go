@@ -76,13 +76,11 @@ func (c *Copier) onFetch(env actors.Env, m Fetch) {
 		return
 	}
 	id := ID{m.Meta.LastIndex, m.Meta.LastTerm}
-	if f := c.fetch; f != nil {
-		if f.id == id && proto.Equal(f.meta, m.Meta) {
-			c.join(env, m)
-			return
-		}
-		c.endFetch(env, fmt.Errorf("%w: superseded by a fetch of snapshot %s", ErrCanceled, id), true)
+	if f := c.fetch; f != nil && f.id == id && proto.Equal(f.meta, m.Meta) {
+		c.join(env, m)
+		return
 	}
+	// Answered at once, leaving a running fetch alone.
 	st := c.cfg.Store
 	if have := st.metaOf(id); have != nil {
 		c.log.Info("snapshot: asked to fetch a snapshot the store holds", "snapshot", id.String())
@@ -94,6 +92,9 @@ func (c *Copier) onFetch(env actors.Env, m Fetch) {
 		env.Send(c.cfg.Node, FetchFailed{Meta: proto.CloneOf(m.Meta),
 			Err: fmt.Errorf("%w: snapshot %s asked for, the store holds %s", ErrStale, id, ID{newest.LastIndex, newest.LastTerm})})
 		return
+	}
+	if c.fetch != nil {
+		c.endFetch(env, fmt.Errorf("%w: superseded by a fetch of snapshot %s", ErrCanceled, id), true)
 	}
 	part, err := st.startPartial(m.Meta)
 	if err != nil {

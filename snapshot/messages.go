@@ -45,7 +45,8 @@ type (
 	// the store's newest valid snapshot, pins it for the session and
 	// answers Reply with Offered, whose Meta the replicator sends to the
 	// peer in an InstallSnapshotRequest, or with OfferFailed. To is the
-	// peer's copy actor (where chunks go); Term is the leader's term.
+	// peer's copy actor (where chunks go); Term is the leader's term (for
+	// the log: chunks carry the term of the fetch they answer).
 	//
 	// A later Offer for the same Peer replaces its session: the old
 	// snapshot is unpinned (unless it is still the newest, which the new
@@ -87,11 +88,11 @@ type (
 	// The answer, to CopyConfig.Node, is Fetched once the snapshot is in
 	// the store, or FetchFailed. A Fetch of the snapshot being fetched
 	// joins that fetch (taking its Leader, From and Term: a new leader
-	// holding the same snapshot), and one report answers both; a Fetch of
-	// another snapshot ends the current fetch with FetchFailed
-	// (ErrCanceled) and replaces its partial download. A Fetch of a
-	// snapshot the store holds is answered Fetched at once; of one older
-	// than the store's newest, FetchFailed (ErrStale).
+	// holding the same snapshot), and one report answers both. A Fetch of
+	// a snapshot the store holds is answered Fetched at once; of one older
+	// than the store's newest, FetchFailed (ErrStale); neither disturbs a
+	// running fetch. A Fetch of any other snapshot ends the running fetch
+	// with FetchFailed (ErrCanceled) and replaces its partial download.
 	Fetch struct {
 		Meta   *raftpb.SnapshotMeta
 		Leader string

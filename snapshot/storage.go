@@ -353,6 +353,7 @@ func decodeManifest(b []byte) (*raftpb.SnapshotMeta, error) {
 func checkName(name string) error {
 	switch {
 	case name == "", name == ".", name == "..", name == dataName, name == manifestName,
+		name == progressName, name == progressTmp, // a partial download's (partial.go)
 		strings.ContainsAny(name, "/\x00"), strings.Contains(name, ".."):
 		return fmt.Errorf("%w: %q", ErrBadName, name)
 	}
@@ -615,8 +616,8 @@ func (fw *fileWriter) finish() error {
 }
 
 // AddFile adds an extra file named name to the snapshot (for state
-// machines whose state is files). The name must not be empty, "data" or
-// "MANIFEST", and must not hold "/" or "..". Close the file when it is
+// machines whose state is files). The name must not be empty, "data",
+// "MANIFEST", "PROGRESS" or "PROGRESS.tmp", and must not hold "/" or "..". Close the file when it is
 // written (Close makes it durable); Commit closes any still open.
 func (w *Writer) AddFile(name string) (io.WriteCloser, error) {
 	if err := w.check("add file"); err != nil {

@@ -846,7 +846,7 @@ func TestBadNames(t *testing.T) {
 	fsys := vfs.NewMem()
 	st := openStore(t, fsys, 3)
 	w := must(st.Create(&raftpb.SnapshotMeta{LastIndex: 1, LastTerm: 1}))
-	for _, name := range []string{"", ".", "..", "a/b", "/x", "../x", "a/../b", "x..", "data", "MANIFEST", "a\x00b"} {
+	for _, name := range []string{"", ".", "..", "a/b", "/x", "../x", "a/../b", "x..", "data", "MANIFEST", "PROGRESS", "PROGRESS.tmp", "a\x00b"} {
 		if _, err := w.AddFile(name); !errors.Is(err, ErrBadName) {
 			t.Fatalf("AddFile(%q): %v, want ErrBadName", name, err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/vfs"
 )
@@ -343,7 +344,7 @@ func (p *partial) write(b []byte) error {
 	if p.off < sg.size {
 		return nil
 	}
-	if p.crc != sg.crc {
+	if p.crc != sg.crc && !faults.On(faults.InstallUnverified) {
 		return fmt.Errorf("%w: %s of snapshot %s received: crc32c %08x, the manifest says %08x",
 			ErrCorrupt, p.segName(p.seg), p.id, p.crc, sg.crc)
 	}

@@ -65,6 +65,9 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 	restartLease := func(seed uint64) Result {
 		return RestartLease(Config{Seed: seed, SkipDirectChecks: true}, 990*time.Millisecond)
 	}
+	// Snapshots of several chunks (300 KiB of filler, which the test state
+	// machine checks as it loads), one chunk in six damaged on its way.
+	bigSnapshots := func(seed uint64) Result { return Run(Config{Seed: seed, SnapshotPadding: 300 << 10}) }
 	cases := []plantedCase{
 		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
@@ -82,6 +85,9 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// far shows only when a segment starts in between (3 seeds in
 		// 200).
 		{"compact the log past the snapshot", faults.CompactPastSnapshot, 52, 200, "snapshot bounds", standard(false), nil},
+		// A damaged install is loaded: the state machine finds its filler
+		// damaged, at the install (node error) or at the next restart.
+		{"install a snapshot without checking it", faults.InstallUnverified, 1, 100, "restart", bigSnapshots, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {

@@ -52,7 +52,8 @@ const (
 	// durable in it, not what its snapshots cover.
 	CompactPastSnapshot
 	// InstallUnverified lets a follower install a snapshot without
-	// checking it against the manifest's checksums.
+	// checking it against the manifest's checksums, and load snapshots
+	// without checking them either.
 	InstallUnverified
 )
 

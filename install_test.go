@@ -30,6 +30,23 @@ func TestInstallSnapshotToALaggingFollower(t *testing.T) {
 		t.Fatalf("the leader's log starts at %d: not compacted past the follower's last index %d", c.Node(l).Status().FirstIndex, lagged)
 	}
 	c.Sim.Heal()
+	// Status shows the install while it runs: the leader's view of the
+	// follower, and the follower's progress.
+	var sawPeer, sawProgress bool
+	c.Sim.RunUntil(func() bool {
+		for _, p := range c.Node(l).Status().Peers {
+			if p.Peer == f && p.State == "snapshot" {
+				sawPeer = true
+			}
+		}
+		if p := c.Node(f).Status().Installing; p != nil && p.Leader == l && p.Total > 0 {
+			sawProgress = true
+		}
+		return c.Node(f).Metrics().InstallsDone.Load() > 0
+	}, 20*time.Second)
+	if !sawPeer || !sawProgress {
+		t.Fatalf("during the install: the leader showed the peer in snapshot state: %v; the follower showed its progress: %v", sawPeer, sawProgress)
+	}
 	commit := c.Node(l).Status().Commit
 	waitApplied(t, c, commit, 20*time.Second)
 	// The leader counts the install once the follower has answered.

@@ -167,6 +167,9 @@ func (n *Node) Status() Status {
 	s.Proposals, s.ProposalBytes = n.budget.held()
 	s.CachedBytes = n.log.CachedBytes()
 	s.FirstIndex = n.log.FirstIndex()
+	if p, ok := n.copyStats.Progress(); ok {
+		s.Installing = &node.InstallProgress{Index: p.ID.Index, Term: p.ID.Term, Leader: p.Leader, Done: p.Done, Total: p.Total}
+	}
 	return s
 }
 

@@ -15,6 +15,9 @@ type (
 	ReadMode = node.ReadMode
 	// PeerStatus is a leader's view of one follower (Status.Peers).
 	PeerStatus = node.PeerStatus
+	// InstallProgress is a snapshot install under way on a follower
+	// (Status.Installing).
+	InstallProgress = node.InstallProgress
 	// Peer is a member of a group: its id and its host's address.
 	Peer = node.Peer
 )

@@ -231,7 +231,14 @@ func (c *Caller) load(env actors.Env, m Load) {
 		c.complete(t, unknown, nil)
 	}
 	c.tasks = c.tasks[n:]
-	if c.failed != nil || m.Meta.Index <= c.applied {
+	if c.failed != nil {
+		c.flush(env)
+		return
+	}
+	if m.Meta.Index <= c.applied {
+		// Applied already (the node never asks for that): say so, so
+		// that the node does not wait for the load.
+		env.Send(c.cfg.Node, Applied{Index: c.applied})
 		c.flush(env)
 		return
 	}

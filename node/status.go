@@ -38,6 +38,13 @@ func (r Role) String() string {
 }
 
 // Status is a snapshot of a node's state, for monitoring and tests.
+// InstallProgress is a snapshot install under way on a follower.
+type InstallProgress struct {
+	Index, Term uint64
+	Leader      string
+	Done, Total uint64
+}
+
 type Status struct {
 	Group string
 	ID    string
@@ -55,6 +62,10 @@ type Status struct {
 	// is the last index of the node's newest snapshot (0: none).
 	FirstIndex    uint64
 	SnapshotIndex uint64
+	// Installing is set on a follower while it fetches a snapshot from
+	// its leader: which one, from whom, and the bytes received so far of
+	// the total (nil when none is being fetched).
+	Installing *InstallProgress
 	// PendingTasks is the number of proposals queued or appended and not
 	// yet committed.
 	PendingTasks int

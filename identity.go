@@ -120,9 +120,26 @@ func checkBootstrap(stored, want *raftpb.Bootstrap) error {
 // warning.
 func (h *Host) bootstrap(opts NodeOptions, hs *raftpb.HardState, storage logmgr.LogStorage, meta logmgr.MetaStorage) (*raftpb.HardState, error) {
 	want := newBootstrap(opts)
+	fresh := hs.Bootstrap == nil && hs.Term == 0 && hs.Vote == "" && storage.LastIndex() == 0
+	if opts.RejoinTerm > 0 && !fresh {
+		return nil, fmt.Errorf("NodeOptions.RejoinTerm is for a node whose data directory was wiped, and this node's holds a hard state (term %d) or a log (last index %d): start it without RejoinTerm",
+			hs.Term, storage.LastIndex())
+	}
 	if hs.Bootstrap != nil {
 		if err := checkBootstrap(hs.Bootstrap, want); err != nil {
 			return nil, err
+		}
+		return hs, nil
+	}
+	if fresh && opts.RejoinTerm > 0 {
+		// A wiped node rejoining: it may have voted in any term up to
+		// RejoinTerm in its previous life. Starting in that term, as if it
+		// had voted for itself, it votes only in later terms.
+		h.opts.Logger.Warn("asyncraft: rejoining with an empty data directory; this node votes only in terms after RejoinTerm",
+			"group", opts.Group, "id", opts.ID, "rejoin term", opts.RejoinTerm)
+		hs = &raftpb.HardState{Term: opts.RejoinTerm, Vote: opts.ID, Bootstrap: want}
+		if err := meta.Save(hs); err != nil {
+			return nil, fmt.Errorf("store the rejoining hard state: %w", err)
 		}
 		return hs, nil
 	}

@@ -1,8 +1,16 @@
 package asyncraft_test
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors/sim"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/vfs"
 )
 
 // A follower cut off while the leader compacts its log past what the
@@ -71,6 +79,99 @@ func TestInstallSnapshotToALaggingFollower(t *testing.T) {
 	for _, id := range c.Up() {
 		if sms[id].sumAt[last] != sms[l].sumAt[last] {
 			t.Fatalf("at %d %s sums %d, the leader %d", last, id, sms[id].sumAt[last], sms[l].sumAt[last])
+		}
+	}
+}
+
+// A member whose data directory is wiped rejoins under its old id with
+// RejoinTerm: it starts in that term as if it had voted there, catches up
+// by a snapshot install, and agrees with the others. Without RejoinTerm
+// the host would take it for a first start; with it on a node that still
+// has data, StartNode refuses.
+func TestRejoinAfterWipe(t *testing.T) {
+	var rejoin uint64
+	sms := map[string]*summer{}
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			o.SnapshotTrailingEntries = 50
+			o.RejoinTerm = rejoin
+		},
+		HostOptions: func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
+		NewStateMachine: func(id string, _ int) fsm.StateMachine {
+			sms[id] = &summer{sumAt: map[uint64]uint64{}}
+			return sms[id]
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l, "a", 1000)
+	waitSnapshot(t, c, snapshotNow(t, c, l))
+	runLoad(t, c, l, "b", 1000)
+	waitSnapshot(t, c, snapshotNow(t, c, l))
+	w := c.Up()[0]
+	if w == l {
+		w = c.Up()[1]
+	}
+	c.Crash(w)
+	removeAll(t, c.Sim.Host(w).Disk(), "/data/g/"+w)
+
+	// The procedure: every other member holds what is committed, and the
+	// highest term among them is the rejoin term.
+	st := c.Node(l).Status()
+	for _, p := range st.Peers {
+		if p.Peer != w && p.Match < st.Commit {
+			t.Fatalf("%s matches %d of %d committed", p.Peer, p.Match, st.Commit)
+		}
+	}
+	for _, id := range c.Up() {
+		rejoin = max(rejoin, c.Node(id).Status().Term)
+	}
+	if err := c.Restart(w); err != nil {
+		t.Fatal(err)
+	}
+	c.Sim.RunFor(time.Millisecond)
+	if got := c.Node(w).Status(); got.Term != rejoin {
+		t.Fatalf("rejoined %s: term %d, want %d", w, got.Term, rejoin)
+	}
+	commit := c.Node(l).Status().Commit
+	waitApplied(t, c, commit, 20*time.Second)
+	if !c.Sim.RunUntil(func() bool { return c.Node(w).Metrics().InstallsDone.Load() > 0 }, 5*time.Second) {
+		t.Fatalf("%s installed no snapshot", w)
+	}
+	if sms[w].sumAt[commit] != sms[l].sumAt[commit] {
+		t.Fatalf("at %d the rejoined %s sums %d, the leader %d", commit, w, sms[w].sumAt[commit], sms[l].sumAt[commit])
+	}
+
+	// A later start with RejoinTerm still set is refused: the node has
+	// data now.
+	if err := c.Shutdown(w, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Crash(w)
+	if err := c.Restart(w); err == nil || !strings.Contains(err.Error(), "RejoinTerm") {
+		t.Fatalf("restart with RejoinTerm on a node with data: %v, want a refusal naming RejoinTerm", err)
+	}
+	rejoin = 0
+	c.Crash(w)
+	if err := c.Restart(w); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func removeAll(t *testing.T, disk *vfs.MemFS, dir string) {
+	t.Helper()
+	names, err := disk.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		p := dir + "/" + n
+		if fi, err := disk.Stat(p); err == nil && fi.IsDir() {
+			removeAll(t, disk, p)
+		}
+		if err := disk.Remove(p); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -309,6 +309,20 @@ type NodeOptions struct {
 	SnapshotEntries  uint64
 	SnapshotLogBytes uint64
 	SnapshotInterval time.Duration
+	// RejoinTerm restarts a member whose data directory was wiped (lost
+	// disk, replaced machine) under its old id, safely. Such a node has
+	// forgotten its votes: with an empty hard state it could vote twice in
+	// a term, and two leaders could be elected in it. Set RejoinTerm to
+	// the highest current term among the other members — every one of
+	// them up, read from their Status — and the node starts in that term
+	// as if it had voted for itself there, so it votes only in later
+	// terms: any term it voted in before was some candidate's term, which
+	// that member still holds or has passed. It then catches up from the
+	// leader (by a snapshot install if the log was compacted). Allowed
+	// only on an empty data directory; leave it unset on later starts.
+	// docs/snapshots.md, "A member wiped of its data".
+	RejoinTerm uint64
+
 	// SnapshotTrailingEntries is how many entries before its newest
 	// snapshot a node keeps in its log when it compacts it, so that a
 	// follower that lags by less catches up from the log rather than by

@@ -77,6 +77,8 @@ func restore(logger *slog.Logger, sm fsm.StateMachine, snaps *snapshot.Store, st
 			return restored{}, fmt.Errorf("load snapshot %d/%d: %w", m.LastIndex, m.LastTerm, err)
 		}
 		r := restored{meta: m, load: time.Since(start)}
+		logger.Info("asyncraft: state machine restored from snapshot", "index", m.LastIndex, "term", m.LastTerm,
+			"bytes", m.DataSize, "load", r.load.Round(time.Millisecond))
 		if i+1 < len(list) {
 			r.prev = list[i+1].LastIndex
 		}

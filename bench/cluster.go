@@ -137,6 +137,8 @@ type cluster struct {
 	events chan tagged
 	// pending: events that arrived while await waited for another.
 	pending []tagged
+	// onProgress, if set, sees the progress events await skips.
+	onProgress func(tagged)
 	closed  chan struct{}
 }
 
@@ -364,6 +366,8 @@ func (c *cluster) await(ctx context.Context, p *proc, want string, limit time.Du
 				return event{}, c.failure(t, "waiting for "+want)
 			case t.ev.Ev != "progress":
 				c.pending = append(c.pending, t)
+			case c.onProgress != nil:
+				c.onProgress(t)
 			}
 		case <-timer.C:
 			return event{}, fmt.Errorf("member %s (pid %d) did not answer %q within %v", p.name, p.pid, want, limit)

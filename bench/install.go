@@ -104,17 +104,17 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 
 	// 1. The history and the two snapshots.
 	small := loadgen.FillSpec{Count: 20000, Keys: uint64(spec.Keys), ValueSize: spec.ValueSize, InFlight: 256}
-	if _, err := c.fill(ctx, lp, small, o.stall); err != nil {
+	if _, err := o.fill(ctx, c, lp, small); err != nil {
 		return err
 	}
 	if _, _, err := c.snapshot(ctx, lp); err != nil {
 		return err
 	}
-	if _, err := c.fill(ctx, lp, loadgen.FillSpec{Blob: spec.StateBytes, Seed: uint64(r.Rep)}, o.stall); err != nil {
+	if _, err := o.fill(ctx, c, lp, loadgen.FillSpec{Blob: spec.StateBytes, Seed: uint64(r.Rep)}); err != nil {
 		return err
 	}
 	small.KeyBase = 0
-	if _, err := c.fill(ctx, lp, small, o.stall); err != nil {
+	if _, err := o.fill(ctx, c, lp, small); err != nil {
 		return err
 	}
 	o.ui.logf("%s: taking the leader's snapshot of %.0f MiB", desc, float64(spec.StateBytes)/(1<<20))

@@ -219,10 +219,22 @@ func orchestrate() (code int) {
 	for _, s := range runs {
 		sums = append(sums, summarizeWorkload(s, results))
 	}
-	fmt.Printf("\n%s; median of %d repetitions (min–max); %s\n", started.Format("2006-01-02 15:04"), *reps, machine)
-	if *warmup > 0 || *measure > 0 || *history > 0 || *stateMiB > 0 || *tail >= 0 {
-		fmt.Printf("SHORTENED RUNS (-warmup %v -measure %v -history %d -state %d -tail %d): a smoke test, not figures to quote\n",
-			*warmup, *measure, *history, *stateMiB, *tail)
+	var repCounts []string
+	for _, s := range runs {
+		if n := fmt.Sprint(o.repsOf(s)); !slices.Contains(repCounts, n) {
+			repCounts = append(repCounts, n)
+		}
+	}
+	fmt.Printf("\n%s; median of %s repetitions (min–max); %s\n", started.Format("2006-01-02 15:04"), strings.Join(repCounts, " or "), machine)
+	var shortened []string
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "warmup", "measure", "history", "state", "tail":
+			shortened = append(shortened, "-"+f.Name+" "+f.Value.String())
+		}
+	})
+	if len(shortened) > 0 {
+		fmt.Printf("SHORTENED RUNS (%s): a smoke test, not figures to quote\n", strings.Join(shortened, " "))
 	}
 	var standard []Summary
 	for _, s := range sums {

@@ -103,7 +103,7 @@ func (o *orchestrator) restartRun(ctx context.Context, spec Spec, r *RepResult, 
 		start := time.Now()
 		o.ui.logf("%s: building the history: %s keys of %d B values, then small commands up to %s entries",
 			desc, fmtInt(float64(keys)), spec.ValueSize, fmtInt(float64(spec.History)))
-		res, err := c.fill(ctx, lp, loadgen.FillSpec{Count: keys, Sequential: true, ValueSize: spec.ValueSize, InFlight: 512}, o.stall)
+		res, err := o.fill(ctx, c, lp, loadgen.FillSpec{Count: keys, Sequential: true, ValueSize: spec.ValueSize, InFlight: 512})
 		if err != nil {
 			return fmt.Errorf("building the state: %w", err)
 		}
@@ -113,7 +113,7 @@ func (o *orchestrator) restartRun(ctx context.Context, spec Spec, r *RepResult, 
 			return err
 		}
 		if n.LastIndex < spec.History {
-			res, err = c.fill(ctx, lp, loadgen.FillSpec{Count: spec.History - n.LastIndex, KeyBase: keys, Keys: 1024, ValueSize: 8, InFlight: 1024}, o.stall)
+			res, err = o.fill(ctx, c, lp, loadgen.FillSpec{Count: spec.History - n.LastIndex, KeyBase: keys, Keys: 1024, ValueSize: 8, InFlight: 1024})
 			if err != nil {
 				return fmt.Errorf("building the history: %w", err)
 			}
@@ -133,7 +133,7 @@ func (o *orchestrator) restartRun(ctx context.Context, spec Spec, r *RepResult, 
 	}
 	rep.SnapshotIndex, rep.SnapshotSeconds = idx, secs
 	if spec.Tail > 0 {
-		if _, err := c.fill(ctx, lp, loadgen.FillSpec{Count: spec.Tail, KeyBase: keys, Keys: 1024, ValueSize: 8, InFlight: 1024}, o.stall); err != nil {
+		if _, err := o.fill(ctx, c, lp, loadgen.FillSpec{Count: spec.Tail, KeyBase: keys, Keys: 1024, ValueSize: 8, InFlight: 1024}); err != nil {
 			return fmt.Errorf("writing the tail: %w", err)
 		}
 	}

@@ -76,9 +76,19 @@ func (c *cluster) nodeOf(ctx context.Context, p *proc) (nodeStatus, error) {
 	return nodeStatus{}, fmt.Errorf("member %s has no node of %s", p.name, groupName(0))
 }
 
-// fill has p (which leads g0) propose f and waits until it is done.
-func (c *cluster) fill(ctx context.Context, p *proc, f loadgen.FillSpec, stall time.Duration) (*memberResult, error) {
+// fill has p (which leads g0) propose f and waits until it is done,
+// logging its progress every 10 s.
+func (o *orchestrator) fill(ctx context.Context, c *cluster, p *proc, f loadgen.FillSpec) (*memberResult, error) {
 	f.Group = groupName(0)
+	stall := o.stall
+	last := time.Now()
+	c.onProgress = func(t tagged) {
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			o.ui.logf("  %s: %s of %s proposals done", t.p.name, fmtInt(float64(t.ev.Ops)), fmtInt(float64(f.Count)))
+		}
+	}
+	defer func() { c.onProgress = nil }()
 	if err := p.send(command{Op: "fill", Fill: &f, Stall: stall}); err != nil {
 		return nil, err
 	}

@@ -139,7 +139,7 @@ type cluster struct {
 	pending []tagged
 	// onProgress, if set, sees the progress events await skips.
 	onProgress func(tagged)
-	closed  chan struct{}
+	closed     chan struct{}
 }
 
 // clusterConfig is what a cluster needs beyond the workload.
@@ -212,7 +212,7 @@ func (c *cluster) startCommand(cfg clusterConfig, node *loadgen.NodeConfig) comm
 
 // spawn starts a member process and adds it to the cluster (in place of
 // the process of the same name, if any).
-func (c *cluster) spawn(exe, name string, ids []string, addr string) (*proc, error) {
+func (c *cluster) spawn(exe, name string, ids []string, addr string, extra ...string) (*proc, error) {
 	p := &proc{name: name, ids: ids, logPath: filepath.Join(c.dir, name+".log"), dataDir: filepath.Join(c.dir, name), exited: make(chan struct{})}
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -228,7 +228,7 @@ func (c *cluster) spawn(exe, name string, ids []string, addr string) (*proc, err
 			args = append(args, "-snapshot-rate", fmt.Sprint(n.SnapshotBytesPerSecond))
 		}
 	}
-	p.cmd = exec.Command(exe, args...)
+	p.cmd = exec.Command(exe, append(args, extra...)...)
 	p.cmd.Stderr = logf
 	p.cmd.SysProcAttr = memberProcAttr()
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
@@ -264,8 +264,9 @@ type restartTimes struct {
 // if asked, and starts it again at the same address with the same data
 // directory, then its nodes with node's options. It returns the new
 // process and when it was spawned, was ready (its host up) and had
-// started its nodes (StartNode returned).
-func (c *cluster) restart(ctx context.Context, p *proc, wipe bool, cfg clusterConfig, node *loadgen.NodeConfig) (*proc, restartTimes, error) {
+// started its nodes (StartNode returned). extra: more flags of the
+// member.
+func (c *cluster) restart(ctx context.Context, p *proc, wipe bool, cfg clusterConfig, node *loadgen.NodeConfig, extra ...string) (*proc, restartTimes, error) {
 	var t restartTimes
 	p.retired = true
 	p.stop(30 * time.Second)
@@ -276,7 +277,7 @@ func (c *cluster) restart(ctx context.Context, p *proc, wipe bool, cfg clusterCo
 	}
 	exe := cfg.exes[c.spec.System]
 	t.Spawned = time.Now()
-	np, err := c.spawn(exe, p.name, p.ids, p.addr)
+	np, err := c.spawn(exe, p.name, p.ids, p.addr, extra...)
 	if err != nil {
 		return nil, t, err
 	}

@@ -197,9 +197,9 @@ func orchestrate() (code int) {
 		work += time.Duration(o.repsOf(s)) * (s.Warmup + s.Measure + setupEstimate)
 	}
 	fmt.Fprintf(os.Stderr, "machine: %s\n", machine)
-	fmt.Fprintf(os.Stderr, "running %d runs × %d reps (about %v without repeats):\n", len(runs), *reps, work.Round(time.Second))
+	fmt.Fprintf(os.Stderr, "running %d runs (about %v without repeats):\n", len(runs), work.Round(time.Second))
 	for _, s := range runs {
-		fmt.Fprintf(os.Stderr, "  %-16s %-20s %s\n", s.Name, runLabel(s), describe(s))
+		fmt.Fprintf(os.Stderr, "  %-16s %-20s %s; %s\n", s.Name, runLabel(s), describe(s), plural(o.repsOf(s), "rep"))
 	}
 	for _, s := range skipped {
 		fmt.Fprintf(os.Stderr, "  not run: %s\n", s)

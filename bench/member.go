@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asyncraft/asyncraft"
@@ -40,6 +42,9 @@ type member struct {
 	ids   []string
 	nodes map[string]*groupNode
 	order []string // group/id, in start order
+	// recovered is called once a watched node serves (it ends the
+	// -profile-recovery profile).
+	recovered func()
 }
 
 // groupNode is a node of this process and its state machine.
@@ -59,11 +64,26 @@ func memberMain(args []string) error {
 	system := fs.String("system", "asyncraft", "the library (this binary runs asyncraft only)")
 	segment := fs.Int64("wal-segment-size", 0, "HostOptions.WALSegmentSize (0: the library's default)")
 	snapRate := fs.Int64("snapshot-rate", 0, "HostOptions.SnapshotBytesPerSecond (0: the library's default; negative: no cap)")
+	recoveryProfile := fs.String("profile-recovery", "", "write a CPU profile from the process's start until its watched node serves (restart workloads)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *system != "asyncraft" {
 		return fmt.Errorf("this member runs asyncraft, not %s (the peers' members are built from bench/peers)", *system)
+	}
+	stopProfile := func() {}
+	if *recoveryProfile != "" {
+		f, err := os.Create(*recoveryProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		var once sync.Once
+		stopProfile = func() { once.Do(func() { pprof.StopCPUProfile(); f.Close() }) }
+		defer stopProfile()
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: *addr, Local: *addr == "local", DataDir: *data, Logger: logger,
@@ -76,7 +96,7 @@ func memberMain(args []string) error {
 		defer cancel()
 		host.Close(ctx)
 	}()
-	m := &member{host: host, ids: splitList(*ids), nodes: map[string]*groupNode{}}
+	m := &member{host: host, ids: splitList(*ids), nodes: map[string]*groupNode{}, recovered: stopProfile}
 	return loadgen.Serve(m, os.Stdin, os.Stdout)
 }
 
@@ -122,7 +142,10 @@ func (m *member) Start(cmd command) error {
 			gn := &groupNode{node: n, sm: sm}
 			if nc.Watch {
 				gn.recovery = make(chan *loadgen.Recovery, 1)
-				go watchRecovery(gn, t0, startNode, n.Status())
+				go func() {
+					watchRecovery(gn, t0, startNode, n.Status())
+					m.recovered()
+				}()
 			}
 			m.nodes[key] = gn
 			m.order = append(m.order, key)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/asyncraft/asyncraft/bench/internal/loadgen"
@@ -158,8 +159,17 @@ func (o *orchestrator) restartRun(ctx context.Context, spec Spec, r *RepResult, 
 		node = *spec.Node
 	}
 	node.Watch = true
+	var extra []string
+	if o.profileDir != "" {
+		path, err := filepath.Abs(filepath.Join(o.profileDir, fmt.Sprintf("%s-rep%d-%s-recovery.pprof", spec.Name, r.Rep, target.name)))
+		if err != nil {
+			return err
+		}
+		extra = []string{"-profile-recovery", path}
+		r.Profiles = append(r.Profiles, path)
+	}
 	stopAt := time.Now()
-	np, t, err := c.restart(ctx, target, false, o.cfg, &node)
+	np, t, err := c.restart(ctx, target, false, o.cfg, &node, extra...)
 	if err != nil {
 		return err
 	}

@@ -236,22 +236,7 @@ func orchestrate() (code int) {
 	if len(shortened) > 0 {
 		fmt.Printf("SHORTENED RUNS (%s): a smoke test, not figures to quote\n", strings.Join(shortened, " "))
 	}
-	var standard []Summary
-	for _, s := range sums {
-		if s.Spec.Kind == "" {
-			standard = append(standard, s)
-		}
-	}
-	if len(standard) > 0 {
-		var plain []RepResult
-		for _, r := range results {
-			if r.Soak == nil && r.Restart == nil && r.Install == nil {
-				plain = append(plain, r)
-			}
-		}
-		printTables(standard, plain, *markdown)
-	}
-	fmt.Print(snapReports(results))
+	printAll(sums, results, *markdown)
 	for _, sys := range notRun {
 		fmt.Printf("\n%s: NOT measured (its member program could not be built; see stderr)\n", sys)
 	}
@@ -293,6 +278,27 @@ func orchestrate() (code int) {
 		}
 	}
 	return code
+}
+
+// printAll prints the table of the standard kind of workloads (if any
+// ran) and the reports of the snapshot workloads.
+func printAll(sums []Summary, results []RepResult, markdown bool) {
+	var standard []Summary
+	for _, s := range sums {
+		if s.Spec.Kind == "" {
+			standard = append(standard, s)
+		}
+	}
+	if len(standard) > 0 {
+		var plain []RepResult
+		for _, r := range results {
+			if r.Soak == nil && r.Restart == nil && r.Install == nil {
+				plain = append(plain, r)
+			}
+		}
+		printTables(standard, plain, markdown)
+	}
+	fmt.Print(snapReports(results))
 }
 
 // printTables prints the results table, the systems side by side (when a
@@ -489,7 +495,7 @@ func fromReport(path, plotDir string, markdown bool) int {
 	}
 	upgradeReport(&r)
 	fmt.Printf("%s (%s)\n", path, r.Machine)
-	printTables(r.Summaries, r.Results, markdown)
+	printAll(r.Summaries, r.Results, markdown)
 	if plotDir != "" {
 		paths, err := writePlots(plotDir, r.Summaries)
 		if err != nil {

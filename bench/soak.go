@@ -48,22 +48,22 @@ type SoakReport struct {
 	// The leader's RSS (VmRSS) at the sample nearest a fifth of the
 	// window (minute 2 of 10) and at the last one, the largest sample,
 	// and the peak (VmHWM) of the whole run.
-	EarlyAt      float64 `json:"early_at"`
-	EarlyRSSMiB  float64 `json:"early_rss_mib"`
-	LateAt       float64 `json:"late_at"`
-	LateRSSMiB   float64 `json:"late_rss_mib"`
+	EarlyAt     float64 `json:"early_at"`
+	EarlyRSSMiB float64 `json:"early_rss_mib"`
+	LateAt      float64 `json:"late_at"`
+	LateRSSMiB  float64 `json:"late_rss_mib"`
 	// The RSS rises and falls with each compaction (a sawtooth of a few
 	// MiB), so the targets are judged on the largest samples around those
 	// points: from 15 % to 25 % of the window (minutes 1.5–2.5 of 10), and
 	// in its last 10 % (minutes 9–10).
 	EarlyMaxRSSMiB float64 `json:"early_max_rss_mib"`
 	LateMaxRSSMiB  float64 `json:"late_max_rss_mib"`
-	MaxRSSMiB    float64 `json:"max_rss_mib"`
-	PeakRSSMiB   float64 `json:"peak_rss_mib"`
-	MaxDataMiB   float64 `json:"max_data_mib"`
-	LastDataMiB  float64 `json:"last_data_mib"`
-	Snapshots    uint64  `json:"snapshots"`
-	SnapFailures uint64  `json:"snapshot_failures"`
+	MaxRSSMiB      float64 `json:"max_rss_mib"`
+	PeakRSSMiB     float64 `json:"peak_rss_mib"`
+	MaxDataMiB     float64 `json:"max_data_mib"`
+	LastDataMiB    float64 `json:"last_data_mib"`
+	Snapshots      uint64  `json:"snapshots"`
+	SnapFailures   uint64  `json:"snapshot_failures"`
 	// Baseline: the plain tput of the same sitting (nil if it failed;
 	// BaselineErr says why).
 	Baseline    *RepResult `json:"baseline,omitempty"`

@@ -198,7 +198,14 @@ func decodeKV(r io.Reader) (map[uint64][]byte, blobSpec, error) {
 		return nil, blobSpec{}, fmt.Errorf("kv snapshot: blob of %d bytes", blob.size)
 	}
 	count := binary.BigEndian.Uint64(hdr[24:])
-	m := make(map[uint64][]byte, min(count, 1<<16)) // grown as entries arrive: count is not trusted
+	// The entries are read into a slice first (count is not trusted with
+	// an allocation), then put in a map of the right size: growing the
+	// map as they come costs more than the slice.
+	type entry struct {
+		key uint64
+		v   []byte
+	}
+	var entries []entry
 	var slab []byte
 	var rec [12]byte
 	for i := uint64(0); i < count; i++ {
@@ -217,7 +224,7 @@ func decodeKV(r io.Reader) (map[uint64][]byte, blobSpec, error) {
 		if _, err := io.ReadFull(r, v); err != nil {
 			return nil, blobSpec{}, fmt.Errorf("kv snapshot entry %d of %d: %w", i, count, err)
 		}
-		m[binary.BigEndian.Uint64(rec[:])] = v
+		entries = append(entries, entry{binary.BigEndian.Uint64(rec[:]), v})
 	}
 	var one [1]byte
 	if n, err := r.Read(one[:]); n > 0 || (err != nil && err != io.EOF) {
@@ -225,6 +232,10 @@ func decodeKV(r io.Reader) (map[uint64][]byte, blobSpec, error) {
 			err = errors.New("bytes after the last entry")
 		}
 		return nil, blobSpec{}, fmt.Errorf("kv snapshot: %w", err)
+	}
+	m := make(map[uint64][]byte, len(entries))
+	for _, e := range entries {
+		m[e.key] = e.v
 	}
 	return m, blob, nil
 }

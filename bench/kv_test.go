@@ -167,3 +167,24 @@ func FuzzDecodeKV(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkLoadKV(b *testing.B) {
+	sm := newKV()
+	var cmds [][]byte
+	value := loadgen.ValueBytes(120)
+	for k := range uint64(100_000) {
+		cmds = append(cmds, loadgen.EncodeCommand(k, value))
+	}
+	sm.OnApply(&sliceIter{cmds: cmds})
+	p, _ := sm.OnSnapshotSave(fsm.SnapshotMeta{})
+	sink := &memSink{}
+	if err := p.Persist(sink); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(sink.Len()))
+	for b.Loop() {
+		if err := newKV().OnSnapshotLoad(sourceOf(sink)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -113,7 +113,6 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 	if _, err := o.fill(ctx, c, lp, loadgen.FillSpec{Blob: spec.StateBytes, Seed: uint64(r.Rep)}); err != nil {
 		return err
 	}
-	small.KeyBase = 0
 	if _, err := o.fill(ctx, c, lp, small); err != nil {
 		return err
 	}

@@ -186,7 +186,8 @@ func latencyOf(cuts ...*memberResult) (latency, error) {
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
-// rssMiB is p's current RSS in MiB (NaN if it cannot be read).
+// rssMiB is p's current RSS in MiB (0 if it cannot be read: the
+// process is gone).
 func rssMiB(p *proc) float64 {
 	b, err := currentRSS(p.pid)
 	if err != nil {
@@ -195,6 +196,7 @@ func rssMiB(p *proc) float64 {
 	return mib(b)
 }
 
+// peakMiB is p's peak RSS (VmHWM) in MiB (0 if it cannot be read).
 func peakMiB(p *proc) float64 {
 	b, err := peakRSS(p.pid)
 	if err != nil {

@@ -217,9 +217,64 @@ func TestSelectWorkloads(t *testing.T) {
 		t.Error("an unknown sweep was accepted")
 	}
 	for _, s := range reg {
+		if s.Kind != "" {
+			continue // TestSnapshotWorkloads
+		}
 		if s.Keys != 1024 || s.Clients < 1 || s.Members < 1 || s.Groups < 1 || s.Measure <= 0 {
 			t.Errorf("bad spec %+v", s)
 		}
+	}
+}
+
+func TestSnapshotWorkloads(t *testing.T) {
+	reg := registry(8)
+	specs, err := selectWorkloads(reg, "soak,restart,restart-leader,install", "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, s := range specs {
+		kinds[s.Kind]++
+		if s.Kind != "" && (s.Node == nil || s.Members != 3 || s.Groups != 1 || s.Sweep != snapshotFamily) {
+			t.Errorf("bad spec %+v", s)
+		}
+	}
+	if kinds[kindSoak] != 1 || kinds[kindRestart] != 2 || kinds[kindInstall] != 1 {
+		t.Errorf("kinds %v", kinds)
+	}
+	// Never run by "all", nor by -sweep all.
+	all, _ := selectWorkloads(reg, "all", "all")
+	for _, s := range all {
+		if s.Kind != "" {
+			t.Errorf("%s selected by all", s.Name)
+		}
+	}
+	// asyncraft only; goroutine clients in auto; the size flags apply.
+	sel, _ := selectWorkloads(reg, "soak,restart,install", "")
+	runs, skipped := expandRuns(sel, runOptions{systems: systemNames, client: clientAuto, measure: time.Minute,
+		history: 1000, stateBytes: 1 << 20, tail: 5, sample: time.Second})
+	if got := runNames(runs); got != "soak:asyncraft/goroutine restart:asyncraft/goroutine install:asyncraft/goroutine" {
+		t.Errorf("runs %s", got)
+	}
+	if len(skipped) != 2 || !strings.Contains(skipped[0], "asyncraft only") {
+		t.Errorf("skipped %q", skipped)
+	}
+	if r := runs[1]; r.History != 1000 || r.StateBytes != 1<<20 || r.Tail != 5 || r.Measure != time.Minute {
+		t.Errorf("restart sized %+v", r)
+	}
+	if r := runs[0]; r.SampleEvery != time.Second || r.StateBytes != 0 {
+		t.Errorf("soak sized %+v", r)
+	}
+	if r := runs[2]; r.StateBytes != 1<<20 || r.History != 0 {
+		t.Errorf("install sized %+v", r)
+	}
+	o := &orchestrator{reps: 3}
+	if o.repsOf(runs[0]) != 1 || o.repsOf(runs[1]) != 3 {
+		t.Error("soak runs once unless -reps says otherwise")
+	}
+	o.explicitReps = true
+	if o.repsOf(runs[0]) != 3 {
+		t.Error("-reps does not win")
 	}
 }
 

@@ -29,7 +29,11 @@ type proc struct {
 	addr    string
 	version string // the library, as the process reported it
 	logPath string
+	dataDir string
 	exited  chan struct{} // closed once the process has been waited for
+	// retired: stopped on purpose (a restart workload); its exit is
+	// expected. Set and read on the orchestrator's goroutine.
+	retired bool
 }
 
 // live holds every member process started and not yet waited for, so
@@ -133,7 +137,9 @@ type cluster struct {
 	events chan tagged
 	// pending: events that arrived while await waited for another.
 	pending []tagged
-	closed  chan struct{}
+	// onProgress, if set, sees the progress events await skips.
+	onProgress func(tagged)
+	closed     chan struct{}
 }
 
 // clusterConfig is what a cluster needs beyond the workload.
@@ -163,13 +169,13 @@ func startCluster(ctx context.Context, spec Spec, dir string, cfg clusterConfig)
 		return nil, fmt.Errorf("no member program for %s", spec.System)
 	}
 	if spec.InProc {
-		if err := c.spawn(exe, "all", ids, "local"); err != nil {
+		if _, err := c.spawn(exe, "all", ids, "local"); err != nil {
 			c.stop()
 			return nil, err
 		}
 	} else {
 		for _, id := range ids {
-			if err := c.spawn(exe, id, []string{id}, "127.0.0.1:0"); err != nil {
+			if _, err := c.spawn(exe, id, []string{id}, "127.0.0.1:0"); err != nil {
 				c.stop()
 				return nil, err
 			}
@@ -187,7 +193,7 @@ func startCluster(ctx context.Context, spec Spec, dir string, cfg clusterConfig)
 		c.peers = append(c.peers, loadgen.Peer{ID: id, Addr: c.byID[id].addr})
 	}
 	for _, p := range c.procs {
-		err := p.send(command{Op: "start", Peers: c.peers, Groups: spec.Groups, LeaderET: cfg.leaderET, FollowerET: cfg.followerET})
+		err := p.send(c.startCommand(cfg, spec.Node))
 		if err == nil {
 			_, err = c.await(ctx, p, "started", cfg.startTimeout)
 		}
@@ -199,34 +205,99 @@ func startCluster(ctx context.Context, spec Spec, dir string, cfg clusterConfig)
 	return c, nil
 }
 
-func (c *cluster) spawn(exe, name string, ids []string, addr string) error {
-	p := &proc{name: name, ids: ids, logPath: filepath.Join(c.dir, name+".log"), exited: make(chan struct{})}
-	logf, err := os.Create(p.logPath)
+// startCommand is the "start" command of the cluster's members.
+func (c *cluster) startCommand(cfg clusterConfig, node *loadgen.NodeConfig) command {
+	return command{Op: "start", Peers: c.peers, Groups: c.spec.Groups, LeaderET: cfg.leaderET, FollowerET: cfg.followerET, Node: node}
+}
+
+// spawn starts a member process and adds it to the cluster (in place of
+// the process of the same name, if any).
+func (c *cluster) spawn(exe, name string, ids []string, addr string, extra ...string) (*proc, error) {
+	p := &proc{name: name, ids: ids, logPath: filepath.Join(c.dir, name+".log"), dataDir: filepath.Join(c.dir, name), exited: make(chan struct{})}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
-	p.cmd = exec.Command(exe, memberFlag, "-system", c.spec.System, "-ids", strings.Join(ids, ","), "-addr", addr, "-data", filepath.Join(c.dir, name))
+	args := []string{memberFlag, "-system", c.spec.System, "-ids", strings.Join(ids, ","), "-addr", addr, "-data", p.dataDir}
+	if n := c.spec.Node; n != nil {
+		if n.WALSegmentSize != 0 {
+			args = append(args, "-wal-segment-size", fmt.Sprint(n.WALSegmentSize))
+		}
+		if n.SnapshotBytesPerSecond != 0 {
+			args = append(args, "-snapshot-rate", fmt.Sprint(n.SnapshotBytesPerSecond))
+		}
+	}
+	p.cmd = exec.Command(exe, append(args, extra...)...)
 	p.cmd.Stderr = logf
 	p.cmd.SysProcAttr = memberProcAttr()
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		return err
+		return nil, err
 	}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := p.cmd.Start(); err != nil {
-		return fmt.Errorf("start member %s: %w", name, err)
+		return nil, fmt.Errorf("start member %s: %w", name, err)
 	}
 	p.pid = p.cmd.Process.Pid
 	register(p)
-	c.procs = append(c.procs, p)
+	if i := slices.IndexFunc(c.procs, func(q *proc) bool { return q.name == name }); i >= 0 {
+		c.procs[i] = p
+	} else {
+		c.procs = append(c.procs, p)
+	}
 	for _, id := range ids {
 		c.byID[id] = p
 	}
 	go c.read(p, stdout)
-	return nil
+	return p, nil
+}
+
+// restartTimes are the moments of a member's restart.
+type restartTimes struct {
+	Spawned, Ready, Started time.Time
+}
+
+// restart stops p in order (its host closes), wipes its data directory
+// if asked, and starts it again at the same address with the same data
+// directory, then its nodes with node's options. It returns the new
+// process and when it was spawned, was ready (its host up) and had
+// started its nodes (StartNode returned). extra: more flags of the
+// member.
+func (c *cluster) restart(ctx context.Context, p *proc, wipe bool, cfg clusterConfig, node *loadgen.NodeConfig, extra ...string) (*proc, restartTimes, error) {
+	var t restartTimes
+	p.retired = true
+	p.stop(30 * time.Second)
+	if wipe {
+		if err := os.RemoveAll(p.dataDir); err != nil {
+			return nil, t, err
+		}
+	}
+	exe := cfg.exes[c.spec.System]
+	t.Spawned = time.Now()
+	np, err := c.spawn(exe, p.name, p.ids, p.addr, extra...)
+	if err != nil {
+		return nil, t, err
+	}
+	ev, err := c.await(ctx, np, "ready", cfg.startTimeout)
+	if err != nil {
+		return nil, t, err
+	}
+	t.Ready = time.Now()
+	np.addr, np.version = ev.Addr, ev.Version
+	if np.addr != p.addr {
+		return nil, t, fmt.Errorf("member %s came back at %s, not at %s", p.name, np.addr, p.addr)
+	}
+	if err := np.send(c.startCommand(cfg, node)); err != nil {
+		return nil, t, err
+	}
+	if _, err := c.await(ctx, np, "started", 5*time.Minute); err != nil {
+		return nil, t, err
+	}
+	t.Started = time.Now()
+	return np, t, nil
 }
 
 // read forwards p's events until its stdout ends, then reaps it.
@@ -288,12 +359,16 @@ func (c *cluster) await(ctx context.Context, p *proc, want string, limit time.Du
 		select {
 		case t := <-c.events:
 			switch {
+			case t.p.retired && t.ev.Ev == "exit":
+				// stopped on purpose
 			case t.p == p && t.ev.Ev == want:
 				return t.ev, nil
 			case t.ev.Ev == "exit" || (t.p == p && t.ev.Ev == "error"):
 				return event{}, c.failure(t, "waiting for "+want)
 			case t.ev.Ev != "progress":
 				c.pending = append(c.pending, t)
+			case c.onProgress != nil:
+				c.onProgress(t)
 			}
 		case <-timer.C:
 			return event{}, fmt.Errorf("member %s (pid %d) did not answer %q within %v", p.name, p.pid, want, limit)

@@ -15,7 +15,7 @@ import (
 // next operation from the callback of the previous one, on the host's
 // callback executor.
 type client struct {
-	r       *loadgen.Recorder
+	r       loadgen.Sink
 	gi      int
 	gn      *groupNode
 	rng     *rand.Rand
@@ -68,8 +68,8 @@ func (c *client) complete(st closure.Status, now time.Time) {
 }
 
 // callbackClients returns the Launch function of the callback model.
-func callbackClients(nodes []*groupNode, mode asyncraft.ReadMode) func(*loadgen.Recorder) {
-	return func(r *loadgen.Recorder) {
+func callbackClients(nodes []*groupNode, mode asyncraft.ReadMode) func(loadgen.Sink) {
+	return func(r loadgen.Sink) {
 		spec := r.Spec()
 		for i := 0; i < spec.Clients; i++ {
 			gi := i % len(nodes)
@@ -101,21 +101,8 @@ func (m *member) Run(cmd command, cfg loadgen.RunConfig) (*memberResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	mode := asyncraft.ReadSafe
-	if cfg.Spec.ReadMode == "lease" {
-		mode = asyncraft.ReadLease
-	}
-	switch cfg.Spec.Client {
-	case loadgen.ClientCallback:
-		cfg.Launch = callbackClients(nodes, mode)
-	case loadgen.ClientGoroutine, "":
-		targets := make([]loadgen.Target, len(nodes))
-		for i, gn := range nodes {
-			targets[i] = target{gn, mode}
-		}
-		cfg.Launch = loadgen.GoroutineClients(targets, m.ErrorName)
-	default:
-		return nil, fmt.Errorf("unknown client model %q", cfg.Spec.Client)
+	if cfg.Launch, err = m.launch(cfg.Spec, nodes); err != nil {
+		return nil, err
 	}
 	var w0, e0, rd0, rr0, w1, e1, rd1, rr1 uint64
 	cfg.WindowStart = func() { w0, e0, rd0, rr0 = logCounters(nodes) }
@@ -127,4 +114,33 @@ func (m *member) Run(cmd command, cfg loadgen.RunConfig) (*memberResult, error) 
 	res.LogWrites, res.LogEntries = w1-w0, e1-e0
 	res.Reads, res.ReadRounds = rd1-rd0, rr1-rr0
 	return res, nil
+}
+
+// Launch starts a background load (loadgen.Loader) in the spec's client
+// model on the groups this process leads.
+func (m *member) Launch(spec loadgen.Spec, groups []string) (func(loadgen.Sink), error) {
+	nodes, err := m.driven(groups)
+	if err != nil {
+		return nil, err
+	}
+	return m.launch(spec, nodes)
+}
+
+// launch returns the function that starts spec's clients on nodes.
+func (m *member) launch(spec loadgen.Spec, nodes []*groupNode) (func(loadgen.Sink), error) {
+	mode := asyncraft.ReadSafe
+	if spec.ReadMode == "lease" {
+		mode = asyncraft.ReadLease
+	}
+	switch spec.Client {
+	case loadgen.ClientCallback:
+		return callbackClients(nodes, mode), nil
+	case loadgen.ClientGoroutine, "":
+		targets := make([]loadgen.Target, len(nodes))
+		for i, gn := range nodes {
+			targets[i] = target{gn, mode}
+		}
+		return loadgen.GoroutineClients(targets, m.ErrorName), nil
+	}
+	return nil, fmt.Errorf("unknown client model %q", spec.Client)
 }

@@ -68,6 +68,10 @@ func orchestrate() (code int) {
 		groups     = flag.Int("groups", 8, "groups per host in the multigroup sweep")
 		markdown   = flag.Bool("markdown", false, "print the table in Markdown as well")
 		list       = flag.Bool("list", false, "list the workloads and exit")
+		history    = flag.Uint64("history", 0, "restart workloads: entries of history (0: the workload's own, 10 M)")
+		stateMiB   = flag.Int64("state", 0, "restart and install workloads: MiB of state (0: the workload's own, 100 and 1024)")
+		tail       = flag.Int64("tail", -1, "restart workloads: entries written after the member's snapshot (-1: the workload's own, 100,000)")
+		sample     = flag.Duration("sample", 0, "soak: sampling interval (0: the workload's own, 10s)")
 		replay     = flag.String("report", "", "run nothing: print the table (and -plot the charts) of a -json file")
 	)
 	flag.Usage = func() {
@@ -150,7 +154,8 @@ func orchestrate() (code int) {
 			return 1
 		}
 	}
-	runs, skipped := expandRuns(specs, runOptions{systems: sysList, client: *client, warmup: *warmup, measure: *measure, opTimeout: *opTimeout})
+	runs, skipped := expandRuns(specs, runOptions{systems: sysList, client: *client, warmup: *warmup, measure: *measure, opTimeout: *opTimeout,
+		history: *history, stateBytes: *stateMiB << 20, tail: *tail, sample: *sample})
 	if len(runs) == 0 {
 		fmt.Fprintln(os.Stderr, "bench: nothing to run:\n  "+strings.Join(skipped, "\n  "))
 		return 2
@@ -174,29 +179,34 @@ func orchestrate() (code int) {
 	defer stop()
 
 	machine := readMachine(*tmp)
+	explicitReps := false
+	flag.Visit(func(f *flag.Flag) { explicitReps = explicitReps || f.Name == "reps" })
+	o := &orchestrator{
+		cfg:          clusterConfig{exes: exes, leaderET: *leaderET, followerET: *followerET, startTimeout: 30 * time.Second},
+		tmp:          *tmp,
+		reps:         *reps,
+		retries:      *retries,
+		maxOther:     *maxOther,
+		stall:        *stall,
+		builds:       map[string]string{},
+		explicitReps: explicitReps,
+	}
+	defer o.cleanup()
 	var work time.Duration
 	for _, s := range runs {
-		work += time.Duration(*reps) * (s.Warmup + s.Measure + setupEstimate)
+		work += time.Duration(o.repsOf(s)) * (s.Warmup + s.Measure + setupEstimate)
 	}
 	fmt.Fprintf(os.Stderr, "machine: %s\n", machine)
-	fmt.Fprintf(os.Stderr, "running %d runs × %d reps (about %v without repeats):\n", len(runs), *reps, work.Round(time.Second))
+	fmt.Fprintf(os.Stderr, "running %d runs (about %v without repeats):\n", len(runs), work.Round(time.Second))
 	for _, s := range runs {
-		fmt.Fprintf(os.Stderr, "  %-16s %-20s %s\n", s.Name, runLabel(s), describe(s))
+		fmt.Fprintf(os.Stderr, "  %-16s %-20s %s; %s\n", s.Name, runLabel(s), describe(s), plural(o.repsOf(s), "rep"))
 	}
 	for _, s := range skipped {
 		fmt.Fprintf(os.Stderr, "  not run: %s\n", s)
 	}
 
 	u := newUI(work)
-	o := &orchestrator{
-		cfg:      clusterConfig{exes: exes, leaderET: *leaderET, followerET: *followerET, startTimeout: 30 * time.Second},
-		tmp:      *tmp,
-		reps:     *reps,
-		retries:  *retries,
-		maxOther: *maxOther,
-		stall:    *stall,
-		ui:       u,
-	}
+	o.ui = u
 	if *profileDir != "" {
 		o.profileDir = *profileDir
 	}
@@ -209,11 +219,24 @@ func orchestrate() (code int) {
 	for _, s := range runs {
 		sums = append(sums, summarizeWorkload(s, results))
 	}
-	fmt.Printf("\n%s; median of %d repetitions (min–max); %s\n", started.Format("2006-01-02 15:04"), *reps, machine)
-	if *warmup > 0 || *measure > 0 {
-		fmt.Printf("SHORTENED RUNS (-warmup %v -measure %v): a smoke test, not figures to quote\n", *warmup, *measure)
+	var repCounts []string
+	for _, s := range runs {
+		if n := fmt.Sprint(o.repsOf(s)); !slices.Contains(repCounts, n) {
+			repCounts = append(repCounts, n)
+		}
 	}
-	printTables(sums, results, *markdown)
+	fmt.Printf("\n%s; median of %s repetitions (min–max); %s\n", started.Format("2006-01-02 15:04"), strings.Join(repCounts, " or "), machine)
+	var shortened []string
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "warmup", "measure", "history", "state", "tail":
+			shortened = append(shortened, "-"+f.Name+" "+f.Value.String())
+		}
+	})
+	if len(shortened) > 0 {
+		fmt.Printf("SHORTENED RUNS (%s): a smoke test, not figures to quote\n", strings.Join(shortened, " "))
+	}
+	printAll(sums, results, *markdown)
 	for _, sys := range notRun {
 		fmt.Printf("\n%s: NOT measured (its member program could not be built; see stderr)\n", sys)
 	}
@@ -255,6 +278,27 @@ func orchestrate() (code int) {
 		}
 	}
 	return code
+}
+
+// printAll prints the table of the standard kind of workloads (if any
+// ran) and the reports of the snapshot workloads.
+func printAll(sums []Summary, results []RepResult, markdown bool) {
+	var standard []Summary
+	for _, s := range sums {
+		if s.Spec.Kind == "" {
+			standard = append(standard, s)
+		}
+	}
+	if len(standard) > 0 {
+		var plain []RepResult
+		for _, r := range results {
+			if r.Soak == nil && r.Restart == nil && r.Install == nil {
+				plain = append(plain, r)
+			}
+		}
+		printTables(standard, plain, markdown)
+	}
+	fmt.Print(snapReports(results))
 }
 
 // printTables prints the results table, the systems side by side (when a
@@ -451,7 +495,7 @@ func fromReport(path, plotDir string, markdown bool) int {
 	}
 	upgradeReport(&r)
 	fmt.Printf("%s (%s)\n", path, r.Machine)
-	printTables(r.Summaries, r.Results, markdown)
+	printAll(r.Summaries, r.Results, markdown)
 	if plotDir != "" {
 		paths, err := writePlots(plotDir, r.Summaries)
 		if err != nil {

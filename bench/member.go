@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asyncraft/asyncraft"
@@ -40,12 +42,18 @@ type member struct {
 	ids   []string
 	nodes map[string]*groupNode
 	order []string // group/id, in start order
+	// recovered is called once a watched node serves (it ends the
+	// -profile-recovery profile).
+	recovered func()
 }
 
 // groupNode is a node of this process and its state machine.
 type groupNode struct {
 	node *asyncraft.Node
 	sm   *kv
+	// recovery, with NodeConfig.Watch: the node's recovery timeline,
+	// sent once when it serves (or gives up).
+	recovery chan *loadgen.Recovery
 }
 
 func memberMain(args []string) error {
@@ -54,14 +62,32 @@ func memberMain(args []string) error {
 	addr := fs.String("addr", "127.0.0.1:0", `host address ("local": a host without a network)`)
 	data := fs.String("data", "", "data directory")
 	system := fs.String("system", "asyncraft", "the library (this binary runs asyncraft only)")
+	segment := fs.Int64("wal-segment-size", 0, "HostOptions.WALSegmentSize (0: the library's default)")
+	snapRate := fs.Int64("snapshot-rate", 0, "HostOptions.SnapshotBytesPerSecond (0: the library's default; negative: no cap)")
+	recoveryProfile := fs.String("profile-recovery", "", "write a CPU profile from the process's start until its watched node serves (restart workloads)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *system != "asyncraft" {
 		return fmt.Errorf("this member runs asyncraft, not %s (the peers' members are built from bench/peers)", *system)
 	}
+	stopProfile := func() {}
+	if *recoveryProfile != "" {
+		f, err := os.Create(*recoveryProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		var once sync.Once
+		stopProfile = func() { once.Do(func() { pprof.StopCPUProfile(); f.Close() }) }
+		defer stopProfile()
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: *addr, Local: *addr == "local", DataDir: *data, Logger: logger})
+	host, err := asyncraft.NewHost(asyncraft.HostOptions{Addr: *addr, Local: *addr == "local", DataDir: *data, Logger: logger,
+		WALSegmentSize: *segment, SnapshotBytesPerSecond: *snapRate})
 	if err != nil {
 		return err
 	}
@@ -70,7 +96,7 @@ func memberMain(args []string) error {
 		defer cancel()
 		host.Close(ctx)
 	}()
-	m := &member{host: host, ids: splitList(*ids), nodes: map[string]*groupNode{}}
+	m := &member{host: host, ids: splitList(*ids), nodes: map[string]*groupNode{}, recovered: stopProfile}
 	return loadgen.Serve(m, os.Stdin, os.Stdout)
 }
 
@@ -96,15 +122,32 @@ func (m *member) Start(cmd command) error {
 				et = cmd.LeaderET
 			}
 			sm := newKV()
-			n, err := m.host.StartNode(asyncraft.NodeOptions{
+			opts := asyncraft.NodeOptions{
 				Group: groupName(g), ID: id, Peers: peers, StateMachine: sm,
 				ElectionTimeout: et, // 0: the library's default
-			})
+			}
+			var nc loadgen.NodeConfig
+			if cmd.Node != nil {
+				nc = *cmd.Node
+			}
+			opts.SnapshotEntries, opts.SnapshotLogBytes = nc.SnapshotEntries, nc.SnapshotLogBytes
+			opts.SnapshotTrailingEntries = nc.SnapshotTrailingEntries
+			t0 := time.Now()
+			n, err := m.host.StartNode(opts)
 			if err != nil {
 				return err
 			}
+			startNode := time.Since(t0)
 			key := groupName(g) + "/" + id
-			m.nodes[key] = &groupNode{node: n, sm: sm}
+			gn := &groupNode{node: n, sm: sm}
+			if nc.Watch {
+				gn.recovery = make(chan *loadgen.Recovery, 1)
+				go func() {
+					watchRecovery(gn, t0, startNode, n.Status())
+					m.recovered()
+				}()
+			}
+			m.nodes[key] = gn
 			m.order = append(m.order, key)
 		}
 	}
@@ -115,8 +158,16 @@ func (m *member) Status() []nodeStatus {
 	out := make([]nodeStatus, 0, len(m.order))
 	for _, key := range m.order {
 		s := m.nodes[key].node.Status()
+		gn := m.nodes[key]
+		mt, st := gn.node.Metrics(), gn.node.SnapshotStats()
 		ns := nodeStatus{Group: s.Group, ID: s.ID, Role: s.Role.String(), Term: s.Term,
-			Leader: s.Leader, Commit: s.Commit, Applied: s.Applied}
+			Leader: s.Leader, Commit: s.Commit, Applied: s.Applied,
+			LastIndex: s.LastIndex, FirstIndex: s.FirstIndex, SnapshotIndex: s.SnapshotIndex,
+			Snapshots: mt.Snapshots.Load(), SnapshotFailures: mt.SnapshotFailures.Load(),
+			InstallsStarted: mt.InstallsStarted.Load(), InstallsDone: mt.InstallsDone.Load(),
+			InstallFailures: mt.InstallFailures.Load(), SnapshotsSent: mt.SnapshotsSent.Load(),
+			SnapBytesSent: st.BytesSent.Load(), SnapBytesReceived: st.BytesReceived.Load(),
+			SnapshotBytes: gn.sm.snapBytes.Load()}
 		if s.Err != nil {
 			ns.Err = s.Err.Error()
 		}

@@ -1,6 +1,9 @@
 package main
 
-import "syscall"
+import (
+	"io/fs"
+	"syscall"
+)
 
 // memberProcAttr puts a member process in its own process group (a Ctrl-C
 // on the terminal reaches the orchestrator only, which kills its members
@@ -8,4 +11,12 @@ import "syscall"
 // A member also exits when its stdin ends.
 func memberProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// allocatedBytes is the space a file takes on disk (st_blocks × 512).
+func allocatedBytes(info fs.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
 }

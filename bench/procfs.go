@@ -107,6 +107,44 @@ func parseVmHWM(b []byte) (uint64, error) {
 	return 0, errors.New("no VmHWM line (a kernel thread, or not Linux)")
 }
 
+// parseStatusKB returns the line "<field>: <n> kB" of /proc/<pid>/status
+// in bytes.
+func parseStatusKB(b []byte, field string) (uint64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("%s line %q is not \"<n> kB\"", field, sc.Text())
+		}
+		kb, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", field, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("no %s line (a kernel thread, or not Linux)", field)
+}
+
+// currentRSS is the resident set size of pid now (VmRSS), in bytes.
+func currentRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKB(b, "VmRSS")
+}
+
+// resetPeakRSS resets pid's VmHWM to its current RSS (writing 5 to
+// /proc/<pid>/clear_refs, Linux 4.0 and later), so that a later peakRSS
+// is the peak since now.
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
 func peakRSS(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

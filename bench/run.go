@@ -79,6 +79,11 @@ type RepResult struct {
 	Profiles        []string          `json:"cpu_profiles,omitempty"`
 	// Hist: latencies of the window (µs), HdrHistogram V2 compressed.
 	Hist []byte `json:"hist,omitempty"`
+
+	// The snapshot workloads' own figures (snapruns.go).
+	Soak    *SoakReport    `json:"soak,omitempty"`
+	Restart *RestartReport `json:"restart,omitempty"`
+	Install *InstallReport `json:"install,omitempty"`
 }
 
 type memberFigures struct {
@@ -100,6 +105,26 @@ type orchestrator struct {
 	stall      time.Duration
 	profileDir string
 	ui         *ui
+	// builds: the data directories of the restart workloads' histories,
+	// by restartKey, kept for the next repetition (removed by cleanup).
+	builds map[string]string
+	// explicitReps: -reps was given (it then wins over Spec.Reps).
+	explicitReps bool
+}
+
+// cleanup removes the kept histories.
+func (o *orchestrator) cleanup() {
+	for _, dir := range o.builds {
+		os.RemoveAll(dir)
+	}
+}
+
+// repsOf is the number of repetitions of spec.
+func (o *orchestrator) repsOf(spec Spec) int {
+	if spec.Reps > 0 && !o.explicitReps {
+		return spec.Reps
+	}
+	return o.reps
 }
 
 // runAll runs every repetition of every workload, repetition by
@@ -107,10 +132,17 @@ type orchestrator struct {
 // workloads), and returns every attempt.
 func (o *orchestrator) runAll(ctx context.Context, specs []Spec) []RepResult {
 	var all []RepResult
-	for rep := 1; rep <= o.reps; rep++ {
+	most := 0
+	for _, spec := range specs {
+		most = max(most, o.repsOf(spec))
+	}
+	for rep := 1; rep <= most; rep++ {
 		for _, spec := range specs {
 			if ctx.Err() != nil {
 				return all
+			}
+			if rep > o.repsOf(spec) {
+				continue
 			}
 			all = append(all, o.repetition(ctx, spec, rep)...)
 		}
@@ -123,8 +155,20 @@ func (o *orchestrator) runAll(ctx context.Context, specs []Spec) []RepResult {
 func (o *orchestrator) repetition(ctx context.Context, spec Spec, rep int) []RepResult {
 	var out []RepResult
 	best := -1
+	if spec.Kind != "" {
+		desc := fmt.Sprintf("%s %s rep %d/%d", spec.Name, runLabel(spec), rep, o.repsOf(spec))
+		o.ui.beginRun(desc, spec.Warmup+spec.Measure, false)
+		r := o.special(ctx, spec, rep, desc)
+		o.ui.endRun()
+		if r.Err != "" {
+			o.ui.logf("%s FAILED: %s", desc, r.Err)
+		} else {
+			o.ui.logf("%s: %s", desc, oneLine(r))
+		}
+		return []RepResult{r}
+	}
 	for attempt := 1; attempt <= 1+o.retries; attempt++ {
-		desc := fmt.Sprintf("%s %s rep %d/%d", spec.Name, runLabel(spec), rep, o.reps)
+		desc := fmt.Sprintf("%s %s rep %d/%d", spec.Name, runLabel(spec), rep, o.repsOf(spec))
 		if attempt > 1 {
 			desc += fmt.Sprintf(" (again, %d)", attempt)
 		}

@@ -93,6 +93,8 @@ func supports(spec Spec) (bool, string) {
 	switch {
 	case spec.Client != loadgen.ClientGoroutine:
 		return false, "its driver has goroutine clients only"
+	case spec.Kind != "":
+		return false, "the snapshot workloads run on asyncraft only"
 	case spec.Sweep != "standard":
 		return false, "the peers run the standard workloads only"
 	case spec.Op == loadgen.OpRead && spec.ReadMode == "lease":
@@ -108,6 +110,29 @@ type runOptions struct {
 	warmup    time.Duration // 0: each workload's own
 	measure   time.Duration // 0: each workload's own
 	opTimeout time.Duration // a goroutine client's deadline per operation
+	// The snapshot workloads' sizes, if set (-history, -state, -tail,
+	// -sample).
+	history    uint64
+	stateBytes int64
+	tail       int64 // -1: the workload's own
+	sample     time.Duration
+}
+
+// sized applies the size flags to a snapshot workload.
+func (o runOptions) sized(r Spec) Spec {
+	if o.history > 0 && r.Kind == kindRestart {
+		r.History = o.history
+	}
+	if o.stateBytes > 0 && (r.Kind == kindRestart || r.Kind == kindInstall) {
+		r.StateBytes = o.stateBytes
+	}
+	if o.tail >= 0 && r.Kind == kindRestart {
+		r.Tail = uint64(o.tail)
+	}
+	if o.sample > 0 && r.Kind == kindSoak {
+		r.SampleEvery = o.sample
+	}
+	return r
 }
 
 // expandRuns turns the selected workloads into the runs of one
@@ -131,6 +156,7 @@ func expandRuns(specs []Spec, o runOptions) (runs []Spec, skipped []string) {
 					r.Measure = o.measure
 				}
 				r.OpTimeout = o.opTimeout
+				r = o.sized(r)
 				if ok, why := supports(r); !ok {
 					if isPeer(sys) && model == loadgen.ClientCallback && (o.client == clientBoth || o.client == clientAuto) {
 						continue

@@ -16,6 +16,9 @@ type Spec = loadgen.Spec
 // describe is a one-line description of the workload as spec.System runs
 // it in spec.Client's model.
 func describe(s Spec) string {
+	if d := describeKind(s); d != "" {
+		return d
+	}
 	var b strings.Builder
 	b.WriteString(apiOf(s))
 	fmt.Fprintf(&b, ", %s, %v + %v", plural(s.Clients, "client"), s.Warmup, s.Measure)
@@ -134,7 +137,51 @@ func registry(groups int) []Spec {
 		s.Sweep, s.Param = "clients", c
 		add(s)
 	}
+
+	// The snapshot workloads (snapruns.go), asyncraft only, by name only.
+	soak := base("soak", 256, 2*time.Second, 10*time.Minute)
+	soak.Kind, soak.Sweep, soak.Reps, soak.SampleEvery = kindSoak, snapshotFamily, 1, 10*time.Second
+	soak.Node = &loadgen.NodeConfig{SnapshotEntries: soakSnapshotEntries}
+	add(soak)
+	for _, target := range []string{"follower", "leader"} {
+		s := base("restart", 0, 0, 0)
+		if target == "leader" {
+			s.Name = "restart-leader"
+		}
+		s.Kind, s.Sweep, s.Target = kindRestart, snapshotFamily, target
+		s.History, s.StateBytes, s.Tail = 10_000_000, 100<<20, 100_000
+		s.Node = &loadgen.NodeConfig{SnapshotEntries: 2_000_000}
+		add(s)
+	}
+	inst := base("install", 1, time.Second, 10*time.Second)
+	inst.Kind, inst.Sweep, inst.StateBytes = kindInstall, snapshotFamily, 1<<30
+	inst.Node = &loadgen.NodeConfig{SnapshotTrailingEntries: 1000, WALSegmentSize: 1 << 20}
+	add(inst)
 	return out
+}
+
+// snapshotFamily is the Sweep of the snapshot workloads: selected by name
+// only (-workload soak), never by "all".
+const snapshotFamily = "snapshots"
+
+// soakSnapshotEntries is soak's NodeOptions.SnapshotEntries: a snapshot
+// every 2–5 s at tput's 40,000–100,000 ops/s.
+const soakSnapshotEntries = 200_000
+
+// describeKind describes a snapshot workload ("" for the others).
+func describeKind(s Spec) string {
+	switch s.Kind {
+	case kindSoak:
+		return fmt.Sprintf("tput's load (%s) for %v after %v, a snapshot every %s entries; sampled every %v: ops/s, leader RSS, data dirs; "+
+			"first a plain tput (snapshots off) to compare", plural(s.Clients, "client"), s.Measure, s.Warmup, fmtInt(float64(s.Node.SnapshotEntries)), s.SampleEvery)
+	case kindRestart:
+		return fmt.Sprintf("a %s restarted after a history of %s entries with a %.0f MiB snapshot and %s entries after it: "+
+			"StartNode (snapshot load), tail replay, first read served", s.Target, fmtInt(float64(s.History)), float64(s.StateBytes)/(1<<20), fmtInt(float64(s.Tail)))
+	case kindInstall:
+		return fmt.Sprintf("a %.0f MiB snapshot installed on a wiped follower, lat1 through the leader before/during/after (%v windows): "+
+			"install time, RSS of both ends, lat1 p99", float64(s.StateBytes)/(1<<20), s.Measure)
+	}
+	return ""
 }
 
 // selectWorkloads resolves -workload and -sweep into the list to run.

@@ -26,6 +26,28 @@ type Target interface {
 	Read(ctx context.Context, key uint64) (found bool, err error)
 }
 
+// Sink receives the completions of closed-loop clients, of any model:
+// a Recorder (a run's fixed window) or a Meter (a background load, cut
+// into intervals). Its methods may be called from many goroutines.
+type Sink interface {
+	// Spec is the workload; Value the value of every command
+	// (EncodeCommand copies it).
+	Spec() Spec
+	Value() []byte
+	// Over reports whether a client should stop at now: it then issues
+	// nothing more and calls Stopped, once.
+	Over(now time.Time) bool
+	Stopped()
+	// OK records an operation of group gi issued at issued that
+	// completed OK at now; Fail a failed one, by kind; Missing a read
+	// that found no value.
+	OK(gi int, issued, now time.Time)
+	Fail(kind string)
+	Missing()
+}
+
+var _ Sink = (*Recorder)(nil)
+
 // Recorder collects one run's completions. Clients of any model report
 // to it: OK or Fail for every operation, Stopped once when they issue no
 // more (after Over).
@@ -162,12 +184,13 @@ const DefaultOpTimeout = 5 * time.Second
 // goroutine clients, client i on targets[i mod len]: each loops
 // context.WithTimeout + one blocking call until the window is over. A
 // failed operation is counted under name(err) and retried 1 ms later.
-func GoroutineClients(targets []Target, name func(error) string) func(*Recorder) {
+func GoroutineClients(targets []Target, name func(error) string) func(Sink) {
 	if name == nil {
 		name = ErrorName
 	}
-	return func(r *Recorder) {
+	return func(r Sink) {
 		spec := r.Spec()
+		value := r.Value()
 		timeout := spec.OpTimeout
 		if timeout <= 0 {
 			timeout = DefaultOpTimeout
@@ -189,7 +212,7 @@ func GoroutineClients(targets []Target, name func(error) string) func(*Recorder)
 					if spec.Op == OpRead {
 						found, err = t.Read(ctx, key)
 					} else {
-						err = t.Propose(ctx, EncodeCommand(key, r.value))
+						err = t.Propose(ctx, EncodeCommand(key, value))
 					}
 					cancel()
 					now := time.Now()

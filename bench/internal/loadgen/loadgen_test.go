@@ -200,9 +200,65 @@ func TestServe(t *testing.T) {
 	if ev := next("error"); ev.Err != "fake v1 has no callback clients" {
 		t.Errorf("callback clients: %+v", ev)
 	}
+	// A background load, cut twice, then stopped; an unknown command.
+	send(Command{Op: "cut"})
+	if ev := next("error"); ev.Err == "" {
+		t.Errorf("cut without a load: %+v", ev)
+	}
+	load := spec
+	load.Op = OpPropose
+	send(Command{Op: "load", Spec: &load, Drive: []string{"g0"}})
+	next("loading")
+	send(Command{Op: "load", Spec: &load, Drive: []string{"g0"}})
+	next("error")
+	time.Sleep(20 * time.Millisecond)
+	send(Command{Op: "cut"})
+	first := next("cut").Result
+	send(Command{Op: "unload", Stall: time.Second})
+	last := next("cut").Result
+	if first == nil || last == nil || first.Ops == 0 || first.Seconds <= 0 || last.Unfinished != 0 || first.PerGroup["g0"] != first.Ops {
+		t.Errorf("cuts %+v %+v", first, last)
+	}
+	if h, err := hdr.Decode(first.Hist); err != nil || uint64(h.TotalCount()) != first.Ops {
+		t.Errorf("cut histogram: %v", err)
+	}
+	send(Command{Op: "cut"})
+	next("error")
+	send(Command{Op: "snapshot"})
+	if ev := next("error"); ev.Err != `unknown command "snapshot"` {
+		t.Errorf("unknown command: %+v", ev)
+	}
 	send(Command{Op: "quit"})
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
 	inW.Close()
+}
+
+func TestMeter(t *testing.T) {
+	m := NewMeter(Spec{Clients: 2, ValueSize: 3}, []string{"g0", "g1"})
+	now := time.Now()
+	m.OK(0, now.Add(-2*time.Millisecond), now)
+	m.OK(1, now.Add(-4*time.Millisecond), now)
+	m.Fail("EBUSY")
+	m.Missing()
+	if m.Over(now) || len(m.Value()) != 3 {
+		t.Error("over before Stop")
+	}
+	res, err := m.Cut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 2 || res.PerGroup["g0"] != 1 || res.PerGroup["g1"] != 1 || res.Errors["EBUSY"] != 1 || res.Missing != 1 {
+		t.Errorf("first cut %+v", res)
+	}
+	m.OK(0, now, now)
+	if res, _ := m.Cut(); res.Ops != 1 || res.Errors != nil || res.Missing != 0 {
+		t.Errorf("second cut %+v", res)
+	}
+	m.Stopped()
+	go func() { time.Sleep(10 * time.Millisecond); m.Stopped() }()
+	if n := m.Stop(time.Second); n != 0 || !m.Over(now) {
+		t.Errorf("Stop: %d clients left", n)
+	}
 }

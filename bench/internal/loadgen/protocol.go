@@ -70,6 +70,88 @@ type Spec struct {
 	// swept value (clients for the client sweep), for charts.
 	Sweep string `json:"sweep"`
 	Param int    `json:"param,omitempty"`
+
+	// Kind is "" for a run of the standard kind (a warm-up and a measured
+	// window, driven by "run"), or the name of a workload the
+	// orchestrator runs its own way: "soak", "restart", "install" (see
+	// the bench's snapshot workloads).
+	Kind string `json:"kind,omitempty"`
+	// Reps, if set, is the workload's default number of repetitions (a
+	// -reps given on the command line wins).
+	Reps int `json:"reps,omitempty"`
+	// Snapshots: the members' snapshot options (soak, restart, install).
+	Node *NodeConfig `json:"node,omitempty"`
+	// SampleEvery: how often a soak samples throughput, RSS and disk.
+	SampleEvery time.Duration `json:"sample_every,omitempty"`
+	// History: the entries a restart workload writes before it measures;
+	// StateBytes: the size of the state (a restart's map of ValueSize
+	// values, an install's blob); Tail: the entries written after the
+	// restarted member's last snapshot, which it replays.
+	History    uint64 `json:"history,omitempty"`
+	StateBytes int64  `json:"state_bytes,omitempty"`
+	Tail       uint64 `json:"tail,omitempty"`
+	// Target: which member a restart workload restarts ("follower" or
+	// "leader").
+	Target string `json:"target,omitempty"`
+}
+
+// NodeConfig is what the snapshot workloads set on every member's nodes
+// (asyncraft's NodeOptions and HostOptions of the same names; 0 keeps the
+// library's default).
+type NodeConfig struct {
+	SnapshotEntries         uint64 `json:"snapshot_entries,omitempty"`
+	SnapshotLogBytes        uint64 `json:"snapshot_log_bytes,omitempty"`
+	SnapshotTrailingEntries uint64 `json:"snapshot_trailing_entries,omitempty"`
+	// Watch: time the node's recovery after StartNode (see Recovery).
+	Watch bool `json:"watch,omitempty"`
+	// Host options, given to the member process as flags.
+	WALSegmentSize         int64 `json:"wal_segment_size,omitempty"`
+	SnapshotBytesPerSecond int64 `json:"snapshot_bytes_per_second,omitempty"`
+}
+
+// FillSpec is a "fill": Count proposals through the leader of Group, as
+// fast as InFlight callbacks allow, of an 8-byte key and ValueSize bytes
+// of value. Keys run from KeyBase: Sequential through KeyBase+Count-1,
+// otherwise uniform in [KeyBase, KeyBase+Keys). A Blob > 0 instead
+// proposes one command that gives the state machine a blob of that many
+// bytes (deterministic, from Seed).
+type FillSpec struct {
+	Group      string `json:"group"`
+	Count      uint64 `json:"count"`
+	KeyBase    uint64 `json:"key_base"`
+	Keys       uint64 `json:"keys,omitempty"`
+	Sequential bool   `json:"sequential,omitempty"`
+	ValueSize  int    `json:"value_size"`
+	InFlight   int    `json:"in_flight,omitempty"`
+	Blob       int64  `json:"blob,omitempty"`
+	Seed       uint64 `json:"seed,omitempty"`
+}
+
+// Recovery is a restarted node's timeline, in seconds from the moment
+// its member called StartNode.
+type Recovery struct {
+	Group string `json:"group"`
+	ID    string `json:"id"`
+	// StartNode: until StartNode returned. Load: the part of it spent in
+	// the state machine's OnSnapshotLoad, and the bytes it read (data and
+	// files).
+	StartNode float64 `json:"start_node"`
+	Load      float64 `json:"load"`
+	LoadBytes int64   `json:"load_bytes"`
+	// SnapshotIndex: where the loaded snapshot ends (the applied index
+	// when StartNode returned); Commit: the commit index then (saved with
+	// the hard state); Replayed: until the node had applied up to Commit,
+	// i.e. the Commit-SnapshotIndex entries of the tail.
+	SnapshotIndex uint64  `json:"snapshot_index"`
+	Commit        uint64  `json:"commit"`
+	Replayed      float64 `json:"replayed"`
+	// Leader: until the node knew a leader; Serving: until a
+	// linearizable read through it (ReadBarrier, ReadSafe) succeeded.
+	Leader  float64 `json:"leader"`
+	Serving float64 `json:"serving"`
+	// Reads: the read attempts it took; LastErr: the last failure.
+	Reads   int    `json:"reads"`
+	LastErr string `json:"last_err,omitempty"`
 }
 
 // Prefill reports whether the workload writes every key once first.
@@ -83,9 +165,14 @@ type Peer struct {
 
 // Command is one line on a member's stdin.
 type Command struct {
-	// Op: start | status | prefill | run | profile | quit. profile (no
-	// answer): write a CPU profile of the window of a run that another
-	// process drives, and a heap profile at its end.
+	// Op: start | status | prefill | run | profile | load | cut | unload
+	// | quit, or one of a Commander's own (asyncraft: snapshot, fill,
+	// recovery). profile (no answer): write a CPU profile of the window
+	// of a run that another process drives, and a heap profile at its
+	// end. load: start Spec's closed-loop clients on the groups of Drive
+	// in the background (answered "loading"); cut: the completions since
+	// the load began or the last cut (answered "cut"); unload: stop the
+	// clients, answered with a last "cut".
 	Op string `json:"op"`
 	// start: the group's members (this process's ids among them), the
 	// number of groups, and the election timeouts of a group's preferred
@@ -95,6 +182,12 @@ type Command struct {
 	Groups     int           `json:"groups,omitempty"`
 	LeaderET   time.Duration `json:"leader_et,omitempty"`
 	FollowerET time.Duration `json:"follower_et,omitempty"`
+	// start: the snapshot workloads' node options (nil: the defaults).
+	Node *NodeConfig `json:"node,omitempty"`
+	// snapshot, recovery: the group whose node (in this process) is
+	// meant. fill: what to propose.
+	Group string    `json:"group,omitempty"`
+	Fill  *FillSpec `json:"fill,omitempty"`
 	// prefill, run: the workload, and the groups this process drives (it
 	// leads them). run: when the warm-up begins (Unix ns), where to write
 	// a CPU profile of the measured interval, how long to wait for
@@ -109,7 +202,8 @@ type Command struct {
 // Event is one line on a member's stdout.
 type Event struct {
 	// Ev: ready | started | status | prefilled | progress | result |
-	// error; the orchestrator adds exit when the stream ends.
+	// loading | cut | snapshot | filled | recovery | error; the
+	// orchestrator adds exit when the stream ends.
 	Ev   string `json:"ev"`
 	PID  int    `json:"pid,omitempty"`
 	Addr string `json:"addr,omitempty"`
@@ -120,9 +214,14 @@ type Event struct {
 	// progress: operations completed OK and failed since the run began.
 	Ops  uint64 `json:"ops,omitempty"`
 	Errs uint64 `json:"errs,omitempty"`
-	// result
+	// result, cut, filled
 	Result *Result `json:"result,omitempty"`
 	Err    string  `json:"err,omitempty"`
+	// snapshot: the snapshot's last index, and how long it took.
+	Index   uint64  `json:"index,omitempty"`
+	Seconds float64 `json:"seconds,omitempty"`
+	// recovery
+	Recovery *Recovery `json:"recovery,omitempty"`
 }
 
 // NodeStatus is one node's view of its group. Role is "leader",
@@ -138,6 +237,23 @@ type NodeStatus struct {
 	Commit  uint64 `json:"commit"`
 	Applied uint64 `json:"applied"`
 	Err     string `json:"err,omitempty"`
+
+	// Where the library reports them (asyncraft): the log's bounds, the
+	// newest snapshot, the snapshot counters (Metrics), the bytes of
+	// snapshot transfers (sent as leader, received as follower), and the
+	// size of the newest snapshot the state machine wrote.
+	LastIndex         uint64 `json:"last_index,omitempty"`
+	FirstIndex        uint64 `json:"first_index,omitempty"`
+	SnapshotIndex     uint64 `json:"snapshot_index,omitempty"`
+	Snapshots         uint64 `json:"snapshots,omitempty"`
+	SnapshotFailures  uint64 `json:"snapshot_failures,omitempty"`
+	InstallsStarted   uint64 `json:"installs_started,omitempty"`
+	InstallsDone      uint64 `json:"installs_done,omitempty"`
+	InstallFailures   uint64 `json:"install_failures,omitempty"`
+	SnapshotsSent     uint64 `json:"snapshots_sent,omitempty"`
+	SnapBytesSent     uint64 `json:"snap_bytes_sent,omitempty"`
+	SnapBytesReceived uint64 `json:"snap_bytes_received,omitempty"`
+	SnapshotBytes     int64  `json:"snapshot_bytes,omitempty"`
 }
 
 // Result is what a member process that ran load reports.

@@ -30,7 +30,7 @@ type RunConfig struct {
 	Progress func(ok, failed uint64)
 	// Launch starts Spec.Clients clients reporting to the recorder (see
 	// GoroutineClients); it is called at Start.
-	Launch func(*Recorder)
+	Launch func(Sink)
 	// WindowStart and WindowEnd, if set, are called at the window's
 	// edges (to read the library's counters); WindowEnd happens before
 	// Run returns.

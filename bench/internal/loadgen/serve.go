@@ -32,6 +32,22 @@ type Runner interface {
 	Run(cmd Command, cfg RunConfig) (*Result, error)
 }
 
+// Loader is a System that starts background loads its own way (asyncraft:
+// the callback clients too). Launch returns the function that starts
+// spec's clients on groups, which this process leads.
+type Loader interface {
+	Launch(spec Spec, groups []string) (func(Sink), error)
+}
+
+// Commander is a System with commands of its own (asyncraft: snapshot,
+// fill, recovery). Serve passes it every command it does not know; it
+// answers on emit, from Serve's goroutine or later from another, and
+// reports whether it knew the command. An error is answered as an error
+// event.
+type Commander interface {
+	Command(cmd Command, emit func(Event)) (handled bool, err error)
+}
+
 // ErrorNamer is a System that names its failed operations (see ErrorName).
 type ErrorNamer interface {
 	ErrorName(error) string
@@ -47,6 +63,12 @@ func Serve(sys System, in io.Reader, out io.Writer) error {
 	go readCommands(in, cmds, gone, em)
 	em.Emit(Event{Ev: "ready", PID: os.Getpid(), Addr: sys.Addr(), Version: sys.Version()})
 	fail := func(err error) { em.Emit(Event{Ev: "error", Err: err.Error()}) }
+	var bg *Meter // the background load, if one runs
+	defer func() {
+		if bg != nil {
+			bg.Stop(0)
+		}
+	}()
 	for cmd := range cmds {
 		switch cmd.Op {
 		case "start":
@@ -82,13 +104,89 @@ func Serve(sys System, in io.Reader, out io.Writer) error {
 			if cmd.Spec != nil && cmd.Profile != "" {
 				go profileWindow(cmd)
 			}
+		case "load":
+			if bg != nil {
+				fail(errors.New("a background load runs already"))
+				continue
+			}
+			m, err := startLoad(sys, cmd)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			bg = m
+			em.Emit(Event{Ev: "loading"})
+		case "cut", "unload":
+			if bg == nil {
+				fail(fmt.Errorf("%s: no background load runs", cmd.Op))
+				continue
+			}
+			var unfinished int64
+			if cmd.Op == "unload" {
+				wait := cmd.Stall
+				if wait <= 0 {
+					wait = 30 * time.Second
+				}
+				unfinished = bg.Stop(wait)
+			}
+			res, err := bg.Cut()
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Unfinished = unfinished
+			if cmd.Op == "unload" {
+				bg = nil
+			}
+			em.Emit(Event{Ev: "cut", Result: res})
 		case "quit":
 			return nil
 		default:
+			if c, ok := sys.(Commander); ok {
+				handled, err := c.Command(cmd, em.Emit)
+				if err != nil {
+					fail(err)
+				}
+				if handled {
+					continue
+				}
+			}
 			fail(fmt.Errorf("unknown command %q", cmd.Op))
 		}
 	}
 	return nil
+}
+
+// startLoad starts cmd's background load: Spec.Clients clients on the
+// groups of cmd.Drive, in the system's own way if it is a Loader,
+// goroutine clients otherwise.
+func startLoad(sys System, cmd Command) (*Meter, error) {
+	if cmd.Spec == nil || len(cmd.Drive) == 0 || cmd.Spec.Clients < 1 {
+		return nil, errors.New("load needs a spec with clients and groups to drive")
+	}
+	var launch func(Sink)
+	if l, ok := sys.(Loader); ok {
+		var err error
+		if launch, err = l.Launch(*cmd.Spec, cmd.Drive); err != nil {
+			return nil, err
+		}
+	} else {
+		if c := cmd.Spec.Client; c != "" && c != ClientGoroutine {
+			return nil, fmt.Errorf("%s has no %s clients", sys.Version(), c)
+		}
+		targets, err := sys.Targets(cmd.Drive)
+		if err != nil {
+			return nil, err
+		}
+		var name func(error) string
+		if n, ok := sys.(ErrorNamer); ok {
+			name = n.ErrorName
+		}
+		launch = GoroutineClients(targets, name)
+	}
+	m := NewMeter(*cmd.Spec, cmd.Drive)
+	launch(m)
+	return m, nil
 }
 
 func run(sys System, cmd Command, gone <-chan struct{}, em *Emitter) (*Result, error) {

@@ -150,7 +150,10 @@ func registry(groups int) []Spec {
 		}
 		s.Kind, s.Sweep, s.Target = kindRestart, snapshotFamily, target
 		s.History, s.StateBytes, s.Tail = 10_000_000, 100<<20, 100_000
-		s.Node = &loadgen.NodeConfig{SnapshotEntries: 2_000_000}
+		// A snapshot every 500,000 entries: a member keeps 0.5–1 M entries
+		// of log (back to the snapshot before its newest), which it reads
+		// at start, beside loading the snapshot.
+		s.Node = &loadgen.NodeConfig{SnapshotEntries: 500_000}
 		add(s)
 	}
 	inst := base("install", 1, time.Second, 10*time.Second)

@@ -492,7 +492,7 @@ func (c *cluster) totals() counters {
 }
 
 // snapshot asks the node for a snapshot now (POST /snapshot); a 409 (one
-// is being taken) is fine.
+// is being taken, or nothing was applied since the newest) is fine.
 func (nd *node) snapshot(client *http.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), client.Timeout)
 	defer cancel()

@@ -38,8 +38,10 @@ type raftNode interface {
 //	                           follower, snapshot and install counters, the
 //	                           store's keys, size and digest (O(1))
 //	POST   /snapshot           200 {"index"}: a snapshot of this node's store
-//	                           taken now, in its data directory; 409 if one
-//	                           is being taken, 501 without a data directory
+//	                           taken now, in its data directory; 409 EBUSY if
+//	                           one is being taken, 409 EEXIST if nothing was
+//	                           applied since the newest, 501 without a data
+//	                           directory
 //
 // Writes go through the Raft log. Reads are linearizable unless
 // ?consistency=stale asks otherwise: a ReadIndex barrier (or the leader's
@@ -234,6 +236,10 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, SnapshotReply{Index: index})
 	case errors.Is(err, snapshot.ErrBusy):
 		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: closure.EBUSY.String()})
+	case errors.Is(err, snapshot.ErrExists):
+		// Nothing was applied since the newest snapshot: the store holds
+		// one of this very state already.
+		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: "EEXIST"})
 	case errors.Is(err, asyncraft.ErrNoSnapshots):
 		writeJSON(w, http.StatusNotImplemented, APIError{Error: err.Error(), Code: closure.EINVAL.String()})
 	default:

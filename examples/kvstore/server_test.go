@@ -422,8 +422,8 @@ type metricsFakeNode struct {
 func (f *metricsFakeNode) Metrics() *asyncraft.Metrics { return &f.metrics }
 
 // POST /snapshot answers the snapshot's index, 409 while one is being
-// taken, 501 on a node without a data directory; other methods are
-// refused.
+// taken or when nothing was applied since the newest, 501 on a node
+// without a data directory; other methods are refused.
 func TestSnapshotEndpoint(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -433,6 +433,7 @@ func TestSnapshotEndpoint(t *testing.T) {
 	}{
 		{"taken", nil, 200, `{"index":42}`},
 		{"busy", fmt.Errorf("no snapshot: %w", snapshot.ErrBusy), 409, `"code":"EBUSY"`},
+		{"nothing new", fmt.Errorf("%w: snapshot (index 42, term 2)", snapshot.ErrExists), 409, `"code":"EEXIST"`},
 		{"no data directory", asyncraft.ErrNoSnapshots, 501, `"code":"EINVAL"`},
 		{"failed", errors.New("disk full"), 500, `"code":"EIO"`},
 	} {

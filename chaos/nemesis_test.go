@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/asyncraft/asyncraft/chaos/proxy"
@@ -322,4 +323,27 @@ func (n *nemesis) healAll() {
 		n.restart(i)
 	}
 	n.tl.add("nemesis: healed everything")
+}
+
+func TestSelectFaults(t *testing.T) {
+	names := func(fs []faultKind) string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.name)
+		}
+		return strings.Join(out, ",")
+	}
+	for spec, want := range map[string]string{
+		"all":                    names(faults),
+		"install":                "long-outage,kill-mid-install",
+		"kill, kill-mid-install": "kill,kill-mid-install",
+	} {
+		got, err := selectFaults(spec)
+		if err != nil || names(got) != want {
+			t.Errorf("selectFaults(%q) = %s, %v; want %s", spec, names(got), err, want)
+		}
+	}
+	if _, err := selectFaults("kill,nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("selectFaults(kill,nope): %v, want an error naming nope", err)
+	}
 }

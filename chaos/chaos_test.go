@@ -26,7 +26,21 @@ var (
 	flagRace     = flag.Bool("chaos.race", false, "build the kvstore with the race detector")
 	flagCheck    = flag.Duration("chaos.check-timeout", 2*time.Minute, "how long porcupine may take to check the history")
 	flagElection = flag.Duration("chaos.election-timeout", time.Second, "the nodes' Raft election timeout")
+	flagNemesis  = flag.String("chaos.nemesis", "all", "fault kinds the nemesis draws from: all, install (long-outage and kill-mid-install), or a comma-separated list of kinds")
+	flagBallast  = flag.Int("chaos.ballast", 3<<20, "bytes of large values written at the start, outside the clients' keys, so that each snapshot takes a while to install (0: none)")
 )
+
+// snapshotFlags make the kvstore take snapshots and compact its log often
+// enough that a follower down for a few seconds needs an install: a
+// snapshot every 250 applied entries, the log kept to 50 entries behind
+// the newest (and back to the one before) on 16 KiB WAL segments (the
+// WAL drops whole segments only), and snapshots sent at 512 KiB/s, so
+// that an install of a store carrying the ballast (-chaos.ballast) lasts
+// about two seconds (the first 2 MiB go at once).
+var snapshotFlags = []string{"-snapshot-entries", "250", "-snapshot-trailing", "50", "-snapshot-rate", "524288", "-wal-segment-bytes", "16384"}
+
+// ballastValue is the size of each value of the ballast.
+const ballastValue = 64 << 10
 
 // Once everything is repaired, every client must complete afterHealOps
 // operations within afterHealLimit.
@@ -48,6 +62,10 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
+	kinds, err := selectFaults(*flagNemesis)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if dl, ok := t.Deadline(); ok && time.Until(dl) < *flagDuration+3*time.Minute {
 		t.Fatalf("-chaos.duration %v does not fit the test's -timeout (%v left); raise -timeout", *flagDuration, time.Until(dl).Round(time.Second))
 	}
@@ -55,7 +73,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay := fmt.Sprintf("cd chaos && go test -run 'TestChaos$' -v -chaos.seed=%d -chaos.duration=%v", seed, *flagDuration)
+	replay := fmt.Sprintf("cd chaos && go test -run 'TestChaos$' -v -chaos.seed=%d -chaos.duration=%v -chaos.nemesis=%s", seed, *flagDuration, *flagNemesis)
 	t.Cleanup(func() {
 		if t.Failed() || *flagKeep {
 			t.Logf("run directory kept: %s (node logs n*.log, timeline.txt, history.txt)", dir)
@@ -70,9 +88,9 @@ func TestChaos(t *testing.T) {
 	tl := &timeline{start: time.Now()}
 	h := &history{start: tl.start}
 	defer func() { os.WriteFile(filepath.Join(dir, "timeline.txt"), []byte(tl.String()+"\n"), 0o644) }()
-	tl.add("seed %d, %d clients, %d keys, faults for %v", seed, *flagClients, *flagKeys, *flagDuration)
+	tl.add("seed %d, %d clients, %d keys, faults (%s) for %v", seed, *flagClients, *flagKeys, *flagNemesis, *flagDuration)
 
-	c := newCluster(t, bin, dir, 3, tl, "-election-timeout", flagElection.String())
+	c := newCluster(t, bin, dir, 3, tl, append([]string{"-election-timeout", flagElection.String()}, snapshotFlags...)...)
 	var servers []string
 	for _, nd := range c.nodes {
 		servers = append(servers, nd.httpAddr)
@@ -87,6 +105,7 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("the cluster never took a first write: %v\n%s", err, tl)
 	}
 	tl.add("cluster up; first write done")
+	writeBallast(t, servers, seed, *flagBallast, tl)
 
 	// Faults, with the clients running.
 	stopClients := make(chan struct{})
@@ -109,9 +128,12 @@ func TestChaos(t *testing.T) {
 		})
 	}
 	defer func() { halt(); wg.Wait() }() // on t.Fatal too
-	nem := &nemesis{c: c, rng: newRand(seed), tl: tl, h: h}
+	nem := &nemesis{c: c, rng: newRand(seed), tl: tl, h: h, kinds: kinds}
 	nem.run(stopNemesis, time.Now().Add(*flagDuration))
 	t.Logf("nemesis: %s", nem.summary())
+	if nem.ran("long-outage") || nem.ran("kill-mid-install") {
+		t.Logf("install nemeses: %s", nem.stats)
+	}
 
 	// Repair, then liveness: a write completes within 15 s.
 	tl.add("heal")
@@ -167,6 +189,16 @@ func TestChaos(t *testing.T) {
 		// final term counts the elections held (won or not).
 		tl.add("nodes converged in term %d", term)
 		t.Logf("elections: %d (the final term)", term)
+	}
+	// Installs, as the nodes counted them (the counters as last read from
+	// each process, summed over its lives): a follower the nemesis kept
+	// down past the leader's compaction can only have caught up by one.
+	totals := c.totals()
+	tl.add("counted by the nodes: %s", totals)
+	t.Logf("counted by the nodes: %s", totals)
+	if nem.stats.compacted > 0 && totals.InstallsDone == 0 {
+		t.Errorf("the leader's log was compacted past a follower kept down %d times, yet no node counted an install", nem.stats.compacted)
+		tl.add("NO INSTALL: the leader's log was compacted past a follower %d times, yet no node counted an install", nem.stats.compacted)
 	}
 
 	// Orderly shutdown: every node exits cleanly on SIGTERM.
@@ -310,4 +342,31 @@ func writeHistory(path string, ops []op) {
 			o.call.Seconds(), o.ret.Seconds(), o.client, o.node, o.input.Kind, o.input.Key+" "+o.input.Value, o.state, o.output.Value, o.detail)
 	}
 	os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeBallast writes bytes of large values under keys ballast/NNN, which
+// the clients never touch: part of every snapshot from then on, so that
+// an install takes long enough for the nemesis to hit it (see
+// snapshotFlags). The writes are recorded in a history of their own,
+// which is not checked: no one reads these keys.
+func writeBallast(t *testing.T, servers []string, seed uint64, bytes int, tl *timeline) {
+	if bytes <= 0 {
+		return
+	}
+	h := &history{start: tl.start}
+	cl := newClient(2000, h, servers, seed)
+	defer cl.close()
+	value := strings.Repeat("b", ballastValue)
+	began := time.Now()
+	n := (bytes + ballastValue - 1) / ballastValue
+	for i := range n {
+		key := fmt.Sprintf("ballast/%03d", i)
+		if _, err := cl.until(30*time.Second, func() kvInput { return kvInput{Kind: opPut, Key: key, Value: value} }); err != nil {
+			t.Fatalf("ballast: put %s: %v\n%s", key, err, tl)
+		}
+	}
+	if _, problems := h.snapshot(); len(problems) > 0 {
+		t.Fatalf("ballast: %s", strings.Join(problems, "; "))
+	}
+	tl.add("ballast: %d values of %d KiB written in %v", n, ballastValue>>10, time.Since(began).Round(time.Millisecond))
 }

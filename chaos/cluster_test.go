@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -55,6 +56,37 @@ type node struct {
 	killed  bool // the current process's exit is expected
 	exited  chan struct{}
 	lives   int
+	// life is the largest of each counter the current process reported
+	// in GET /status, past the sum over its earlier processes (each
+	// process counts from 0): together, what this node did in the run, as
+	// far as the harness saw (a process killed before it was asked again
+	// took its last increments with it).
+	life, past counters
+}
+
+// counters are the snapshot and install counters of GET /status.
+type counters struct {
+	Snapshots        uint64 `json:"snapshots"`
+	SnapshotFailures uint64 `json:"snapshot_failures"`
+	InstallsStarted  uint64 `json:"installs_started"`
+	InstallsDone     uint64 `json:"installs_done"`
+	InstallFailures  uint64 `json:"install_failures"`
+	SnapshotsSent    uint64 `json:"snapshots_sent"`
+}
+
+func (a counters) plus(b counters) counters {
+	return counters{a.Snapshots + b.Snapshots, a.SnapshotFailures + b.SnapshotFailures, a.InstallsStarted + b.InstallsStarted,
+		a.InstallsDone + b.InstallsDone, a.InstallFailures + b.InstallFailures, a.SnapshotsSent + b.SnapshotsSent}
+}
+
+func (a counters) max(b counters) counters {
+	return counters{max(a.Snapshots, b.Snapshots), max(a.SnapshotFailures, b.SnapshotFailures), max(a.InstallsStarted, b.InstallsStarted),
+		max(a.InstallsDone, b.InstallsDone), max(a.InstallFailures, b.InstallFailures), max(a.SnapshotsSent, b.SnapshotsSent)}
+}
+
+func (a counters) String() string {
+	return fmt.Sprintf("snapshots taken %d (failed %d), installs started %d done %d failed %d, snapshots sent %d",
+		a.Snapshots, a.SnapshotFailures, a.InstallsStarted, a.InstallsDone, a.InstallFailures, a.SnapshotsSent)
 }
 
 // buildKVStore builds the kvstore example into dir and returns the binary.
@@ -220,6 +252,7 @@ func (nd *node) start() error {
 	}
 	defer logf.Close() // the child has its own descriptor
 	nd.lives++
+	nd.past, nd.life = nd.past.plus(nd.life), counters{}
 	fmt.Fprintf(logf, "=== %s life %d starting at %s: %s %s\n", nd.id, nd.lives, nd.c.tl.now(), nd.c.bin, strings.Join(nd.args, " "))
 	cmd := exec.Command(nd.c.bin, nd.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -385,9 +418,36 @@ type statusReply struct {
 	Commit     uint64 `json:"commit"`
 	Applied    uint64 `json:"applied"`
 	LastIndex  uint64 `json:"last_index"`
-	Keys       int    `json:"keys"`
-	Digest     string `json:"digest"`
-	Error      string `json:"error"`
+	// FirstIndex is the first entry the node's log holds, SnapshotIndex
+	// its newest snapshot's last index.
+	FirstIndex    uint64      `json:"first_index"`
+	SnapshotIndex uint64      `json:"snapshot_index"`
+	Keys          int         `json:"keys"`
+	Digest        string      `json:"digest"`
+	Error         string      `json:"error"`
+	Peers         []peerReply `json:"peers"`
+	Metrics       *counters   `json:"metrics"`
+}
+
+// peerReply is a leader's view of a follower in GET /status: State
+// "snapshot" while the leader installs a snapshot on it, with Snapshot
+// the index being installed (0 until it is offered).
+type peerReply struct {
+	ID       string `json:"id"`
+	Match    uint64 `json:"match"`
+	Next     uint64 `json:"next"`
+	State    string `json:"state"`
+	Snapshot uint64 `json:"snapshot"`
+}
+
+// installing returns the peer the leader is installing a snapshot on.
+func (st statusReply) installing() (peerReply, bool) {
+	for _, p := range st.Peers {
+		if p.State == "snapshot" {
+			return p, true
+		}
+	}
+	return peerReply{}, false
 }
 
 func (nd *node) status(client *http.Client) (statusReply, error) {
@@ -403,7 +463,50 @@ func (nd *node) status(client *http.Client) (statusReply, error) {
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("%s: /status: %s", nd.id, resp.Status)
 	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, err
+	}
+	if st.Metrics != nil {
+		nd.mu.Lock()
+		nd.life = nd.life.max(*st.Metrics)
+		nd.mu.Unlock()
+	}
+	return st, nil
+}
+
+// totals returns what the node counted in the run, over all its
+// processes, as far as the harness saw.
+func (nd *node) totals() counters {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.past.plus(nd.life)
+}
+
+// totals sums the nodes' counters.
+func (c *cluster) totals() counters {
+	var sum counters
+	for _, nd := range c.nodes {
+		sum = sum.plus(nd.totals())
+	}
+	return sum
+}
+
+// snapshot asks the node for a snapshot now (POST /snapshot); a 409 (one
+// is being taken, or nothing was applied since the newest) is fine.
+func (nd *node) snapshot(client *http.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), client.Timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+nd.httpAddr+"/snapshot", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusConflict {
+		return fmt.Errorf("%s: POST /snapshot: %s", nd.id, resp.Status)
+	}
+	return nil
 }
 
 // leader returns the index of the node that claims to lead in the highest

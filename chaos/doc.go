@@ -5,11 +5,13 @@
 // TestChaos builds the kvstore, starts three nodes whose Raft links all go
 // through proxies (package proxy: one per directed link, each of which can
 // be cut one way), runs concurrent HTTP clients that record a history,
-// lets a seeded nemesis kill -9, SIGSTOP and partition the nodes, repairs
-// everything, and checks the history with porcupine against a key-value
-// model, that the cluster takes a write within 15 s of the repair, that
-// the nodes converge to the same state, and that every process shuts down
-// cleanly. See README.md.
+// lets a seeded nemesis kill -9, SIGSTOP and partition the nodes (and keep
+// a follower down until it needs a snapshot install, and kill the receiver
+// or the sender of that install: install_test.go), repairs everything,
+// and checks the history with porcupine against a key-value model, that
+// the cluster takes a write within 15 s of the repair, that the nodes
+// converge to the same state, and that every process shuts down cleanly.
+// See README.md.
 //
 // It lives in its own module so that its dependencies stay out of the
 // library's.

@@ -3,7 +3,9 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/asyncraft/asyncraft/chaos/proxy"
@@ -19,8 +21,12 @@ type nemesis struct {
 	rng *rand.Rand
 	tl  *timeline
 	h   *history
+	// kinds are the faults it draws from (-chaos.nemesis).
+	kinds []faultKind
 	// injected counts the faults injected (nemesis cycles), by kind.
 	injected map[string]int
+	// stats is what the install nemeses did.
+	stats installStats
 }
 
 type faultKind struct {
@@ -39,12 +45,47 @@ var faults = []faultKind{
 	{"cut-random-one-way", 1, (*nemesis).cutRandom},
 	{"isolate-and-kill", 1, (*nemesis).isolateAndKill},
 	{"kill-all", 1, (*nemesis).killAll},
+	{"long-outage", 2, (*nemesis).longOutage},
+	{"kill-mid-install", 2, (*nemesis).killMidInstall},
 }
+
+// installFaults are the fault kinds that -chaos.nemesis=install selects.
+var installFaults = []string{"long-outage", "kill-mid-install"}
+
+// selectFaults returns the fault kinds -chaos.nemesis names: "all", or
+// "install" (the install nemeses), or a comma-separated list of kinds.
+func selectFaults(spec string) ([]faultKind, error) {
+	switch spec {
+	case "", "all":
+		return faults, nil
+	case "install":
+		spec = strings.Join(installFaults, ",")
+	}
+	var out []faultKind
+	for _, name := range strings.Split(spec, ",") {
+		i := slices.IndexFunc(faults, func(f faultKind) bool { return f.name == strings.TrimSpace(name) })
+		if i < 0 {
+			var names []string
+			for _, f := range faults {
+				names = append(names, f.name)
+			}
+			return nil, fmt.Errorf("-chaos.nemesis: no fault kind %q (all, install, or a list of: %s)", name, strings.Join(names, ", "))
+		}
+		out = append(out, faults[i])
+	}
+	return out, nil
+}
+
+// ran reports whether a fault kind was injected.
+func (n *nemesis) ran(kind string) bool { return n.injected[kind] > 0 }
 
 // run injects faults until the deadline (or stop).
 func (n *nemesis) run(stop <-chan struct{}, until time.Time) {
+	if n.kinds == nil {
+		n.kinds = faults
+	}
 	total := 0
-	for _, f := range faults {
+	for _, f := range n.kinds {
 		total += f.weight
 	}
 	for time.Now().Before(until) {
@@ -52,7 +93,7 @@ func (n *nemesis) run(stop <-chan struct{}, until time.Time) {
 			return
 		}
 		w := n.rng.IntN(total)
-		for _, f := range faults {
+		for _, f := range n.kinds {
 			if w < f.weight {
 				if n.injected == nil {
 					n.injected = map[string]int{}
@@ -282,4 +323,27 @@ func (n *nemesis) healAll() {
 		n.restart(i)
 	}
 	n.tl.add("nemesis: healed everything")
+}
+
+func TestSelectFaults(t *testing.T) {
+	names := func(fs []faultKind) string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.name)
+		}
+		return strings.Join(out, ",")
+	}
+	for spec, want := range map[string]string{
+		"all":                    names(faults),
+		"install":                "long-outage,kill-mid-install",
+		"kill, kill-mid-install": "kill,kill-mid-install",
+	} {
+		got, err := selectFaults(spec)
+		if err != nil || names(got) != want {
+			t.Errorf("selectFaults(%q) = %s, %v; want %s", spec, names(got), err, want)
+		}
+	}
+	if _, err := selectFaults("kill,nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("selectFaults(kill,nope): %v, want an error naming nope", err)
+	}
 }

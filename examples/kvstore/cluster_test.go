@@ -190,6 +190,12 @@ func TestCluster(t *testing.T) {
 	if names, err := os.ReadDir(filepath.Join(dir, follower, group, follower, "snapshots")); err != nil || len(names) != 1 {
 		t.Fatalf("%s's snapshot directory: %v, %v", follower, names, err)
 	}
+	// Its /status shows the snapshot and counts it.
+	var st StatusReply
+	if code := getJSON(client, "GET", "http://"+procs[follower].http+"/status", "", &st); code != 200 ||
+		st.SnapshotIndex != sr.Index || st.FirstIndex == 0 || st.Metrics == nil || st.Metrics.Snapshots != 1 {
+		t.Fatalf("%s's status after POST /snapshot (index %d): %d %+v %+v", follower, sr.Index, code, st, st.Metrics)
+	}
 
 	// The Raft port is mutual TLS: it shows a certificate of the CA, and
 	// answers a client without one with an alert.

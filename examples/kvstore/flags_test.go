@@ -105,3 +105,39 @@ func TestLimitAndHTTPFlags(t *testing.T) {
 		}
 	}
 }
+
+// The snapshot and log flags reach the node's and the host's options; 0
+// leaves the library's defaults.
+func TestSnapshotFlags(t *testing.T) {
+	cfg, err := parseFlags(newFlagSet(), withFlags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho := hostOptions(cfg, nil)
+	if cfg.snapshotEntries != 0 || cfg.snapshotTrailing != 0 || ho.SnapshotBytesPerSecond != 0 || ho.WALSegmentSize != 0 {
+		t.Fatalf("defaults: entries %d trailing %d rate %d segment %d", cfg.snapshotEntries, cfg.snapshotTrailing, ho.SnapshotBytesPerSecond, ho.WALSegmentSize)
+	}
+	cfg, err = parseFlags(newFlagSet(), withFlags("-snapshot-entries", "100", "-snapshot-trailing", "20",
+		"-snapshot-rate", "524288", "-wal-segment-bytes", "16384"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho = hostOptions(cfg, nil)
+	if cfg.snapshotEntries != 100 || cfg.snapshotTrailing != 20 || ho.SnapshotBytesPerSecond != 512<<10 || ho.WALSegmentSize != 16<<10 {
+		t.Fatalf("entries %d trailing %d rate %d segment %d", cfg.snapshotEntries, cfg.snapshotTrailing, ho.SnapshotBytesPerSecond, ho.WALSegmentSize)
+	}
+	// A negative rate means no cap, which the host accepts.
+	if cfg, err = parseFlags(newFlagSet(), withFlags("-snapshot-rate", "-1")); err != nil || hostOptions(cfg, nil).SnapshotBytesPerSecond != -1 {
+		t.Fatalf("-snapshot-rate -1: %+v, %v", cfg, err)
+	}
+	for _, bad := range [][]string{
+		{"-wal-segment-bytes", "1023"},
+		{"-wal-segment-bytes", "-1"},
+		{"-wal-segment-bytes", "2147483648"},
+		{"-snapshot-trailing", "-1"},
+	} {
+		if _, err := parseFlags(newFlagSet(), withFlags(bad...)); err == nil {
+			t.Errorf("parseFlags(%q) succeeded", bad)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/logmgr"
 )
 
 // group is the Raft group every kvstore node belongs to.
@@ -38,8 +39,14 @@ type config struct {
 	timeout              time.Duration
 	electionTimeout      time.Duration
 	snapshotEntries      uint64
-	logLevel             slog.Level
-	staleReads           bool
+	// snapshotTrailing is NodeOptions.SnapshotTrailingEntries,
+	// snapshotRate HostOptions.SnapshotBytesPerSecond and walSegment
+	// HostOptions.WALSegmentSize (each 0: the library's default).
+	snapshotTrailing uint64
+	snapshotRate     int64
+	walSegment       int64
+	logLevel         slog.Level
+	staleReads       bool
 	// tls, if set, makes the Raft port mutual TLS (-tls-*).
 	tls *asyncraft.TLSFiles
 	// limits are the -max-* flags, httpOpts the -http-* flags.
@@ -77,7 +84,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.StringVar(&cfg.data, "data", "", "this node's data directory (required)")
 	fs.DurationVar(&cfg.timeout, "timeout", DefaultTimeout, "how long a request waits for its command to be applied before answering 504 EUNKNOWN")
 	fs.DurationVar(&cfg.electionTimeout, "election-timeout", asyncraft.DefaultElectionTimeout, "Raft election timeout")
-	fs.Uint64Var(&cfg.snapshotEntries, "snapshot-entries", 0, "take a snapshot every this many applied entries (0: only on POST /snapshot); snapshots do not shorten the log yet")
+	fs.Uint64Var(&cfg.snapshotEntries, "snapshot-entries", 0, "take a snapshot every this many applied entries (0: only on POST /snapshot); after each one the log is compacted")
+	fs.Uint64Var(&cfg.snapshotTrailing, "snapshot-trailing", 0, fmt.Sprintf("entries the log keeps before the newest snapshot, so that a follower lagging by less catches up without an install (0: %d)", asyncraft.DefaultSnapshotTrailingEntries))
+	fs.Int64Var(&cfg.snapshotRate, "snapshot-rate", 0, fmt.Sprintf("bytes per second of snapshots this node sends to followers being installed (0: %d; negative: no cap)", asyncraft.DefaultSnapshotBytesPerSecond))
+	fs.Int64Var(&cfg.walSegment, "wal-segment-bytes", 0, fmt.Sprintf("size of each log segment file; compaction drops whole segments (0: %d; at least %d)", logmgr.DefaultSegmentSize, logmgr.MinSegmentSize))
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
 
 	var tlsFiles asyncraft.TLSFiles
@@ -108,6 +118,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	}
 	if cfg.timeout <= 0 {
 		return cfg, errors.New("-timeout must be positive")
+	}
+	if cfg.walSegment != 0 && (cfg.walSegment < logmgr.MinSegmentSize || cfg.walSegment > logmgr.MaxSegmentSize) {
+		return cfg, fmt.Errorf("-wal-segment-bytes %d is not in [%d, %d]", cfg.walSegment, logmgr.MinSegmentSize, logmgr.MaxSegmentSize)
 	}
 	switch n := countSet(tlsFiles.CertFile, tlsFiles.KeyFile, tlsFiles.CAFile); n {
 	case 0:
@@ -203,7 +216,7 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 	store := NewStore(cfg.id, log)
 	node, err := host.StartNode(asyncraft.NodeOptions{
 		Group: group, ID: cfg.id, Peers: cfg.peers, StateMachine: store,
-		ElectionTimeout: cfg.electionTimeout, SnapshotEntries: cfg.snapshotEntries,
+		ElectionTimeout: cfg.electionTimeout, SnapshotEntries: cfg.snapshotEntries, SnapshotTrailingEntries: cfg.snapshotTrailing,
 	})
 	if err != nil {
 		host.Close(context.Background())
@@ -214,7 +227,8 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 
 // hostOptions returns the options of cfg's host.
 func hostOptions(cfg config, log *slog.Logger) asyncraft.HostOptions {
-	return asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: log, TLS: cfg.tls}
+	return asyncraft.HostOptions{Addr: cfg.addr, DataDir: cfg.data, Logger: log, TLS: cfg.tls,
+		SnapshotBytesPerSecond: cfg.snapshotRate, WALSegmentSize: cfg.walSegment}
 }
 
 // run runs one node and its HTTP API until SIGINT or SIGTERM.

@@ -33,11 +33,15 @@ type raftNode interface {
 //	PUT    /kv/{key}           body = value; 204
 //	POST   /kv/{key}?append=1  body appended to the value; 204
 //	DELETE /kv/{key}           204 (absent or not)
-//	GET    /status             200 the node's role, term, leader, indexes,
-//	                           the store's keys, size and digest (O(1))
+//	GET    /status             200 the node's role, term, leader, indexes
+//	                           (log, snapshot), on a leader its view of each
+//	                           follower, snapshot and install counters, the
+//	                           store's keys, size and digest (O(1))
 //	POST   /snapshot           200 {"index"}: a snapshot of this node's store
-//	                           taken now, in its data directory; 409 if one
-//	                           is being taken, 501 without a data directory
+//	                           taken now, in its data directory; 409 EBUSY if
+//	                           one is being taken, 409 EEXIST if nothing was
+//	                           applied since the newest, 501 without a data
+//	                           directory
 //
 // Writes go through the Raft log. Reads are linearizable unless
 // ?consistency=stale asks otherwise: a ReadIndex barrier (or the leader's
@@ -125,6 +129,11 @@ type StatusReply struct {
 	Commit     uint64 `json:"commit"`
 	Applied    uint64 `json:"applied"`
 	LastIndex  uint64 `json:"last_index"`
+	// FirstIndex is the first index the node's log holds (entries before
+	// it were compacted after a snapshot), SnapshotIndex the last index
+	// of its newest snapshot (0: none).
+	FirstIndex    uint64 `json:"first_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
 	// Keys, Bytes and Digest describe the state machine (see Stats; equal
 	// digests: equal maps); MaxBytes is this node's -max-store-bytes.
 	Keys     int    `json:"keys"`
@@ -139,6 +148,26 @@ type StatusReply struct {
 	// Peers is, on the leader, its view of each follower (see
 	// asyncraft.Status.Peers): why one lags.
 	Peers []PeerReply `json:"peers,omitempty"`
+	// Metrics counts this process's snapshots and installs (nil if the
+	// node does not expose them); the counters start at 0 in each process.
+	Metrics *MetricsReply `json:"metrics,omitempty"`
+}
+
+// MetricsReply is the part of asyncraft.Metrics that GET /status shows:
+// snapshots taken and failed; on a follower, the installs a leader began,
+// completed and failed; on a leader, the installs its followers completed.
+type MetricsReply struct {
+	Snapshots        uint64 `json:"snapshots"`
+	SnapshotFailures uint64 `json:"snapshot_failures"`
+	InstallsStarted  uint64 `json:"installs_started"`
+	InstallsDone     uint64 `json:"installs_done"`
+	InstallFailures  uint64 `json:"install_failures"`
+	SnapshotsSent    uint64 `json:"snapshots_sent"`
+}
+
+// metricsNode is a raftNode that counts what it does (*asyncraft.Node).
+type metricsNode interface {
+	Metrics() *asyncraft.Metrics
 }
 
 // PeerReply is the leader's view of one follower in a StatusReply.
@@ -151,6 +180,9 @@ type PeerReply struct {
 	InflightBytes uint64    `json:"inflight_bytes"`
 	LastContact   time.Time `json:"last_contact,omitzero"`
 	ReadFailures  int       `json:"read_failures,omitempty"`
+	// Snapshot is the last index of the snapshot being installed on the
+	// follower, in State "snapshot" (0 until the leader has one to offer).
+	Snapshot uint64 `json:"snapshot,omitempty"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -161,14 +193,23 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := s.node.Status()
 	reply := StatusReply{
 		ID: st.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Leader, LeaderHTTP: s.peerHTTP[st.Leader],
-		Commit: st.Commit, Applied: st.Applied, LastIndex: st.LastIndex,
+		Commit: st.Commit, Applied: st.Applied, LastIndex: st.LastIndex, FirstIndex: st.FirstIndex, SnapshotIndex: st.SnapshotIndex,
 	}
 	if st.Err != nil {
 		reply.Error = st.Err.Error()
 	}
 	for _, p := range st.Peers {
 		reply.Peers = append(reply.Peers, PeerReply{ID: p.Peer, Match: p.Match, Next: p.Next, State: p.State,
-			Inflight: p.Inflight, InflightBytes: p.InflightBytes, LastContact: p.LastContact, ReadFailures: p.ReadFailures})
+			Inflight: p.Inflight, InflightBytes: p.InflightBytes, LastContact: p.LastContact, ReadFailures: p.ReadFailures,
+			Snapshot: p.Snapshot})
+	}
+	if mn, ok := s.node.(metricsNode); ok {
+		m := mn.Metrics()
+		reply.Metrics = &MetricsReply{
+			Snapshots: m.Snapshots.Load(), SnapshotFailures: m.SnapshotFailures.Load(),
+			InstallsStarted: m.InstallsStarted.Load(), InstallsDone: m.InstallsDone.Load(),
+			InstallFailures: m.InstallFailures.Load(), SnapshotsSent: m.SnapshotsSent.Load(),
+		}
 	}
 	// O(1): the store keeps its statistics up to date as it applies.
 	ss := s.store.Stats()
@@ -195,6 +236,10 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, SnapshotReply{Index: index})
 	case errors.Is(err, snapshot.ErrBusy):
 		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: closure.EBUSY.String()})
+	case errors.Is(err, snapshot.ErrExists):
+		// Nothing was applied since the newest snapshot: the store holds
+		// one of this very state already.
+		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: "EEXIST"})
 	case errors.Is(err, asyncraft.ErrNoSnapshots):
 		writeJSON(w, http.StatusNotImplemented, APIError{Error: err.Error(), Code: closure.EINVAL.String()})
 	default:

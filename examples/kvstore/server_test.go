@@ -374,11 +374,56 @@ func TestStatusShowsPeers(t *testing.T) {
 	if !reflect.DeepEqual(st.Peers, want) {
 		t.Fatalf("status peers %+v, want %+v", st.Peers, want)
 	}
+	if st.Metrics != nil {
+		t.Fatalf("a node without metrics: status shows %+v", st.Metrics)
+	}
 }
 
+// GET /status shows what the chaos test's install nemeses watch: the
+// log's first index and the newest snapshot's, a follower being installed
+// (state "snapshot" and the snapshot's index), and the install counters.
+func TestStatusShowsSnapshotsAndInstalls(t *testing.T) {
+	node := &metricsFakeNode{fakeNode: fakeNode{status: asyncraft.Status{ID: "n1", Role: asyncraft.Leader, Leader: "n1",
+		FirstIndex: 301, SnapshotIndex: 400, LastIndex: 450, Peers: []asyncraft.PeerStatus{
+			{Peer: "n2", Match: 450, Next: 451, State: "replicate"},
+			{Peer: "n3", Match: 0, Next: 401, State: "snapshot", Snapshot: 400},
+		}}}}
+	m := &node.metrics
+	m.Snapshots.Store(4)
+	m.SnapshotFailures.Store(1)
+	m.InstallsStarted.Store(3)
+	m.InstallsDone.Store(2)
+	m.InstallFailures.Store(1)
+	m.SnapshotsSent.Store(5)
+	ts := httptest.NewServer(NewServer(node, NewStore("n1", nil), nil).Handler())
+	defer ts.Close()
+	var st StatusReply
+	if err := json.Unmarshal([]byte(call(t, ts, "GET", "/status", "").body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.FirstIndex != 301 || st.SnapshotIndex != 400 || st.LastIndex != 450 {
+		t.Errorf("indexes: first %d snapshot %d last %d, want 301 400 450", st.FirstIndex, st.SnapshotIndex, st.LastIndex)
+	}
+	if p := st.Peers[1]; p.State != "snapshot" || p.Snapshot != 400 {
+		t.Errorf("the follower being installed: %+v", p)
+	}
+	want := MetricsReply{Snapshots: 4, SnapshotFailures: 1, InstallsStarted: 3, InstallsDone: 2, InstallFailures: 1, SnapshotsSent: 5}
+	if st.Metrics == nil || *st.Metrics != want {
+		t.Fatalf("metrics %+v, want %+v", st.Metrics, want)
+	}
+}
+
+// metricsFakeNode is a fakeNode with metrics, like *asyncraft.Node.
+type metricsFakeNode struct {
+	fakeNode
+	metrics asyncraft.Metrics
+}
+
+func (f *metricsFakeNode) Metrics() *asyncraft.Metrics { return &f.metrics }
+
 // POST /snapshot answers the snapshot's index, 409 while one is being
-// taken, 501 on a node without a data directory; other methods are
-// refused.
+// taken or when nothing was applied since the newest, 501 on a node
+// without a data directory; other methods are refused.
 func TestSnapshotEndpoint(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -388,6 +433,7 @@ func TestSnapshotEndpoint(t *testing.T) {
 	}{
 		{"taken", nil, 200, `{"index":42}`},
 		{"busy", fmt.Errorf("no snapshot: %w", snapshot.ErrBusy), 409, `"code":"EBUSY"`},
+		{"nothing new", fmt.Errorf("%w: snapshot (index 42, term 2)", snapshot.ErrExists), 409, `"code":"EEXIST"`},
 		{"no data directory", asyncraft.ErrNoSnapshots, 501, `"code":"EINVAL"`},
 		{"failed", errors.New("disk full"), 500, `"code":"EIO"`},
 	} {

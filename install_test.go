@@ -1,6 +1,8 @@
 package asyncraft_test
 
 import (
+	"encoding/binary"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +175,96 @@ func removeAll(t *testing.T, disk *vfs.MemFS, dir string) {
 		if err := disk.Remove(p); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// paddedSummer is a summer whose snapshots carry 3 MiB of zeros after the
+// sum: several chunks, which a low snapshot rate spreads over seconds.
+type paddedSummer struct{ summer }
+
+type paddedPersister uint64
+
+func (p paddedPersister) Persist(sink fsm.SnapshotSink) error {
+	if err := sumPersister(p).Persist(sink); err != nil {
+		return err
+	}
+	_, err := sink.Write(make([]byte, 3<<20))
+	return err
+}
+func (paddedPersister) Release() {}
+
+func (s *paddedSummer) OnSnapshotSave(fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+	return paddedPersister(s.sum), nil
+}
+
+func (s *paddedSummer) OnSnapshotLoad(src fsm.SnapshotSource) error {
+	var b [8]byte
+	if _, err := io.ReadFull(src, b[:]); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return err
+	}
+	s.sum = binary.BigEndian.Uint64(b[:])
+	s.loads++
+	clear(s.sumAt)
+	s.sumAt[src.Meta().Index] = s.sum
+	return nil
+}
+
+// Snapshots taken on the leader while it installs one on a follower do not
+// compact away the entries right after the one being installed: the
+// follower goes on from the log after its install, instead of needing
+// another.
+func TestCompactionWaitsForAnInstall(t *testing.T) {
+	sms := map[string]*paddedSummer{}
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		// A tiny log cache: the entries the follower needs after its
+		// install are read from the storage, where compaction shows.
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 10, 1<<10
+		},
+		HostOptions: func(_ string, o *asyncraft.HostOptions) {
+			o.WALSegmentSize = 4 << 10
+			o.SnapshotBytesPerSecond = 1 << 20
+		},
+		NewStateMachine: func(id string, _ int) fsm.StateMachine {
+			sms[id] = &paddedSummer{summer{sumAt: map[uint64]uint64{}}}
+			return sms[id]
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l, "a", 200)
+	f := c.Up()[0]
+	if f == l {
+		f = c.Up()[1]
+	}
+	lagged := c.Node(f).Status().LastIndex
+	c.Sim.Isolate(f)
+	for _, p := range []string{"b", "c"} {
+		runLoad(t, c, l, p, 1500)
+		waitSnapshot(t, c, snapshotNow(t, c, l))
+	}
+	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > lagged+1 }, 5*time.Second) {
+		t.Fatal("the leader's log was not compacted past the follower")
+	}
+	c.Sim.Heal()
+	if !c.Sim.RunUntil(func() bool { return c.Node(f).Status().Installing != nil }, 10*time.Second) {
+		t.Fatal("no install began")
+	}
+	// Two more snapshots while the follower fetches (about 3 s at 1 MiB/s).
+	for _, p := range []string{"d", "e"} {
+		runLoad(t, c, l, p, 1500)
+		waitSnapshot(t, c, snapshotNow(t, c, l))
+	}
+	commit := c.Node(l).Status().Commit
+	waitApplied(t, c, commit, 30*time.Second)
+	if n := c.Node(f).Metrics().InstallsStarted.Load(); n != 1 {
+		t.Fatalf("%s began %d installs, want 1: compaction chased the install", f, n)
+	}
+	if sms[f].sumAt[commit] != sms[l].sumAt[commit] {
+		t.Fatalf("at %d %s sums %d, the leader %d", commit, f, sms[f].sumAt[commit], sms[l].sumAt[commit])
 	}
 }

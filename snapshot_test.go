@@ -370,3 +370,23 @@ func TestShutdownWaitsForASnapshotBeingTaken(t *testing.T) {
 		}
 	}
 }
+
+// Node.Snapshot with nothing applied since the newest snapshot returns
+// that snapshot's index, and takes no other.
+func TestSnapshotWithNothingNewReturnsTheNewest(t *testing.T) {
+	c, l, _ := newSummerGroup(t, nil)
+	runLoad(t, c, l, "a", 50)
+	waitApplied(t, c, c.Node(l).Status().Commit, 10*time.Second)
+	first := snapshotNow(t, c, l)
+	waitSnapshot(t, c, first)
+	c.Sim.RunFor(10 * time.Millisecond)
+	taken := c.Node(l).Metrics().Snapshots.Load()
+	again := snapshotNow(t, c, l)
+	waitSnapshot(t, c, again)
+	if first.err != nil || again.err != nil || again.index != first.index {
+		t.Fatalf("snapshots: %+v then %+v, want the same index twice", *first, *again)
+	}
+	if n := c.Node(l).Metrics().Snapshots.Load(); n != taken {
+		t.Fatalf("%d snapshots taken, then %d: a second one was taken", taken, n)
+	}
+}

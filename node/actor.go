@@ -147,10 +147,13 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 	case replicator.LostEntries:
 		a.onLostEntries(m)
 	case replicator.Installing:
-		a.debug("installing a snapshot on a follower", "peer", m.Peer, "index", m.Index)
+		if m.Term == a.term && a.role == Leader {
+			a.snap.installing(m.Peer, m.Index)
+		}
 	case replicator.Installed:
 		if m.Term == a.term {
 			a.sh.Metrics.SnapshotsSent.Add(1)
+			delete(a.snap.sending, m.Peer)
 		}
 	case snapshot.Fetched:
 		a.onFetched(env, m)

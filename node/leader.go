@@ -75,6 +75,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 // this term may still be committed by a later leader.
 func (a *Actor) stopLeading(env actors.Env, st closure.Status) {
 	a.tr.stopReplicators(env.Stop)
+	clear(a.snap.sending)
 	a.sh.peers.Store(nil)
 	a.sh.readErr.Store(nil)
 	a.sh.lostErr.Store(nil)
@@ -204,6 +205,7 @@ func (a *Actor) onReadReport(msg any) {
 				"peer", m.Peer, "term", m.Term, "err", m.Err)
 		}
 		a.sh.readErr.Store(&peerError{m.Peer, fmt.Errorf("replicate to %s: read failed (%d in a row; retry in %d ticks): %w", m.Peer, m.Failures, m.RetryTicks, m.Err)})
+		delete(a.snap.sending, m.Peer) // an install that failed holds compaction back no more
 	case replicator.ReadResumed:
 		if a.role != Leader || m.Term != a.term {
 			return

@@ -39,6 +39,11 @@ type snapshots struct {
 	// unsupported: the state machine refused (fsm.ErrSnapshotUnsupported);
 	// no more automatic snapshots in this run.
 	unsupported bool
+	// sending holds, while this node leads, the last index of the
+	// snapshot being installed on each follower: the log keeps the
+	// entries after it, which the follower needs next (else compaction
+	// could chase an install with another).
+	sending map[string]uint64
 	// bytes written to the log and ticks passed since the last one was
 	// asked for.
 	bytes uint64
@@ -104,6 +109,11 @@ func (a *Actor) onTakeSnapshot(env actors.Env, m TakeSnapshot) {
 		a.snapshotDone(m.Done, 0, err)
 		return
 	}
+	if a.snap.index > 0 && a.applied <= a.snap.index {
+		// Nothing applied since the newest snapshot: it is the answer.
+		a.snapshotDone(m.Done, a.snap.index, nil)
+		return
+	}
 	a.snap.waiter = m.Done
 	a.startSnapshot(env)
 }
@@ -145,8 +155,9 @@ func (a *Actor) onSnapshotReport(env actors.Env, msg any) {
 }
 
 // compact tells the log manager which entries the snapshots made
-// unnecessary: those before both the newest snapshot's last index less
-// SnapshotTrailingEntries and the previous snapshot's last index + 1. It
+// unnecessary: those before the newest snapshot's last index less
+// SnapshotTrailingEntries, the previous snapshot's last index + 1, and
+// the index after each snapshot being installed on a follower. It
 // also saves the commit index with the hard state, so that a restart
 // replays the entries after the snapshot up to it at once.
 func (a *Actor) compact(env actors.Env) {
@@ -154,6 +165,9 @@ func (a *Actor) compact(env actors.Env) {
 	first := s.index + 1 - min(s.index, a.cfg.SnapshotTrailingEntries)
 	if a.cfg.SnapshotKeep >= 2 {
 		first = min(first, s.prev+1)
+	}
+	for _, idx := range s.sending {
+		first = min(first, idx+1)
 	}
 	if faults.On(faults.CompactPastSnapshot) {
 		first = a.stable + 1 // everything durable, snapshot or not
@@ -163,6 +177,15 @@ func (a *Actor) compact(env actors.Env) {
 		env.Send(a.cfg.LogManager, logmgr.TruncatePrefix{First: first})
 	}
 	a.persistHardState(env)
+}
+
+// installing records that a follower is being sent the snapshot up to
+// index.
+func (s *snapshots) installing(peer string, index uint64) {
+	if s.sending == nil {
+		s.sending = map[string]uint64{}
+	}
+	s.sending[peer] = index
 }
 
 // snapshotDone completes a Node.Snapshot call on the callback executor.

@@ -585,3 +585,34 @@ func TestHarnessInstallOverALongerLog(t *testing.T) {
 		}
 	})
 }
+
+// TestHarnessInstallStatusWhileLoading: while the snapshot loads, Status
+// shows the commit index at the snapshot's last index already (published
+// ahead of the node's own, so that applied <= commit holds when the FSM
+// caller publishes the snapshot applied), and a heartbeat that commits
+// entries of the old log meanwhile must not move it back: the published
+// commit index only rises. (It did move back: advanceCommit stored the
+// heartbeat's commit index over the one published ahead.)
+func TestHarnessInstallStatusWhileLoading(t *testing.T) {
+	forSeeds(t, func(t *testing.T, seed uint64) {
+		w := newWorld(t, setup{seed: seed, term: 2, log: ents(1, 1, 5), snapshots: true})
+		b := w.peers["b"]
+		meta := snapMeta(8, 2)
+		seq := w.fromPeer("b", 2, installRequest(meta))
+		w.A.Send(hNodeRef, snapshot.Fetched{Meta: meta})
+		w.settle()
+		if st := w.sh.Status(); st.Commit != 8 || st.LastIndex != 8 {
+			w.fatalf("status while loading %v, want commit and last 8", st)
+		}
+		w.fromPeer("b", 2, &raftpb.Envelope{Body: &raftpb.Envelope_HeartbeatRequest{HeartbeatRequest: &raftpb.HeartbeatRequest{Commit: 3, CommitTerm: 1}}})
+		if st := w.sh.Status(); st.Commit != 8 || st.LastIndex != 8 {
+			w.fatalf("status after a heartbeat committing 3 while loading %v, want commit and last still 8", st)
+		}
+		w.A.Send(hNodeRef, fsm.Applied{Index: 8})
+		w.settle()
+		if st := w.sh.Status(); st.Commit != 8 || st.LastIndex != 8 || st.SnapshotIndex != 8 {
+			w.fatalf("status once loaded %v snapshot %d, want 8", st, st.SnapshotIndex)
+		}
+		w.expectAnswer(b, 2, 1, seq, true, 8, "")
+	})
+}

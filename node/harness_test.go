@@ -2,11 +2,12 @@ package node
 
 // The test harness: one node actor on sim host "A", alone, driven in the
 // deterministic simulator. Probe actors on "A" stand in for its siblings —
-// the log manager (records Append, TruncateSuffix and SaveHardState and
+// the log manager (records Append, TruncateSuffix, Reset and SaveHardState and
 // mirrors the log operations onto the storage under the node's logmgr.Log;
 // it answers nothing itself: the test sends Stable and HardStateSaved in
 // its name when it chooses, so the test controls durability), the FSM
-// caller and the host's executor — and fake
+// caller and the host's executor (and, with setup.snapshots, the snapshot
+// executor and its copy actor) — and fake
 // peers on "B" and "C" stand in for the other members: their node actors
 // and the replies-to names of their replicators record every envelope they
 // get, and the test makes them send envelopes to the node. When the node
@@ -25,8 +26,10 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/snapshot"
 )
 
 const (
@@ -43,6 +46,8 @@ var (
 	hLogRef  = actors.Ref{Host: "A", Name: LogManagerName(hGroup, hSelf)}
 	hFSMRef  = actors.Ref{Host: "A", Name: FSMCallerName(hGroup, hSelf)}
 	hExecRef = actors.Ref{Host: "A", Name: "exec"}
+	// hCopyRef is the node's snapshot copy actor (setup.snapshots).
+	hCopyRef = actors.Ref{Host: "A", Name: snapshot.CopyName(SnapshotterName(hGroup, hSelf))}
 
 	// hNet has a fixed latency: nothing overtakes anything, and a
 	// settle of a millisecond delivers every message in flight.
@@ -68,12 +73,12 @@ func ents(from, term uint64, n int) []*raftpb.Entry {
 // --- probes on host A ---
 
 // logProbe stands in for the log manager. It records every operation in
-// the order received and applies Append and TruncateSuffix to the storage
+// the order received and applies Append, TruncateSuffix and Reset to the storage
 // under the node's log (as the real manager would), but answers nothing
 // by itself (world.saveHardState and world.stable answer for it).
 type logProbe struct {
 	st   *logmgr.MemoryStorage
-	ops  []any // logmgr.Append, TruncateSuffix, SaveHardState, Close
+	ops  []any // logmgr.Append, TruncateSuffix, Reset, SaveHardState, Close
 	errs []string
 }
 
@@ -88,6 +93,11 @@ func (p *logProbe) Receive(_ actors.Env, msg any) {
 		p.ops = append(p.ops, m)
 		if err := p.st.TruncateSuffix(m.From); err != nil {
 			p.errs = append(p.errs, fmt.Sprintf("truncate from %d: %v", m.From, err))
+		}
+	case logmgr.Reset:
+		p.ops = append(p.ops, m)
+		if err := p.st.Reset(m.Next, m.Term); err != nil {
+			p.errs = append(p.errs, fmt.Sprintf("reset to %d/%d: %v", m.Next, m.Term, err))
 		}
 	case logmgr.SaveHardState, logmgr.Close:
 		p.ops = append(p.ops, m)
@@ -170,7 +180,8 @@ type setup struct {
 	vote string
 	// log is the durable log at start.
 	log []*raftpb.Entry
-	// snapshots gives the node a snapshot executor (a recorder).
+	// snapshots gives the node a snapshot executor and a copy actor (both
+	// recorders).
 	snapshots bool
 }
 
@@ -187,7 +198,10 @@ type world struct {
 	fsm  *recorder
 	exec *recorder
 	snap *recorder
+	copy *recorder // the snapshot copy actor (setup.snapshots)
 	out  *outsideFake
+	// opened are the snapshots Config.OpenSnapshot was asked to open.
+	opened []*raftpb.SnapshotMeta
 	// stopped counts the calls of Config.Stopped.
 	stopped int
 	peers   map[string]*fakePeer
@@ -216,6 +230,7 @@ func newWorld(t testing.TB, su setup) *world {
 		fsm:   &recorder{},
 		exec:  &recorder{},
 		snap:  &recorder{},
+		copy:  &recorder{},
 		out:   &outsideFake{},
 		peers: map[string]*fakePeer{},
 	}
@@ -271,12 +286,17 @@ func newWorld(t testing.TB, su setup) *world {
 		Shared:           w.sh,
 		Outside:          w.out,
 		Stopped:          func() { w.stopped++ },
+		OpenSnapshot: func(meta *raftpb.SnapshotMeta) func() (fsm.SnapshotSource, func() error, error) {
+			w.opened = append(w.opened, meta)
+			return nil
+		},
 	})
 	w.spawn(w.A, hLogRef.Name, w.lm)
 	w.spawn(w.A, hFSMRef.Name, w.fsm)
 	w.spawn(w.A, hExecRef.Name, w.exec)
 	if su.snapshots {
 		w.spawn(w.A, snapRef.Name, w.snap)
+		w.spawn(w.A, hCopyRef.Name, w.copy)
 	}
 	w.spawn(w.A, hNodeRef.Name, w.node, actors.PriorityMailbox())
 	w.settle()

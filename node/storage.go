@@ -111,7 +111,7 @@ func (a *Actor) maybeCommit(env actors.Env) {
 // to the FSM caller.
 func (a *Actor) advanceCommit(env actors.Env, c uint64) {
 	a.commit = c
-	a.sh.commit.Store(c)
+	a.sh.commit.Store(max(c, a.sh.commit.Load())) // a snapshot being loaded is published ahead (onFetched)
 	n, _ := fsm.SearchTasks(a.tasks, c+1)
 	var done []*fsm.Task
 	if n > 0 {

@@ -460,9 +460,9 @@ func (c compacted) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
 
 // TestUnreadableLog: when the entries a follower needs are gone from the
 // leader's log, the replicator sends none, reports every failed read to the
-// node and retries with a back-off capped at HeartbeatTicks (there are no
-// snapshots to install instead yet), and keeps the follower's heartbeats
-// going.
+// node and retries with a back-off capped at HeartbeatTicks (it has no
+// Copier, so no snapshot to install instead: see install_test.go), and
+// keeps the follower's heartbeats going.
 func TestUnreadableLog(t *testing.T) {
 	leader := mkEntries(fixed(8), run{1, 10})
 	h := newHarness(t, setup{

@@ -43,6 +43,11 @@ type follower struct {
 	reverse bool                              // release held replies newest first
 	dup     bool                              // send every reply twice
 
+	// onInstall, if set, answers an InstallSnapshotRequest (nil: no
+	// answer); a success installs the snapshot first (installTo). Unset,
+	// install requests are only recorded and the test answers them.
+	onInstall func(seq uint64, req *raftpb.InstallSnapshotRequest) *raftpb.InstallSnapshotResponse
+
 	held  []*raftpb.Envelope
 	armed bool
 
@@ -57,6 +62,7 @@ type follower struct {
 	reqs           []reqInfo
 	hbs            []uint64 // the commit of every heartbeat
 	rejects        int
+	installs       []installReq // install requests received, in order
 	dropped        int
 	unreplied      []pending // append requests received and not answered, in order
 	maxUnreplied   int
@@ -83,6 +89,8 @@ func (f *follower) Receive(env actors.Env, msg any) {
 			f.onAppend(env, m, b.AppendRequest)
 		case *raftpb.Envelope_HeartbeatRequest:
 			f.onHeartbeat(env, m, b.HeartbeatRequest)
+		case *raftpb.Envelope_InstallSnapshotRequest:
+			f.onInstallRequest(env, m, b.InstallSnapshotRequest)
 		default:
 			f.violate("unexpected body %T", m.Body)
 		}
@@ -176,6 +184,47 @@ func (f *follower) onAppend(env actors.Env, e *raftpb.Envelope, req *raftpb.Appe
 		Success: true, MatchIndex: lastNew, LastLogIndex: f.last(),
 	}}
 	f.send(env, r)
+}
+
+// installReq is an InstallSnapshotRequest the follower got.
+type installReq struct {
+	seq, term uint64
+	meta      *raftpb.SnapshotMeta
+}
+
+func (f *follower) onInstallRequest(env actors.Env, e *raftpb.Envelope, req *raftpb.InstallSnapshotRequest) {
+	f.installs = append(f.installs, installReq{seq: e.Seq, term: e.Term, meta: req.Meta})
+	if e.Term < f.term || f.onInstall == nil {
+		return
+	}
+	f.term = e.Term
+	resp := f.onInstall(e.Seq, req)
+	if resp == nil {
+		return
+	}
+	if resp.Success {
+		f.installTo(req.Meta.LastIndex)
+	}
+	r := f.reply(e)
+	r.Body = &raftpb.Envelope_InstallSnapshotResponse{InstallSnapshotResponse: resp}
+	f.send(env, r)
+}
+
+// installTo replaces the follower's log with the leader's entries up to
+// last, as installing a snapshot up to there does (the snapshot holds
+// what they hold) — unless, as a node does, it holds that entry already
+// or has committed past it.
+func (f *follower) installTo(last uint64) {
+	if t, err := f.leaderLog.Term(last); f.commit >= last || (err == nil && f.termAt(last) == t) {
+		return
+	}
+	ents, err := f.leaderLog.Entries(1, last+1, 1<<40)
+	if err != nil || uint64(len(ents)) != last {
+		f.violate("install to %d: the leader's log holds %d entries up to there (%v)", last, len(ents), err)
+		return
+	}
+	f.log = slices.Clone(ents)
+	f.commit = max(f.commit, last)
 }
 
 // checkAgainstLeader verifies that a request carries the leader's own

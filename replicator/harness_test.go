@@ -31,6 +31,11 @@ var (
 	nodeRef     = actors.Ref{Host: "L", Name: "node"}
 	followerRef = actors.Ref{Host: "F", Name: "f"}
 	tickerRef   = actors.Ref{Host: "L", Name: "ticker"}
+	// copierRef is the leader's copy actor (a copierProbe, spawned when
+	// Config.Copier is set), peerCopierRef the follower's (nothing there:
+	// only the fake follower's node answers).
+	copierRef     = actors.Ref{Host: "L", Name: "copy"}
+	peerCopierRef = actors.Ref{Host: "F", Name: "f/copy"}
 )
 
 // fifoNet has a fixed latency: messages between two hosts never overtake
@@ -80,6 +85,8 @@ type nodeProbe struct {
 	readFailed []ReadFailed
 	resumed    []ReadResumed
 	lost       []LostEntries
+	installing []Installing
+	installed  []Installed
 	onProgress func(Progress)
 	onRead     func(msg any) // ReadFailed or ReadResumed
 }
@@ -105,6 +112,10 @@ func (n *nodeProbe) Receive(_ actors.Env, msg any) {
 		}
 	case LostEntries:
 		n.lost = append(n.lost, m)
+	case Installing:
+		n.installing = append(n.installing, m)
+	case Installed:
+		n.installed = append(n.installed, m)
 	}
 }
 
@@ -151,6 +162,8 @@ type harness struct {
 	f    *follower
 	node *nodeProbe
 	tick *ticker
+	// copier stands in for the leader's copy actor (Config.Copier set).
+	copier *copierProbe
 
 	common    uint64 // the prefix the logs shared at start
 	lastMatch uint64
@@ -224,6 +237,10 @@ func newHarness(t testing.TB, su setup) *harness {
 	}
 	h.spawn(h.L, nodeRef, h.node)
 	h.spawn(h.F, followerRef, h.f)
+	if !cfg.Copier.IsZero() {
+		h.copier = &copierProbe{}
+		h.spawn(h.L, cfg.Copier, h.copier)
+	}
 	if su.tickEvery > 0 {
 		h.tick = &ticker{every: su.tickEvery, on: true}
 		h.spawn(h.L, tickerRef, h.tick)

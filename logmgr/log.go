@@ -37,6 +37,10 @@ type Log struct {
 	cache      []*raftpb.Entry // entries [cacheStart, last]
 	last       uint64
 	lastTerm   uint64
+	// resetIndex and resetTerm are the entry before the log's start after
+	// a Reset (0: none): its term is known here before the storage, which
+	// the log manager resets later, says so.
+	resetIndex, resetTerm uint64
 
 	// bytes is the size of the cached entries (EntrySize each). Written
 	// under mu by the node actor; read without it by CachedBytes.
@@ -86,6 +90,11 @@ func (l *Log) Term(index uint64) (uint64, error) {
 	}
 	if index >= l.cacheStart {
 		t := l.cache[index-l.cacheStart].Term
+		l.mu.RUnlock()
+		return t, nil
+	}
+	if index == l.resetIndex {
+		t := l.resetTerm
 		l.mu.RUnlock()
 		return t, nil
 	}
@@ -211,6 +220,7 @@ func (l *Log) Reset(next, term uint64) error {
 	l.bytes.Store(0)
 	l.cacheStart = next
 	l.last, l.lastTerm = next-1, term
+	l.resetIndex, l.resetTerm = next-1, term
 	return nil
 }
 

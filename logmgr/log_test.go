@@ -525,3 +525,37 @@ func TestLogCachedBytesAndSpill(t *testing.T) {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
 }
+
+// Reset empties the view so that it continues at next: the term of the
+// entry before is known at once, before the log manager resets the
+// storage (which still holds the old entries), and entries append after
+// it.
+func TestLogReset(t *testing.T) {
+	st := NewMemoryStorage()
+	if err := st.Append(ents(1, 6, 1)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLog(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reset(11, 3); err != nil {
+		t.Fatal(err)
+	}
+	if last, term := l.Last(); last != 10 || term != 3 {
+		t.Fatalf("after Reset(11, 3): last %d/%d, want 10/3", last, term)
+	}
+	if term, err := l.Term(10); err != nil || term != 3 {
+		t.Fatalf("Term(10) = %d, %v; want 3 (known before the storage is reset)", term, err)
+	}
+	if err := l.Append(ents(11, 13, 3)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Entries(11, 13, 1<<20)
+	if err != nil || len(got) != 2 || got[0].Index != 11 {
+		t.Fatalf("Entries(11, 13) = %v, %v", got, err)
+	}
+	if err := l.Reset(0, 1); err == nil {
+		t.Fatal("Reset(0, 1) accepted")
+	}
+}

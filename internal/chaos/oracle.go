@@ -134,8 +134,15 @@ func (o *oracle) observe(from, to actors.Ref, msg any) {
 			o.r.violate("durability", "%s granted its vote to %s in term %d before it was durable (durable: %v)", e.From, e.To, e.Term, hs)
 		}
 	case *raftpb.Envelope_AppendResponse:
-		if r := b.AppendResponse; r.Success && r.MatchIndex > o.logs[e.From].Synced {
-			o.r.violate("durability", "%s acknowledged entries up to %d with only %d synced", e.From, r.MatchIndex, o.logs[e.From].Synced)
+		// Entries up to a snapshot in the node's store are durable there:
+		// right after an install, the log is reset only later, in order
+		// with the appends that follow.
+		durable := o.logs[e.From].Synced
+		if n := o.r.c.Node(e.From); n != nil {
+			durable = max(durable, n.Status().SnapshotIndex)
+		}
+		if r := b.AppendResponse; r.Success && r.MatchIndex > durable {
+			o.r.violate("durability", "%s acknowledged entries up to %d with only %d synced", e.From, r.MatchIndex, durable)
 		}
 	}
 }

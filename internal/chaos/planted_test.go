@@ -73,7 +73,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
 		{"commit an earlier term's entry by counting", faults.CommitPriorTerm, 1, 10, "leader completeness", fig8, nil},
 		{"acknowledge before sync", faults.AckBeforeSync, 1, 20, "durability", standard(false), nil},
-		{"acknowledge before sync, end to end", faults.AckBeforeSync, 42, 400, "state machine safety", standard(true), nil},
+		{"acknowledge before sync, end to end", faults.AckBeforeSync, 3, 400, "linearizability", standard(true), nil},
 		{"skip the previous-entry check", faults.SkipPrevCheck, 48, 200, "state machine safety", standard(true), nil},
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
 		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 1, 100, "linearizability", standard(true), nil},

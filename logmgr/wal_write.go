@@ -61,7 +61,8 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		buf = w.directBuffer()
 	}
 	base := len(buf)
-	buf, pos, err := appendBatchRecords(buf, w.pos[:0], entries, next)
+	fr := w.nextFrame()
+	buf, pos, err := appendBatchRecords(buf, w.pos[:0], entries, next, fr)
 	if err != nil {
 		return err
 	}
@@ -82,6 +83,9 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		w.buf = append(w.buf[:0], batch...)
 		batch = w.buf
 	}
+	if s.frame != fr {
+		resealRecords(batch, s.frame)
+	}
 	at := s.end
 	if err := w.write(s, batch); err != nil {
 		return err
@@ -92,10 +96,21 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 	return nil
 }
 
+// nextFrame is the framing of the records Append writes: the last
+// segment's, if it is of the current format version (else the batch goes
+// to a new segment, whose sequence number is the next one). If the batch
+// does not fit after all, it is resealed for the new segment.
+func (w *WAL) nextFrame() recFrame {
+	if s := w.active(); s.frame.tagged {
+		return s.frame
+	}
+	return recFrame{tagged: true, tag: walSeqTag(w.seq + 1)}
+}
+
 // room returns the segment to write n bytes to: the last one, or a new one
-// if they do not fit.
+// if they do not fit (or the last one is of an older format version).
 func (w *WAL) room(n int64) (*segment, error) {
-	if s := w.active(); s.end+n <= s.size && s.batched {
+	if s := w.active(); s.end+n <= s.size && s.frame.tagged {
 		return s, nil
 	}
 	size := max(w.opts.SegmentSize, alignUp(walHeaderRecordLen+n, walAlign))
@@ -136,10 +151,18 @@ func (w *WAL) write(s *segment, b []byte) error {
 	return nil
 }
 
-// advanced tells the spare's preparer how far the writer is in s.
+// advanced tells the spare's preparer how far the writer is in s, and
+// starts preparing a spare once the writer is far enough into s and no
+// recycled file will do for the next segment (see startSpare).
 func (w *WAL) advanced(s *segment) {
+	progress := s.end - walHeaderRecordLen
+	w.progress.Store(progress)
 	if sp := w.spare; sp != nil {
-		sp.advanced(s.end - walHeaderRecordLen)
+		sp.advanced(progress)
+		return
+	}
+	if w.background && progress >= s.size/walSpareStartDiv && !w.hasRecycled(w.opts.SegmentSize) {
+		w.startSpare()
 	}
 }
 
@@ -158,8 +181,8 @@ func (w *WAL) TruncateSuffix(from uint64) error {
 	if from == last+1 {
 		return nil
 	}
-	if s := w.active(); from > s.first {
-		rec, err := appendRecord(w.buf[:0], walRecTruncate, &raftpb.IndexMark{Index: from})
+	if s := w.active(); from > s.first && s.frame.tagged {
+		rec, err := appendRecord(w.buf[:0], walRecTruncate, &raftpb.IndexMark{Index: from}, s.frame)
 		if err != nil {
 			return err
 		}
@@ -177,11 +200,12 @@ func (w *WAL) TruncateSuffix(from uint64) error {
 	return w.install(from, w.term(from-1), 0, w.opts.SegmentSize)
 }
 
-// TruncatePrefix removes the segments that hold only entries before first,
-// oldest first, syncing the directory after each removal so that a crash
-// leaves a suffix of the segments. The last segment always stays. Writes
-// not yet synced are synced first: a removal must not become durable
-// before the mutations that came before it.
+// TruncatePrefix drops the segments that hold only entries before first,
+// oldest first, syncing the directory after each so that a crash leaves a
+// suffix of the segments. Each dropped segment's file is recycled (renamed
+// for reuse, see wal_recycle.go) or removed. The last segment always
+// stays. Writes not yet synced are synced first: a removal must not become
+// durable before the mutations that came before it.
 func (w *WAL) TruncatePrefix(first uint64) error {
 	if err := w.writable(); err != nil {
 		return err
@@ -201,15 +225,16 @@ func (w *WAL) TruncatePrefix(first uint64) error {
 		w.ents.dropFront(int(next.first - w.base))
 		w.base, w.baseTerm = next.first, next.prevTerm
 		w.mu.Unlock()
-		err := w.fs.Remove(old.path)
+		err := w.recycle(old.path, old.size, old)
 		old.release()
 		if err != nil {
-			return w.fail(fmt.Errorf("logmgr: remove %s: %w", old.path, err))
+			return err
 		}
 		if err := w.fs.SyncDir(w.dir); err != nil {
 			return w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
 		}
 	}
+	w.spareNotNeeded()
 	return nil
 }
 
@@ -282,9 +307,9 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 	removed := false
 	for _, old := range dead {
 		if old.name != s.name { // else the rename replaced it
-			if err := w.fs.Remove(old.path); err != nil {
+			if err := w.recycle(old.path, old.size, old); err != nil {
 				old.release()
-				return w.fail(fmt.Errorf("logmgr: remove dead segment %s: %w", old.path, err))
+				return err
 			}
 			removed = true
 		}
@@ -294,27 +319,39 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 		if err := w.fs.SyncDir(w.dir); err != nil {
 			return w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
 		}
+		w.spareNotNeeded()
 	}
 	return nil
 }
 
-// createSegment creates a segment file of the given size starting at
-// first, durably: under a temporary name it is sized, preallocated, given
-// its header (and zeros up to walZeroChunk) and synced; then it is renamed
+// createSegment creates a segment file of (at least) the given size
+// starting at first, durably. Its file is a recycled one (of at least that
+// size, see wal_recycle.go), whose header it rewrites; or the spare; or a
+// new one, sized, preallocated and given zeros up to walZeroChunk. With
+// its header written, it is synced under its temporary name, then renamed
 // into place (replacing a dead segment of that name, if any) and the
 // directory synced. A failure before the rename leaves the WAL as it was
 // (and usable); after it, the WAL fails.
 func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*segment, error) {
 	name := segName(first)
 	final := path.Join(w.dir, name)
-	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags}
+	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags, version: WALFormatVersion}
 	b := appendRawRecord(make([]byte, 0, walZeroChunk), walRecSegment, hdr.marshal())
 	var (
 		tmp    string
 		f      vfs.File
 		zeroed int64
+		reused bool
 	)
-	if sp := w.takeSpare(size); sp != nil {
+	if rc := w.takeRecycled(size); rc != nil {
+		var err error
+		if f, err = w.openRecycled(rc); err != nil {
+			w.fs.Remove(rc.path) // best effort; OpenWAL takes it back otherwise
+			return nil, err
+		}
+		// Its blocks are written already: only the header changes.
+		tmp, size, zeroed, reused = rc.path, rc.size, rc.size, true
+	} else if sp := w.takeSpare(size); sp != nil {
 		tmp, f, zeroed = sp.path, sp.f, size
 	} else {
 		tmp = final + ".tmp"
@@ -366,10 +403,12 @@ func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*
 	if err != nil {
 		return nil, w.fail(fmt.Errorf("logmgr: open %s: %w", final, err))
 	}
-	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, batched: true, f: f,
-		end: walHeaderRecordLen, zeroed: zeroed}
+	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, batched: true,
+		frame: frameOf(hdr), f: f, end: walHeaderRecordLen, zeroed: zeroed}
 	s.refs.Store(1)
 	w.progress.Store(0)
-	w.startSpare()
+	if reused {
+		w.reuses++
+	}
 	return s, nil
 }

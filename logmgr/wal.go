@@ -136,9 +136,13 @@ import (
 )
 
 const (
-	// DefaultSegmentSize is the size of a WAL segment unless
+	// DefaultSegmentSize is the largest size of a WAL segment unless
 	// WALOptions.SegmentSize says otherwise.
 	DefaultSegmentSize = 64 << 20
+	// DefaultInitialSegmentSize is the size of a WAL's first segment
+	// unless WALOptions.InitialSegmentSize says otherwise (or SegmentSize
+	// is smaller).
+	DefaultInitialSegmentSize = 1 << 20
 	// MinSegmentSize and MaxSegmentSize bound WALOptions.SegmentSize.
 	MinSegmentSize = 1 << 10
 	MaxSegmentSize = 1 << 30
@@ -159,12 +163,21 @@ var zeros = make([]byte, walZeroChunk)
 
 // WALOptions configures a WAL.
 type WALOptions struct {
-	// SegmentSize is the size of a segment file, between MinSegmentSize
-	// and MaxSegmentSize. Default DefaultSegmentSize. Segments found on
-	// disk keep the size they were created with, and a segment created in
-	// a recycled file has the file's size, which may be bigger (the file
-	// of a segment made for one big batch).
+	// SegmentSize is the largest size of a segment file, between
+	// MinSegmentSize and MaxSegmentSize. Default DefaultSegmentSize.
+	// Segments start at InitialSegmentSize and grow: each segment a roll
+	// creates is twice the size of the last one, up to SegmentSize (a
+	// segment made by a truncation or a reset keeps the last one's size).
+	// A batch bigger than that gets a segment of its own, as big as it
+	// needs. Segments found on disk keep the size they were created with,
+	// and a segment created in a recycled file has the file's size, which
+	// may be bigger than planned.
 	SegmentSize int64
+	// InitialSegmentSize is the size of a WAL's first segment, between
+	// MinSegmentSize and SegmentSize. Default DefaultInitialSegmentSize,
+	// or SegmentSize if that is smaller. A WAL that holds little (an idle
+	// group of a multi-raft host) costs about this much disk.
+	InitialSegmentSize int64
 	// Logger receives the warning about a repaired torn tail. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -208,6 +221,12 @@ type WAL struct {
 	baseTerm uint64     // term of entry base-1
 	ents     posIndex   // ents.at(i) locates entry base+i
 	closed   bool
+
+	// lastSeg is the last segment (set by the writer), whose file stays
+	// open; handles keeps the other segments' files open for reads, a
+	// few at a time (see wal_handles.go).
+	lastSeg atomic.Pointer[segment]
+	handles readHandles
 
 	// Owned by the writer.
 	failed     error
@@ -255,10 +274,18 @@ type segment struct {
 	size     int64
 	batched  bool     // holds batch records (format version 2 or 3), not entry records
 	frame    recFrame // how its records are framed; tagged: format version 3
-	f        vfs.File
 	// refs counts the WAL's own reference (while the segment is live)
 	// and readers'; the file closes when it drops to zero.
 	refs atomic.Int32
+	// fmu guards f and gone. f is the segment's file: open read-write
+	// while the segment is the last one (the writer uses it without
+	// fmu), and otherwise opened for reads when needed and closed when
+	// idle (see wal_handles.go); nil while closed. gone: the segment
+	// left the log and its file its name, so f, if readers hold the
+	// segment, stays open until the last of them releases it.
+	fmu  sync.Mutex
+	f    vfs.File
+	gone bool
 
 	// Owned by the writer.
 	end    int64 // end of the data
@@ -269,10 +296,17 @@ type segment struct {
 func (s *segment) acquire() { s.refs.Add(1) }
 
 func (s *segment) release() error {
-	if s.refs.Add(-1) == 0 {
-		return s.f.Close()
+	if s.refs.Add(-1) != 0 {
+		return nil
 	}
-	return nil
+	s.fmu.Lock()
+	f := s.f
+	s.f = nil
+	s.fmu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f.Close()
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%016x%s", first, walSegmentExt) }
@@ -287,6 +321,12 @@ func OpenWAL(fsys vfs.FS, dir string, opts WALOptions) (*WAL, error) {
 	}
 	if opts.SegmentSize < MinSegmentSize || opts.SegmentSize > MaxSegmentSize {
 		return nil, fmt.Errorf("logmgr: WAL segment size %d outside [%d, %d]", opts.SegmentSize, MinSegmentSize, MaxSegmentSize)
+	}
+	if opts.InitialSegmentSize == 0 {
+		opts.InitialSegmentSize = min(DefaultInitialSegmentSize, opts.SegmentSize)
+	}
+	if opts.InitialSegmentSize < MinSegmentSize || opts.InitialSegmentSize > opts.SegmentSize {
+		return nil, fmt.Errorf("logmgr: WAL initial segment size %d outside [%d, %d]", opts.InitialSegmentSize, MinSegmentSize, opts.SegmentSize)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -357,12 +397,13 @@ func (w *WAL) recover(st *walState) error {
 	}
 	if len(w.segs) == 0 {
 		w.base = 1
-		s, err := w.createSegment(1, 0, 0, w.opts.SegmentSize)
+		s, err := w.createSegment(1, 0, 0, w.opts.InitialSegmentSize)
 		if err != nil {
 			return err
 		}
 		w.segs = []*segment{s}
 	}
+	w.lastSeg.Store(w.active())
 	w.progress.Store(w.active().end - walHeaderRecordLen)
 	return nil
 }
@@ -426,8 +467,10 @@ func (w *WAL) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
 	if err != nil || len(spans) == 0 {
 		return nil, err
 	}
-	defer unpin(spans)
-	return readSpans(spans, maxBytes)
+	es, err := w.readSpans(spans, maxBytes)
+	unpin(spans)
+	w.handles.trim()
+	return es, err
 }
 
 // unpin releases the segments pin took.
@@ -441,7 +484,7 @@ func unpin(spans []readSpan) {
 
 // readSpans reads and decodes the entries of spans, pinned, up to
 // maxBytes (at least one).
-func readSpans(spans []readSpan, maxBytes uint64) ([]*raftpb.Entry, error) {
+func (w *WAL) readSpans(spans []readSpan, maxBytes uint64) ([]*raftpb.Entry, error) {
 	var (
 		out  []*raftpb.Entry
 		size uint64
@@ -450,7 +493,11 @@ func readSpans(spans []readSpan, maxBytes uint64) ([]*raftpb.Entry, error) {
 		start := int64(sp.pos[0].off)
 		last := sp.pos[len(sp.pos)-1]
 		buf := make([]byte, int64(last.off)+int64(last.n)-start)
-		if _, err := sp.seg.f.ReadAt(buf, start); err != nil {
+		f, err := w.readFile(sp.seg)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.ReadAt(buf, start); err != nil {
 			return nil, fmt.Errorf("logmgr: read entries from %s: %w", sp.seg.path, err)
 		}
 		for i, p := range sp.pos {

@@ -106,7 +106,7 @@ func TestWALReuseWaitsForReaders(t *testing.T) {
 	}
 	roll()
 	roll()
-	got, err := readSpans(spans, ^uint64(0))
+	got, err := w.readSpans(spans, ^uint64(0))
 	unpin(spans)
 	if err != nil {
 		t.Fatalf("reading the pinned segment: %v", err)

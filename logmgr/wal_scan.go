@@ -191,8 +191,11 @@ func analyzeWAL(fsys vfs.FS, dir string, writable bool, visit func(WALRecord)) (
 			st.files = append(st.files, &walFile{name: name, path: path.Join(dir, name)})
 		}
 	}
+	// One file open at a time: a long log has many segments.
 	for _, f := range st.files {
-		if err := f.open(fsys, writable); err != nil {
+		err := f.open(fsys, false)
+		f.close()
+		if err != nil {
 			return st, err
 		}
 		st.maxSeq = max(st.maxSeq, f.hdr.seq)
@@ -202,11 +205,21 @@ func analyzeWAL(fsys vfs.FS, dir string, writable bool, visit func(WALRecord)) (
 	}
 	var data []byte
 	for i, f := range st.live {
+		// The last live segment stays open (for writing, for OpenWAL),
+		// the others are opened again when read.
+		last := i == len(st.live)-1
+		if err := f.open(fsys, writable && last); err != nil {
+			return st, err
+		}
 		if int64(cap(data)) < f.size {
 			data = make([]byte, f.size)
 		}
 		data = data[:f.size]
-		if n, err := f.f.ReadAt(data, 0); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
+		n, err := f.f.ReadAt(data, 0)
+		if !last {
+			f.close()
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
 			return st, fmt.Errorf("logmgr: read %s: %w", f.path, err)
 		}
 		if err := st.replay(f, data, i == 0, visit); err != nil {
@@ -248,7 +261,8 @@ func damageAfter(data []byte, f *walFile) (valid, damageEnd int64) {
 	return findValidRecord(data, f.end+1, garbage+1), garbage + 1
 }
 
-// open opens the segment file and reads its header.
+// open opens the segment file and reads its header (again: it checks that
+// the file is still what it was).
 func (f *walFile) open(fsys vfs.FS, writable bool) error {
 	var err error
 	if writable {
@@ -275,9 +289,14 @@ func (f *walFile) open(fsys vfs.FS, writable bool) error {
 	if !ok || typ != walRecSegment {
 		return fmt.Errorf("logmgr: %s at offset 0: no valid segment header", f.path)
 	}
-	if f.hdr, err = parseSegHeader(payload); err != nil {
+	hdr, err := parseSegHeader(payload)
+	if err != nil {
 		return fmt.Errorf("logmgr: %s at offset 0: bad segment header: %v", f.path, err)
 	}
+	if f.hdr.seq != 0 && hdr != f.hdr {
+		return fmt.Errorf("logmgr: %s at offset 0: the header changed while the WAL was read", f.path)
+	}
+	f.hdr = hdr
 	if first, _ := parseSegName(f.name); first != f.hdr.first {
 		return fmt.Errorf("logmgr: %s at offset 0: header says first index %d, the name %d", f.path, f.hdr.first, first)
 	}

@@ -74,7 +74,7 @@ func (w *WAL) startSpare() {
 	if !w.background || w.spare != nil {
 		return
 	}
-	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.opts.SegmentSize, direct: w.direct, progress: &w.progress,
+	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.grownSize(), direct: w.direct, progress: &w.progress,
 		from: w.progress.Load(), kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	w.spare = sp
 	go func() {

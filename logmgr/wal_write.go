@@ -1,8 +1,10 @@
 package logmgr
 
 import (
+	"errors"
 	"fmt"
 	"path"
+	"syscall"
 
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/vfs"
@@ -108,17 +110,66 @@ func (w *WAL) nextFrame() recFrame {
 }
 
 // room returns the segment to write n bytes to: the last one, or a new one
-// if they do not fit (or the last one is of an older format version).
+// if they do not fit (or the last one is of an older format version). The
+// new one is grownSize (or what n needs); if the disk has no room for that
+// (ENOSPC before anything was written), the smallest that holds n.
 func (w *WAL) room(n int64) (*segment, error) {
 	if s := w.active(); s.end+n <= s.size && s.frame.tagged {
 		return s, nil
 	}
-	size := max(w.opts.SegmentSize, alignUp(walHeaderRecordLen+n, walAlign))
+	need := alignUp(walHeaderRecordLen+n, walAlign)
 	last := w.last()
-	if err := w.install(last+1, w.term(last), 0, size); err != nil {
+	if err := w.installFitting(last+1, w.term(last), 0, max(w.grownSize(), need), max(w.opts.InitialSegmentSize, need)); err != nil {
 		return nil, err
 	}
 	return w.active(), nil
+}
+
+// installFitting installs a new segment (see install) of the given size,
+// or, if the disk has no room for it (ENOSPC before anything was
+// written), of the least size that will do; and if there is no room for
+// that either, it gives up the space of the spare and of the recycled
+// files no reader holds, and tries once more.
+func (w *WAL) installFitting(first, prevTerm uint64, flags uint32, size, least int64) error {
+	err := w.install(first, prevTerm, flags, size)
+	noSpace := func() bool { return errors.Is(err, syscall.ENOSPC) && w.failed == nil }
+	if noSpace() && least < size {
+		err = w.install(first, prevTerm, flags, least)
+	}
+	if noSpace() && w.dropReserves() {
+		err = w.install(first, prevTerm, flags, least)
+	}
+	return err
+}
+
+// dropReserves removes the spare and the recycled files that no reader
+// holds, to free their space; it reports whether there was any.
+func (w *WAL) dropReserves() bool {
+	dropped := w.spare != nil
+	w.stopSpare()
+	kept := w.recycled[:0]
+	for _, rc := range w.recycled {
+		if !rc.free() {
+			kept = append(kept, rc)
+			continue
+		}
+		w.fs.Remove(rc.path) // best effort: a failure leaves the space taken, and the retry fails
+		dropped = true
+	}
+	w.recycled = kept
+	return dropped
+}
+
+// grownSize is the size of the segment a roll creates: twice the last
+// segment's, between the initial and the largest segment size.
+func (w *WAL) grownSize() int64 {
+	return min(w.opts.SegmentSize, max(w.opts.InitialSegmentSize, 2*w.active().size))
+}
+
+// keptSize is the size of a segment a truncation or a reset creates: the
+// last segment's, between the initial and the largest segment size.
+func (w *WAL) keptSize() int64 {
+	return min(w.opts.SegmentSize, max(w.opts.InitialSegmentSize, w.active().size))
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -161,7 +212,7 @@ func (w *WAL) advanced(s *segment) {
 		sp.advanced(progress)
 		return
 	}
-	if w.background && progress >= s.size/walSpareStartDiv && !w.hasRecycled(w.opts.SegmentSize) {
+	if w.background && progress >= s.size/walSpareStartDiv && !w.hasRecycled(w.grownSize()) {
 		w.startSpare()
 	}
 }
@@ -197,7 +248,7 @@ func (w *WAL) TruncateSuffix(from uint64) error {
 			return nil
 		}
 	}
-	return w.install(from, w.term(from-1), 0, w.opts.SegmentSize)
+	return w.installFitting(from, w.term(from-1), 0, w.keptSize(), w.opts.InitialSegmentSize)
 }
 
 // TruncatePrefix drops the segments that hold only entries before first,
@@ -225,7 +276,10 @@ func (w *WAL) TruncatePrefix(first uint64) error {
 		w.ents.dropFront(int(next.first - w.base))
 		w.base, w.baseTerm = next.first, next.prevTerm
 		w.mu.Unlock()
-		err := w.recycle(old.path, old.size, old)
+		err := w.retire(old)
+		if err == nil {
+			err = w.recycle(old.path, old.size, old)
+		}
 		old.release()
 		if err != nil {
 			return err
@@ -247,7 +301,7 @@ func (w *WAL) Reset(next, term uint64) error {
 	if next == 0 {
 		return fmt.Errorf("logmgr: reset to next index 0")
 	}
-	return w.install(next, term, walFlagReset, w.opts.SegmentSize)
+	return w.installFitting(next, term, walFlagReset, w.keptSize(), w.opts.InitialSegmentSize)
 }
 
 // Sync fdatasyncs every segment written through the page cache since the
@@ -283,6 +337,18 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 	if err := w.syncDirty(); err != nil {
 		return err
 	}
+	// A segment of the same name loses its file's name to the new one's
+	// rename: it is opened now for whoever reads it from now on.
+	name := segName(first)
+	for _, old := range w.segs {
+		if old.name == name {
+			w.handles.forget(old)
+			if err := old.keepOpen(w.fs); err != nil {
+				return err
+			}
+		}
+	}
+	prev := w.active()
 	s, err := w.createSegment(first, prevTerm, flags, size)
 	if err != nil {
 		return err
@@ -304,10 +370,18 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 		w.ents.truncate(int(first - w.base))
 	}
 	w.mu.Unlock()
+	w.lastSeg.Store(s)
+	if len(keep) > 0 && keep[len(keep)-1] == prev {
+		w.handles.used(prev, true) // its file is open; it may be closed now
+	}
 	removed := false
 	for _, old := range dead {
 		if old.name != s.name { // else the rename replaced it
-			if err := w.recycle(old.path, old.size, old); err != nil {
+			err := w.retire(old)
+			if err == nil {
+				err = w.recycle(old.path, old.size, old)
+			}
+			if err != nil {
 				old.release()
 				return err
 			}

@@ -86,8 +86,8 @@ const benchPhase = 50
 //     TruncatePrefix keeps the newest two segments (its time counts as
 //     the WAL's), so that each new segment reuses a freed file. For
 //     batch 256, whose run rolls several times, the WAL is first brought
-//     into that steady state (two rolls and a compaction, written with big
-//     batches before the timer starts);
+//     into that steady state (segments grown to 64 MiB, a freed one
+//     waiting; written with big batches before the timer starts);
 //   - buffered-batch-256: the same with WALOptions.Buffered, for
 //     comparison (writes through the page cache, fdatasync in Sync).
 func BenchmarkWAL(b *testing.B) {
@@ -179,12 +179,13 @@ func compactAfterRoll(b *testing.B, w *WAL) {
 }
 
 // warmUpCompacted appends big batches to the new WAL w, compacting after
-// each roll, until a freed segment file is waiting for the next roll — the
+// each roll, until its segments have grown to their largest size and a
+// freed segment file of that size is waiting for the next roll — the
 // steady state of a log that is compacted — and returns the next index.
 func warmUpCompacted(b *testing.B, w *WAL, data []byte) uint64 {
 	es := make([]*raftpb.Entry, 4096)
 	next := uint64(1)
-	for len(w.recycled) == 0 {
+	for w.active().size < w.opts.SegmentSize || !w.hasRecycled(w.opts.SegmentSize) {
 		for i := range es {
 			es[i] = &raftpb.Entry{Index: next, Term: 1, Data: data}
 			next++

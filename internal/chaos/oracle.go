@@ -98,7 +98,13 @@ func (o *oracle) observe(from, to actors.Ref, msg any) {
 	if !ok {
 		return
 	}
-	o.watchNode(e.From)
+	switch e.Body.(type) {
+	case *raftpb.Envelope_SnapshotFetch, *raftpb.Envelope_SnapshotChunk:
+		// From a copy actor, which speaks for no vote or term of its
+		// node: what the node publishes need not be durable yet.
+	default:
+		o.watchNode(e.From)
+	}
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_SnapshotChunk:
 		o.r.chunks++

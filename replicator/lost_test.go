@@ -90,3 +90,34 @@ func TestEarlierRepliesProveNoLoss(t *testing.T) {
 		h.fatalf("reported a loss: %v", h.node.lost)
 	}
 }
+
+// TestLogCutUnderAStoppingReplicator: a leader that steps down and has its
+// log cut by the new leader may still hand its replicator a message before
+// stopping it. The replicator must then send nothing and keep its match
+// below its next (it used to lower next under the match).
+func TestLogCutUnderAStoppingReplicator(t *testing.T) {
+	base := mkEntries(fixed(8), run{1, 10}, run{2, 10})
+	h := newHarness(t, setup{
+		seed: testseed.For(t), net: fifoNet, leader: base, follower: base,
+		cfg: Config{Term: 3, HeartbeatTicks: 5}, tickEvery: time.Millisecond,
+	})
+	h.appendLeader(mkEntriesFrom(21, fixed(8), run{3, 1}), 21)
+	h.waitConverged(time.Second)
+	if h.r.match != 21 {
+		h.fatalf("match %d, want 21", h.r.match)
+	}
+	before := len(h.f.reqs)
+	if err := h.log.TruncateFrom(15); err != nil {
+		t.Fatal(err)
+	}
+	// Only the replicator's step: the fake follower's checks compare
+	// what the leader sent with a log that is no longer the leader's.
+	h.L.Send(replRef, Update{Commit: 14})
+	h.s.RunFor(10 * time.Millisecond)
+	if h.r.match >= h.r.next {
+		h.fatalf("match %d, next %d after the log was cut to 14", h.r.match, h.r.next)
+	}
+	if n := len(h.f.reqs) - before; n != 0 {
+		h.fatalf("%d append requests sent after the log was cut", n)
+	}
+}

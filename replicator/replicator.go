@@ -356,7 +356,11 @@ func (r *Replicator) send(env actors.Env) {
 		}
 		last := r.cfg.Log.LastIndex()
 		if r.next > last+1 {
-			r.next = last + 1 // cannot happen while leading; be safe
+			// The log shrank: a leader never truncates its own, so this
+			// one has stepped down (a follower now, its log cut by a new
+			// leader) and this replicator is being stopped. Send nothing,
+			// and keep next above the match it learned.
+			return
 		}
 		if r.next > last && r.st == stateReplicate {
 			return

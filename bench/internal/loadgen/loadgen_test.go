@@ -211,9 +211,16 @@ func TestServe(t *testing.T) {
 	next("loading")
 	send(Command{Op: "load", Spec: &load, Drive: []string{"g0"}})
 	next("error")
-	time.Sleep(20 * time.Millisecond)
-	send(Command{Op: "cut"})
-	first := next("cut").Result
+	// Cut until the load has done something (each cut counts what was
+	// done since the one before).
+	var first *Result
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		send(Command{Op: "cut"})
+		first = next("cut").Result
+		if first == nil || first.Ops > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	send(Command{Op: "unload", Stall: time.Second})
 	last := next("cut").Result
 	if first == nil || last == nil || first.Ops == 0 || first.Seconds <= 0 || last.Unfinished != 0 || first.PerGroup["g0"] != first.Ops {
@@ -257,7 +264,7 @@ func TestMeter(t *testing.T) {
 		t.Errorf("second cut %+v", res)
 	}
 	m.Stopped()
-	go func() { time.Sleep(10 * time.Millisecond); m.Stopped() }()
+	go m.Stopped() // the second client stops while Stop waits (or before)
 	if n := m.Stop(time.Second); n != 0 || !m.Over(now) {
 		t.Errorf("Stop: %d clients left", n)
 	}

@@ -11,28 +11,42 @@
 //
 // A segment is created at a fixed size (WALOptions.SegmentSize, 64 MiB by
 // default; a bigger batch gets a segment of its own, rounded up to 4 KiB)
-// under the name "<name>.tmp": ftruncate to its size, fallocate, header
-// written, fdatasync, then renamed into place and the directory synced. So
-// every segment that has its final name has its size and its header on
-// disk. Other files in the directory (the hard state's "meta", for one) are
-// left alone; leftover "*.wal.tmp" files are removed on open.
+// under a temporary name: a recycled file of a freed segment (see below)
+// whose header is rewritten, or a new file, "<name>.tmp", sized with
+// ftruncate and fallocate and given its header. It is synced, renamed into
+// place and the directory synced. So every segment that has its final name
+// has its size and its header on disk. Other files in the directory (the
+// hard state's "meta", for one) are left alone; leftover "<name>.tmp" and
+// "spare.wal.tmp" files are removed on open.
+//
+// Segments dropped by TruncatePrefix or superseded are renamed to
+// "recycle-<n>.wal.tmp" and kept (at most walMaxRecycled) for later
+// segments, whose appends then overwrite blocks that are written already:
+// see wal_recycle.go.
 //
 // # WAL records
 //
-// A segment is a sequence of records followed by zeros:
+// A segment is a header record followed by records, then by whatever the
+// file held before (zeros in a new file, the records of its earlier lives
+// in a recycled one):
 //
-//	offset 0                                                size
-//	+--------+--------+--------+-----+--------+-------------+
-//	| header | record | record | ... | record | 0 0 0 ... 0 |
-//	+--------+--------+--------+-----+--------+-------------+
+//	offset 0                                                 size
+//	+--------+--------+--------+-----+--------+--------------+
+//	| header | record | record | ... | record | (old bytes)  |
+//	+--------+--------+--------+-----+--------+--------------+
 //
-//	record:
+//	header record (every version), and records of versions 1 and 2:
 //	+------------+------------+---------+---------------------+
 //	| length u32 | crc32c u32 | type u8 | payload (length)    |
 //	+------------+------------+---------+---------------------+
-//	  little endian; crc32c (Castagnoli) covers type and payload
+//	records of version 3:
+//	+------------+------------+---------+---------+-----------+
+//	| length u32 | crc32c u32 | tag u32 | type u8 | payload   |
+//	+------------+------------+---------+---------+-----------+
+//	  little endian; crc32c (Castagnoli) covers what follows it (tag,)
+//	  type and payload; tag = walSeqTag(the segment's seq)
 //
-//	type 4 batch     entries after the last one (format version 2);
+//	type 4 batch     entries after the last one (format versions 2, 3);
 //	                 payload, uvarints and bytes:
 //	                 +-------+------+------+-----+------+------+-----+
 //	                 | first | term | type | len | data | term | ... |
@@ -43,7 +57,7 @@
 //	type 3 segment   the header, only at offset 0; payload (40 bytes):
 //	                 +----------+---------+-------+-------+----------+-----+
 //	                 | "asyncwal"| version| flags | first | prevTerm | seq |
-//	                 |  8 bytes | u32 = 2 | u32   | u64   | u64      | u64 |
+//	                 |  8 bytes | u32 = 3 | u32   | u64   | u64      | u64 |
 //	                 +----------+---------+-------+-------+----------+-----+
 //	type 1 entry     (format version 1 segments, still read) payload:
 //	                 raftpb.Entry, the entry after the last one
@@ -51,8 +65,11 @@
 // first is the index of the segment's first entry (= the name), prevTerm
 // the term of entry first-1, seq a sequence number that grows with every
 // segment created, and flags bit 0 marks a segment written by Reset. Every
-// record has a non-empty payload, so a zero length field — the zeros the
-// segment was created with — ends the segment's data.
+// record has a non-empty payload, so a zero length field ends the data. In
+// version 3 a record whose tag is not the segment's ends it too: the
+// records a recycled file kept from its earlier lives carry the tags of
+// earlier sequence numbers, and a sequence number is never used twice
+// (the highest one is always that of the last live segment).
 //
 // # WAL meaning
 //
@@ -66,29 +83,36 @@
 // at the cut, which supersedes every segment after the cut at once); then
 // each record applies in order.
 //
-// So the writer never changes a byte it wrote before (a direct write
-// rewrites the partial block at the end with the same bytes; see
-// wal_direct.go): appends and truncations within the last segment are
+// So the writer never changes a byte of a live segment it wrote before (a
+// direct write rewrites the partial block at the end with the same bytes;
+// see wal_direct.go): appends and truncations within the last segment are
 // records written at its end;
 // a truncation further back, a Reset, and a roll to the next segment are
 // new segments, made durable (after every earlier write is synced) by the
 // rename and directory sync that give them their names. Dead segments and
-// segments wholly before TruncatePrefix's first index are then removed.
+// segments wholly before TruncatePrefix's first index are then recycled or
+// removed.
 //
 // # WAL recovery
 //
 // OpenWAL reads every live segment. Bytes that do not form a valid record
-// (a whole frame whose crc32c checks out, of a known type, whose payload
-// decodes) end a segment's data; what follows must be zeros. If it is
-// not, the WAL looks for a valid record anywhere after the damage — at
-// every later offset of the segment, and in any later live segment (whose
-// header always is one). If there is one, the damage is mid-log corruption
-// and OpenWAL fails with a *WALCorruptError naming the file and offset: the
-// node must not start with entries silently dropped. If there is none, the
-// damage is a torn tail — writes in flight at a crash — and OpenWAL zeroes
-// it, syncs, and reports the number of bytes through Repaired and a
-// warning. Only the last live segment can have a torn tail: before a new
-// segment is created, every earlier write is synced.
+// (a whole frame, with the segment's tag in version 3, whose crc32c checks
+// out, of a known type, whose payload decodes) end a segment's data. What
+// follows is damage if it is not zero (versions 1 and 2), or if it holds
+// the segment's tag at a record's tag position, or starts with a record
+// that checks out with the segment's tag in place of its own (version 3;
+// the old records of a recycled file are not damage). On damage, the WAL
+// looks for a valid record after it — at every later offset of the segment
+// (in version 3, every offset where the tag is, found by a byte search),
+// and in any later live segment (whose header always is one). If there is
+// one, the damage is mid-log corruption and OpenWAL fails with a
+// *WALCorruptError naming the file and offset: the node must not start
+// with entries silently dropped. If there is none, the damage is a torn
+// tail — writes in flight at a crash — and OpenWAL zeroes it (in version 3
+// up to the end of the frame of the last tagged record), syncs, and
+// reports the number of bytes through Repaired and a warning. Only the
+// last live segment can have a torn tail: before a new segment is created,
+// every earlier write is synced.
 //
 // See docs/storage.md for the durability argument, the crash cases and
 // the benchmarks; "go run ./cmd/asyncraft-wal" dumps and checks a WAL
@@ -112,9 +136,13 @@ import (
 )
 
 const (
-	// DefaultSegmentSize is the size of a WAL segment unless
+	// DefaultSegmentSize is the largest size of a WAL segment unless
 	// WALOptions.SegmentSize says otherwise.
 	DefaultSegmentSize = 64 << 20
+	// DefaultInitialSegmentSize is the size of a WAL's first segment
+	// unless WALOptions.InitialSegmentSize says otherwise (or SegmentSize
+	// is smaller).
+	DefaultInitialSegmentSize = 1 << 20
 	// MinSegmentSize and MaxSegmentSize bound WALOptions.SegmentSize.
 	MinSegmentSize = 1 << 10
 	MaxSegmentSize = 1 << 30
@@ -135,10 +163,21 @@ var zeros = make([]byte, walZeroChunk)
 
 // WALOptions configures a WAL.
 type WALOptions struct {
-	// SegmentSize is the size of a segment file, between MinSegmentSize
-	// and MaxSegmentSize. Default DefaultSegmentSize. Segments found on
-	// disk keep the size they were created with.
+	// SegmentSize is the largest size of a segment file, between
+	// MinSegmentSize and MaxSegmentSize. Default DefaultSegmentSize.
+	// Segments start at InitialSegmentSize and grow: each segment a roll
+	// creates is twice the size of the last one, up to SegmentSize (a
+	// segment made by a truncation or a reset keeps the last one's size).
+	// A batch bigger than that gets a segment of its own, as big as it
+	// needs. Segments found on disk keep the size they were created with,
+	// and a segment created in a recycled file has the file's size, which
+	// may be bigger than planned.
 	SegmentSize int64
+	// InitialSegmentSize is the size of a WAL's first segment, between
+	// MinSegmentSize and SegmentSize. Default DefaultInitialSegmentSize,
+	// or SegmentSize if that is smaller. A WAL that holds little (an idle
+	// group of a multi-raft host) costs about this much disk.
+	InitialSegmentSize int64
 	// Logger receives the warning about a repaired torn tail. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -183,6 +222,12 @@ type WAL struct {
 	ents     posIndex   // ents.at(i) locates entry base+i
 	closed   bool
 
+	// lastSeg is the last segment (set by the writer), whose file stays
+	// open; handles keeps the other segments' files open for reads, a
+	// few at a time (see wal_handles.go).
+	lastSeg atomic.Pointer[segment]
+	handles readHandles
+
 	// Owned by the writer.
 	failed     error
 	seq        uint64   // highest segment sequence number used
@@ -190,6 +235,12 @@ type WAL struct {
 	pos        []walPos // scratch positions of the batch being appended
 	background bool     // prepare spare segments in the background
 	spare      *spare   // the spare being prepared, or nil
+	// recycled are the files kept for reuse (see wal_recycle.go), at
+	// most walMaxRecycled; recycleNext numbers the next one; reuses
+	// counts the segments created in recycled files (for tests).
+	recycled    []*recycledFile
+	recycleNext uint64
+	reuses      int
 	// progress is how far the writer is into the last segment (bytes
 	// after the header), for the spare's preparer to pace itself.
 	progress atomic.Int64
@@ -221,11 +272,20 @@ type segment struct {
 	first    uint64
 	prevTerm uint64
 	size     int64
-	batched  bool // holds batch records (format version 2), not entry records
-	f        vfs.File
+	batched  bool     // holds batch records (format version 2 or 3), not entry records
+	frame    recFrame // how its records are framed; tagged: format version 3
 	// refs counts the WAL's own reference (while the segment is live)
 	// and readers'; the file closes when it drops to zero.
 	refs atomic.Int32
+	// fmu guards f and gone. f is the segment's file: open read-write
+	// while the segment is the last one (the writer uses it without
+	// fmu), and otherwise opened for reads when needed and closed when
+	// idle (see wal_handles.go); nil while closed. gone: the segment
+	// left the log and its file its name, so f, if readers hold the
+	// segment, stays open until the last of them releases it.
+	fmu  sync.Mutex
+	f    vfs.File
+	gone bool
 
 	// Owned by the writer.
 	end    int64 // end of the data
@@ -236,10 +296,17 @@ type segment struct {
 func (s *segment) acquire() { s.refs.Add(1) }
 
 func (s *segment) release() error {
-	if s.refs.Add(-1) == 0 {
-		return s.f.Close()
+	if s.refs.Add(-1) != 0 {
+		return nil
 	}
-	return nil
+	s.fmu.Lock()
+	f := s.f
+	s.f = nil
+	s.fmu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f.Close()
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%016x%s", first, walSegmentExt) }
@@ -254,6 +321,12 @@ func OpenWAL(fsys vfs.FS, dir string, opts WALOptions) (*WAL, error) {
 	}
 	if opts.SegmentSize < MinSegmentSize || opts.SegmentSize > MaxSegmentSize {
 		return nil, fmt.Errorf("logmgr: WAL segment size %d outside [%d, %d]", opts.SegmentSize, MinSegmentSize, MaxSegmentSize)
+	}
+	if opts.InitialSegmentSize == 0 {
+		opts.InitialSegmentSize = min(DefaultInitialSegmentSize, opts.SegmentSize)
+	}
+	if opts.InitialSegmentSize < MinSegmentSize || opts.InitialSegmentSize > opts.SegmentSize {
+		return nil, fmt.Errorf("logmgr: WAL initial segment size %d outside [%d, %d]", opts.InitialSegmentSize, MinSegmentSize, opts.SegmentSize)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -279,7 +352,6 @@ func OpenWAL(fsys vfs.FS, dir string, opts WALOptions) (*WAL, error) {
 		st.closeFiles()
 		return nil, err
 	}
-	w.startSpare()
 	return w, nil
 }
 
@@ -293,17 +365,11 @@ func (w *WAL) recover(st *walState) error {
 		}
 		removed = true
 	}
-	for _, f := range st.files {
-		if f.live {
-			continue
-		}
-		f.close()
-		if err := w.fs.Remove(f.path); err != nil {
-			return fmt.Errorf("logmgr: remove dead segment %s: %w", f.path, err)
-		}
-		removed = true
+	changed, err := w.recoverRecycled(st)
+	if err != nil {
+		return err
 	}
-	if removed {
+	if removed || changed {
 		if err := w.fs.SyncDir(w.dir); err != nil {
 			return fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err)
 		}
@@ -324,19 +390,20 @@ func (w *WAL) recover(st *walState) error {
 	}
 	for _, f := range st.live {
 		s := &segment{name: f.name, path: f.path, first: f.hdr.first, prevTerm: f.hdr.prevTerm,
-			size: f.size, batched: f.hdr.batched(), f: f.f, end: f.end, zeroed: f.end}
+			size: f.size, batched: f.hdr.batched(), frame: frameOf(f.hdr), f: f.f, end: f.end, zeroed: f.end}
 		s.refs.Store(1)
 		f.f = nil
 		w.segs = append(w.segs, s)
 	}
 	if len(w.segs) == 0 {
 		w.base = 1
-		s, err := w.createSegment(1, 0, 0, w.opts.SegmentSize)
+		s, err := w.createSegment(1, 0, 0, w.opts.InitialSegmentSize)
 		if err != nil {
 			return err
 		}
 		w.segs = []*segment{s}
 	}
+	w.lastSeg.Store(w.active())
 	w.progress.Store(w.active().end - walHeaderRecordLen)
 	return nil
 }
@@ -400,13 +467,24 @@ func (w *WAL) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
 	if err != nil || len(spans) == 0 {
 		return nil, err
 	}
-	defer func() {
-		for i, sp := range spans {
-			if i == 0 || sp.seg != spans[i-1].seg {
-				sp.seg.release()
-			}
+	es, err := w.readSpans(spans, maxBytes)
+	unpin(spans)
+	w.handles.trim()
+	return es, err
+}
+
+// unpin releases the segments pin took.
+func unpin(spans []readSpan) {
+	for i, sp := range spans {
+		if i == 0 || sp.seg != spans[i-1].seg {
+			sp.seg.release()
 		}
-	}()
+	}
+}
+
+// readSpans reads and decodes the entries of spans, pinned, up to
+// maxBytes (at least one).
+func (w *WAL) readSpans(spans []readSpan, maxBytes uint64) ([]*raftpb.Entry, error) {
 	var (
 		out  []*raftpb.Entry
 		size uint64
@@ -415,7 +493,11 @@ func (w *WAL) Entries(lo, hi, maxBytes uint64) ([]*raftpb.Entry, error) {
 		start := int64(sp.pos[0].off)
 		last := sp.pos[len(sp.pos)-1]
 		buf := make([]byte, int64(last.off)+int64(last.n)-start)
-		if _, err := sp.seg.f.ReadAt(buf, start); err != nil {
+		f, err := w.readFile(sp.seg)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.ReadAt(buf, start); err != nil {
 			return nil, fmt.Errorf("logmgr: read entries from %s: %w", sp.seg.path, err)
 		}
 		for i, p := range sp.pos {

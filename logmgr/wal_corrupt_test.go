@@ -20,6 +20,7 @@ type corruptRig struct {
 	model   logModel
 	records []WALRecord // in log order
 	segs    []string    // live segment names
+	seqs    []uint64    // their sequence numbers
 }
 
 func newCorruptRig(t *testing.T) *corruptRig {
@@ -39,6 +40,7 @@ func newCorruptRig(t *testing.T) *corruptRig {
 	must(t, err)
 	for _, s := range rep.Segments {
 		c.segs = append(c.segs, s.Name)
+		c.seqs = append(c.seqs, s.Seq)
 	}
 	if len(c.segs) < 3 {
 		t.Fatalf("want at least 3 segments, got %v", c.segs)
@@ -97,9 +99,10 @@ func TestWALMidLogCorruption(t *testing.T) {
 	}{
 		{"length", func(WALRecord) int64 { return 1 }},
 		{"crc", func(WALRecord) int64 { return 5 }},
-		{"type", func(WALRecord) int64 { return 8 }},
-		{"payload", func(r WALRecord) int64 { return recHeader + int64(r.Len)/2 }},
-		{"payload-last-byte", func(r WALRecord) int64 { return recHeader + int64(r.Len) - 1 }},
+		{"tag", func(WALRecord) int64 { return recTagOff + 2 }},
+		{"type", func(WALRecord) int64 { return recTaggedHeader - 1 }},
+		{"payload", func(r WALRecord) int64 { return recTaggedHeader + int64(r.Len)/2 }},
+		{"payload-last-byte", func(r WALRecord) int64 { return recTaggedHeader + int64(r.Len) - 1 }},
 	}
 	for _, where := range []string{"mid-segment", "end-of-earlier-segment", "mid-last-segment"} {
 		for _, part := range parts {
@@ -134,7 +137,7 @@ func TestWALMidLogCorruption(t *testing.T) {
 					if !strings.Contains(err.Error(), r.Segment) {
 						t.Errorf("error %q does not name the file", err)
 					}
-					next := r.Offset + recHeader + int64(r.Len)
+					next := r.Offset + recTaggedHeader + int64(r.Len)
 					if ce.ValidSegment == ce.Segment && (ce.ValidOffset <= r.Offset || ce.ValidOffset > next) {
 						t.Errorf("valid record found at %d, want in (%d, %d]", ce.ValidOffset, r.Offset, next)
 					}
@@ -151,7 +154,7 @@ func TestWALMidLogCorruption(t *testing.T) {
 // record is cut and reported, and the WAL carries on. InspectWAL reports
 // the torn tail without changing anything.
 func TestWALTailCorruption(t *testing.T) {
-	for _, at := range []int64{1, 5, 8, 20, 200} {
+	for _, at := range []int64{1, 5, recTagOff, recTaggedHeader - 1, 20, 200} {
 		c := newCorruptRig(t)
 		last := c.model.last()
 		r := c.entryRecord(t, last)
@@ -191,35 +194,61 @@ func TestWALTailCorruption(t *testing.T) {
 	}
 }
 
-// TestWALDamageAfterZeros: bytes after the end of the data. Garbage that
-// holds no valid record is a torn tail; a valid record after a run of
-// zeros (a write whose first sectors were lost) is corruption.
+// TestWALDamageAfterZeros: bytes after the end of the data of a version
+// 3 segment. Bytes without the segment's tag are not its records (a reused
+// file holds such bytes): the data ended cleanly and nothing is repaired.
+// A frame with the tag that does not check out, after a run of zeros, is a
+// torn tail: its frame is zeroed. A valid record with the tag after zeros
+// (a write whose first sectors were lost) is corruption.
 func TestWALDamageAfterZeros(t *testing.T) {
 	c := newCorruptRig(t)
 	last := c.segs[len(c.segs)-1]
+	fr := seqFrame(c.seqs[len(c.seqs)-1])
 	p := walDir + "/" + last
 	b, _ := c.fs.ReadFile(p)
-	end := c.records[len(c.records)-1].Offset + recHeader + int64(c.records[len(c.records)-1].Len)
+	end := c.records[len(c.records)-1].Offset + recTaggedHeader + int64(c.records[len(c.records)-1].Len)
+	put := func(data []byte) {
+		t.Helper()
+		must(t, c.fs.WriteFile(p, data))
+		c.fs.SyncAll()
+	}
+	reopen := func(what string, repaired int64) {
+		t.Helper()
+		for i, want := range []int64{repaired, 0} { // the second open finds nothing to repair
+			w, err := c.open()
+			if err != nil {
+				t.Fatalf("%s, open %d: %v", what, i, err)
+			}
+			if w.Repaired() != want {
+				t.Errorf("%s, open %d: Repaired = %d, want %d", what, i, w.Repaired(), want)
+			}
+			mustModel(t, w, c.model, true)
+			w.Close()
+		}
+	}
+
 	garbage := slices.Clone(b)
 	copy(garbage[end+100:], bytes.Repeat([]byte{0xff}, 50))
-	must(t, c.fs.WriteFile(p, garbage))
-	c.fs.SyncAll()
-	w, err := c.open()
-	if err != nil {
-		t.Fatalf("garbage after zeros: %v", err)
+	other, _, err := appendBatchRecords(nil, nil, ents(c.model.last()+1, c.model.last()+3, 1), c.model.last()+1, seqFrame(c.seqs[0]))
+	must(t, err)
+	copy(garbage[end+300:], other) // a valid record of another segment
+	put(garbage)
+	reopen("untagged bytes after zeros", 0)
+
+	rec, _, err := appendBatchRecords(nil, nil, ents(c.model.last()+2, c.model.last()+3, 1), c.model.last()+2, fr)
+	must(t, err)
+	torn := slices.Clone(b)
+	copy(torn[end+100:], rec[:len(rec)-3]) // cut short: not valid
+	put(torn)
+	reopen("a torn record with the tag after zeros", 100+recTaggedHeader)
+	if after, _ := c.fs.ReadFile(p); !bytes.Equal(after[end+100+recTaggedHeader:end+100+int64(len(rec))-3], rec[recTaggedHeader:len(rec)-3]) ||
+		lastNonZero(after[:end+100+recTaggedHeader], end) >= 0 {
+		t.Errorf("the repair zeroed other bytes than those up to the end of the torn record's frame")
 	}
-	if w.Repaired() != 150 {
-		t.Errorf("Repaired = %d, want 150", w.Repaired())
-	}
-	mustModel(t, w, c.model, true)
-	w.Close()
 
 	valid := slices.Clone(b)
-	rec, err := appendRecord(nil, walRecEntry, ent(c.model.last()+2, 1))
-	must(t, err)
 	copy(valid[end+512:], rec)
-	must(t, c.fs.WriteFile(p, valid))
-	c.fs.SyncAll()
+	put(valid)
 	var ce *WALCorruptError
 	if _, err := c.open(); !errors.As(err, &ce) || ce.Offset != end || ce.ValidOffset != end+512 {
 		t.Fatalf("valid record after zeros: err %v, want corruption at %d, valid at %d", err, end, end+512)

@@ -29,7 +29,7 @@ func BenchmarkAppendCPU(b *testing.B) {
 			next++
 		}
 		var err error
-		buf, pos, err = appendBatchRecords(buf[:0], pos[:0], es, es[0].Index)
+		buf, pos, err = appendBatchRecords(buf[:0], pos[:0], es, es[0].Index, seqFrame(1))
 		if err != nil {
 			b.Fatal(err)
 		}

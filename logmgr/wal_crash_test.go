@@ -1,6 +1,7 @@
 package logmgr
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"syscall"
@@ -24,25 +25,46 @@ type walRig struct {
 	w      LogStorage
 	states []logModel
 	term   uint64
-	// repaired counts recoveries that cut a torn tail.
+	// compact makes the steps those of a node that snapshots: mostly
+	// appends, and prefix truncations that keep little more than the last
+	// segment, so that segment files are recycled and reused all the time.
+	compact bool
+	// repaired counts recoveries that cut a torn tail; reuses the
+	// segments created in recycled files, over every WAL opened.
 	repaired     int
 	lastRepaired int64
+	reuses       int
 }
 
 func newWALRig(t *testing.T, seed uint64, open diskOpener) *walRig {
 	return &walRig{t: t, seed: seed, fs: vfs.NewMem(), opener: open, states: []logModel{newModel()}, term: 1}
 }
 
+// close closes the WAL, counting its reuses.
+func (c *walRig) close() error {
+	if w, ok := c.w.(*WAL); ok {
+		c.reuses += w.reuses
+	}
+	return c.w.Close()
+}
+
 // crashKinds are the storages the crash suites run against.
 // A buffered WAL leaves unsynced writes a crash can tear between any two
 // operations; a direct one only inside a write (a crash at its sync).
+// Each runs the mixed script and the compacting one (see walRig.compact);
+// the direct kind with segments bigger than a direct write's 4 KiB block
+// too, which a direct write does not zero whole, so that the stale records
+// of reused files stay after the data as they do in real segments.
 var crashKinds = []struct {
-	name  string
-	open  diskOpener
-	tears bool // torn tails must show up between operations too
+	name    string
+	open    diskOpener
+	tears   bool // torn tails must show up between operations too
+	compact bool
 }{
-	{"wal-buffered", openWALSized(4<<10, true), true},
-	{"wal-direct", openWALSized(4<<10, false), false},
+	{"wal-buffered", openWALSized(4<<10, true), true, false},
+	{"wal-direct", openWALSized(4<<10, false), false, false},
+	{"wal-buffered-compacting", openWALSized(4<<10, true), true, true},
+	{"wal-direct-8k-compacting", openWALSized(8<<10, false), false, true},
 }
 
 func (c *walRig) fatalf(format string, args ...any) {
@@ -71,6 +93,9 @@ func (c *walRig) add(ms ...logModel) { c.states = append(c.states, ms...) }
 
 // step runs one random operation and returns what it was and its error.
 func (c *walRig) step(r *rand.Rand) (string, error) {
+	if c.compact {
+		return c.compactingStep(r)
+	}
 	cur, w := c.cur(), c.w
 	last, first := cur.last(), w.FirstIndex()
 	switch n := r.IntN(100); {
@@ -108,12 +133,51 @@ func (c *walRig) step(r *rand.Rand) (string, error) {
 	}
 }
 
+// compactingStep runs one operation of the compacting script: mostly
+// appends, often truncating the prefix up to the last segment (or close to
+// it), now and then a suffix truncation or a reset (which also free
+// segments), and syncs.
+func (c *walRig) compactingStep(r *rand.Rand) (string, error) {
+	cur, w := c.cur(), c.w
+	last, first := cur.last(), w.FirstIndex()
+	switch n := r.IntN(100); {
+	case n < 60:
+		count := 2 + r.IntN(12)
+		if r.IntN(4) == 0 {
+			count = 16 + r.IntN(24) // a segment of 4 KiB, or more
+		}
+		es := randEnts(r, last+1, count, c.term)
+		c.add(cur.appendStates(es)...)
+		return "append " + summary(es), w.Append(es)
+	case n < 78:
+		f := last + 1 - r.Uint64N(min(last-first+2, 8))
+		c.add(cur.compacted(f))
+		return fmt.Sprint("truncate prefix to ", f), w.TruncatePrefix(f)
+	case n < 84:
+		from := last + 1 - r.Uint64N(min(last-first+2, 30))
+		c.add(cur.truncated(from))
+		c.term++
+		return fmt.Sprint("truncate suffix from ", from), w.TruncateSuffix(from)
+	case n < 86:
+		next := uint64(max(1, int64(last)+1+int64(r.IntN(40))-30))
+		c.term++
+		c.add(cur.reset(next, c.term))
+		return fmt.Sprint("reset to ", next), w.Reset(next, c.term)
+	default:
+		err := w.Sync()
+		if err == nil {
+			c.states = []logModel{cur}
+		}
+		return "sync", err
+	}
+}
+
 // recover reopens the WAL after a crash and checks that it holds one of
 // the states, then makes that the only state.
 func (c *walRig) recover(what string) {
 	c.t.Helper()
 	if c.w != nil {
-		c.w.Close()
+		c.close()
 		c.w = nil
 	}
 	c.fs.SetInjector(nil)
@@ -166,7 +230,7 @@ func (c *walRig) carryOn() {
 		c.fatalf("sync after recovery: %v", err)
 	}
 	c.states = []logModel{cur.appended(es)}
-	if err := c.w.Close(); err != nil {
+	if err := c.close(); err != nil {
 		c.fatalf("close: %v", err)
 	}
 	if err := c.open(); err != nil {
@@ -185,15 +249,16 @@ func (c *walRig) carryOn() {
 func TestWALRandomCrash(t *testing.T) {
 	seed := testseed.For(t)
 	for _, k := range crashKinds {
-		t.Run(k.name, func(t *testing.T) { runRandomCrash(t, seed, k.open, k.tears) })
+		t.Run(k.name, func(t *testing.T) { runRandomCrash(t, seed, k.open, k.tears, k.compact) })
 	}
 }
 
-func runRandomCrash(t *testing.T, seed uint64, open diskOpener, tears bool) {
-	torn := 0
+func runRandomCrash(t *testing.T, seed uint64, open diskOpener, tears, compact bool) {
+	torn, reuses := 0, 0
 	for iter := range uint64(150) {
 		r := rand.New(rand.NewPCG(seed, iter))
 		c := newWALRig(t, seed, open)
+		c.compact = compact
 		if err := c.open(); err != nil {
 			t.Fatal(err)
 		}
@@ -220,11 +285,16 @@ func runRandomCrash(t *testing.T, seed uint64, open diskOpener, tears bool) {
 				c.carryOn()
 			}
 		}
+		c.close()
 		torn += c.repaired
+		reuses += c.reuses
 	}
-	t.Logf("%d recoveries zeroed a torn tail", torn)
+	t.Logf("%d recoveries zeroed a torn tail; %d segments were created in recycled files", torn, reuses)
 	if tears && torn == 0 {
 		t.Fatalf("seed %d: no recovery found a torn tail; the test exercised nothing", seed)
+	}
+	if compact && reuses < 150 {
+		t.Fatalf("seed %d: only %d segments created in recycled files; the compacting script should reuse them all the time", seed, reuses)
 	}
 }
 
@@ -263,7 +333,11 @@ func runScript(c *walRig, crashAt int, tear *rand.Rand) (ops int, crashed bool) 
 		return ops, true
 	}
 	r := rand.New(rand.NewPCG(c.seed, 77))
-	for range 100 {
+	steps := 100
+	if c.compact {
+		steps = 80 // of bigger appends
+	}
+	for range steps {
 		if _, err := c.step(r); err != nil {
 			return ops, true
 		}
@@ -278,16 +352,23 @@ func runScript(c *walRig, crashAt int, tear *rand.Rand) (ops int, crashed bool) 
 func TestWALCrashAtEveryOp(t *testing.T) {
 	seed := testseed.For(t)
 	for _, k := range crashKinds {
-		t.Run(k.name, func(t *testing.T) { runCrashAtEveryOp(t, seed, k.open) })
+		t.Run(k.name, func(t *testing.T) { runCrashAtEveryOp(t, seed, k.open, k.compact) })
 	}
 }
 
-func runCrashAtEveryOp(t *testing.T, seed uint64, open diskOpener) {
-	total, _ := runScript(newWALRig(t, seed, open), 0, nil)
-	t.Logf("the script makes %d mutating operations", total)
+func runCrashAtEveryOp(t *testing.T, seed uint64, open diskOpener, compact bool) {
+	full := newWALRig(t, seed, open)
+	full.compact = compact
+	total, _ := runScript(full, 0, nil)
+	full.close()
+	t.Logf("the script makes %d mutating operations and creates %d segments in recycled files", total, full.reuses)
+	if compact && full.reuses < 2 {
+		t.Fatalf("seed %d: the compacting script creates only %d segments in recycled files", seed, full.reuses)
+	}
 	for k := 1; k <= total; k++ {
 		for v := range 3 {
 			c := newWALRig(t, seed, open)
+			c.compact = compact
 			var tear *rand.Rand
 			if v > 0 {
 				tear = rand.New(rand.NewPCG(seed, uint64(k)<<2|uint64(v)))
@@ -306,69 +387,97 @@ func runCrashAtEveryOp(t *testing.T, seed uint64, open diskOpener) {
 
 // TestWALTornAtEveryOffset writes two batches (two records) after a synced
 // log and tears them at every byte offset: recovery keeps exactly the
-// records that were written whole, zeroes the rest and reports it.
+// records that were written whole, zeroes the frames of the torn one (the
+// bytes tagged with the segment's tag) and reports them, and a second open
+// finds nothing to repair. It runs in a fresh segment (zeros after the
+// data), the first or a later one, and in a reused one (the records of the
+// file's earlier life after the data).
 func TestWALTornAtEveryOffset(t *testing.T) {
-	for _, synced := range []int{1, 7} { // in the first segment, in a later one
-		fsys := vfs.NewMem()
-		w := openTestWAL(t, fsys, 4<<10)
-		m := newModel()
-		for i := 0; i < synced; i++ {
-			es := randEnts(rand.New(rand.NewPCG(1, uint64(i))), m.last()+1, 4, 1)
-			mustAppend(t, w, es)
-			m = m.appended(es)
-		}
-		must(t, w.TruncateSuffix(m.last()-1)) // a truncate record too
-		m = m.truncated(m.last() - 1)
-		must(t, w.Sync())
-		seg := w.active()
-		name, end := seg.path, seg.end
-		durable, err := fsys.ReadFile(name)
-		must(t, err)
-		batch := []*raftpb.Entry{ent(m.last()+1, 2), {Index: m.last() + 2, Term: 2}, ent(m.last()+3, 2)}
-		// Records: the first two entries, then the third.
-		parts := [][]*raftpb.Entry{batch[:2], batch[2:]}
-		var sizes []int64
-		for _, es := range parts {
-			b, _, err := appendBatchRecords(nil, nil, es, es[0].Index)
+	for _, c := range []struct {
+		name   string
+		synced int // batches before the torn ones
+		reused bool
+	}{{"first-segment", 1, false}, {"later-segment", 7, false}, {"reused-segment", 2, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			fsys := vfs.NewMem()
+			// Buffered: a direct write would zero the rest of its 4 KiB
+			// block, which is the whole of these small segments.
+			w := openTestWALOpts(t, fsys, WALOptions{SegmentSize: 4 << 10, Buffered: c.reused})
+			m := newModel()
+			for i := 0; c.reused && w.reuses == 0; i++ {
+				// Compacting as it goes, until a segment is in a recycled
+				// file.
+				es := randEnts(rand.New(rand.NewPCG(2, uint64(i))), m.last()+1, 4, 1)
+				mustAppend(t, w, es)
+				m = m.appended(es)
+				must(t, w.TruncatePrefix(w.active().first))
+				m = m.compacted(w.active().first)
+			}
+			for i := 0; i < c.synced; i++ {
+				es := randEnts(rand.New(rand.NewPCG(1, uint64(i))), m.last()+1, 4, 1)
+				mustAppend(t, w, es)
+				m = m.appended(es)
+			}
+			if c.reused && w.reuses != 1 {
+				t.Fatalf("the last segment is not the reused one (%d reuses)", w.reuses)
+			}
+			must(t, w.TruncateSuffix(m.last()-1)) // a truncate record too
+			m = m.truncated(m.last() - 1)
+			must(t, w.Sync())
+			seg := w.active()
+			name, end, fr := seg.path, seg.end, seg.frame
+			durable, err := fsys.ReadFile(name)
 			must(t, err)
-			sizes = append(sizes, int64(len(b)))
-			mustAppend(t, w, es)
-		}
-		written, err := fsys.ReadFile(name)
-		must(t, err)
-		w.Close()
-		total := sizes[0] + sizes[1]
-		for cut := int64(0); cut <= total; cut++ {
-			torn := append([]byte(nil), durable...)
-			copy(torn[end:end+cut], written[end:end+cut])
-			must(t, fsys.WriteFile(name, torn))
-			fsys.SyncAll()
-			w, err := OpenWAL(fsys, walDir, WALOptions{SegmentSize: 4 << 10, Logger: quietLogger})
-			if err != nil {
-				t.Fatalf("torn at %d of %d: %v", cut, total, err)
+			if stale := lastNonZero(durable, end) >= 0; stale != c.reused {
+				t.Fatalf("bytes after the data: %v, want %v", stale, c.reused)
 			}
-			whole, records, kept := int64(0), 0, 0
-			// A record is whole when what the cut leaves out of it is
-			// zeros (an entry without data ends in zeros).
-			for records < len(sizes) && (whole+sizes[records] <= cut || lastNonZero(written[:end+whole+sizes[records]], end+cut) < 0) {
-				whole += sizes[records]
-				kept += len(parts[records])
-				records++
+			batch := []*raftpb.Entry{ent(m.last()+1, 2), {Index: m.last() + 2, Term: 2}, ent(m.last()+3, 2)}
+			// Records: the first two entries, then the third.
+			parts := [][]*raftpb.Entry{batch[:2], batch[2:]}
+			var sizes []int64
+			for _, es := range parts {
+				b, _, err := appendBatchRecords(nil, nil, es, es[0].Index, fr)
+				must(t, err)
+				sizes = append(sizes, int64(len(b)))
+				mustAppend(t, w, es)
 			}
-			wantRepaired := int64(0)
-			if z := lastNonZero(torn[:end+cut], end+whole); z >= 0 {
-				wantRepaired = z + 1 - (end + whole)
-			}
-			if w.Repaired() != wantRepaired {
-				t.Fatalf("torn at %d of %d: Repaired = %d, want %d", cut, total, w.Repaired(), wantRepaired)
-			}
-			if err := m.appended(batch[:kept]).check(w, true); err != nil {
-				t.Fatalf("torn at %d of %d: %v", cut, total, err)
-			}
+			written, err := fsys.ReadFile(name)
+			must(t, err)
 			w.Close()
-			if after, _ := fsys.ReadFile(name); lastNonZero(after, end+whole) >= 0 {
-				t.Fatalf("torn at %d: bytes after the last whole record were not zeroed", cut)
+			total := sizes[0] + sizes[1]
+			for cut := int64(0); cut <= total; cut++ {
+				torn := append([]byte(nil), durable...)
+				copy(torn[end:end+cut], written[end:end+cut])
+				must(t, fsys.WriteFile(name, torn))
+				fsys.SyncAll()
+				whole, records, kept := int64(0), 0, 0
+				// A record is whole when what the cut leaves out of it is
+				// what the file holds there already.
+				for records < len(sizes) && (whole+sizes[records] <= cut ||
+					bytes.Equal(torn[end+whole:end+whole+sizes[records]], written[end+whole:end+whole+sizes[records]])) {
+					whole += sizes[records]
+					kept += len(parts[records])
+					records++
+				}
+				_, damageEnd := scanTaggedOracle(torn, end+whole, fr)
+				for i, want := range []int64{damageEnd - (end + whole), 0} {
+					w, err := OpenWAL(fsys, walDir, WALOptions{SegmentSize: 4 << 10, Logger: quietLogger})
+					if err != nil {
+						t.Fatalf("torn at %d of %d, open %d: %v", cut, total, i, err)
+					}
+					if w.Repaired() != want {
+						t.Fatalf("torn at %d of %d, open %d: Repaired = %d, want %d", cut, total, i, w.Repaired(), want)
+					}
+					if err := m.appended(batch[:kept]).check(w, true); err != nil {
+						t.Fatalf("torn at %d of %d, open %d: %v", cut, total, i, err)
+					}
+					w.Close()
+				}
+				after, _ := fsys.ReadFile(name)
+				if v, d := scanTaggedOracle(after, end+whole, fr); v >= 0 || d != end+whole {
+					t.Fatalf("torn at %d: bytes with the tag left after the last whole record (%d, %d)", cut, v, d)
+				}
 			}
-		}
+		})
 	}
 }

@@ -176,7 +176,7 @@ func TestWALDirectRollWithShortTail(t *testing.T) {
 
 // batchLen is the size of the batch record of e alone.
 func batchLen(t *testing.T, e *raftpb.Entry) int64 {
-	b, _, err := appendBatchRecords(nil, nil, []*raftpb.Entry{e}, e.Index)
+	b, _, err := appendBatchRecords(nil, nil, []*raftpb.Entry{e}, e.Index, seqFrame(1))
 	must(t, err)
 	return int64(len(b))
 }

@@ -1,6 +1,7 @@
 package logmgr
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -16,13 +17,58 @@ import (
 // documentation in wal.go for the diagram). Frozen: changing any of these
 // changes the on-disk format.
 const (
-	// recHeader is the size of a record's frame: length u32, crc32c u32,
-	// type u8.
+	// recHeader is the size of the frame of a segment header record, and
+	// of every record in segments of format versions 1 and 2: length u32,
+	// crc32c u32, type u8.
 	recHeader = 9
+	// recTaggedHeader is the size of the frame of the records after the
+	// header in segments of format version 3: length u32, crc32c u32, tag
+	// u32, type u8. The crc32c covers the tag, the type and the payload.
+	recTaggedHeader = 13
+	// recTagOff is where the tag is in a version 3 frame.
+	recTagOff = 8
 	// maxRecord bounds a record's payload; a larger length field is
 	// damage, not data.
 	maxRecord = 64 << 20
+	// walTagMul is what walSeqTag multiplies the low 32 bits of a
+	// segment's sequence number by: odd, so that the tags of any 2^32
+	// consecutive sequence numbers differ.
+	walTagMul = 0x9e3779b1
 )
+
+// walSeqTag is the tag that every record after the header carries in a
+// segment of format version 3 with sequence number seq. A segment file
+// reused for a new segment still holds the records of its earlier lives;
+// they carry the tags of earlier sequence numbers, so that they read as the
+// end of the data, never as entries. Multiplying by walTagMul spreads small
+// sequence numbers over all four bytes, so that the tag is a rare pattern
+// in zeros and in the bytes of small integers (a scan for it then has few
+// candidates to check).
+func walSeqTag(seq uint64) uint32 { return uint32(seq) * walTagMul }
+
+// recFrame is how the records after the header of a segment are framed:
+// untagged (format versions 1 and 2, and every segment's header record) or
+// tagged with the segment's walSeqTag (version 3).
+type recFrame struct {
+	tagged bool
+	tag    uint32
+}
+
+// frameOf is the framing of the records of a segment with header h.
+func frameOf(h segHeader) recFrame {
+	if h.tagged() {
+		return recFrame{tagged: true, tag: walSeqTag(h.seq)}
+	}
+	return recFrame{}
+}
+
+// size is the size of the frame.
+func (fr recFrame) size() int {
+	if fr.tagged {
+		return recTaggedHeader
+	}
+	return recHeader
+}
 
 // MaxEntryData is the most data one entry may carry in the WAL: a record's
 // payload less the most its batch header and the entry's own header take.
@@ -32,12 +78,18 @@ const MaxEntryData = maxRecord - batchEntryHeaderMax - binary.MaxVarintLen64
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WALFormatVersion is the version of the WAL's on-disk format, written in
-// the header of every segment this build creates. Version 2 holds entries
-// in batch records; version 1 held one entry record per entry. OpenWAL
-// reads segments of both versions (the first append after opening a log
-// whose last segment is of version 1 starts a new segment) and refuses
-// any other.
-const WALFormatVersion = 2
+// the header of every segment this build creates. Version 3 frames every
+// record after the header with the segment's tag (see walSeqTag), so that
+// a segment file can be reused; version 2 held batch records in the
+// untagged frame; version 1 one entry record per entry. OpenWAL reads
+// segments of all three versions (the first append after opening a log
+// whose last segment is of an older version starts a new segment) and
+// refuses any other.
+const WALFormatVersion = 3
+
+// walTaggedVersion is the first format version whose records carry the
+// segment's tag.
+const walTaggedVersion = 3
 
 // walFirstVersion is the oldest format version this build reads.
 const walFirstVersion = 1
@@ -55,7 +107,7 @@ const (
 	// segment and only there; payload is walSegHeaderLen bytes (see
 	// segHeader).
 	walRecSegment byte = 3
-	// walRecBatch (version 2 segments only): entries after the last one.
+	// walRecBatch (version 2 and 3 segments): entries after the last one.
 	// Payload: the index of the first as a uvarint, then for each entry
 	// its term, its type and the length of its data as uvarints, and its
 	// data; at least one entry.
@@ -107,9 +159,13 @@ type segHeader struct {
 	version  uint32 // 0 (marshal): WALFormatVersion
 }
 
-// batched says whether the segment holds batch records (version 2) rather
-// than entry records.
+// batched says whether the segment holds batch records (version 2 or
+// later) rather than entry records.
 func (h segHeader) batched() bool { return h.version >= 2 }
+
+// tagged says whether the segment's records carry its tag (version 3 or
+// later).
+func (h segHeader) tagged() bool { return h.version >= walTaggedVersion }
 
 func (h segHeader) reset() bool { return h.flags&walFlagReset != 0 }
 
@@ -156,7 +212,8 @@ func parseSegHeader(p []byte) (segHeader, error) {
 	return h, nil
 }
 
-// decodeRecord parses the frame at the start of b; ok is false if b does
+// decodeRecord parses the untagged frame at the start of b (a segment
+// header, or a record of a version 1 or 2 segment); ok is false if b does
 // not start with a whole record whose crc32c checks out. It does not look
 // at the type or the payload.
 func decodeRecord(b []byte) (typ byte, payload []byte, ok bool) {
@@ -175,33 +232,55 @@ func decodeRecord(b []byte) (typ byte, payload []byte, ok bool) {
 	return body[0], body[1:], true
 }
 
-// appendRecord appends the record of type typ holding m to buf.
-func appendRecord(buf []byte, typ byte, m proto.Message) ([]byte, error) {
+// appendRecord appends the record of type typ holding m, framed by fr,
+// to buf.
+func appendRecord(buf []byte, typ byte, m proto.Message, fr recFrame) ([]byte, error) {
 	start := len(buf)
-	buf = append(buf, make([]byte, recHeader)...)
+	buf = append(buf, make([]byte, fr.size())...)
 	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
 	if err != nil {
 		return buf[:start], err
 	}
-	return sealRecord(buf, start, typ), nil
+	return sealRecord(buf, start, typ, fr), nil
 }
 
-// appendRawRecord appends a record of type typ around payload.
+// appendRawRecord appends a record of type typ around payload, in the
+// untagged frame (segment headers).
 func appendRawRecord(buf []byte, typ byte, payload []byte) []byte {
 	start := len(buf)
 	buf = append(buf, make([]byte, recHeader)...)
 	buf = append(buf, payload...)
-	return sealRecord(buf, start, typ)
+	return sealRecord(buf, start, typ, recFrame{})
 }
 
-// sealRecord fills in the frame of the record starting at buf[start],
+// sealRecord fills in the frame fr of the record starting at buf[start],
 // whose payload runs to the end of buf.
-func sealRecord(buf []byte, start int, typ byte) []byte {
-	n := len(buf) - start - recHeader
+func sealRecord(buf []byte, start int, typ byte, fr recFrame) []byte {
+	hl := fr.size()
+	n := len(buf) - start - hl
 	binary.LittleEndian.PutUint32(buf[start:], uint32(n))
-	buf[start+8] = typ
+	if fr.tagged {
+		binary.LittleEndian.PutUint32(buf[start+recTagOff:], fr.tag)
+	}
+	buf[start+hl-1] = typ
 	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoli))
 	return buf
+}
+
+// resealRecords frames the records in b, which must be whole records as
+// sealRecord wrote them in a frame of the same size, with fr instead: the
+// tag and the checksum change. A batch encoded for the current segment is
+// resealed when it goes to a new one.
+func resealRecords(b []byte, fr recFrame) {
+	hl := fr.size()
+	for len(b) >= hl {
+		n := int(binary.LittleEndian.Uint32(b))
+		if fr.tagged {
+			binary.LittleEndian.PutUint32(b[recTagOff:], fr.tag)
+		}
+		binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:hl+n], castagnoli))
+		b = b[hl+n:]
+	}
 }
 
 // batchEntrySize is the size of e in a batch record: its term, type and
@@ -302,10 +381,11 @@ func batchSpan(p []byte, each func(at, n int, term uint64)) (first uint64, count
 }
 
 // appendBatchRecords appends the batch records of entries, which must
-// start at index next, to buf: one record, or more if their bytes exceed
-// what a record holds. It appends to pos the position of each entry (its
-// offset from the end of buf as it was, its length, its term).
-func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next uint64) ([]byte, []walPos, error) {
+// start at index next, framed by fr, to buf: one record, or more if their
+// bytes exceed what a record holds. It appends to pos the position of each
+// entry (its offset from the end of buf as it was, its length, its term).
+func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next uint64, fr recFrame) ([]byte, []walPos, error) {
+	hl := fr.size()
 	base := len(buf)
 	rec := -1 // start of the open record
 	for i, e := range entries {
@@ -320,35 +400,40 @@ func appendBatchRecords(buf []byte, pos []walPos, entries []*raftpb.Entry, next 
 		}
 		// The open record is full if e does not fit in it (sized
 		// exactly only when it might not): e then starts the next.
-		if used := len(buf) - rec - recHeader; rec >= 0 && used+batchEntryHeaderMax+len(e.Data) > maxRecord &&
+		if used := len(buf) - rec - hl; rec >= 0 && used+batchEntryHeaderMax+len(e.Data) > maxRecord &&
 			used+batchEntrySize(e) > maxRecord {
-			buf = sealRecord(buf, rec, walRecBatch)
+			buf = sealRecord(buf, rec, walRecBatch, fr)
 			rec = -1
 		}
 		if rec < 0 {
 			rec = len(buf)
-			buf = appendBatchFrame(buf, e.Index)
+			buf = appendBatchFrame(buf, e.Index, fr)
 		}
 		var n int
 		buf, n = appendBatchEntry(buf, e)
 		pos = append(pos, walPos{off: uint32(len(buf) - n - base), n: uint32(n), term: e.Term})
 	}
 	if rec >= 0 {
-		buf = sealRecord(buf, rec, walRecBatch)
+		buf = sealRecord(buf, rec, walRecBatch, fr)
 	}
 	return buf, pos, nil
 }
 
 // appendBatchFrame opens a batch record whose first entry has the given
-// index: its frame, to be sealed, and the index.
-func appendBatchFrame(buf []byte, index uint64) []byte {
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecBatch)
+// index: its frame fr, to be sealed, and the index.
+func appendBatchFrame(buf []byte, index uint64, fr recFrame) []byte {
+	if fr.tagged {
+		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, walRecBatch)
+	} else {
+		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, walRecBatch)
+	}
 	return binary.AppendUvarint(buf, index)
 }
 
 // walRec is a decoded WAL record: where it is and what it says.
 type walRec struct {
 	off   int64  // offset of the frame in its segment
+	hl    int8   // size of the frame
 	typ   byte   // walRec*
 	n     uint32 // payload length
 	index uint64 // entry: its index; batch: the first's; truncate: the first index removed
@@ -357,38 +442,48 @@ type walRec struct {
 	hdr   segHeader
 }
 
-// end is the offset just past the record.
-func (r walRec) end() int64 { return r.off + recHeader + int64(r.n) }
+// payloadOff is the offset of the record's payload.
+func (r walRec) payloadOff() int64 { return r.off + int64(r.hl) }
 
-// decodeWALRecord decodes the WAL record at data[off:]: a whole frame
-// whose crc32c checks out, of a known type, whose payload decodes. It never
-// panics, whatever the bytes.
-func decodeWALRecord(data []byte, off int64) (walRec, bool) {
-	return decodeWALRecordEach(data, off, nil)
+// end is the offset just past the record.
+func (r walRec) end() int64 { return r.payloadOff() + int64(r.n) }
+
+// decodeWALRecord decodes the WAL record framed by fr at data[off:]: a
+// whole frame (with fr's tag, if tagged) whose crc32c checks out, of a
+// known type, whose payload decodes. It never panics, whatever the bytes.
+func decodeWALRecord(data []byte, off int64, fr recFrame) (walRec, bool) {
+	return decodeWALRecordEach(data, off, fr, nil)
 }
 
 // decodeWALRecordEach is decodeWALRecord that also calls each, if not nil,
 // for the entries of a batch record as it checks them (see batchSpan), so
 // that a scan walks them once.
-func decodeWALRecordEach(data []byte, off int64, each func(at, n int, term uint64)) (walRec, bool) {
+func decodeWALRecordEach(data []byte, off int64, fr recFrame, each func(at, n int, term uint64)) (walRec, bool) {
 	if off < 0 || off > int64(len(data)) {
 		return walRec{}, false
 	}
 	b := data[off:]
-	if len(b) < recHeader {
+	hl := fr.size()
+	if len(b) < hl {
 		return walRec{}, false
 	}
-	// Cheap checks before the checksum: a plausible length and a known
-	// type.
+	// Cheap checks before the checksum, the tag first (it rules out the
+	// records of a reused file's earlier lives), then a plausible length
+	// and a known type.
+	if fr.tagged && binary.LittleEndian.Uint32(b[recTagOff:]) != fr.tag {
+		return walRec{}, false
+	}
 	n := binary.LittleEndian.Uint32(b[0:4])
-	if n == 0 || n > maxRecord || uint64(len(b)-recHeader) < uint64(n) || b[8] < walRecEntry || b[8] > walRecBatch {
+	typ := b[hl-1]
+	if n == 0 || n > maxRecord || uint64(len(b)-hl) < uint64(n) || typ < walRecEntry || typ > walRecBatch {
 		return walRec{}, false
 	}
-	typ, payload, ok := decodeRecord(b)
-	if !ok {
+	if crc32.Checksum(b[8:hl+int(n)], castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
 		return walRec{}, false
 	}
-	r := walRec{off: off, typ: typ, n: n}
+	payload := b[hl : hl+int(n)]
+	r := walRec{off: off, hl: int8(hl), typ: typ, n: n}
+	var ok bool
 	switch typ {
 	case walRecEntry:
 		r.index, r.term, ok = entryIndexTerm(payload)
@@ -462,21 +557,75 @@ func markIndex(b []byte) (uint64, bool) {
 	return index, index > 0
 }
 
-// findValidRecord returns the offset of the first valid WAL record (see
-// decodeWALRecord) starting in [from, to), or -1. Offsets whose length
-// field is zero are skipped without further work, so zeroed space costs
-// little.
+// findValidRecord returns the offset of the first valid untagged WAL
+// record (see decodeWALRecord) starting in [from, to), or -1. Offsets
+// whose length field is zero are skipped without further work, so zeroed
+// space costs little.
 func findValidRecord(data []byte, from, to int64) int64 {
 	to = min(to, int64(len(data))-recHeader)
 	for off := max(from, 0); off < to; off++ {
 		if data[off] == 0 && data[off+1] == 0 && data[off+2] == 0 && data[off+3] == 0 {
 			continue
 		}
-		if _, ok := decodeWALRecord(data, off); ok {
+		if _, ok := decodeWALRecord(data, off, recFrame{}); ok {
 			return off
 		}
 	}
 	return -1
+}
+
+// scanTagged looks at what follows the valid records of a segment of
+// format version 3, which end at end, for records of the segment (framed
+// by fr) that are not valid: damage. Candidates are the offsets at or
+// after end whose tag field holds fr's tag — found with a byte search for
+// the tag, so that the stale records of a reused file and zeros cost no
+// more than a pass over them — and end itself if its frame checks out with
+// fr's tag in place of the one it holds (a record of the segment with a
+// damaged tag). It returns the offset of the first candidate that is a
+// valid record (-1 if none: then the damage is at most a torn tail), and
+// the end of the frame of the last candidate (end if there is none: the
+// data ended cleanly).
+func scanTagged(data []byte, end int64, fr recFrame) (valid, damageEnd int64) {
+	damageEnd = end
+	if damagedTag(data, end, fr) {
+		damageEnd = min(end+recTaggedHeader, int64(len(data)))
+	}
+	var tag [4]byte
+	binary.LittleEndian.PutUint32(tag[:], fr.tag)
+	for from := end + recTagOff; from+4 <= int64(len(data)); {
+		i := bytes.Index(data[from:], tag[:])
+		if i < 0 {
+			break
+		}
+		off := from + int64(i) - recTagOff
+		if _, ok := decodeWALRecord(data, off, fr); ok && off > end {
+			return off, damageEnd
+		}
+		damageEnd = min(off+recTaggedHeader, int64(len(data)))
+		from += int64(i) + 1
+	}
+	return -1, damageEnd
+}
+
+// damagedTag says whether the tagged frame at data[off:] would check out
+// with fr's tag in place of the one it holds (which is not fr's): a
+// record of the segment whose tag was damaged. The stale bytes after the
+// end of a reused segment's data pass only by chance (about 1 in 2^32).
+func damagedTag(data []byte, off int64, fr recFrame) bool {
+	if off < 0 || int64(len(data))-off < recTaggedHeader {
+		return false
+	}
+	b := data[off:]
+	n := binary.LittleEndian.Uint32(b[0:4])
+	typ := b[recTaggedHeader-1]
+	if n == 0 || n > maxRecord || uint64(len(b)-recTaggedHeader) < uint64(n) || typ < walRecEntry || typ > walRecBatch ||
+		binary.LittleEndian.Uint32(b[recTagOff:]) == fr.tag {
+		return false
+	}
+	var tag [4]byte
+	binary.LittleEndian.PutUint32(tag[:], fr.tag)
+	sum := crc32.Update(crc32.Checksum(tag[:], castagnoli), castagnoli, b[recTaggedHeader-1:recTaggedHeader+int(n)])
+	return sum == binary.LittleEndian.Uint32(b[4:8])
 }
 
 // lastNonZero returns the offset of the last non-zero byte of data at or

@@ -2,7 +2,9 @@ package logmgr
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"slices"
 	"testing"
 
@@ -14,17 +16,34 @@ import (
 )
 
 // FuzzDecodeRecord feeds arbitrary bytes to the record decoder and the
-// scanning helpers: they never panic, and whatever the decoder accepts is
-// what proto.Unmarshal (used by reads) makes of it.
+// scanning helpers, in both framings: they never panic, whatever the
+// decoder accepts is what proto.Unmarshal (used by reads) makes of it, and
+// the scan of a version 3 segment's tail agrees with a plain one. The
+// tagged framing uses the tag the bytes hold at the tag's place, so that
+// the untagged seeds exercise it too.
 // The seed corpus is in testdata/fuzz/FuzzDecodeRecord.
 func FuzzDecodeRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if r, ok := decodeWALRecord(data, 0); ok {
+		if r, ok := decodeWALRecord(data, 0, recFrame{}); ok {
 			checkDecoded(t, data, r)
 		}
 		if v := findValidRecord(data, 0, int64(len(data))); v >= 0 {
-			if _, ok := decodeWALRecord(data, v); !ok {
+			if _, ok := decodeWALRecord(data, v, recFrame{}); !ok {
 				t.Fatalf("findValidRecord returned %d, which does not decode", v)
+			}
+		}
+		fr := recFrame{tagged: true}
+		if len(data) >= recTagOff+4 {
+			fr.tag = binary.LittleEndian.Uint32(data[recTagOff:])
+		}
+		if r, ok := decodeWALRecord(data, 0, fr); ok {
+			checkDecoded(t, data, r)
+		}
+		for _, end := range []int64{0, 1, int64(len(data)) / 2} {
+			valid, damageEnd := scanTagged(data, end, fr)
+			wantValid, wantEnd := scanTaggedOracle(data, end, fr)
+			if valid != wantValid || (valid < 0 && damageEnd != wantEnd) {
+				t.Fatalf("scanTagged(%d) = %d, %d; the plain scan %d, %d", end, valid, damageEnd, wantValid, wantEnd)
 			}
 		}
 		want := int64(-1)
@@ -40,13 +59,39 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// scanTaggedOracle is scanTagged done plainly: every offset from end on,
+// its tag compared field by field, the damaged-tag check by rewriting the
+// tag and decoding.
+func scanTaggedOracle(data []byte, end int64, fr recFrame) (valid, damageEnd int64) {
+	damageEnd = end
+	if end+recTaggedHeader <= int64(len(data)) && binary.LittleEndian.Uint32(data[end+recTagOff:]) != fr.tag {
+		b := slices.Clone(data[end:])
+		binary.LittleEndian.PutUint32(b[recTagOff:], fr.tag)
+		n := binary.LittleEndian.Uint32(b)
+		if n > 0 && uint64(n) <= uint64(len(b)-recTaggedHeader) && n <= maxRecord && b[recTaggedHeader-1] >= walRecEntry && b[recTaggedHeader-1] <= walRecBatch &&
+			crc32.Checksum(b[8:recTaggedHeader+int(n)], castagnoli) == binary.LittleEndian.Uint32(b[4:]) {
+			damageEnd = end + recTaggedHeader
+		}
+	}
+	for off := end; off+recTagOff+4 <= int64(len(data)); off++ {
+		if binary.LittleEndian.Uint32(data[off+recTagOff:]) != fr.tag {
+			continue
+		}
+		if _, ok := decodeWALRecord(data, off, fr); ok && off > end {
+			return off, damageEnd
+		}
+		damageEnd = min(off+recTaggedHeader, int64(len(data)))
+	}
+	return -1, damageEnd
+}
+
 // checkDecoded checks a record the decoder accepted.
 func checkDecoded(t *testing.T, data []byte, r walRec) {
 	t.Helper()
 	if r.end() > int64(len(data)) || r.n == 0 {
 		t.Fatalf("record %+v extends past the %d bytes", r, len(data))
 	}
-	payload := data[r.off+recHeader : r.end()]
+	payload := data[r.payloadOff():r.end()]
 	switch r.typ {
 	case walRecEntry:
 		var e raftpb.Entry
@@ -90,19 +135,19 @@ func checkDecoded(t *testing.T, data []byte, r walRec) {
 	}
 }
 
-// FuzzInspectWAL writes a segment holding a valid header followed by
-// arbitrary bytes and opens it: InspectWAL and OpenWAL never panic, they
-// agree, and a log OpenWAL accepts can be read back whole.
+// FuzzInspectWAL writes a segment holding a valid header of format
+// version 1, 2 or 3 (by v) followed by arbitrary bytes and opens it:
+// InspectWAL and OpenWAL never panic, they agree, a log OpenWAL accepts
+// can be read back whole and takes an append, and reopens cleanly with
+// that append.
 // The seed corpus is in testdata/fuzz/FuzzInspectWAL.
 func FuzzInspectWAL(f *testing.F) {
-	f.Fuzz(func(t *testing.T, body []byte) {
+	f.Fuzz(func(t *testing.T, v byte, body []byte) {
 		fsys := vfs.NewMem()
 		if err := fsys.MkdirAll(walDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		// Version 1 (entry records) for bodies of odd length, 2 (batch
-		// records) for the others.
-		version := uint32(2 - len(body)%2)
+		version := 1 + uint32(v)%3
 		hdr := appendRawRecord(nil, walRecSegment, segHeader{first: 1, seq: 1, version: version}.marshal())
 		if err := fsys.WriteFile(walDir+"/"+segName(1), append(hdr, body...)); err != nil {
 			t.Fatal(err)
@@ -131,9 +176,23 @@ func FuzzInspectWAL(f *testing.F) {
 		if err != nil || uint64(len(es)) != w.LastIndex()+1-w.FirstIndex() {
 			t.Fatalf("reading the log [%d, %d] back: %d entries, %v", w.FirstIndex(), w.LastIndex(), len(es), err)
 		}
-		// It carries on.
-		if err := w.Append([]*raftpb.Entry{{Index: w.LastIndex() + 1, Term: 1}}); err != nil {
+		// It carries on, and reopens cleanly: whatever the body left
+		// after the data reads as its end.
+		last := w.LastIndex() + 1
+		if err := w.Append([]*raftpb.Entry{{Index: last, Term: 1}}); err != nil {
 			t.Fatal(err)
+		}
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		w, err = OpenWAL(fsys, walDir, WALOptions{SegmentSize: MinSegmentSize, Logger: quietLogger})
+		if err != nil {
+			t.Fatalf("reopen after an append: %v", err)
+		}
+		defer w.Close()
+		if w.Repaired() != 0 || w.FirstIndex() != rep.FirstIndex || w.LastIndex() != last {
+			t.Fatalf("reopen after an append at %d: log [%d, %d], repaired %d", last, w.FirstIndex(), w.LastIndex(), w.Repaired())
 		}
 	})
 }
@@ -147,11 +206,11 @@ func TestBatchRecordEncoding(t *testing.T) {
 		{Index: 1<<63 + 2, Term: 0, Type: 2, Data: []byte{}},
 		{Index: 1<<63 + 3, Term: 7, Type: 1, Data: bytes.Repeat([]byte("x"), 70000)},
 	}
-	b, pos, err := appendBatchRecords([]byte("prefix"), nil, es, es[0].Index)
+	b, pos, err := appendBatchRecords([]byte("prefix"), nil, es, es[0].Index, seqFrame(7))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, ok := decodeWALRecord(b, int64(len("prefix")))
+	r, ok := decodeWALRecord(b, int64(len("prefix")), seqFrame(7))
 	if !ok || r.typ != walRecBatch || r.index != es[0].Index || r.count != len(es) || r.end() != int64(len(b)) {
 		t.Fatalf("decoded %+v, %v", r, ok)
 	}
@@ -189,13 +248,13 @@ func TestBatchRecordSplits(t *testing.T) {
 			data := big[i:][:n] // a different slice of big for each
 			es = append(es, &raftpb.Entry{Index: uint64(10 + i), Term: uint64(1 + i/2), Data: data})
 		}
-		b, pos, err := appendBatchRecords([]byte("prefix"), nil, es, 10)
+		b, pos, err := appendBatchRecords([]byte("prefix"), nil, es, 10, seqFrame(7))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var counts []int
 		for off := int64(len("prefix")); off < int64(len(b)); {
-			r, ok := decodeWALRecord(b, off)
+			r, ok := decodeWALRecord(b, off, seqFrame(7))
 			if !ok || r.typ != walRecBatch || r.index != uint64(10+sum(counts)) {
 				t.Fatalf("sizes %v: record at %d: %+v, %v", c.sizes, off, r, ok)
 			}
@@ -214,7 +273,7 @@ func TestBatchRecordSplits(t *testing.T) {
 		}
 	}
 	huge := &raftpb.Entry{Index: 10, Data: big}
-	b, pos, err := appendBatchRecords([]byte("prefix"), nil, []*raftpb.Entry{{Index: 9}, huge}, 9)
+	b, pos, err := appendBatchRecords([]byte("prefix"), nil, []*raftpb.Entry{{Index: 9}, huge}, 9, seqFrame(7))
 	if err == nil || string(b) != "prefix" || len(pos) != 1 {
 		t.Errorf("an entry of %d bytes: err %v, %d bytes, %d positions", maxRecord, err, len(b), len(pos))
 	}
@@ -239,7 +298,7 @@ func TestEntryRecordEncoding(t *testing.T) {
 		{Index: 5, Term: 0, Type: 2, Data: []byte{}},
 		{Index: 300, Term: 7, Type: 1, Data: bytes.Repeat([]byte("x"), 70000)},
 	} {
-		want, err := appendRecord([]byte("prefix"), walRecEntry, e)
+		want, err := appendRecord([]byte("prefix"), walRecEntry, e, recFrame{})
 		if err != nil {
 			t.Fatal(err)
 		}

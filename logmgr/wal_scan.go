@@ -42,8 +42,9 @@ type WALSegment struct {
 	First    uint64 // first index, from the header
 	PrevTerm uint64 // term of entry First-1, from the header
 	Seq      uint64 // sequence number, from the header
+	Version  uint32 // format version, from the header
 	Reset    bool   // written by Reset
-	Live     bool   // false: superseded by a later segment, to be removed
+	Live     bool   // false: superseded by a later segment, to be recycled or removed
 	Size     int64  // file size
 	// The rest is known for live segments only.
 	DataBytes int64 // bytes of valid records, header included
@@ -71,6 +72,7 @@ type WALReport struct {
 	Dir       string
 	Segments  []WALSegment // every segment file, in name order
 	Temporary []string     // leftover temporary files (removed on open)
+	Recycled  []string     // recycled files, kept for reuse as later segments
 	// The log: entries [FirstIndex, LastIndex]; PrevTerm is the term of
 	// entry FirstIndex-1.
 	FirstIndex, LastIndex, PrevTerm uint64
@@ -86,9 +88,12 @@ func InspectWAL(fsys vfs.FS, dir string, visit func(WALRecord)) (*WALReport, err
 	st, err := analyzeWAL(fsys, dir, false, visit)
 	st.closeFiles()
 	rep := &WALReport{Dir: dir, Temporary: st.tmps, FirstIndex: st.base, PrevTerm: st.baseTerm, Torn: st.torn}
+	for _, rc := range st.recycled {
+		rep.Recycled = append(rep.Recycled, path.Base(rc.path))
+	}
 	rep.LastIndex = st.base + uint64(st.ents.len()) - 1
 	for i, f := range st.files {
-		s := WALSegment{Name: f.name, First: f.hdr.first, PrevTerm: f.hdr.prevTerm, Seq: f.hdr.seq,
+		s := WALSegment{Name: f.name, First: f.hdr.first, PrevTerm: f.hdr.prevTerm, Seq: f.hdr.seq, Version: f.hdr.version,
 			Reset: f.hdr.reset(), Live: f.live, Size: f.size, DataBytes: f.end, Records: f.records}
 		if f.live && f.end > 0 {
 			s.FirstEntry, s.LastEntry = f.hdr.first, rep.LastIndex
@@ -130,6 +135,7 @@ type walState struct {
 	files    []*walFile // all segment files, in name order
 	live     []*walFile
 	tmps     []string
+	recycled []recycledFile // recycled files kept for reuse
 	maxSeq   uint64
 	base     uint64
 	baseTerm uint64
@@ -166,6 +172,15 @@ func analyzeWAL(fsys vfs.FS, dir string, writable bool, visit func(WALRecord)) (
 		return st, fmt.Errorf("logmgr: list %s: %w", dir, err)
 	}
 	for _, name := range names {
+		if _, ok := parseRecycleName(name); ok {
+			p := path.Join(dir, name)
+			fi, err := fsys.Stat(p)
+			if err != nil {
+				return st, fmt.Errorf("logmgr: stat %s: %w", p, err)
+			}
+			st.recycled = append(st.recycled, recycledFile{path: p, size: fi.Size()})
+			continue
+		}
 		if tmp, ok := strings.CutSuffix(name, ".tmp"); ok {
 			if _, ok := parseSegName(tmp); ok || name == walSpareName {
 				st.tmps = append(st.tmps, name)
@@ -176,8 +191,11 @@ func analyzeWAL(fsys vfs.FS, dir string, writable bool, visit func(WALRecord)) (
 			st.files = append(st.files, &walFile{name: name, path: path.Join(dir, name)})
 		}
 	}
+	// One file open at a time: a long log has many segments.
 	for _, f := range st.files {
-		if err := f.open(fsys, writable); err != nil {
+		err := f.open(fsys, false)
+		f.close()
+		if err != nil {
 			return st, err
 		}
 		st.maxSeq = max(st.maxSeq, f.hdr.seq)
@@ -187,32 +205,64 @@ func analyzeWAL(fsys vfs.FS, dir string, writable bool, visit func(WALRecord)) (
 	}
 	var data []byte
 	for i, f := range st.live {
+		// The last live segment stays open (for writing, for OpenWAL),
+		// the others are opened again when read.
+		last := i == len(st.live)-1
+		if err := f.open(fsys, writable && last); err != nil {
+			return st, err
+		}
 		if int64(cap(data)) < f.size {
 			data = make([]byte, f.size)
 		}
 		data = data[:f.size]
-		if n, err := f.f.ReadAt(data, 0); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
+		n, err := f.f.ReadAt(data, 0)
+		if !last {
+			f.close()
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
 			return st, fmt.Errorf("logmgr: read %s: %w", f.path, err)
 		}
 		if err := st.replay(f, data, i == 0, visit); err != nil {
 			return st, err
 		}
-		garbage := lastNonZero(data, f.end)
-		if garbage < 0 {
-			continue
+		valid, damageEnd := damageAfter(data, f)
+		if valid >= 0 {
+			return st, &WALCorruptError{Segment: f.path, Offset: f.end, ValidSegment: f.path, ValidOffset: valid}
 		}
-		if v := findValidRecord(data, f.end+1, garbage+1); v >= 0 {
-			return st, &WALCorruptError{Segment: f.path, Offset: f.end, ValidSegment: f.path, ValidOffset: v}
+		if damageEnd == f.end {
+			continue
 		}
 		if i+1 < len(st.live) {
 			return st, &WALCorruptError{Segment: f.path, Offset: f.end, ValidSegment: st.live[i+1].path}
 		}
-		st.torn = &WALDamage{Segment: f.path, Offset: f.end, Bytes: garbage + 1 - f.end}
+		st.torn = &WALDamage{Segment: f.path, Offset: f.end, Bytes: damageEnd - f.end}
 	}
 	return st, nil
 }
 
-// open opens the segment file and reads its header.
+// damageAfter looks at the bytes of segment f (data) after its valid
+// records for damage: it returns the offset of a valid record of the
+// segment after them (-1 if none), and the end of the damaged bytes (f.end
+// if none).
+//
+//   - Versions 1 and 2 (segments created zero-filled, never reused): any
+//     byte that is not zero is damage, up to the last one.
+//   - Version 3 (segments possibly in reused files, whose earlier lives
+//     left their records after the end of the data): only bytes tagged
+//     with the segment's tag are damage; see scanTagged.
+func damageAfter(data []byte, f *walFile) (valid, damageEnd int64) {
+	if f.hdr.tagged() {
+		return scanTagged(data, f.end, frameOf(f.hdr))
+	}
+	garbage := lastNonZero(data, f.end)
+	if garbage < 0 {
+		return -1, f.end
+	}
+	return findValidRecord(data, f.end+1, garbage+1), garbage + 1
+}
+
+// open opens the segment file and reads its header (again: it checks that
+// the file is still what it was).
 func (f *walFile) open(fsys vfs.FS, writable bool) error {
 	var err error
 	if writable {
@@ -239,9 +289,14 @@ func (f *walFile) open(fsys vfs.FS, writable bool) error {
 	if !ok || typ != walRecSegment {
 		return fmt.Errorf("logmgr: %s at offset 0: no valid segment header", f.path)
 	}
-	if f.hdr, err = parseSegHeader(payload); err != nil {
+	hdr, err := parseSegHeader(payload)
+	if err != nil {
 		return fmt.Errorf("logmgr: %s at offset 0: bad segment header: %v", f.path, err)
 	}
+	if f.hdr.seq != 0 && hdr != f.hdr {
+		return fmt.Errorf("logmgr: %s at offset 0: the header changed while the WAL was read", f.path)
+	}
+	f.hdr = hdr
 	if first, _ := parseSegName(f.name); first != f.hdr.first {
 		return fmt.Errorf("logmgr: %s at offset 0: header says first index %d, the name %d", f.path, f.hdr.first, first)
 	}
@@ -294,15 +349,17 @@ func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRe
 	}
 	off := int64(walHeaderRecordLen)
 	f.records = 1
+	fr := frameOf(h)
+	hl := int64(fr.size())
 	// The positions of a batch record's entries, taken as the record is
 	// checked; dropped again if it turns out bad.
 	index := func(at, n int, term uint64) {
-		st.ents.append(walPos{off: uint32(off + recHeader + int64(at)), n: uint32(n), term: term})
+		st.ents.append(walPos{off: uint32(off + hl + int64(at)), n: uint32(n), term: term})
 	}
 	for {
 		mark := st.ents.len()
 		last := st.base + uint64(mark) - 1
-		r, ok := decodeWALRecordEach(data, off, index)
+		r, ok := decodeWALRecordEach(data, off, fr, index)
 		if !ok {
 			st.ents.truncate(mark)
 			break
@@ -318,7 +375,7 @@ func (st *walState) replay(f *walFile, data []byte, first bool, visit func(WALRe
 				return fmt.Errorf("logmgr: %s at offset %d: entry %d follows %d", f.path, off, r.index, last)
 			}
 			if r.typ == walRecEntry {
-				st.ents.append(walPos{off: uint32(off + recHeader), n: r.n, term: r.term})
+				st.ents.append(walPos{off: uint32(r.payloadOff()), n: r.n, term: r.term})
 			} // a batch record's entries are indexed already
 		case walRecTruncate:
 			if r.index <= h.first || r.index > last+1 {

@@ -24,15 +24,25 @@ const (
 	// PrepareBackground keeps one spare segment file ready, fully
 	// zero-filled and synced by a goroutine of the WAL's own, so that a
 	// roll costs a header write, an fdatasync, a rename and a directory
-	// sync, and appends never zero-fill. The goroutine paces itself:
-	// it zero-fills no faster than twice the rate at which the writer
-	// fills the current segment (so it is done by the time that one is
-	// half full), rather than in a burst that would slow the writer's
-	// fdatasyncs; when the writer needs the spare early, it hurries.
+	// sync, and appends never zero-fill. The spare is started once the
+	// writer is an eighth of the way into the last segment, and only if
+	// no recycled file (see wal_recycle.go) will do for the next segment;
+	// a file recycled meanwhile stops an unfinished spare. The goroutine
+	// paces itself: it zero-fills no faster than twice the rate at which
+	// the writer fills the current segment from then on (so it is done by
+	// the time that one is five eighths full), rather than in a burst
+	// that would slow the writer's fdatasyncs; when the writer needs the
+	// spare early, it hurries.
 	PrepareBackground
 )
 
 var errSpareStopped = errors.New("logmgr: spare segment preparation stopped")
+
+// walSpareStartDiv: the spare is started once the writer is 1/walSpareStartDiv
+// of the way into the last segment (and no recycled file will do), rather
+// than as soon as the segment is created, so that a log compacted soon
+// after each roll (which recycles a file) never prepares one.
+const walSpareStartDiv = 8
 
 // walSpareName is the spare segment's file, a temporary file like those
 // of segments being created: OpenWAL removes it.
@@ -46,6 +56,7 @@ type spare struct {
 	size     int64
 	direct   bool          // zero-fill with direct writes
 	progress *atomic.Int64 // the writer's progress in its current segment
+	from     int64         // the writer's progress when the preparer started
 	need     atomic.Int64  // the progress the pacing preparer waits for
 	hurry    atomic.Bool   // the writer is waiting: stop pacing
 	kick     chan struct{} // wakes a pacing preparer (buffered, 1)
@@ -57,13 +68,14 @@ type spare struct {
 }
 
 // startSpare starts preparing the next segment's file in the background,
-// unless that is off or one is already there.
+// unless that is off or one is already there. The preparer paces itself
+// from the writer's progress now on (see prepareSpare).
 func (w *WAL) startSpare() {
 	if !w.background || w.spare != nil {
 		return
 	}
-	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.opts.SegmentSize, direct: w.direct, progress: &w.progress,
-		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	sp := &spare{path: path.Join(w.dir, walSpareName), size: w.grownSize(), direct: w.direct, progress: &w.progress,
+		from: w.progress.Load(), kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	w.spare = sp
 	go func() {
 		defer close(sp.done)
@@ -110,9 +122,9 @@ func prepareSpare(fsys vfs.FS, sp *spare) (vfs.File, error) {
 		}
 	}
 	for off := int64(0); off < sp.size; off += walZeroChunk {
-		for off > 2*sp.progress.Load() && !sp.hurry.Load() {
-			sp.need.Store((off + 1) / 2)
-			if off <= 2*sp.progress.Load() {
+		for off > 2*(sp.progress.Load()-sp.from) && !sp.hurry.Load() {
+			sp.need.Store(sp.from + (off+1)/2)
+			if off <= 2*(sp.progress.Load()-sp.from) {
 				break // the writer moved on before it could see need
 			}
 			if !sp.wait() {
@@ -163,6 +175,21 @@ func (w *WAL) takeSpare(size int64) *spare {
 		return nil
 	}
 	return sp
+}
+
+// spareNotNeeded stops preparing a spare that is not ready yet when a
+// recycled file will do for the next segment instead.
+func (w *WAL) spareNotNeeded() {
+	sp := w.spare
+	if sp == nil || !w.hasRecycled(sp.size) {
+		return
+	}
+	select {
+	case <-sp.done:
+		// Ready (or failed): it stays for a later segment.
+	default:
+		w.stopSpare()
+	}
 }
 
 // stopSpare stops the background preparation, if any, and removes the

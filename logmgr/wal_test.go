@@ -47,7 +47,7 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// walFiles lists the segment files in the WAL directory.
+// walFiles lists the files in the WAL directory.
 func walFiles(t *testing.T, fsys vfs.FS) []string {
 	t.Helper()
 	names, err := fsys.List(walDir)
@@ -245,7 +245,8 @@ func runDifferential(t *testing.T, seed uint64, r *rand.Rand, k storageKind, ste
 
 // TestWALSegments checks the files: names by first index, rolls, a batch
 // bigger than a segment, a truncation across segments, prefix truncation
-// and reset.
+// and reset, and which freed files are kept for reuse (the biggest two)
+// and reused.
 func TestWALSegments(t *testing.T) {
 	fsys := vfs.NewMem()
 	w := openTestWAL(t, fsys, 4<<10)
@@ -280,10 +281,12 @@ func TestWALSegments(t *testing.T) {
 	}
 	app(big(32, 33, 1, 10))
 	mustModel(t, w, m, true)
-	// Truncate back into the second segment: the later ones go.
+	// Truncate back into the second segment: the later ones go, the
+	// biggest two kept for reuse (1c's 4 KiB and 1f's 12 KiB; 13's 4 KiB
+	// was evicted by 1f's).
 	must(t, w.TruncateSuffix(12))
 	m = m.truncated(12)
-	want = []string{"0000000000000001.wal", "000000000000000a.wal", "000000000000000c.wal"}
+	want = []string{"0000000000000001.wal", "000000000000000a.wal", "000000000000000c.wal", "recycle-1.wal.tmp", "recycle-2.wal.tmp"}
 	if got := walFiles(t, fsys); !slices.Equal(got, want) {
 		t.Fatalf("after truncating at 12: files %v, want %v", got, want)
 	}
@@ -295,7 +298,8 @@ func TestWALSegments(t *testing.T) {
 		t.Fatalf("after truncating at 13: files %v, want %v", got, want)
 	}
 	mustModel(t, w, m, true)
-	// Compact: the first segment (1..9) goes when first >= 10.
+	// Compact: the first segment (1..9) goes when first >= 10, removed:
+	// the recycled files are at least as big.
 	must(t, w.TruncatePrefix(9))
 	if w.FirstIndex() != 1 {
 		t.Fatalf("TruncatePrefix(9) dropped the first segment (FirstIndex %d)", w.FirstIndex())
@@ -309,17 +313,28 @@ func TestWALSegments(t *testing.T) {
 	if got := walFiles(t, fsys); !slices.Equal(got, want[1:]) {
 		t.Fatalf("after compaction: files %v, want %v", got, want[1:])
 	}
-	// Reset: one segment at next.
+	// Reset: one segment at next, in the smallest recycled file that
+	// fits (recycle-1, 4 KiB); of the two it supersedes, a is kept and c
+	// removed.
+	if w.reuses != 0 {
+		t.Fatalf("%d segments created in recycled files before the reset", w.reuses)
+	}
 	must(t, w.Reset(500, 3))
 	m = m.reset(500, 3)
-	if got := walFiles(t, fsys); !slices.Equal(got, []string{"00000000000001f4.wal"}) {
-		t.Fatalf("after reset: files %v", got)
+	if got, want := walFiles(t, fsys), []string{"00000000000001f4.wal", "recycle-2.wal.tmp", "recycle-3.wal.tmp"}; !slices.Equal(got, want) {
+		t.Fatalf("after reset: files %v, want %v", got, want)
+	}
+	if w.reuses != 1 || w.active().size != 4<<10 {
+		t.Fatalf("after reset: %d reuses, the segment of %d bytes", w.reuses, w.active().size)
 	}
 	mustModel(t, w, m, true)
 	must(t, w.Sync())
 	must(t, w.Close())
 	w = openTestWAL(t, fsys, 4<<10)
 	mustModel(t, w, m, true)
+	if len(w.recycled) != 2 {
+		t.Fatalf("reopened with %d recycled files, want 2", len(w.recycled))
+	}
 }
 
 // TestWALDeadSegmentsRecovered fails the removal of the segments a
@@ -414,55 +429,86 @@ func TestPosIndex(t *testing.T) {
 	}
 }
 
-// TestWALBackgroundSpare: with background preparation, rolls take the
-// spare, a Close while the preparer is pacing itself (or working) does not
-// hang, and nothing but segments is left behind.
+// TestWALBackgroundSpare: with background preparation, the spare is
+// started once the writer is an eighth into the last segment, rolls take
+// it, a Close while the preparer is pacing itself (or working) does not
+// hang, recycled files take the spare's place (an unfinished spare is
+// stopped, and none is started while a recycled file will do), and
+// nothing but segments and recycled files is left behind.
 func TestWALBackgroundSpare(t *testing.T) {
 	for _, fsys := range []vfs.FS{vfs.OS, vfs.NewMem()} {
 		dir := walDir
 		if fsys == vfs.OS {
 			dir = t.TempDir()
 		}
+		const size = 64 << 10
 		open := func() *WAL {
-			w, err := OpenWAL(fsys, dir, WALOptions{SegmentSize: 64 << 10, Prepare: PrepareBackground, Logger: quietLogger})
+			w, err := OpenWAL(fsys, dir, WALOptions{SegmentSize: size, Prepare: PrepareBackground, Logger: quietLogger})
 			must(t, err)
 			return w
 		}
 		w := open()
-		must(t, w.Close()) // the preparer is waiting for progress
-		w = open()
 		m := newModel()
-		for i := uint64(1); i <= 600; i += 6 {
-			es := ents(i, i+6, 1)
-			for _, e := range es {
-				e.Data = append(e.Data, make([]byte, 100)...)
-			}
-			mustAppend(t, w, es)
-			m = m.appended(es)
-			if i%60 == 1 {
-				must(t, w.Sync())
+		app := func(n uint64) {
+			t.Helper()
+			for i := m.last() + 1; i <= n; i += 6 {
+				es := ents(i, i+6, 1)
+				for _, e := range es {
+					e.Data = append(e.Data, make([]byte, 100)...)
+				}
+				mustAppend(t, w, es)
+				m = m.appended(es)
+				if i%60 == 1 {
+					must(t, w.Sync())
+				}
 			}
 		}
-		if len(w.segs) < 2 {
-			t.Fatalf("%d segments: the appends should have rolled", len(w.segs))
+		app(6)
+		if w.spare != nil {
+			t.Fatal("a spare started before the writer is an eighth into the segment")
+		}
+		app(120) // ~13 KiB
+		if w.spare == nil {
+			t.Fatal("no spare being prepared an eighth into the segment")
+		}
+		must(t, w.Close()) // the preparer is waiting for progress
+		w = open()
+		app(600)
+		if len(w.segs) < 2 || w.reuses != 0 {
+			t.Fatalf("%d segments, %d reuses: the appends should have rolled, into spares", len(w.segs), w.reuses)
 		}
 		must(t, w.TruncateSuffix(300)) // back into the first segment
 		m = m.truncated(300)
+		if len(w.recycled) == 0 {
+			t.Fatal("no segment file recycled")
+		}
+		sp := w.spare
+		if sp != nil {
+			select {
+			case <-sp.done:
+			default:
+				t.Fatal("an unfinished spare kept while a recycled file will do")
+			}
+		}
+		app(900) // through the next roll
+		if w.spare != sp || w.reuses != 1 {
+			t.Fatalf("spare %p (was %p), %d reuses: the roll should have taken a recycled file, and no spare started", w.spare, sp, w.reuses)
+		}
 		must(t, w.Sync())
 		mustModel(t, w, m, true)
-		if w.spare == nil {
-			t.Fatal("no spare being prepared after a roll")
-		}
 		must(t, w.Close())
 		names, err := fsys.List(dir)
 		must(t, err)
+		segs := 0
 		for _, n := range names {
-			if _, ok := parseSegName(n); !ok {
+			if _, ok := parseSegName(n); ok {
+				segs++
+			} else if _, ok := parseRecycleName(n); !ok {
 				t.Errorf("%s left in the WAL directory after Close", n)
 			}
 		}
-		if len(names) != 2 {
-			t.Errorf("files %v, want the first segment and the one starting at 300", names)
+		if segs < 2 {
+			t.Errorf("files %v: want the first segment and those from 300 on", names)
 		}
 		w = open()
 		mustModel(t, w, m, true)

@@ -1,8 +1,10 @@
 package logmgr
 
 import (
+	"errors"
 	"fmt"
 	"path"
+	"syscall"
 
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/vfs"
@@ -61,7 +63,8 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		buf = w.directBuffer()
 	}
 	base := len(buf)
-	buf, pos, err := appendBatchRecords(buf, w.pos[:0], entries, next)
+	fr := w.nextFrame()
+	buf, pos, err := appendBatchRecords(buf, w.pos[:0], entries, next, fr)
 	if err != nil {
 		return err
 	}
@@ -82,6 +85,9 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 		w.buf = append(w.buf[:0], batch...)
 		batch = w.buf
 	}
+	if s.frame != fr {
+		resealRecords(batch, s.frame)
+	}
 	at := s.end
 	if err := w.write(s, batch); err != nil {
 		return err
@@ -92,18 +98,78 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 	return nil
 }
 
+// nextFrame is the framing of the records Append writes: the last
+// segment's, if it is of the current format version (else the batch goes
+// to a new segment, whose sequence number is the next one). If the batch
+// does not fit after all, it is resealed for the new segment.
+func (w *WAL) nextFrame() recFrame {
+	if s := w.active(); s.frame.tagged {
+		return s.frame
+	}
+	return recFrame{tagged: true, tag: walSeqTag(w.seq + 1)}
+}
+
 // room returns the segment to write n bytes to: the last one, or a new one
-// if they do not fit.
+// if they do not fit (or the last one is of an older format version). The
+// new one is grownSize (or what n needs); if the disk has no room for that
+// (ENOSPC before anything was written), the smallest that holds n.
 func (w *WAL) room(n int64) (*segment, error) {
-	if s := w.active(); s.end+n <= s.size && s.batched {
+	if s := w.active(); s.end+n <= s.size && s.frame.tagged {
 		return s, nil
 	}
-	size := max(w.opts.SegmentSize, alignUp(walHeaderRecordLen+n, walAlign))
+	need := alignUp(walHeaderRecordLen+n, walAlign)
 	last := w.last()
-	if err := w.install(last+1, w.term(last), 0, size); err != nil {
+	if err := w.installFitting(last+1, w.term(last), 0, max(w.grownSize(), need), max(w.opts.InitialSegmentSize, need)); err != nil {
 		return nil, err
 	}
 	return w.active(), nil
+}
+
+// installFitting installs a new segment (see install) of the given size,
+// or, if the disk has no room for it (ENOSPC before anything was
+// written), of the least size that will do; and if there is no room for
+// that either, it gives up the space of the spare and of the recycled
+// files no reader holds, and tries once more.
+func (w *WAL) installFitting(first, prevTerm uint64, flags uint32, size, least int64) error {
+	err := w.install(first, prevTerm, flags, size)
+	noSpace := func() bool { return errors.Is(err, syscall.ENOSPC) && w.failed == nil }
+	if noSpace() && least < size {
+		err = w.install(first, prevTerm, flags, least)
+	}
+	if noSpace() && w.dropReserves() {
+		err = w.install(first, prevTerm, flags, least)
+	}
+	return err
+}
+
+// dropReserves removes the spare and the recycled files that no reader
+// holds, to free their space; it reports whether there was any.
+func (w *WAL) dropReserves() bool {
+	dropped := w.spare != nil
+	w.stopSpare()
+	kept := w.recycled[:0]
+	for _, rc := range w.recycled {
+		if !rc.free() {
+			kept = append(kept, rc)
+			continue
+		}
+		w.fs.Remove(rc.path) // best effort: a failure leaves the space taken, and the retry fails
+		dropped = true
+	}
+	w.recycled = kept
+	return dropped
+}
+
+// grownSize is the size of the segment a roll creates: twice the last
+// segment's, between the initial and the largest segment size.
+func (w *WAL) grownSize() int64 {
+	return min(w.opts.SegmentSize, max(w.opts.InitialSegmentSize, 2*w.active().size))
+}
+
+// keptSize is the size of a segment a truncation or a reset creates: the
+// last segment's, between the initial and the largest segment size.
+func (w *WAL) keptSize() int64 {
+	return min(w.opts.SegmentSize, max(w.opts.InitialSegmentSize, w.active().size))
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -136,10 +202,18 @@ func (w *WAL) write(s *segment, b []byte) error {
 	return nil
 }
 
-// advanced tells the spare's preparer how far the writer is in s.
+// advanced tells the spare's preparer how far the writer is in s, and
+// starts preparing a spare once the writer is far enough into s and no
+// recycled file will do for the next segment (see startSpare).
 func (w *WAL) advanced(s *segment) {
+	progress := s.end - walHeaderRecordLen
+	w.progress.Store(progress)
 	if sp := w.spare; sp != nil {
-		sp.advanced(s.end - walHeaderRecordLen)
+		sp.advanced(progress)
+		return
+	}
+	if w.background && progress >= s.size/walSpareStartDiv && !w.hasRecycled(w.grownSize()) {
+		w.startSpare()
 	}
 }
 
@@ -158,8 +232,8 @@ func (w *WAL) TruncateSuffix(from uint64) error {
 	if from == last+1 {
 		return nil
 	}
-	if s := w.active(); from > s.first {
-		rec, err := appendRecord(w.buf[:0], walRecTruncate, &raftpb.IndexMark{Index: from})
+	if s := w.active(); from > s.first && s.frame.tagged {
+		rec, err := appendRecord(w.buf[:0], walRecTruncate, &raftpb.IndexMark{Index: from}, s.frame)
 		if err != nil {
 			return err
 		}
@@ -174,14 +248,15 @@ func (w *WAL) TruncateSuffix(from uint64) error {
 			return nil
 		}
 	}
-	return w.install(from, w.term(from-1), 0, w.opts.SegmentSize)
+	return w.installFitting(from, w.term(from-1), 0, w.keptSize(), w.opts.InitialSegmentSize)
 }
 
-// TruncatePrefix removes the segments that hold only entries before first,
-// oldest first, syncing the directory after each removal so that a crash
-// leaves a suffix of the segments. The last segment always stays. Writes
-// not yet synced are synced first: a removal must not become durable
-// before the mutations that came before it.
+// TruncatePrefix drops the segments that hold only entries before first,
+// oldest first, syncing the directory after each so that a crash leaves a
+// suffix of the segments. Each dropped segment's file is recycled (renamed
+// for reuse, see wal_recycle.go) or removed. The last segment always
+// stays. Writes not yet synced are synced first: a removal must not become
+// durable before the mutations that came before it.
 func (w *WAL) TruncatePrefix(first uint64) error {
 	if err := w.writable(); err != nil {
 		return err
@@ -201,15 +276,19 @@ func (w *WAL) TruncatePrefix(first uint64) error {
 		w.ents.dropFront(int(next.first - w.base))
 		w.base, w.baseTerm = next.first, next.prevTerm
 		w.mu.Unlock()
-		err := w.fs.Remove(old.path)
+		err := w.retire(old)
+		if err == nil {
+			err = w.recycle(old.path, old.size, old)
+		}
 		old.release()
 		if err != nil {
-			return w.fail(fmt.Errorf("logmgr: remove %s: %w", old.path, err))
+			return err
 		}
 		if err := w.fs.SyncDir(w.dir); err != nil {
 			return w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
 		}
 	}
+	w.spareNotNeeded()
 	return nil
 }
 
@@ -222,7 +301,7 @@ func (w *WAL) Reset(next, term uint64) error {
 	if next == 0 {
 		return fmt.Errorf("logmgr: reset to next index 0")
 	}
-	return w.install(next, term, walFlagReset, w.opts.SegmentSize)
+	return w.installFitting(next, term, walFlagReset, w.keptSize(), w.opts.InitialSegmentSize)
 }
 
 // Sync fdatasyncs every segment written through the page cache since the
@@ -258,6 +337,18 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 	if err := w.syncDirty(); err != nil {
 		return err
 	}
+	// A segment of the same name loses its file's name to the new one's
+	// rename: it is opened now for whoever reads it from now on.
+	name := segName(first)
+	for _, old := range w.segs {
+		if old.name == name {
+			w.handles.forget(old)
+			if err := old.keepOpen(w.fs); err != nil {
+				return err
+			}
+		}
+	}
+	prev := w.active()
 	s, err := w.createSegment(first, prevTerm, flags, size)
 	if err != nil {
 		return err
@@ -279,12 +370,20 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 		w.ents.truncate(int(first - w.base))
 	}
 	w.mu.Unlock()
+	w.lastSeg.Store(s)
+	if len(keep) > 0 && keep[len(keep)-1] == prev {
+		w.handles.used(prev, true) // its file is open; it may be closed now
+	}
 	removed := false
 	for _, old := range dead {
 		if old.name != s.name { // else the rename replaced it
-			if err := w.fs.Remove(old.path); err != nil {
+			err := w.retire(old)
+			if err == nil {
+				err = w.recycle(old.path, old.size, old)
+			}
+			if err != nil {
 				old.release()
-				return w.fail(fmt.Errorf("logmgr: remove dead segment %s: %w", old.path, err))
+				return err
 			}
 			removed = true
 		}
@@ -294,27 +393,39 @@ func (w *WAL) install(first, prevTerm uint64, flags uint32, size int64) error {
 		if err := w.fs.SyncDir(w.dir); err != nil {
 			return w.fail(fmt.Errorf("logmgr: sync dir %s: %w", w.dir, err))
 		}
+		w.spareNotNeeded()
 	}
 	return nil
 }
 
-// createSegment creates a segment file of the given size starting at
-// first, durably: under a temporary name it is sized, preallocated, given
-// its header (and zeros up to walZeroChunk) and synced; then it is renamed
+// createSegment creates a segment file of (at least) the given size
+// starting at first, durably. Its file is a recycled one (of at least that
+// size, see wal_recycle.go), whose header it rewrites; or the spare; or a
+// new one, sized, preallocated and given zeros up to walZeroChunk. With
+// its header written, it is synced under its temporary name, then renamed
 // into place (replacing a dead segment of that name, if any) and the
 // directory synced. A failure before the rename leaves the WAL as it was
 // (and usable); after it, the WAL fails.
 func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*segment, error) {
 	name := segName(first)
 	final := path.Join(w.dir, name)
-	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags}
+	hdr := segHeader{first: first, prevTerm: prevTerm, seq: w.seq + 1, flags: flags, version: WALFormatVersion}
 	b := appendRawRecord(make([]byte, 0, walZeroChunk), walRecSegment, hdr.marshal())
 	var (
 		tmp    string
 		f      vfs.File
 		zeroed int64
+		reused bool
 	)
-	if sp := w.takeSpare(size); sp != nil {
+	if rc := w.takeRecycled(size); rc != nil {
+		var err error
+		if f, err = w.openRecycled(rc); err != nil {
+			w.fs.Remove(rc.path) // best effort; OpenWAL takes it back otherwise
+			return nil, err
+		}
+		// Its blocks are written already: only the header changes.
+		tmp, size, zeroed, reused = rc.path, rc.size, rc.size, true
+	} else if sp := w.takeSpare(size); sp != nil {
 		tmp, f, zeroed = sp.path, sp.f, size
 	} else {
 		tmp = final + ".tmp"
@@ -366,10 +477,12 @@ func (w *WAL) createSegment(first, prevTerm uint64, flags uint32, size int64) (*
 	if err != nil {
 		return nil, w.fail(fmt.Errorf("logmgr: open %s: %w", final, err))
 	}
-	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, batched: true, f: f,
-		end: walHeaderRecordLen, zeroed: zeroed}
+	s := &segment{name: name, path: final, first: first, prevTerm: prevTerm, size: size, batched: true,
+		frame: frameOf(hdr), f: f, end: walHeaderRecordLen, zeroed: zeroed}
 	s.refs.Store(1)
 	w.progress.Store(0)
-	w.startSpare()
+	if reused {
+		w.reuses++
+	}
 	return s, nil
 }

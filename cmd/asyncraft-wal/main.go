@@ -69,12 +69,12 @@ func formatRecord(r logmgr.WALRecord) string {
 
 func report(out io.Writer, rep *logmgr.WALReport) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "segment\tfirst\tprevterm\tseq\tsize\tdata\trecords\tentries\tstate")
+	fmt.Fprintln(tw, "segment\tver\tfirst\tprevterm\tseq\tsize\tdata\trecords\tentries\tstate")
 	for _, s := range rep.Segments {
 		state, entries := "live", "-"
 		switch {
 		case !s.Live:
-			state = "dead (superseded; removed on open)"
+			state = "dead (superseded; recycled or removed on open)"
 		case s.Reset:
 			state = "live (reset)"
 		}
@@ -85,7 +85,7 @@ func report(out io.Writer, rep *logmgr.WALReport) {
 		if s.Records > 0 {
 			data, records = fmt.Sprint(s.DataBytes), fmt.Sprint(s.Records)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.First, s.PrevTerm, s.Seq, s.Size, data, records, entries, state)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Version, s.First, s.PrevTerm, s.Seq, s.Size, data, records, entries, state)
 	}
 	tw.Flush()
 	if rep.LastIndex >= rep.FirstIndex {
@@ -95,6 +95,9 @@ func report(out io.Writer, rep *logmgr.WALReport) {
 	}
 	for _, t := range rep.Temporary {
 		fmt.Fprintf(out, "leftover temporary file %s (removed on open)\n", t)
+	}
+	for _, r := range rep.Recycled {
+		fmt.Fprintf(out, "recycled file %s (kept for reuse as a later segment)\n", r)
 	}
 	if t := rep.Torn; t != nil {
 		fmt.Fprintf(out, "torn tail: %s at offset %d, %d bytes (opening the WAL zeroes them)\n", t.Segment, t.Offset, t.Bytes)

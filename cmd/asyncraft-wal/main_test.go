@@ -13,7 +13,8 @@ import (
 )
 
 // build writes a WAL of 30 entries over 4 KiB segments in a temporary
-// directory and returns the directory and its last segment.
+// directory, the first segment dropped (its file kept for reuse), and
+// returns the directory and its last segment.
 func build(t *testing.T) (dir, last string) {
 	dir = t.TempDir()
 	w, err := logmgr.OpenWAL(vfs.OS, dir, logmgr.WALOptions{SegmentSize: 4 << 10})
@@ -26,6 +27,9 @@ func build(t *testing.T) (dir, last string) {
 		}
 	}
 	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.TruncatePrefix(13); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -42,7 +46,8 @@ func runTool(t *testing.T, cmd, dir string) (int, string) {
 func TestTool(t *testing.T) {
 	dir, last := build(t)
 	code, out := runTool(t, "dump", dir)
-	if code != 0 || !strings.Contains(out, "log: entries 1-30") || !strings.Contains(out, "batch index=30-30 entries=1 lastterm=1 len=") {
+	if code != 0 || !strings.Contains(out, "log: entries 13-30") || !strings.Contains(out, "batch index=30-30 entries=1 lastterm=1 len=") ||
+		!strings.Contains(out, "recycled file recycle-0.wal.tmp") || !strings.Contains(out, "segment               ver") {
 		t.Fatalf("dump of a clean WAL: exit %d\n%s", code, out)
 	}
 	if code, out := runTool(t, "check", dir); code != 0 || strings.Contains(out, "index=") {
@@ -65,7 +70,7 @@ func TestTool(t *testing.T) {
 
 	// Damage the first segment: exit 1, naming the file and offset.
 	os.WriteFile(last, b, 0o644)
-	first := filepath.Join(dir, "0000000000000001.wal")
+	first := filepath.Join(dir, "000000000000000d.wal")
 	b, _ = os.ReadFile(first)
 	b[200] ^= 1
 	os.WriteFile(first, b, 0o644)

@@ -221,7 +221,7 @@ func (m *MemFS) openLocked(name string, flags int) (*memFile, error) {
 		n = &inode{id: m.nextIno}
 		d.entries[base] = n
 	case flags&openTrunc != 0:
-		n.truncate(0)
+		n.truncate(0, m.issued())
 	}
 	return &memFile{fs: m, ino: n, name: name, epoch: m.epoch, writable: flags&openWrite != 0}, nil
 }

@@ -26,7 +26,9 @@ func (m *MemFS) Crash() { m.crash(nil) }
 // its bytes (possibly zero bytes) reaches the disk. The outcome is then
 // durable. Files are visited in creation order, so the same r (in the same
 // state) gives the same result. Only files that still have a durable name
-// after the crash draw from r.
+// after the crash draw from r. With clocks (see SetClock), only the writes
+// and truncations issued by the time of the crash can reach the disk: an
+// actor busy into the future has not issued the later ones yet.
 func (m *MemFS) CrashTorn(r *rand.Rand) {
 	if r == nil {
 		panic("vfs: CrashTorn with nil *rand.Rand")
@@ -58,17 +60,40 @@ func (m *MemFS) crash(r *rand.Rand) {
 	}
 	// Inodes with no durable name are unreachable from now on; forget them.
 	slices.SortFunc(inodes, func(a, b *inode) int { return cmp.Compare(a.id, b.id) })
+	now := time.Duration(-1) // every pending operation was issued
+	if m.clock != nil {
+		now = m.present()
+	}
 	for _, n := range inodes {
-		n.crash(r)
+		n.crash(r, now)
 	}
 }
 
+// issued is the virtual time at which an operation made now is issued:
+// the issuer's time with clocks, zero without. m.mu must be held.
+func (m *MemFS) issued() time.Duration {
+	if m.clock == nil {
+		return 0
+	}
+	return m.clock()
+}
+
 // crash discards the pending operations, first applying a torn prefix of
-// them to the durable content if r is non-nil.
-func (n *inode) crash(r *rand.Rand) {
-	if r != nil && len(n.pending) > 0 {
-		keep := r.IntN(len(n.pending) + 1)
-		for i, op := range n.pending[:keep] {
+// them to the durable content if r is non-nil: of those issued by now
+// (all of them if now is negative).
+func (n *inode) crash(r *rand.Rand, now time.Duration) {
+	issued := n.pending
+	if now >= 0 {
+		issued = nil
+		for _, op := range n.pending {
+			if op.at <= now {
+				issued = append(issued, op)
+			}
+		}
+	}
+	if r != nil && len(issued) > 0 {
+		keep := r.IntN(len(issued) + 1)
+		for i, op := range issued[:keep] {
 			if i == keep-1 && !op.trunc && r.IntN(2) == 0 {
 				op.data = op.data[:r.IntN(len(op.data))] // writes are non-empty
 			}

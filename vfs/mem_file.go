@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"syscall"
+	"time"
 )
 
 // inode is a MemFS file: its current content, its durable content and the
@@ -20,11 +21,13 @@ type inode struct {
 	pending []pendingOp
 }
 
-// pendingOp is a write of data at off, or (trunc) a truncation to size off.
+// pendingOp is a write of data at off, or (trunc) a truncation to size off,
+// issued at virtual time at (zero without clocks, see MemFS.SetClock).
 type pendingOp struct {
 	trunc bool
 	off   int64
 	data  []byte
+	at    time.Duration
 }
 
 // apply returns buf with op applied, reusing buf's memory.
@@ -66,17 +69,17 @@ func writeBytes(buf []byte, off int64, p []byte) []byte {
 	return buf
 }
 
-func (n *inode) write(off int64, p []byte) {
+func (n *inode) write(off int64, p []byte, at time.Duration) {
 	if len(p) == 0 {
 		return
 	}
 	n.data = writeBytes(n.data, off, p)
-	n.pending = append(n.pending, pendingOp{off: off, data: bytes.Clone(p)})
+	n.pending = append(n.pending, pendingOp{off: off, data: bytes.Clone(p), at: at})
 }
 
-func (n *inode) truncate(size int64) {
+func (n *inode) truncate(size int64, at time.Duration) {
 	n.data = resize(n.data, size)
-	n.pending = append(n.pending, pendingOp{trunc: true, off: size})
+	n.pending = append(n.pending, pendingOp{trunc: true, off: size, at: at})
 }
 
 // sync makes the current content durable.
@@ -194,7 +197,7 @@ func (f *memFile) writeAt(opname string, p []byte, off int64) (int, error) {
 	case off+int64(len(p)) > memMaxFileSize:
 		return 0, pathErr(opname, f.name, syscall.EFBIG)
 	}
-	f.ino.write(off, p)
+	f.ino.write(off, p, f.fs.issued())
 	return len(p), nil
 }
 
@@ -288,7 +291,7 @@ func (f *memFile) Truncate(size int64) error {
 		case size > memMaxFileSize:
 			return 0, pathErr("truncate", f.name, syscall.EFBIG)
 		}
-		f.ino.truncate(size)
+		f.ino.truncate(size, f.fs.issued())
 		return 0, nil
 	})
 	return err

@@ -73,7 +73,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
 		{"commit an earlier term's entry by counting", faults.CommitPriorTerm, 1, 10, "leader completeness", fig8, nil},
 		{"acknowledge before sync", faults.AckBeforeSync, 1, 20, "durability", standard(false), nil},
-		{"acknowledge before sync, end to end", faults.AckBeforeSync, 3, 400, "linearizability", standard(true), nil},
+		{"acknowledge before sync, end to end", faults.AckBeforeSync, 36, 400, "linearizability", standard(true), nil},
 		{"skip the previous-entry check", faults.SkipPrevCheck, 48, 200, "state machine safety", standard(true), nil},
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
 		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 1, 100, "linearizability", standard(true), nil},
@@ -84,10 +84,10 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// The WAL drops whole segments only, so compacting a little too
 		// far shows only when a segment starts in between (3 seeds in
 		// 200).
-		{"compact the log past the snapshot", faults.CompactPastSnapshot, 52, 200, "snapshot bounds", standard(false), nil},
+		{"compact the log past the snapshot", faults.CompactPastSnapshot, 75, 200, "snapshot bounds", standard(false), nil},
 		// A damaged install is loaded: the state machine finds its filler
 		// damaged, at the install (node error) or at the next restart.
-		{"install a snapshot without checking it", faults.InstallUnverified, 1, 100, "restart", bigSnapshots, nil},
+		{"install a snapshot without checking it", faults.InstallUnverified, 7, 100, "restart", bigSnapshots, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {

@@ -62,6 +62,49 @@ type testProc struct {
 	done          chan struct{}
 }
 
+// start runs p as a kvstore node with args, its output appended to p.log;
+// the process is killed at the end of the test if still running.
+func (p *testProc) start(t *testing.T, args []string) {
+	t.Helper()
+	argv, _ := json.Marshal(args)
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), nodeEnv+"="+string(argv))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	err = cmd.Start()
+	logf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+}
+
+// stop sends p SIGTERM and waits, at most 15 s, for a clean exit; logs
+// gives the nodes' output for a failure.
+func (p *testProc) stop(t *testing.T, logs func() string) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	select {
+	case <-p.done:
+		if !p.cmd.ProcessState.Success() {
+			t.Errorf("%s exited with %v after SIGTERM\n%s", p.id, p.cmd.ProcessState, logs())
+		}
+	case <-deadline.C:
+		t.Fatalf("%s did not exit within 15 s of SIGTERM\n%s", p.id, logs())
+	}
+}
+
 // getJSON fetches url into v and returns the status code (0 on a
 // transport error).
 func getJSON(client *http.Client, method, url, body string, v any) int {
@@ -103,28 +146,11 @@ func TestCluster(t *testing.T) {
 	}
 	for i, id := range ids {
 		p := procs[id]
-		args, _ := json.Marshal(append([]string{
+		p.start(t, append([]string{
 			"-id", id, "-addr", strings.TrimPrefix(peers[i], id+"="), "-http", p.http,
 			"-data", filepath.Join(dir, id), "-peers", strings.Join(peers, ","),
 			"-peer-http", strings.Join(peerHTTP, ","), "-election-timeout", "300ms",
 		}, tlsFlags...))
-		logf, err := os.Create(p.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-		p.cmd.Env = append(os.Environ(), nodeEnv+"="+string(args))
-		p.cmd.Stdout, p.cmd.Stderr = logf, logf
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		logf.Close()
-		p.done = make(chan struct{})
-		go func() { p.cmd.Wait(); close(p.done) }()
-		t.Cleanup(func() {
-			p.cmd.Process.Kill()
-			<-p.done
-		})
 	}
 	logs := func() string {
 		var b strings.Builder
@@ -206,18 +232,7 @@ func TestCluster(t *testing.T) {
 
 	// Stop the nodes one at a time, each within 15 s of its SIGTERM.
 	for _, id := range ids {
-		p := procs[id]
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		deadline := time.NewTimer(15 * time.Second)
-		select {
-		case <-p.done:
-			if !p.cmd.ProcessState.Success() {
-				t.Errorf("%s exited with %v after SIGTERM\n%s", id, p.cmd.ProcessState, logs())
-			}
-		case <-deadline.C:
-			t.Fatalf("%s did not exit within 15 s of SIGTERM\n%s", id, logs())
-		}
-		deadline.Stop()
+		procs[id].stop(t, logs)
 	}
 }
 

@@ -126,6 +126,9 @@ func TestSnapshotFlags(t *testing.T) {
 	if cfg.snapshotEntries != 100 || cfg.snapshotTrailing != 20 || ho.SnapshotBytesPerSecond != 512<<10 || ho.WALSegmentSize != 16<<10 {
 		t.Fatalf("entries %d trailing %d rate %d segment %d", cfg.snapshotEntries, cfg.snapshotTrailing, ho.SnapshotBytesPerSecond, ho.WALSegmentSize)
 	}
+	if cfg, err = parseFlags(newFlagSet(), withFlags("-rejoin-term", "7")); err != nil || cfg.rejoinTerm != 7 {
+		t.Fatalf("-rejoin-term 7: %+v, %v", cfg, err)
+	}
 	// A negative rate means no cap, which the host accepts.
 	if cfg, err = parseFlags(newFlagSet(), withFlags("-snapshot-rate", "-1")); err != nil || hostOptions(cfg, nil).SnapshotBytesPerSecond != -1 {
 		t.Fatalf("-snapshot-rate -1: %+v, %v", cfg, err)

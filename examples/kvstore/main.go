@@ -45,8 +45,10 @@ type config struct {
 	snapshotTrailing uint64
 	snapshotRate     int64
 	walSegment       int64
-	logLevel         slog.Level
-	staleReads       bool
+	// rejoinTerm is NodeOptions.RejoinTerm: restart a wiped member.
+	rejoinTerm uint64
+	logLevel   slog.Level
+	staleReads bool
 	// tls, if set, makes the Raft port mutual TLS (-tls-*).
 	tls *asyncraft.TLSFiles
 	// limits are the -max-* flags, httpOpts the -http-* flags.
@@ -88,6 +90,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.Uint64Var(&cfg.snapshotTrailing, "snapshot-trailing", 0, fmt.Sprintf("entries the log keeps before the newest snapshot, so that a follower lagging by less catches up without an install (0: %d)", asyncraft.DefaultSnapshotTrailingEntries))
 	fs.Int64Var(&cfg.snapshotRate, "snapshot-rate", 0, fmt.Sprintf("bytes per second of snapshots this node sends to followers being installed (0: %d; negative: no cap)", asyncraft.DefaultSnapshotBytesPerSecond))
 	fs.Int64Var(&cfg.walSegment, "wal-segment-bytes", 0, fmt.Sprintf("size of each log segment file; compaction drops whole segments (0: %d; at least %d)", logmgr.DefaultSegmentSize, logmgr.MinSegmentSize))
+	fs.Uint64Var(&cfg.rejoinTerm, "rejoin-term", 0, "restart this member after its data directory was wiped, under its old -id: the highest term among the other members (their GET /status), every one of them up; the node then votes only in later terms and catches up from the leader. Only with an empty -data; leave it off on later starts (docs/snapshots.md)")
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
 
 	var tlsFiles asyncraft.TLSFiles
@@ -217,6 +220,7 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 	node, err := host.StartNode(asyncraft.NodeOptions{
 		Group: group, ID: cfg.id, Peers: cfg.peers, StateMachine: store,
 		ElectionTimeout: cfg.electionTimeout, SnapshotEntries: cfg.snapshotEntries, SnapshotTrailingEntries: cfg.snapshotTrailing,
+		RejoinTerm: cfg.rejoinTerm,
 	})
 	if err != nil {
 		host.Close(context.Background())

@@ -62,6 +62,57 @@ type testProc struct {
 	done          chan struct{}
 }
 
+// testCluster is three kvstore nodes, n1 to n3, each to run in a process
+// of its own on 127.0.0.1, with data directories and logs under dir.
+type testCluster struct {
+	dir             string
+	ids             []string
+	procs           map[string]*testProc
+	peers, peerHTTP []string // id=addr of each node's Raft and HTTP ports
+	common          []string // flags every node gets
+}
+
+// newTestCluster picks the nodes' addresses; common are flags for every
+// node, after the cluster's own.
+func newTestCluster(t *testing.T, common ...string) *testCluster {
+	c := &testCluster{dir: t.TempDir(), ids: []string{"n1", "n2", "n3"}, procs: map[string]*testProc{}, common: common}
+	for _, id := range c.ids {
+		p := &testProc{id: id, http: freeAddr(t), log: filepath.Join(c.dir, id+".log")}
+		c.procs[id] = p
+		c.peers = append(c.peers, id+"="+freeAddr(t))
+		c.peerHTTP = append(c.peerHTTP, id+"="+p.http)
+	}
+	return c
+}
+
+// args are the flags of node i: the cluster's, common, then extra.
+func (c *testCluster) args(i int, extra ...string) []string {
+	id := c.ids[i]
+	args := []string{
+		"-id", id, "-addr", strings.TrimPrefix(c.peers[i], id+"="), "-http", c.procs[id].http,
+		"-data", filepath.Join(c.dir, id), "-peers", strings.Join(c.peers, ","),
+		"-peer-http", strings.Join(c.peerHTTP, ","), "-election-timeout", "300ms",
+	}
+	return append(append(args, c.common...), extra...)
+}
+
+// startAll starts every node.
+func (c *testCluster) startAll(t *testing.T) {
+	for i, id := range c.ids {
+		c.procs[id].start(t, c.args(i))
+	}
+}
+
+// logs returns every node's output so far, for a failure message.
+func (c *testCluster) logs() string {
+	var b strings.Builder
+	for _, id := range c.ids {
+		out, _ := os.ReadFile(c.procs[id].log)
+		fmt.Fprintf(&b, "--- %s:\n%s", id, out)
+	}
+	return b.String()
+}
+
 // start runs p as a kvstore node with args, its output appended to p.log;
 // the process is killed at the end of the test if still running.
 func (p *testProc) start(t *testing.T, args []string) {
@@ -132,34 +183,10 @@ func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	dir := t.TempDir()
 	pki := writeTestPKI(t, "kv")
-	tlsFlags := []string{"-tls-cert", filepath.Join(pki, "cert.pem"), "-tls-key", filepath.Join(pki, "key.pem"), "-tls-ca", filepath.Join(pki, "ca.pem")}
-	ids := []string{"n1", "n2", "n3"}
-	var peers, peerHTTP []string
-	procs := map[string]*testProc{}
-	for _, id := range ids {
-		p := &testProc{id: id, http: freeAddr(t), log: filepath.Join(dir, id+".log")}
-		procs[id] = p
-		peers = append(peers, id+"="+freeAddr(t))
-		peerHTTP = append(peerHTTP, id+"="+p.http)
-	}
-	for i, id := range ids {
-		p := procs[id]
-		p.start(t, append([]string{
-			"-id", id, "-addr", strings.TrimPrefix(peers[i], id+"="), "-http", p.http,
-			"-data", filepath.Join(dir, id), "-peers", strings.Join(peers, ","),
-			"-peer-http", strings.Join(peerHTTP, ","), "-election-timeout", "300ms",
-		}, tlsFlags...))
-	}
-	logs := func() string {
-		var b strings.Builder
-		for _, id := range ids {
-			out, _ := os.ReadFile(procs[id].log)
-			fmt.Fprintf(&b, "--- %s:\n%s", id, out)
-		}
-		return b.String()
-	}
+	c := newTestCluster(t, "-tls-cert", filepath.Join(pki, "cert.pem"), "-tls-key", filepath.Join(pki, "key.pem"), "-tls-ca", filepath.Join(pki, "ca.pem"))
+	c.startAll(t)
+	dir, ids, procs, peers, logs := c.dir, c.ids, c.procs, c.peers, c.logs
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	var leader string

@@ -20,36 +20,9 @@ func TestWipedMemberRejoins(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	dir := t.TempDir()
-	ids := []string{"n1", "n2", "n3"}
-	var peers, peerHTTP []string
-	procs := map[string]*testProc{}
-	for _, id := range ids {
-		p := &testProc{id: id, http: freeAddr(t), log: filepath.Join(dir, id+".log")}
-		procs[id] = p
-		peers = append(peers, id+"="+freeAddr(t))
-		peerHTTP = append(peerHTTP, id+"="+p.http)
-	}
-	args := func(i int, extra ...string) []string {
-		id := ids[i]
-		return append([]string{
-			"-id", id, "-addr", strings.TrimPrefix(peers[i], id+"="), "-http", procs[id].http,
-			"-data", filepath.Join(dir, id), "-peers", strings.Join(peers, ","),
-			"-peer-http", strings.Join(peerHTTP, ","), "-election-timeout", "300ms",
-			"-snapshot-entries", "20", "-snapshot-trailing", "5", "-wal-segment-bytes", "4096",
-		}, extra...)
-	}
-	for i, id := range ids {
-		procs[id].start(t, args(i))
-	}
-	logs := func() string {
-		var b strings.Builder
-		for _, id := range ids {
-			out, _ := os.ReadFile(procs[id].log)
-			fmt.Fprintf(&b, "--- %s:\n%s", id, out)
-		}
-		return b.String()
-	}
+	c := newTestCluster(t, "-snapshot-entries", "20", "-snapshot-trailing", "5", "-wal-segment-bytes", "4096")
+	c.startAll(t)
+	dir, ids, procs, logs := c.dir, c.ids, c.procs, c.logs
 	client := &http.Client{Timeout: 10 * time.Second}
 	status := func(id string) (StatusReply, bool) {
 		var st StatusReply
@@ -114,7 +87,7 @@ func TestWipedMemberRejoins(t *testing.T) {
 
 	// -rejoin-term on a data directory that still holds the member's
 	// state is refused: the node does not start.
-	w.start(t, args(wi, "-rejoin-term", "1"))
+	w.start(t, c.args(wi, "-rejoin-term", "1"))
 	select {
 	case <-w.done:
 		out, _ := os.ReadFile(w.log)
@@ -140,7 +113,7 @@ func TestWipedMemberRejoins(t *testing.T) {
 		term = max(term, st.Term)
 	}
 
-	w.start(t, args(wi, "-rejoin-term", fmt.Sprint(term)))
+	w.start(t, c.args(wi, "-rejoin-term", fmt.Sprint(term)))
 	converged(ids, 70)
 	if st, _ := status(wiped); st.Metrics == nil || st.Metrics.InstallsDone < 1 || st.SnapshotIndex == 0 {
 		t.Fatalf("%s rejoined without an install: %+v %+v\n%s", wiped, st, st.Metrics, logs())

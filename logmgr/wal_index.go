@@ -11,10 +11,14 @@ import "sort"
 // Each entry costs 8 bytes (its offset and length in its segment); terms
 // are kept as runs, since a term spans many entries.
 //
+// A new index's first chunk starts short (walIndexFirst entries) and
+// doubles as entries arrive, up to the full size, so that a small log (an
+// idle group of a multi-raft host) does not hold a whole chunk.
+//
 // It is not synchronised: the WAL changes it under its write lock and
 // reads it under its read lock (or as the writer).
 type posIndex struct {
-	chunks  [][]walLoc // each walIndexChunk long
+	chunks  [][]walLoc // each walIndexChunk long, but the first may be shorter
 	start   int        // where the first entry is in chunks[0]
 	n       int        // number of entries
 	dropped int        // entries dropped from the front since the index began
@@ -37,6 +41,8 @@ const (
 	walIndexShift = 14
 	walIndexChunk = 1 << walIndexShift
 	walIndexMask  = walIndexChunk - 1
+	// walIndexFirst is the length of a new index's first chunk.
+	walIndexFirst = 256
 )
 
 func (x *posIndex) len() int { return x.n }
@@ -60,10 +66,21 @@ func (x *posIndex) appendAt(ps []walPos, at uint32) {
 	}
 	for len(ps) > 0 {
 		j := x.start + x.n
-		if j>>walIndexShift == len(x.chunks) {
-			x.chunks = append(x.chunks, make([]walLoc, walIndexChunk))
+		ci, off := j>>walIndexShift, j&walIndexMask
+		if ci == len(x.chunks) {
+			size := walIndexChunk
+			if ci == 0 {
+				size = walIndexFirst
+			}
+			x.chunks = append(x.chunks, make([]walLoc, size))
 		}
-		c := x.chunks[j>>walIndexShift][j&walIndexMask:]
+		if c := x.chunks[ci]; off >= len(c) {
+			// A short first chunk, full: double it (at least to fit).
+			grown := make([]walLoc, min(walIndexChunk, max(2*len(c), off+len(ps))))
+			copy(grown, c)
+			x.chunks[ci] = grown
+		}
+		c := x.chunks[ci][off:]
 		c = c[:min(len(c), len(ps))]
 		for i, p := range ps[:len(c)] {
 			if p.term != term || len(x.terms) == 0 {

@@ -554,3 +554,27 @@ func TestWALReadsSpans(t *testing.T) {
 	read(2)
 	mustModel(t, w, m, true)
 }
+
+// A small index holds a short chunk: an idle group's log of a few entries
+// does not keep a whole chunk (walIndexChunk entries) in memory. The
+// chunk grows, entries intact, as entries arrive.
+func TestPosIndexStartsSmall(t *testing.T) {
+	var x posIndex
+	for i := range 20 {
+		x.append(walPos{off: uint32(i) * 100, n: 10, term: 1})
+	}
+	if got := len(x.chunks[0]); got > walIndexFirst {
+		t.Fatalf("20 entries hold a chunk of %d entries, want at most %d", got, walIndexFirst)
+	}
+	for i := 20; i < walIndexChunk+10; i++ {
+		x.append(walPos{off: uint32(i) * 100, n: 10, term: 1})
+	}
+	if len(x.chunks) != 2 || len(x.chunks[0]) != walIndexChunk {
+		t.Fatalf("%d entries: %d chunks, the first of %d entries", x.len(), len(x.chunks), len(x.chunks[0]))
+	}
+	for i := range x.len() {
+		if p := x.at(i); p.off != uint32(i)*100 || p.n != 10 || p.term != 1 {
+			t.Fatalf("entry %d: %+v", i, p)
+		}
+	}
+}

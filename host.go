@@ -318,11 +318,11 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	var snapRef actors.Ref
 	if snaps != nil {
 		logger := h.opts.Logger.With("group", opts.Group, "id", opts.ID)
-		chunk := min(snapshot.DefaultMaxChunkSize, h.opts.MaxMessageBytes-envelopeOverhead)
+		chunk := min(max(snapshot.DefaultMaxChunkSize, h.opts.SnapshotChunkBytes), snapshot.MaxChunkLimit, h.opts.MaxMessageBytes-envelopeOverhead)
 		var copier *snapshot.Copier
 		copier, err = snapshot.NewCopier(snapshot.CopyConfig{
 			Store: snaps, Node: n.ref, Group: opts.Group, ID: opts.ID, Cluster: n.cluster,
-			Throttle: h.throttle, ChunkSize: min(snapshot.DefaultChunkSize, chunk), MaxChunkSize: chunk,
+			Throttle: h.throttle, ChunkSize: h.opts.SnapshotChunkBytes, MaxChunkSize: chunk,
 			Stats: &n.copyStats, Logger: logger,
 		})
 		if err == nil {

@@ -64,7 +64,7 @@ func TestInstallSnapshotToALaggingFollower(t *testing.T) {
 		t.Fatalf("the leader reports no install")
 	}
 	if n := c.Node(f).Metrics().InstallsDone.Load(); n != 1 {
-		t.Fatalf("%s installed %d snapshots, want 1", f, n)
+		t.Fatalf("%s installed %d snapshots, want 1 (started %d, fetches %d, leader chunks %d, first %d, %s first %d)", f, n, c.Node(f).Metrics().InstallsStarted.Load(), c.Node(f).SnapshotStats().Fetches.Load(), c.Node(l).SnapshotStats().ChunksSent.Load(), c.Node(l).Status().FirstIndex, f, c.Node(f).Status().FirstIndex)
 	}
 	if n := c.Node(l).Metrics().SnapshotsSent.Load(); n != 1 {
 		t.Fatalf("leader %s reports %d installs, want 1", l, n)
@@ -266,5 +266,55 @@ func TestCompactionWaitsForAnInstall(t *testing.T) {
 	}
 	if sms[f].sumAt[commit] != sms[l].sumAt[commit] {
 		t.Fatalf("at %d %s sums %d, the leader %d", commit, f, sms[f].sumAt[commit], sms[l].sumAt[commit])
+	}
+}
+
+// HostOptions.SnapshotChunkBytes sets the size of the chunks an install
+// asks for: a 3 MiB snapshot goes in chunks of at most 64 KiB, not in the
+// default 256 KiB ones.
+func TestInstallChunkSize(t *testing.T) {
+	const chunk = 64 << 10
+	sms := map[string]*paddedSummer{}
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		// A tiny log cache, so that the follower needs the snapshot.
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 10, 1<<10
+		},
+		HostOptions: func(_ string, o *asyncraft.HostOptions) {
+			o.WALSegmentSize = 4 << 10
+			o.SnapshotChunkBytes = chunk
+		},
+		NewStateMachine: func(id string, _ int) fsm.StateMachine {
+			sms[id] = &paddedSummer{summer{sumAt: map[uint64]uint64{}}}
+			return sms[id]
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l, "a", 200)
+	f := c.Up()[0]
+	if f == l {
+		f = c.Up()[1]
+	}
+	lagged := c.Node(f).Status().LastIndex
+	c.Sim.Isolate(f)
+	// Two snapshots: the log keeps what follows the one before the newest.
+	for _, p := range []string{"b", "c"} {
+		runLoad(t, c, l, p, 1500)
+		waitSnapshot(t, c, snapshotNow(t, c, l))
+	}
+	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > lagged+1 }, 5*time.Second) {
+		t.Fatal("the leader's log was not compacted past the follower")
+	}
+	c.Sim.Heal()
+	if !c.Sim.RunUntil(func() bool { return c.Node(f).Metrics().InstallsDone.Load() > 0 }, 30*time.Second) {
+		t.Fatalf("%s installed no snapshot (started %d)", f, c.Node(f).Metrics().InstallsStarted.Load())
+	}
+	waitApplied(t, c, c.Node(l).Status().Commit, 30*time.Second)
+	st := c.Node(l).SnapshotStats()
+	chunks, bytes := st.ChunksSent.Load(), st.BytesSent.Load()
+	if bytes < 3<<20 || chunks < bytes/chunk || bytes > chunks*chunk {
+		t.Fatalf("the leader sent %d bytes in %d chunks: want 3 MiB or more in chunks of at most %d bytes", bytes, chunks, chunk)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/replicator"
+	"github.com/asyncraft/asyncraft/snapshot"
 	"github.com/asyncraft/asyncraft/vfs"
 )
 
@@ -55,14 +56,24 @@ type HostOptions struct {
 	Logger *slog.Logger
 	// FS is the file system under DataDir. Default: the OS.
 	FS vfs.FS
-	// WALSegmentSize is the size of each log segment file, allocated in
-	// full when created (default 64 MiB; at least 1 KiB).
+	// WALSegmentSize is the largest size of a log segment file (default
+	// 64 MiB; at least 1 KiB). A log's first segment is 1 MiB (or this, if
+	// smaller) and each new one doubles up to it; see docs/storage.md.
 	WALSegmentSize int64
 	// SnapshotBytesPerSecond caps the bytes of snapshots this host sends
 	// to followers being installed, all its groups together (default
 	// DefaultSnapshotBytesPerSecond; negative: no cap), so that installs
 	// leave room for the groups' other traffic.
 	SnapshotBytesPerSecond int64
+	// SnapshotChunkBytes is how many bytes of a snapshot a node of this
+	// host asks for per message while it is installed (default
+	// snapshot.DefaultChunkSize, 256 KiB, or less if MaxMessageBytes
+	// leaves less room; at least 4 KiB, at most snapshot.MaxChunkLimit
+	// and MaxMessageBytes less 64 KiB). A leader of this host serves
+	// chunks of up to 1 MiB, or this if larger. Bigger chunks mean fewer
+	// round trips on a long link; smaller ones, less memory per install
+	// (a fetch buffers at most 4 chunks) and a finer throttle.
+	SnapshotChunkBytes int
 
 	// MaxPendingCallbacks bounds the closures the host owes across all
 	// its nodes — proposals and reads accepted whose closures have not run
@@ -96,6 +107,9 @@ const DefaultMaxMessageBytes = 4 << 20
 
 // envelopeOverhead is room left in a message for everything but entry data.
 const envelopeOverhead = 64 << 10
+
+// minSnapshotChunkBytes is the smallest HostOptions.SnapshotChunkBytes.
+const minSnapshotChunkBytes = 4 << 10
 
 // MaxMessageBytesLimit is the largest HostOptions.MaxMessageBytes: a
 // command may fill a message less 64 KiB, and a log entry holds at most
@@ -145,6 +159,14 @@ func (o HostOptions) withDefaults() (HostOptions, error) {
 	}
 	if o.SnapshotBytesPerSecond == 0 {
 		o.SnapshotBytesPerSecond = DefaultSnapshotBytesPerSecond
+	}
+	room := min(snapshot.MaxChunkLimit, o.MaxMessageBytes-envelopeOverhead)
+	switch {
+	case o.SnapshotChunkBytes == 0:
+		o.SnapshotChunkBytes = min(snapshot.DefaultChunkSize, room)
+	case o.SnapshotChunkBytes < minSnapshotChunkBytes || o.SnapshotChunkBytes > room:
+		return o, fmt.Errorf("asyncraft: HostOptions.SnapshotChunkBytes %d is outside [%d, %d] (the upper bound: snapshot.MaxChunkLimit, and MaxMessageBytes less %d)",
+			o.SnapshotChunkBytes, minSnapshotChunkBytes, room, envelopeOverhead)
 	}
 	if o.WALSegmentSize != 0 && (o.WALSegmentSize < logmgr.MinSegmentSize || o.WALSegmentSize > logmgr.MaxSegmentSize) {
 		return o, fmt.Errorf("asyncraft: HostOptions.WALSegmentSize %d is outside [%d, %d]", o.WALSegmentSize, logmgr.MinSegmentSize, logmgr.MaxSegmentSize)

@@ -93,6 +93,9 @@ func TestHostOptionsAreValidated(t *testing.T) {
 		{"messages above a WAL record", asyncraft.HostOptions{Local: true, MaxMessageBytes: asyncraft.MaxMessageBytesLimit + 1}, "exceeds 67108864 (MaxMessageBytesLimit)"},
 		{"messages below the overhead", asyncraft.HostOptions{Local: true, MaxMessageBytes: 64 << 10}, "MaxMessageBytes 65536 is below"},
 		{"tiny WAL segments", asyncraft.HostOptions{Local: true, WALSegmentSize: 100}, "WALSegmentSize 100 is outside"},
+		{"tiny snapshot chunks", asyncraft.HostOptions{Local: true, SnapshotChunkBytes: 1000}, "SnapshotChunkBytes 1000 is outside"},
+		{"snapshot chunks past the limit", asyncraft.HostOptions{Local: true, SnapshotChunkBytes: 3 << 20}, "SnapshotChunkBytes 3145728 is outside"},
+		{"snapshot chunks past the message size", asyncraft.HostOptions{Local: true, MaxMessageBytes: 512 << 10, SnapshotChunkBytes: 1 << 20}, "SnapshotChunkBytes 1048576 is outside"},
 		{"tick below 1ms", asyncraft.HostOptions{Local: true, TickInterval: time.Microsecond}, "below 1ms"},
 	}
 	for _, c := range cases {

@@ -30,9 +30,10 @@ import (
 //     snapshot and applied the leader's commit index; then an "after"
 //     window of the same length as "before".
 //
-// A member restarted without its data forgets its vote: in a real
-// deployment that is unsafe (it could vote twice in a term). It is done
-// here to measure the install; the group is not used for anything else.
+// The member restarted without its data is given the leader's term as
+// NodeOptions.RejoinTerm (the group's highest: every member is up), so
+// that it votes only in later terms, as docs/snapshots.md's procedure for
+// a wiped member says.
 
 // InstallReport is one install's figures.
 type InstallReport struct {
@@ -44,6 +45,8 @@ type InstallReport struct {
 	SnapshotMiB     float64 `json:"snapshot_mib"`
 	SnapshotSeconds float64 `json:"snapshot_seconds"`
 	FirstIndex      uint64  `json:"first_index"`
+	// RejoinTerm: the wiped follower's NodeOptions.RejoinTerm.
+	RejoinTerm uint64 `json:"rejoin_term"`
 	// Seconds from the follower's spawn: its host up, StartNode returned,
 	// the install begun (InstallsStarted), done (InstallsDone), and the
 	// leader's commit index applied.
@@ -174,7 +177,19 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 		return err
 	}
 	_ = resetPeakRSS(lp.pid)
-	np, t, err := c.restart(ctx, fp, true, o.cfg, spec.Node)
+	rejoin := loadgen.NodeConfig{}
+	if spec.Node != nil {
+		rejoin = *spec.Node
+	}
+	for _, p := range []*proc{lp, op} {
+		n, err := c.nodeOf(ctx, p)
+		if err != nil {
+			return err
+		}
+		rejoin.RejoinTerm = max(rejoin.RejoinTerm, n.Term)
+	}
+	rep.RejoinTerm = rejoin.RejoinTerm
+	np, t, err := c.restart(ctx, fp, true, o.cfg, &rejoin)
 	if err != nil {
 		return err
 	}

@@ -131,7 +131,7 @@ func (m *member) Start(cmd command) error {
 				nc = *cmd.Node
 			}
 			opts.SnapshotEntries, opts.SnapshotLogBytes = nc.SnapshotEntries, nc.SnapshotLogBytes
-			opts.SnapshotTrailingEntries = nc.SnapshotTrailingEntries
+			opts.SnapshotTrailingEntries, opts.RejoinTerm = nc.SnapshotTrailingEntries, nc.RejoinTerm
 			t0 := time.Now()
 			n, err := m.host.StartNode(opts)
 			if err != nil {

@@ -127,7 +127,7 @@ func installReport(b *strings.Builder, r RepResult) {
 	x := r.Install
 	fmt.Fprintf(b, "\n%s, %s/%s, rep %d: a %.0f MiB snapshot installed on %s (data directory wiped), lat1 through the leader %s\n",
 		r.Workload, r.System, r.Client, r.Rep, x.SnapshotMiB, x.Follower, x.Leader)
-	fmt.Fprintf(b, "  (a member restarted without its data forgets its vote: unsafe in a deployment, done here only to measure the install)\n")
+	fmt.Fprintf(b, "  (restarted with RejoinTerm %d, the others' highest term: it votes only in later terms)\n", x.RejoinTerm)
 	fmt.Fprintf(b, "  the leader's snapshot at %s, taken in %.1f s; its log starts at %s\n", fmtInt(float64(x.SnapshotIndex)), x.SnapshotSeconds, fmtInt(float64(x.FirstIndex)))
 	fmt.Fprintf(b, "  from the follower's spawn: host up %.2f s, StartNode returned %.2f s, install begun %.2f s, installed %.2f s, caught up %.2f s\n",
 		x.Ready, x.Started, x.InstallStarted, x.InstallDone, x.CaughtUp)

@@ -146,6 +146,7 @@ type System struct {
 
 	remote     *remote.Remote // nil for a local-only host
 	boundary   *boundary      // nil for a local-only host
+	dial       *dialGate      // nil for a local-only host
 	maxMessage int
 	// listening is Host() once the remote listens; messages that arrive
 	// before it is set are dropped.
@@ -324,6 +325,7 @@ func (s *System) Shutdown() {
 			if s.boundary != nil {
 				s.boundary.close() // see boundary.gate
 			}
+			s.dial.close()          // no endpoint waits for a peer any more
 			s.remote.Shutdown(true) // after the actors: their last words go out
 		}
 		s.sys.Shutdown()

@@ -85,6 +85,7 @@ func networked(addr string) (host string, port int, ok bool) {
 // address it listens on (the bound port if port was 0).
 func (s *System) startRemote(host string, port int, opts Options) (addr string, err error) {
 	s.boundary = newBoundary(s, opts)
+	s.dial = newDialGate()
 	var serverCreds, clientCreds credentials.TransportCredentials = insecure.NewCredentials(), insecure.NewCredentials()
 	if opts.TLS != nil {
 		if opts.TLS.Server == nil || opts.TLS.Client == nil {
@@ -99,6 +100,7 @@ func (s *System) startRemote(host string, port int, opts Options) (addr string, 
 		grpc.WithMaxHeaderListSize(headerListLimit),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.WithChainStreamInterceptor(s.outboundStream),
+		grpc.WithConnectParams(dialBackoff),
 	}
 	cfg := remote.Configure(host, port,
 		remote.WithServerOptions(server...),

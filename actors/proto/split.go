@@ -26,6 +26,9 @@ import (
 // outboundStream wraps the client side of Receive streams.
 func (s *System) outboundStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
 	method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if method == receiveMethod {
+		s.dial.awaitReady(cc) // see connect.go
+	}
 	cs, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil || method != receiveMethod {
 		return cs, err

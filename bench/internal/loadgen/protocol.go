@@ -104,6 +104,9 @@ type NodeConfig struct {
 	SnapshotTrailingEntries uint64 `json:"snapshot_trailing_entries,omitempty"`
 	// Watch: time the node's recovery after StartNode (see Recovery).
 	Watch bool `json:"watch,omitempty"`
+	// RejoinTerm is NodeOptions.RejoinTerm: a member restarted on an
+	// empty data directory rejoins safely (asyncraft only).
+	RejoinTerm uint64 `json:"rejoin_term,omitempty"`
 	// Host options, given to the member process as flags.
 	WALSegmentSize         int64 `json:"wal_segment_size,omitempty"`
 	SnapshotBytesPerSecond int64 `json:"snapshot_bytes_per_second,omitempty"`

@@ -99,8 +99,12 @@ type TLSFiles struct {
 const DefaultTickInterval = 10 * time.Millisecond
 
 // DefaultSnapshotBytesPerSecond is the default
-// HostOptions.SnapshotBytesPerSecond: 128 MiB/s.
-const DefaultSnapshotBytesPerSecond = 128 << 20
+// HostOptions.SnapshotBytesPerSecond: 64 MiB/s, a 1 GiB install in about
+// 17 s. At 128 MiB/s (88–97 MiB/s reached) an install doubled the
+// leader's p99 latency on the 2-core machine the benchmarks run on; at
+// 64 MiB/s it raised it by half (docs/snapshots.md, "Figures"). Raise it
+// where the network and processors have room.
+const DefaultSnapshotBytesPerSecond = 64 << 20
 
 // DefaultMaxMessageBytes is the default HostOptions.MaxMessageBytes.
 const DefaultMaxMessageBytes = 4 << 20

@@ -212,21 +212,24 @@ func (s *paddedSummer) OnSnapshotLoad(src fsm.SnapshotSource) error {
 	return nil
 }
 
-// Snapshots taken on the leader while it installs one on a follower do not
-// compact away the entries right after the one being installed: the
-// follower goes on from the log after its install, instead of needing
-// another.
-func TestCompactionWaitsForAnInstall(t *testing.T) {
-	sms := map[string]*paddedSummer{}
-	c := cluster.New(cluster.Options{Seed: testseed.For(t),
-		// A tiny log cache: the entries the follower needs after its
-		// install are read from the storage, where compaction shows.
+// paddedGroup is a group of paddedSummers whose leader has compacted its
+// log past a follower cut off meanwhile: it starts the group (4 KiB WAL
+// segments, 10 trailing entries, a tiny log cache so that what a
+// follower needs is read from the storage, where compaction shows; host
+// options tuned by hostOpts), writes 200 entries, isolates a follower,
+// writes 3,000 more with a snapshot after each 1,500 (the log keeps what
+// follows the snapshot before the newest) and waits for the leader's log
+// to start past the follower's. The follower is still isolated.
+func paddedGroup(t *testing.T, hostOpts func(*asyncraft.HostOptions)) (c *cluster.Cluster, l, f string, sms map[string]*paddedSummer) {
+	t.Helper()
+	sms = map[string]*paddedSummer{}
+	c = cluster.New(cluster.Options{Seed: testseed.For(t),
 		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
 			o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 10, 1<<10
 		},
 		HostOptions: func(_ string, o *asyncraft.HostOptions) {
 			o.WALSegmentSize = 4 << 10
-			o.SnapshotBytesPerSecond = 1 << 20
+			hostOpts(o)
 		},
 		NewStateMachine: func(id string, _ int) fsm.StateMachine {
 			sms[id] = &paddedSummer{summer{sumAt: map[uint64]uint64{}}}
@@ -237,7 +240,7 @@ func TestCompactionWaitsForAnInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	runLoad(t, c, l, "a", 200)
-	f := c.Up()[0]
+	f = c.Up()[0]
 	if f == l {
 		f = c.Up()[1]
 	}
@@ -250,6 +253,15 @@ func TestCompactionWaitsForAnInstall(t *testing.T) {
 	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > lagged+1 }, 5*time.Second) {
 		t.Fatal("the leader's log was not compacted past the follower")
 	}
+	return c, l, f, sms
+}
+
+// Snapshots taken on the leader while it installs one on a follower do not
+// compact away the entries right after the one being installed: the
+// follower goes on from the log after its install, instead of needing
+// another.
+func TestCompactionWaitsForAnInstall(t *testing.T) {
+	c, l, f, sms := paddedGroup(t, func(o *asyncraft.HostOptions) { o.SnapshotBytesPerSecond = 1 << 20 })
 	c.Sim.Heal()
 	if !c.Sim.RunUntil(func() bool { return c.Node(f).Status().Installing != nil }, 10*time.Second) {
 		t.Fatal("no install began")
@@ -274,39 +286,7 @@ func TestCompactionWaitsForAnInstall(t *testing.T) {
 // default 256 KiB ones.
 func TestInstallChunkSize(t *testing.T) {
 	const chunk = 64 << 10
-	sms := map[string]*paddedSummer{}
-	c := cluster.New(cluster.Options{Seed: testseed.For(t),
-		// A tiny log cache, so that the follower needs the snapshot.
-		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
-			o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 10, 1<<10
-		},
-		HostOptions: func(_ string, o *asyncraft.HostOptions) {
-			o.WALSegmentSize = 4 << 10
-			o.SnapshotChunkBytes = chunk
-		},
-		NewStateMachine: func(id string, _ int) fsm.StateMachine {
-			sms[id] = &paddedSummer{summer{sumAt: map[uint64]uint64{}}}
-			return sms[id]
-		}})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runLoad(t, c, l, "a", 200)
-	f := c.Up()[0]
-	if f == l {
-		f = c.Up()[1]
-	}
-	lagged := c.Node(f).Status().LastIndex
-	c.Sim.Isolate(f)
-	// Two snapshots: the log keeps what follows the one before the newest.
-	for _, p := range []string{"b", "c"} {
-		runLoad(t, c, l, p, 1500)
-		waitSnapshot(t, c, snapshotNow(t, c, l))
-	}
-	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > lagged+1 }, 5*time.Second) {
-		t.Fatal("the leader's log was not compacted past the follower")
-	}
+	c, l, f, _ := paddedGroup(t, func(o *asyncraft.HostOptions) { o.SnapshotChunkBytes = chunk })
 	c.Sim.Heal()
 	if !c.Sim.RunUntil(func() bool { return c.Node(f).Metrics().InstallsDone.Load() > 0 }, 30*time.Second) {
 		t.Fatalf("%s installed no snapshot (started %d)", f, c.Node(f).Metrics().InstallsStarted.Load())

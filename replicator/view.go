@@ -64,10 +64,11 @@ type PeerView struct {
 // LastContact is from the replicator's clock (Env.Now) without its
 // monotonic reading: compare it with the wall clock (time.Since).
 func (v *View) Load() PeerView {
-	pv := PeerView{Term: v.term.Load()}
-	if p := v.peer.Load(); p != nil {
+	var pv PeerView
+	if p := v.peer.Load(); p != nil { // first: see startView
 		pv.Peer = *p
 	}
+	pv.Term = v.term.Load()
 	pv.Match = v.match.Load() // before Next: see above
 	pv.Next = v.next.Load()
 	pv.State = state(v.state.Load()).String()
@@ -98,8 +99,6 @@ type published struct {
 // View held before.
 func (r *Replicator) startView() {
 	v := r.cfg.View
-	peer := r.cfg.PeerID
-	v.peer.Store(&peer)
 	v.term.Store(r.cfg.Term)
 	r.pub = published{match: r.match, next: r.next, st: r.st, inflight: len(r.inflight), inBytes: r.inBytes, contact: r.contact, failures: r.failures}
 	v.next.Store(r.next)
@@ -109,6 +108,10 @@ func (r *Replicator) startView() {
 	v.inflightBytes.Store(r.inBytes)
 	v.lastContact.Store(r.contact)
 	v.readFailures.Store(int64(r.failures))
+	// The peer last: a reader that sees it (View.Load reads it first)
+	// sees all of the above.
+	peer := r.cfg.PeerID
+	v.peer.Store(&peer)
 }
 
 // publish stores in the View the fields that changed since the last

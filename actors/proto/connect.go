@@ -2,7 +2,6 @@ package protoactor
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -39,27 +38,20 @@ var dialBackoff = grpc.ConnectParams{
 
 // dialGate ends the endpoints' waits when the system shuts down.
 type dialGate struct {
-	once sync.Once
-	stop chan struct{}
+	ctx   context.Context // done once closed
+	close context.CancelFunc
 }
 
-func newDialGate() *dialGate { return &dialGate{stop: make(chan struct{})} }
-
-// close ends every wait, now and later.
-func (g *dialGate) close() { g.once.Do(func() { close(g.stop) }) }
+func newDialGate() *dialGate {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &dialGate{ctx: ctx, close: cancel}
+}
 
 // awaitReady waits until cc is connected, it is shut down, connectWait has
 // passed, or the gate closes.
 func (g *dialGate) awaitReady(cc *grpc.ClientConn) {
-	ctx, cancel := context.WithTimeout(context.Background(), connectWait)
+	ctx, cancel := context.WithTimeout(g.ctx, connectWait)
 	defer cancel()
-	go func() {
-		select {
-		case <-g.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	cc.Connect()
 	for st := cc.GetState(); st != connectivity.Ready && st != connectivity.Shutdown; st = cc.GetState() {
 		if !cc.WaitForStateChange(ctx, st) {

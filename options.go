@@ -102,7 +102,7 @@ const DefaultTickInterval = 10 * time.Millisecond
 // HostOptions.SnapshotBytesPerSecond: 64 MiB/s, a 1 GiB install in about
 // 17 s. At 128 MiB/s (88–97 MiB/s reached) an install doubled the
 // leader's p99 latency on the 2-core machine the benchmarks run on; at
-// 64 MiB/s it raised it by half (docs/snapshots.md, "Figures"). Raise it
+// 64 MiB/s it raised it by about half (1.44) (docs/snapshots.md, "Figures"). Raise it
 // where the network and processors have room.
 const DefaultSnapshotBytesPerSecond = 64 << 20
 

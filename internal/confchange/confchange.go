@@ -1,7 +1,8 @@
 // Package confchange is the pure arithmetic of membership changes: the
 // configuration a change leads to, the joint configuration that gets there
 // safely, and the history of configurations along a log. It knows nothing
-// of messages, time or storage; the node actor drives it.
+// of messages, time or storage. The node actor is meant to drive it;
+// nothing uses it yet (membership changes are being built).
 //
 // A configuration has voters and learners. A change of the voters goes
 // through a joint configuration (Raft thesis §4.3): the leader appends
@@ -75,14 +76,14 @@ func (c Config) IsLearner(id string) bool {
 // Contains reports whether id is in c at all.
 func (c Config) Contains(id string) bool { return c.IsVoter(id) || c.IsLearner(id) }
 
-// Equal reports whether a and b have the same members in the same roles,
+// Equal reports whether c and o have the same members in the same roles,
 // with the same addresses.
 func (c Config) Equal(o Config) bool {
 	return slices.Equal(c.Voters, o.Voters) && slices.Equal(c.Learners, o.Learners) &&
 		slices.Equal(c.OldVoters, o.OldVoters) && slices.Equal(c.OldLearners, o.OldLearners)
 }
 
-// SameMembers reports whether a and b have the same voters and learners,
+// SameMembers reports whether c and o have the same voters and learners,
 // by id (addresses aside): what a guarded change compares.
 func (c Config) SameMembers(o Config) bool {
 	return slices.Equal(ids(c.Voters), ids(o.Voters)) && slices.Equal(ids(c.Learners), ids(o.Learners)) &&

@@ -50,8 +50,8 @@ func (h *History) Reset(index uint64, cfg Config) {
 	h.at = append(h.at[:0], versioned{index, cfg})
 }
 
-// Compact forgets the configurations that no index at or after first can
-// need: all but the newest at or before first, and those after it.
+// Compact forgets the configurations no index at or after first can need:
+// it keeps the newest at or before first and every one after it.
 func (h *History) Compact(first uint64) {
 	i := sort.Search(len(h.at), func(i int) bool { return h.at[i].index > first }) - 1
 	if i > 0 {

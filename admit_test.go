@@ -134,7 +134,7 @@ func TestWrongPeerIDSaysSo(t *testing.T) {
 				o.Peers = []asyncraft.Peer{{ID: "n1", Addr: "n1"}, {ID: "n2", Addr: "n2"}, {ID: "n4", Addr: "n3"}}
 			}
 		}})
-	waitLog(t, c, &logs, 30*time.Second, "not among this node's Peers", "from=n4", `"from host"=n3`, "peers=", "n3@n3")
+	waitLog(t, c, &logs, 30*time.Second, "not a member of this node's configuration", "from=n4", `"from host"=n3`, "peers=", "n3@n3")
 	line := waitLog(t, c, &logs, 30*time.Second, "no peer answered", "id=n4", "host=n3", "n1@n1, n2@n2, n4@n3")
 	if strings.Contains(line, "replies go to") {
 		t.Fatalf("n4 is listed at its own host; no note about replies expected: %s", line)

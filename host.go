@@ -17,6 +17,7 @@ import (
 	protoactor "github.com/asyncraft/asyncraft/actors/proto"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/confchange"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -294,6 +295,19 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	n.sh.SetLast(l.LastIndex())
 	applied, appliedTerm := rs.meta.GetLastIndex(), rs.meta.GetLastTerm()
 	n.sh.Applied.Store(applied)
+	// The configuration at the state machine's start: its snapshot's, or
+	// the bootstrap one; then those of the log after it.
+	base, baseIndex := node.VotersConfig(opts.Peers), uint64(0)
+	if opts.JoinIdentity != 0 {
+		base = confchange.Config{} // none until the leader's log or snapshot gives one
+	}
+	if c := rs.meta.GetConfiguration(); len(c.GetVoters()) > 0 {
+		base, baseIndex = confchange.FromProto(c), applied
+	}
+	confs, err := node.BuildHistory(l, base, baseIndex)
+	if err != nil {
+		return nil, err
+	}
 	// The node is gone when its three actors are: only then may it be
 	// started again under the same names.
 	latch := &stopLatch{fn: func() { n.stopped(); h.nodeStopped(n); close(n.done) }}
@@ -309,7 +323,7 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 	}
 	fsmRef, err := h.rt.Spawn(node.FSMCallerName(opts.Group, opts.ID), latch.wrap(fsm.NewCaller(fsm.Config{
 		StateMachine: opts.StateMachine, Log: l, Node: n.ref, Executor: h.execRef, Logger: h.opts.Logger,
-		Published: &n.sh.Applied, Applied: applied, AppliedTerm: appliedTerm,
+		Published: &n.sh.Applied, Applied: applied, AppliedTerm: appliedTerm, Configuration: base.Proto(),
 	})), actors.Blocking())
 	if err != nil {
 		h.rt.Stop(logRef)
@@ -340,7 +354,8 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 		Group:                   opts.Group,
 		ID:                      opts.ID,
 		Addr:                    h.opts.Addr,
-		Peers:                   opts.Peers,
+		Configs:                 confs,
+		AddressBook:             opts.Peers,
 		Boot:                    hs.Bootstrap,
 		Cluster:                 n.cluster,
 		HardState:               hs,

@@ -51,6 +51,9 @@ var ErrBootstrapMismatch = errors.New("asyncraft: the node's data was bootstrapp
 // newBootstrap is the bootstrap record of a node started with opts, its
 // voters sorted by id.
 func newBootstrap(opts NodeOptions) *raftpb.Bootstrap {
+	if opts.JoinIdentity != 0 {
+		return &raftpb.Bootstrap{ClusterId: opts.ClusterID, Group: opts.Group, Id: opts.ID, Identity: opts.JoinIdentity}
+	}
 	voters := make([]*raftpb.Peer, 0, len(opts.Peers))
 	for _, p := range opts.Peers {
 		voters = append(voters, &raftpb.Peer{Id: p.ID, Addr: p.Addr})
@@ -75,6 +78,9 @@ func voterIDs(b *raftpb.Bootstrap) []string {
 // sorted voter ids, each preceded by its length. Never 0, which marks an
 // envelope without one.
 func clusterIdentity(b *raftpb.Bootstrap) uint64 {
+	if b.GetIdentity() != 0 {
+		return b.Identity // a node that joined: its group's
+	}
 	h := fnv.New64a()
 	var n [binary.MaxVarintLen64]byte
 	put := func(s string) {
@@ -100,8 +106,19 @@ func checkBootstrap(stored, want *raftpb.Bootstrap) error {
 	if stored.ClusterId != want.ClusterId {
 		diffs = append(diffs, fmt.Sprintf("the data belongs to cluster %q, not %q", stored.ClusterId, want.ClusterId))
 	}
-	if a, b := voterIDs(stored), voterIDs(want); !slices.Equal(a, b) {
-		diffs = append(diffs, fmt.Sprintf("the voters were [%s], not [%s]", strings.Join(a, " "), strings.Join(b, " ")))
+	switch {
+	case stored.Identity == 0 && want.Identity != 0:
+		diffs = append(diffs, "the data belongs to a founding member of its group, and this start sets JoinIdentity")
+	case stored.Identity != 0 && want.Identity == 0:
+		diffs = append(diffs, fmt.Sprintf("the data belongs to a node that joined the group of identity %016x, and this start sets no JoinIdentity", stored.Identity))
+	case stored.Identity != want.Identity:
+		diffs = append(diffs, fmt.Sprintf("the node joined the group of identity %016x, not %016x", stored.Identity, want.Identity))
+	case stored.Identity != 0:
+		// A node that joined has no voters of its own to compare.
+	default:
+		if a, b := voterIDs(stored), voterIDs(want); !slices.Equal(a, b) {
+			diffs = append(diffs, fmt.Sprintf("the voters were [%s], not [%s]", strings.Join(a, " "), strings.Join(b, " ")))
+		}
 	}
 	if len(diffs) == 0 {
 		return nil

@@ -79,6 +79,8 @@ type Node struct {
 	// snapWaiters are the SnapshotAsync callbacks not answered yet: those
 	// the actor never saw when it stopped are answered then.
 	snapWaiters waiters
+	// changeWaiters are the same for membership changes.
+	changeWaiters waiters
 
 	shutdownOnce sync.Once
 	done         chan struct{}
@@ -231,6 +233,10 @@ func (n *Node) stopped() {
 	err := n.snapshotStopped()
 	for _, f := range n.snapWaiters.close() {
 		b = append(b, closure.Completion{Closure: closure.Func(func(closure.Status) { f(0, err) })})
+	}
+	cerr := n.changeStopped()
+	for _, f := range n.changeWaiters.close() {
+		b = append(b, closure.Completion{Closure: closure.Func(func(closure.Status) { f(0, cerr) })})
 	}
 	n.host.complete(b)
 }

@@ -225,8 +225,21 @@ type NodeOptions struct {
 	// Peers.
 	ID string
 	// Peers is the group's initial configuration: every voter, this node
-	// included. All members must start with the same list.
+	// included. All founding members must start with the same list. Once
+	// the log or a snapshot holds a configuration (after a membership
+	// change), that one is in force and Peers only seeds the addresses
+	// of peers this node has not heard of otherwise. On a node that joins
+	// (JoinIdentity), Peers lists the group's current members, so that it
+	// can answer its leader: this node is not required among them.
 	Peers []Peer
+	// JoinIdentity makes this node a new member of an existing group:
+	// the group's cluster identity (Node.ClusterIdentity of any member).
+	// Start the node, then add it from the leader (AddLearner, AddPeer,
+	// ChangePeers). Until a configuration entry or a snapshot names it,
+	// it has no configuration: it neither campaigns nor votes, and it
+	// takes no snapshots. The identity is stored with its data at the
+	// first start; later starts must give the same one.
+	JoinIdentity uint64
 	// ClusterID names the cluster the group belongs to, the same on every
 	// member (for example a UUID chosen when the cluster is deployed).
 	// With Group and the voters' ids it makes the cluster identity that a
@@ -400,8 +413,11 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 	if o.StateMachine == nil {
 		return bad("StateMachine is required")
 	}
-	if len(o.Peers) == 0 {
+	if len(o.Peers) == 0 && o.JoinIdentity == 0 {
 		return bad("Peers is empty: list every voter of the group, this node included")
+	}
+	if o.JoinIdentity != 0 && o.RejoinTerm != 0 {
+		return bad("JoinIdentity and RejoinTerm are exclusive: a joining node is new to the group; RejoinTerm restarts a member that lost its data under its old identity")
 	}
 	seen := map[string]bool{}
 	self := false
@@ -418,7 +434,7 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 		seen[p.ID] = true
 		self = self || p.ID == o.ID
 	}
-	if !self {
+	if !self && o.JoinIdentity == 0 {
 		return bad("this node's ID %q is not among Peers", o.ID)
 	}
 	if (o.LogStorage == nil) != (o.MetaStorage == nil) {

@@ -20,6 +20,9 @@ type (
 	InstallProgress = node.InstallProgress
 	// Peer is a member of a group: its id and its host's address.
 	Peer = node.Peer
+	// Configuration is a group's membership: voters and learners, and
+	// the outgoing ones during a joint change (Status.Configuration).
+	Configuration = node.Configuration
 )
 
 // Roles.

@@ -31,6 +31,11 @@ type Config struct {
 	// AppliedTerm the term of that entry.
 	Applied     uint64
 	AppliedTerm uint64
+	// Configuration is the group's configuration at Applied (its
+	// snapshot's, or the bootstrap one); the caller follows it through
+	// the configuration entries it applies and the snapshots it loads,
+	// and records it in every snapshot it captures.
+	Configuration *raftpb.Configuration
 	// Published, if set, is updated with the applied index after each
 	// pass, before the pass's closures are handed to the executor: a
 	// caller that learns from a closure that its entry applied sees it in
@@ -57,6 +62,8 @@ type Config struct {
 // the executor Captured, and closure.Batch to the callback executor.
 type Caller struct {
 	cfg Config
+	// conf is the configuration at the applied index.
+	conf *raftpb.Configuration
 
 	applied     uint64 // invariant: applied <= target
 	appliedTerm uint64 // the term of the entry at applied
@@ -82,7 +89,7 @@ func NewCaller(cfg Config) *Caller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Caller{cfg: cfg, applied: cfg.Applied, appliedTerm: cfg.AppliedTerm, target: cfg.Applied}
+	return &Caller{cfg: cfg, applied: cfg.Applied, appliedTerm: cfg.AppliedTerm, target: cfg.Applied, conf: cfg.Configuration}
 }
 
 // Receive implements actors.Actor.
@@ -199,13 +206,18 @@ func (c *Caller) receive(env actors.Env, msg any) {
 // m.Reply. Entries committed but not applied yet stay for the next pass:
 // the snapshot is of the applied state, whatever it is.
 func (c *Caller) capture(env actors.Env, m Capture) {
-	meta := SnapshotMeta{Index: c.applied, Term: c.appliedTerm, Configuration: m.Configuration}
+	meta := SnapshotMeta{Index: c.applied, Term: c.appliedTerm, Configuration: c.conf}
 	switch {
 	case c.failed != nil:
 		env.Send(m.Reply, Captured{Meta: meta, Err: fmt.Errorf("fsm: no snapshot: the node failed: %w", c.failed)})
 		return
 	case c.applied == 0:
 		env.Send(m.Reply, Captured{Meta: meta, Err: errors.New("fsm: no snapshot: nothing is applied yet")})
+		return
+	case len(c.conf.GetVoters()) == 0:
+		// A node that joined a group and has applied no configuration
+		// entry yet: a snapshot must record the configuration.
+		env.Send(m.Reply, Captured{Meta: meta, Err: errors.New("fsm: no snapshot: the configuration at the applied index is not known yet (this node joined the group and has not applied a configuration entry)")})
 		return
 	}
 	var p SnapshotPersister
@@ -268,6 +280,9 @@ func (c *Caller) load(env actors.Env, m Load) {
 		return
 	}
 	c.applied, c.appliedTerm = m.Meta.Index, m.Meta.Term
+	if m.Meta.Configuration != nil {
+		c.conf = m.Meta.Configuration
+	}
 	c.target = max(c.target, c.applied)
 	if c.cfg.Published != nil {
 		c.cfg.Published.Store(c.applied)
@@ -328,7 +343,9 @@ func (c *Caller) applyEntries(env actors.Env, ents []*raftpb.Entry) {
 				c.fail(env, fmt.Errorf("fsm: configuration entry %d: %w", e.Index, err))
 				return
 			}
-			if !c.call(env, "OnConfigurationCommitted", func() { c.cfg.StateMachine.OnConfigurationCommitted(conf) }) {
+			c.conf = conf
+			user := proto.CloneOf(conf) // the state machine may keep or change its copy
+			if !c.call(env, "OnConfigurationCommitted", func() { c.cfg.StateMachine.OnConfigurationCommitted(user) }) {
 				return
 			}
 		}

@@ -289,6 +289,8 @@ func newWorld(t *testing.T, seed uint64, sm *recSM, mod ...func(*fsm.Config)) *w
 		Node:         nodeRef,
 		Executor:     execRef,
 		Logger:       slog.New(slog.DiscardHandler),
+		// The bootstrap configuration of a founding member.
+		Configuration: &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a", Addr: "ha"}}},
 	}
 	for _, m := range mod {
 		m(&cfg)

@@ -72,11 +72,10 @@ type (
 	Shutdown struct{}
 	// Capture asks for a snapshot of the state as applied so far
 	// (StateMachine.OnSnapshotSave, between two applies); the answer,
-	// Captured, goes to Reply. Configuration is the group's configuration
-	// at the applied index.
+	// Captured, goes to Reply. The snapshot records the configuration at
+	// the applied index.
 	Capture struct {
-		Reply         actors.Ref
-		Configuration *raftpb.Configuration
+		Reply actors.Ref
 	}
 	// Load replaces the state with a snapshot installed from the leader
 	// (StateMachine.OnSnapshotLoad), after every message sent before it:

@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"strings"
 	"testing"
@@ -50,38 +51,80 @@ func captured(t *testing.T, w *world) []fsm.Captured {
 	return out
 }
 
-// A capture sees the state as applied so far — its index and the term of
-// the entry there — between two applies; entries committed after it are
-// applied after it.
+// A capture sees the state as applied so far — its index, the term of
+// the entry there and the configuration in force there — between two
+// applies; entries committed after it are applied after it.
 func TestCaptureBetweenApplies(t *testing.T) {
 	var seen []uint64
-	w, sm := snapWorld(t, func(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
-		seen = append(seen, meta.Index)
-		return nopPersister{meta.Index}, nil
+	boot := &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a", Addr: "ha"}}}
+	sm := &recSM{}
+	w := newWorld(t, 3, sm, func(c *fsm.Config) {
+		c.StateMachine = snapSM{sm, func(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+			seen = append(seen, meta.Index)
+			return nopPersister{meta.Index}, nil
+		}}
+		c.Configuration = boot
 	})
 	w.normal(1, 2) // 1-2
 	w.normal(3, 2) // 3-4
-	w.normal(3, 2) // 5-6
-	conf := &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a"}}}
-	w.send(fsm.Capture{Reply: probeRef, Configuration: conf}) // nothing applied yet
+	grown := &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a", Addr: "ha"}, {Id: "b", Addr: "hb"}}}
+	w.config(3, grown)                   // 5
+	w.normal(3, 1)                       // 6
+	w.send(fsm.Capture{Reply: probeRef}) // nothing applied yet
 	w.run()
 	w.commit(4)
 	w.run()
-	w.send(fsm.Capture{Reply: probeRef, Configuration: conf})
+	w.send(fsm.Capture{Reply: probeRef})
 	w.commit(6)
 	w.run()
+	w.send(fsm.Capture{Reply: probeRef})
+	w.run()
 	c := captured(t, w)
-	if len(c) != 2 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), "nothing is applied") {
-		t.Fatalf("captures %+v: want a refusal before any apply, then one", c)
+	if len(c) != 3 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), "nothing is applied") {
+		t.Fatalf("captures %+v: want a refusal before any apply, then two", c)
 	}
-	if m := c[1].Meta; c[1].Err != nil || m.Index != 4 || m.Term != 3 || m.Configuration != conf || c[1].Persister != (nopPersister{4}) {
-		t.Fatalf("capture %+v, want index 4 of term 3 with the configuration and the persister", c[1])
+	if m := c[1].Meta; c[1].Err != nil || m.Index != 4 || m.Term != 3 || !proto.Equal(m.Configuration, boot) || c[1].Persister != (nopPersister{4}) {
+		t.Fatalf("capture %+v, want index 4 of term 3 with the bootstrap configuration and the persister", c[1])
 	}
-	if want := []string{"apply[1-4]", "save", "apply[5-6]"}; strings.Join(sm.events, " ") != strings.Join(want, " ") {
+	if m := c[2].Meta; c[2].Err != nil || m.Index != 6 || !proto.Equal(m.Configuration, grown) {
+		t.Fatalf("capture %+v, want index 6 with the configuration of entry 5", c[2])
+	}
+	if want := []string{"apply[1-4]", "save", "config", "apply[6-6]", "save"}; strings.Join(sm.events, " ") != strings.Join(want, " ") {
 		t.Fatalf("events %v, want %v", sm.events, want)
 	}
-	if len(seen) != 1 || seen[0] != 4 {
+	if len(seen) != 2 || seen[0] != 4 || seen[1] != 6 {
 		t.Fatalf("OnSnapshotSave saw %v", seen)
+	}
+}
+
+// A node that joined a group captures nothing until it has applied a
+// configuration entry: a snapshot must record the configuration at its
+// index, and such a node does not know the one before its first entry.
+func TestCaptureNeedsAConfiguration(t *testing.T) {
+	sm := &recSM{}
+	w := newWorld(t, 3, sm, func(c *fsm.Config) {
+		c.StateMachine = snapSM{sm, func(meta fsm.SnapshotMeta) (fsm.SnapshotPersister, error) {
+			return nopPersister{meta.Index}, nil
+		}}
+		c.Configuration = nil
+	})
+	w.normal(1, 2) // 1-2
+	conf := &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a", Addr: "ha"}, {Id: "j", Addr: "hj"}}}
+	w.config(1, conf) // 3
+	w.commit(2)
+	w.run()
+	w.send(fsm.Capture{Reply: probeRef})
+	w.run()
+	w.commit(3)
+	w.run()
+	w.send(fsm.Capture{Reply: probeRef})
+	w.run()
+	c := captured(t, w)
+	if len(c) != 2 || c[0].Err == nil || !strings.Contains(c[0].Err.Error(), "configuration at the applied index is not known") {
+		t.Fatalf("captures %+v: want a refusal before the configuration entry is applied", c)
+	}
+	if c[1].Err != nil || c[1].Meta.Index != 3 || !proto.Equal(c[1].Meta.Configuration, conf) {
+		t.Fatalf("capture %+v, want index 3 with the entry's configuration", c[1])
 	}
 }
 

@@ -73,11 +73,8 @@ type StateMachine interface {
 	// OnLeaderStop is called when this node stops leading.
 	OnLeaderStop(st closure.Status)
 	// OnConfigurationCommitted is called when a configuration entry is
-	// applied.
-	//
-	// Not called in practice yet: membership is fixed at start (the
-	// members are NodeOptions.Peers) and nothing appends configuration
-	// entries until membership changes exist.
+	// applied, in log order with the commands: conf is the configuration
+	// from that index on (joint while a change of voters is half done).
 	OnConfigurationCommitted(conf *raftpb.Configuration)
 	// OnStartFollowing is called when this node learns of a new leader.
 	OnStartFollowing(ctx LeaderChange)

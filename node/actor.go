@@ -11,6 +11,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/confchange"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -31,14 +32,20 @@ type Actor struct {
 	logger *slog.Logger
 	log    *logmgr.Log
 
-	tr   *tracker
-	rd   readService
-	gate ackGate
-	diag diagnostics
-	snap snapshots
+	tr *tracker
+	// confs is the configurations along the log (membership.go); the
+	// newest is the tracker's.
+	confs confchange.History
+	rd    readService
+	gate  ackGate
+	diag  diagnostics
+	snap  snapshots
 	// inst is the snapshot install under way on this follower (nil:
 	// none): install.go.
 	inst *installing
+	// change is the membership change this leader is seeing through
+	// (nil: none): membership.go.
+	change *changing
 
 	role   Role
 	term   uint64
@@ -95,7 +102,7 @@ func New(cfg Config) *Actor {
 		sh:     cfg.Shared,
 		logger: cfg.Logger.With("group", cfg.Group, "id", cfg.ID),
 		log:    cfg.Log,
-		tr:     newTracker(cfg.ID, cfg.Peers),
+		confs:  cfg.Configs,
 		term:   hs.GetTerm(),
 		vote:   hs.GetVote(),
 		gate:   ackGate{savedTerm: hs.GetTerm(), savedVote: hs.GetVote()},
@@ -104,6 +111,14 @@ func New(cfg Config) *Actor {
 	if lease < 0 || !cfg.sticky() {
 		lease = 0 // without stickiness a quorum promises nothing: no lease at all
 	}
+	latest, _, _ := a.confs.Latest()
+	a.tr = newTracker(cfg.ID, latest)
+	for _, p := range cfg.AddressBook {
+		if !a.tr.isMember(p.ID) && p.ID != cfg.ID {
+			a.tr.learn(p.ID, p.Addr)
+		}
+	}
+	a.publishConfig()
 	a.rd = readService{mode: cfg.ReadMode, lease: uint64(lease), lag: cfg.MaxReadIndexLag,
 		timeout: int64(cfg.Ticks.ReadTimeout), out: &a.completions}
 	a.stable, _ = a.log.Last() // the storage holds only durable entries at start
@@ -187,6 +202,8 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 		a.fail(env, m.Err, closure.EINTERNAL)
 	case TakeSnapshot:
 		a.onTakeSnapshot(env, m)
+	case ChangeConfig:
+		a.onChangeConfig(env, m)
 	case snapshot.Saved, snapshot.SaveFailed:
 		a.onSnapshotReport(env, m)
 	case ShutdownNode:
@@ -330,6 +347,7 @@ func (a *Actor) leave(env actors.Env, role Role, led closure.Status, code closur
 		a.stopLeading(env, led)
 	}
 	a.role = role
+	a.abandonChange(why)
 	a.releaseAll(code, why)
 	if done := a.snap.waiter; done != nil {
 		a.snap.waiter = nil
@@ -406,6 +424,9 @@ func (a *Actor) receiveStopping(env actors.Env, msg any) {
 	switch m := msg.(type) {
 	case TakeSnapshot:
 		a.snapshotDone(m.Done, 0, fmt.Errorf("asyncraft: no snapshot: node %s/%s: %w", a.cfg.Group, a.cfg.ID, closure.ErrShutdown))
+		a.flushCompletions(env)
+	case ChangeConfig:
+		a.changeDone(m.Done, 0, fmt.Errorf("asyncraft: no membership change: node %s/%s: %w", a.cfg.Group, a.cfg.ID, closure.ErrShutdown))
 		a.flushCompletions(env)
 	case fsm.ShutdownDone:
 		if min(a.commit, a.stable) > a.savedCommit {

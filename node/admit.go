@@ -86,7 +86,17 @@ func (a *Actor) warnInterval() int { return warnEvery * a.cfg.Ticks.Election }
 // drops.
 func (a *Actor) admit(e *raftpb.Envelope) bool {
 	d := &a.diag
-	member := a.tr.isMember(e.From)
+	// Besides the members, a node hears its leader when that leader is
+	// not (or no longer) in its configuration: a leader that removed
+	// itself leads until its C_new commits, and a node whose log is
+	// behind its leader's may not list it yet. Terms keep this safe; only
+	// a leader's requests are admitted, so a former member cannot disturb
+	// the group by campaigning.
+	if addr := leaderAddr(e); addr != "" && !a.tr.isKnown(e.From) && e.Cluster == a.cfg.Cluster &&
+		e.Group == a.cfg.Group && e.To == a.cfg.ID && e.From != a.cfg.ID {
+		a.tr.learn(e.From, addr)
+	}
+	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e))
 	switch {
 	case e.Group != a.cfg.Group || e.To != a.cfg.ID || e.From == a.cfg.ID:
 		a.sh.Metrics.Dropped.Add(1)
@@ -102,7 +112,7 @@ func (a *Actor) admit(e *raftpb.Envelope) bool {
 			if addr := candidateAddr(e); addr != "" {
 				from = addr
 			}
-			a.logger.Warn("asyncraft: dropped a message from a node that is not among this node's Peers: either its id is wrong, or this node's Peers are (all members must list the same voters)",
+			a.logger.Warn("asyncraft: dropped a message from a node that is not a member of this node's configuration: either its id is wrong, it was removed from the group, or this node's configuration is (a new node's Peers must list the members, as every member must at bootstrap)",
 				"from", e.From, "from host", from, "message", e.TraceString(), "peers", a.describePeers(), "held back", held)
 		}
 		return false
@@ -125,6 +135,27 @@ func (a *Actor) admit(e *raftpb.Envelope) bool {
 		a.claimedAddr(e.From, addr)
 	}
 	return true
+}
+
+// fromLeader reports whether e is a request only a leader sends.
+func fromLeader(e *raftpb.Envelope) bool {
+	switch e.Body.(type) {
+	case *raftpb.Envelope_AppendRequest, *raftpb.Envelope_HeartbeatRequest, *raftpb.Envelope_InstallSnapshotRequest:
+		return true
+	}
+	return false
+}
+
+// leaderAddr is the host address a leader's probe or install request
+// gives.
+func leaderAddr(e *raftpb.Envelope) string {
+	switch b := e.Body.(type) {
+	case *raftpb.Envelope_AppendRequest:
+		return b.AppendRequest.LeaderAddr
+	case *raftpb.Envelope_InstallSnapshotRequest:
+		return b.InstallSnapshotRequest.LeaderAddr
+	}
+	return ""
 }
 
 // candidateAddr is the host address a vote request's candidate gives.
@@ -203,6 +234,9 @@ func DescribeBootstrap(b *raftpb.Bootstrap) string {
 	voters := make([]string, 0, len(b.GetConfiguration().GetVoters()))
 	for _, p := range b.GetConfiguration().GetVoters() {
 		voters = append(voters, p.Id+"@"+p.Addr)
+	}
+	if b.GetIdentity() != 0 {
+		return fmt.Sprintf("cluster %q node %s/%s, joined the group of identity %016x", b.ClusterId, b.Group, b.Id, b.Identity)
 	}
 	return fmt.Sprintf("cluster %q node %s/%s, voters %s", b.ClusterId, b.Group, b.Id, strings.Join(voters, ", "))
 }

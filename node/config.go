@@ -8,6 +8,7 @@ import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/confchange"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/replicator"
@@ -42,8 +43,14 @@ type Config struct {
 	// Addr is the address of this node's host (vote requests carry it, so
 	// that voters can report a candidate that is not where they list it).
 	Addr string
-	// Peers is the configuration: every voter, this node included.
-	Peers []Peer
+	// Configs is the configuration history the node starts with
+	// (BuildHistory): its snapshot's configuration, or the bootstrap one,
+	// and those of the log's entries after it. The newest is in force.
+	Configs confchange.History
+	// AddressBook lists peers whose addresses the node knows besides its
+	// configuration's (NodeOptions.Peers): a node that joins hears its
+	// leader through it before it has a configuration.
+	AddressBook []Peer
 	// Boot is the bootstrap record carried by every hard state saved, and
 	// Cluster the identity derived from it, carried by every envelope.
 	Boot    *raftpb.Bootstrap
@@ -147,6 +154,8 @@ type Shared struct {
 	// leaseUntil is when the leader's lease runs out, in Unix nanoseconds
 	// of this host's clock (0: no lease).
 	leaseUntil atomic.Int64
+	// conf is the configuration in force (Status.Configuration).
+	conf atomic.Pointer[publishedConf]
 	// peers are the replicators' views while the node leads.
 	peers atomic.Pointer[[]*replicator.View]
 
@@ -178,6 +187,9 @@ func (s *Shared) Status() Status {
 	st.LastIndex = s.last.Load()
 	st.SnapshotIndex = s.snapshot.Load()
 	st.PendingTasks = s.Proposals.Len() + int(s.inflight.Load())
+	if c := s.conf.Load(); c != nil {
+		st.Configuration, st.ConfigurationIndex = c.cfg, c.index
+	}
 	if u := s.leaseUntil.Load(); u != 0 && st.Role == Leader {
 		st.LeaseUntil = time.Unix(0, u)
 	}
@@ -198,3 +210,13 @@ func (s *Shared) Status() Status {
 
 // SetLast publishes the log's last index (the host does at start).
 func (s *Shared) SetLast(i uint64) { s.last.Store(i) }
+
+// VotersConfig is the configuration whose voters are peers (no learners):
+// a group's first configuration.
+func VotersConfig(peers []Peer) confchange.Config {
+	vs := make([]confchange.Peer, len(peers))
+	for i, p := range peers {
+		vs[i] = confchange.Peer{ID: p.ID, Addr: p.Addr}
+	}
+	return confchange.Normalize(confchange.Config{Voters: vs})
+}

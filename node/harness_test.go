@@ -257,13 +257,17 @@ func newWorld(t testing.TB, su setup) *world {
 	if su.snapshots {
 		snapRef = actors.Ref{Host: "A", Name: SnapshotterName(hGroup, hSelf)}
 	}
+	confs, err := BuildHistory(lg, VotersConfig(peers), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.node = New(Config{
+		Configs:          confs,
 		Snapshotter:      snapRef,
 		SnapshotKeep:     3,
 		Group:            hGroup,
 		ID:               hSelf,
 		Addr:             "A",
-		Peers:            peers,
 		Boot:             boot,
 		Cluster:          hCluster,
 		HardState:        &raftpb.HardState{Term: su.term, Vote: su.vote, Bootstrap: boot},

@@ -157,6 +157,7 @@ func (a *Actor) installLoaded(env actors.Env) {
 		a.sh.snapshot.Store(idx)
 	}
 	s.compacted = max(s.compacted, idx+1)
+	a.snapshotConfig(env, idx, in.meta.Configuration)
 	a.sh.Metrics.InstallsDone.Add(1)
 	a.logger.Info("asyncraft: installed a snapshot from the leader", "index", idx, "term", term, "from", in.from)
 	a.endInstall(env, true, idx, "")

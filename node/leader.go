@@ -28,33 +28,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 	a.setLeader(env, a.cfg.ID)
 	a.quorumElapsed = 0
 	last := a.log.LastIndex()
-	err := a.tr.startReplicators(func(id string, view *replicator.View) (actors.Ref, error) {
-		ref, err := env.Spawn(replicatorChild(id, a.term), replicator.New(replicator.Config{
-			Group:            a.cfg.Group,
-			LeaderID:         a.cfg.ID,
-			PeerID:           id,
-			Term:             a.term,
-			Peer:             a.peerRef(id),
-			Node:             env.Self(),
-			Log:              a.log,
-			NextIndex:        last + 1,
-			Commit:           a.commit,
-			MaxInflightMsgs:  a.cfg.MaxInflightMsgs,
-			MaxInflightBytes: a.cfg.MaxInflightBytes,
-			MaxBytesPerRPC:   a.cfg.MaxBytesPerRPC,
-			HeartbeatTicks:   a.cfg.Ticks.Heartbeat,
-			Logger:           a.logger,
-			Cluster:          a.cfg.Cluster,
-			Foreign:          &a.sh.Metrics.Foreign,
-			View:             view,
-			Copier:           a.copierOrZero(),
-			PeerCopier:       a.copyRef(id),
-		}))
-		if err != nil {
-			return ref, fmt.Errorf("spawn replicator for %s: %w", id, err)
-		}
-		return ref, nil
-	})
+	err := a.tr.startReplicators(a.spawnReplicator(env))
 	if err != nil {
 		a.fail(env, err, closure.EINTERNAL)
 		return
@@ -74,6 +48,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 // to them are dropped from now on). Appended tasks stay pending: entries of
 // this term may still be committed by a later leader.
 func (a *Actor) stopLeading(env actors.Env, st closure.Status) {
+	a.abandonChange("this node stopped leading (" + st.Msg + ")")
 	a.tr.stopReplicators(env.Stop)
 	clear(a.snap.sending)
 	a.sh.peers.Store(nil)

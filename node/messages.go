@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/confchange"
 )
 
 // The node actor's messages. Besides these it accepts:
@@ -27,6 +28,17 @@ type (
 	// TakeSnapshot asks for a snapshot now (Node.Snapshot); Done learns
 	// its index or why none was taken, on the host's callback executor.
 	TakeSnapshot struct{ Done func(index uint64, err error) }
+	// ChangeConfig asks the leader to change the configuration
+	// (Node.ChangePeers and its helpers): Change computes the target from
+	// the configuration in force; if Expect is set, the change is made
+	// only if the configuration in force still has its members. Done
+	// learns, on the host's callback executor, the index of the entry
+	// that completed the change (C_new), or why there is none.
+	ChangeConfig struct {
+		Change func(cur confchange.Config) (confchange.Config, error)
+		Expect *confchange.Config
+		Done   func(index uint64, err error)
+	}
 )
 
 // GetPriority implements actors.Prioritized.

@@ -49,4 +49,14 @@ type Metrics struct {
 	InstallsDone    atomic.Uint64
 	InstallFailures atomic.Uint64
 	SnapshotsSent   atomic.Uint64
+	// ConfigChanges counts the configurations this node put in force:
+	// each configuration entry appended, and each roll-back (a truncated
+	// entry) or snapshot that changed it. MembershipChanges counts the
+	// changes this node, as leader, completed (C_new committed), and
+	// MembershipFailures those it accepted and could not see through
+	// (leadership lost or the node failed before; the change may still
+	// complete).
+	ConfigChanges      atomic.Uint64
+	MembershipChanges  atomic.Uint64
+	MembershipFailures atomic.Uint64
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/logmgr"
-	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/snapshot"
 )
 
@@ -82,16 +81,7 @@ func (a *Actor) snapshotTick(env actors.Env) {
 func (a *Actor) startSnapshot(env actors.Env) {
 	a.snap.running = true
 	a.snap.bytes, a.snap.ticks = 0, 0
-	env.Send(a.cfg.Snapshotter, snapshot.Save{Configuration: a.configuration()})
-}
-
-// configuration is the group's configuration, as a snapshot records it.
-func (a *Actor) configuration() *raftpb.Configuration {
-	c := &raftpb.Configuration{}
-	for _, id := range a.tr.voters() {
-		c.Voters = append(c.Voters, &raftpb.Peer{Id: id, Addr: a.tr.addr(id)})
-	}
-	return c
+	env.Send(a.cfg.Snapshotter, snapshot.Save{})
 }
 
 // onTakeSnapshot serves Node.Snapshot.
@@ -174,6 +164,7 @@ func (a *Actor) compact(env actors.Env) {
 	}
 	if first > s.compacted && first > 1 {
 		s.compacted = first
+		a.confs.Compact(first)
 		env.Send(a.cfg.LogManager, logmgr.TruncatePrefix{First: first})
 	}
 	a.persistHardState(env)

@@ -37,7 +37,6 @@ func (r Role) String() string {
 	return fmt.Sprintf("Role(%d)", int32(r))
 }
 
-// Status is a snapshot of a node's state, for monitoring and tests.
 // InstallProgress is a snapshot install under way on a follower.
 type InstallProgress struct {
 	Index, Term uint64
@@ -45,6 +44,7 @@ type InstallProgress struct {
 	Done, Total uint64
 }
 
+// Status is a snapshot of a node's state, for monitoring and tests.
 type Status struct {
 	Group string
 	ID    string
@@ -52,6 +52,13 @@ type Status struct {
 	Term  uint64
 	// Leader is the id of the leader this node knows of ("" if none).
 	Leader string
+	// Configuration is the configuration in force on this node: the
+	// newest in its log, committed or not (a leader that appended a
+	// change uses it at once). ConfigurationIndex is the index of its
+	// entry, or of the snapshot that carried it (0: the bootstrap
+	// configuration, NodeOptions.Peers).
+	Configuration      Configuration
+	ConfigurationIndex uint64
 	// Commit, Applied and LastIndex: the node's commit index, the last
 	// index applied to its state machine, and the last index in its log.
 	Commit    uint64

@@ -79,6 +79,7 @@ func (a *Actor) writeLog(env actors.Env, ents []*raftpb.Entry) {
 			a.snap.bytes += uint64(len(e.Data))
 		}
 	}
+	a.logConfigs(env, from, ents, truncate)
 }
 
 func (a *Actor) onStable(env actors.Env, m logmgr.Stable) {
@@ -126,6 +127,7 @@ func (a *Actor) advanceCommit(env actors.Env, c uint64) {
 	env.Send(a.cfg.FSMCaller, fsm.Committed{Index: c, Tasks: done})
 	if a.role == Leader {
 		a.toReplicators(env, replicator.Update{Commit: c})
+		a.advanceMembership(env)
 	}
 }
 

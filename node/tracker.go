@@ -1,9 +1,12 @@
 package node
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/internal/confchange"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/internal/quorum"
 	"github.com/asyncraft/asyncraft/replicator"
@@ -20,11 +23,19 @@ import (
 // (pre-)election.
 type tracker struct {
 	self string
-	// conf is the voters (joint-ready); addrs every member's host address;
-	// others the members other than self, sorted.
+	// cfg is the configuration in force (the newest in the log); conf its
+	// voters as the quorum package decides with them (both halves when
+	// joint); addrs every member's host address, and addresses learned
+	// of senders outside it (learn); others the members other than self
+	// (voters and learners), sorted.
+	cfg    confchange.Config
 	conf   quorum.Joint
 	addrs  map[string]string
 	others []string
+	// known holds addresses of nodes outside the configuration that this
+	// node heard from as leaders (learn): a node whose configuration is
+	// older than its leader's still answers it.
+	known map[string]string
 
 	// Leader, this term: one record per other member.
 	peers map[string]*progress
@@ -49,24 +60,57 @@ type progress struct {
 	view *replicator.View
 }
 
-func newTracker(self string, peers []Peer) *tracker {
-	t := &tracker{self: self, addrs: make(map[string]string, len(peers))}
-	ids := make([]string, 0, len(peers))
-	for _, p := range peers {
+func newTracker(self string, cfg confchange.Config) *tracker {
+	t := &tracker{self: self}
+	t.setConfig(cfg)
+	return t
+}
+
+// setConfig puts cfg in force. While leading, the records (and
+// replicators) of members that left must then be stopped and those of new
+// members started: syncReplicators.
+func (t *tracker) setConfig(cfg confchange.Config) {
+	for _, id := range slices.Sorted(maps.Keys(t.addrs)) {
+		if !cfg.Contains(id) && id != t.self {
+			t.learn(id, t.addrs[id]) // a former member may still lead for a while
+		}
+	}
+	t.cfg = cfg
+	t.conf = cfg.Quorum()
+	t.addrs = make(map[string]string, len(t.addrs))
+	t.others = t.others[:0]
+	for _, p := range cfg.Members() {
 		t.addrs[p.ID] = p.Addr
-		ids = append(ids, p.ID)
-		if p.ID != self {
+		if p.ID != t.self {
 			t.others = append(t.others, p.ID)
 		}
 	}
 	slices.Sort(t.others)
-	t.conf = quorum.Joint{quorum.NewMajority(ids...)}
-	return t
+}
+
+// learn records the host address of a node outside the configuration: a
+// former member, or a peer of the address book (bounded: when full, it
+// starts again from the newest).
+func (t *tracker) learn(id, addr string) {
+	if t.known == nil || len(t.known) >= 256 {
+		t.known = map[string]string{}
+	}
+	t.known[id] = addr
 }
 
 // isMember reports whether id is in the configuration.
 func (t *tracker) isMember(id string) bool {
 	_, ok := t.addrs[id]
+	return ok
+}
+
+// isKnown reports whether this node has an address for id: a member, or a
+// leader it learned of.
+func (t *tracker) isKnown(id string) bool {
+	if t.isMember(id) {
+		return true
+	}
+	_, ok := t.known[id]
 	return ok
 }
 
@@ -76,8 +120,13 @@ func (t *tracker) isVoter(id string) bool { return t.conf.Contains(id) }
 // voters returns the voters' ids, sorted.
 func (t *tracker) voters() []string { return t.conf.IDs() }
 
-// addr is the host address of member id.
-func (t *tracker) addr(id string) string { return t.addrs[id] }
+// addr is the host address of member id (or of a leader learned of).
+func (t *tracker) addr(id string) string {
+	if a, ok := t.addrs[id]; ok {
+		return a
+	}
+	return t.known[id]
+}
 
 // alone reports whether the group has no member but this node.
 func (t *tracker) alone() bool { return len(t.others) == 0 }
@@ -85,7 +134,11 @@ func (t *tracker) alone() bool { return len(t.others) == 0 }
 // committed is the largest index durable on a quorum of voters, this node
 // counting with its own durable index selfMatch (a leader only).
 func (t *tracker) committed(selfMatch uint64) uint64 {
-	return t.conf.Committed(func(id string) (uint64, bool) {
+	conf := t.conf
+	if faults.On(faults.JointNewMajorityOnly) {
+		conf = quorum.Joint{conf[0]}
+	}
+	return conf.Committed(func(id string) (uint64, bool) {
 		if id == t.self {
 			return selfMatch, true
 		}
@@ -221,15 +274,38 @@ func (t *tracker) tallyVotes() quorum.VoteResult {
 // already started stay recorded, for stopReplicators.
 func (t *tracker) startReplicators(spawn func(peer string, view *replicator.View) (actors.Ref, error)) error {
 	t.peers = make(map[string]*progress, len(t.others))
+	_, err := t.syncReplicators(spawn, nil)
+	return err
+}
+
+// syncReplicators makes the leader's records match the configuration
+// after setConfig: the records of members that left are dropped and their
+// replicators stopped, and new members get a record and a replicator. It
+// returns the ids that left. Not leading, it does nothing.
+func (t *tracker) syncReplicators(spawn func(peer string, view *replicator.View) (actors.Ref, error), stop func(actors.Ref)) (gone []string, err error) {
+	if t.peers == nil {
+		return nil, nil
+	}
+	for id, p := range t.peers {
+		if !t.isMember(id) {
+			stop(p.ref)
+			delete(t.peers, id)
+			gone = append(gone, id)
+		}
+	}
+	slices.Sort(gone)
 	for _, id := range t.others {
+		if t.peers[id] != nil {
+			continue
+		}
 		view := new(replicator.View)
 		ref, err := spawn(id, view)
 		if err != nil {
-			return err
+			return gone, err
 		}
 		t.peers[id] = &progress{ref: ref, view: view}
 	}
-	return nil
+	return gone, nil
 }
 
 // views returns the replicators' views, in peer order.
@@ -246,10 +322,13 @@ func (t *tracker) views() []*replicator.View {
 // stopReplicators ends a leadership: every replicator is stopped and the
 // records are dropped.
 func (t *tracker) stopReplicators(stop func(actors.Ref)) {
-	for _, id := range t.others {
-		if p := t.peers[id]; p != nil {
-			stop(p.ref)
-		}
+	ids := make([]string, 0, len(t.peers))
+	for id := range t.peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		stop(t.peers[id].ref)
 	}
 	t.peers = nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/internal/confchange"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/internal/invariants"
 	"github.com/asyncraft/asyncraft/internal/quorum"
 	"github.com/asyncraft/asyncraft/replicator"
@@ -16,12 +18,12 @@ import (
 // Unit tests of the tracker: no actor, no cluster; the replicators are
 // fake refs.
 
-func testPeers(ids ...string) []Peer {
+func testPeers(ids ...string) confchange.Config {
 	ps := make([]Peer, len(ids))
 	for i, id := range ids {
 		ps[i] = Peer{ID: id, Addr: "host-" + id}
 	}
-	return ps
+	return VotersConfig(ps)
 }
 
 // testRef is the fake replicator ref of peer id.
@@ -595,4 +597,84 @@ func TestTrackerLostEntries(t *testing.T) {
 	if tr.caughtUp("c", 100) {
 		t.Fatal("c caught up without having lost anything")
 	}
+}
+
+// joint is the joint configuration from voters old to voters new (each
+// "host-<id>").
+func joint(old, new []string) confchange.Config {
+	c := testPeers(new...)
+	c.OldVoters = testPeers(old...).Voters
+	return c
+}
+
+// In a joint configuration every decision needs a majority of each half:
+// commit, votes and check-quorum; the leader counts in the half it is in
+// only. Against a plain majority of the union, which is what removing
+// either half would give.
+func TestTrackerJoint(t *testing.T) {
+	// a leads; {a b c} -> {c d e}: a and b are in the old half only.
+	tr := leadingTracker(t, "a", "a", "b", "c")
+	tr.setConfig(joint([]string{"a", "b", "c"}, []string{"c", "d", "e"}))
+	started := map[string]bool{}
+	gone, err := tr.syncReplicators(func(id string, _ *replicator.View) (actors.Ref, error) {
+		started[id] = true
+		return testRef(id), nil
+	}, func(actors.Ref) { t.Fatal("no member left in the joint configuration") })
+	if err != nil || len(gone) != 0 || !started["d"] || !started["e"] || len(started) != 2 {
+		t.Fatalf("syncReplicators: started %v, gone %v, %v; want d and e started", started, gone, err)
+	}
+	// b holds 7, c 5, d and e 9: the new half (c d e) commits 9 through d
+	// and e; the old half (a b c), a at 9 and b at 7, commits 7.
+	for id, m := range map[string]uint64{"b": 7, "c": 5, "d": 9, "e": 9} {
+		tr.progressed(id, m)
+	}
+	if got := tr.committed(9); got != 7 {
+		t.Fatalf("joint commit %d, want 7 (the old half's majority a, b)", got)
+	}
+	restore := faults.Set(faults.JointNewMajorityOnly)
+	if got := tr.committed(9); got != 9 {
+		t.Errorf("with the planted bug the new half alone commits %d, want 9", got)
+	}
+	restore()
+	// Votes: the new half's majority alone does not win.
+	tr.startVote(true)
+	tr.recordVote("d", true)
+	tr.recordVote("e", true)
+	if got := tr.tallyVotes(); got != quorum.VotePending {
+		t.Fatalf("votes of a, d, e: %v, want pending (b or c needed for the old half)", got)
+	}
+	tr.recordVote("b", true)
+	if got := tr.tallyVotes(); got != quorum.VoteWon {
+		t.Fatalf("votes of a, b, d, e: %v, want won", got)
+	}
+	tr.endVote()
+	// Check-quorum: d and e active are not enough.
+	tr.resetActive()
+	tr.contact("d", 1)
+	tr.contact("e", 1)
+	if tr.quorumActive() {
+		t.Fatal("quorum active with only the new half answering")
+	}
+	tr.contact("b", 1)
+	if !tr.quorumActive() {
+		t.Fatal("quorum not active with a, b, d, e answering")
+	}
+	// Leaving: C_new stops a's and b's records; a (the leader) is no
+	// longer a voter, and its own match no longer counts.
+	tr.setConfig(testPeers("c", "d", "e"))
+	var stopped []actors.Ref
+	gone, err = tr.syncReplicators(func(id string, _ *replicator.View) (actors.Ref, error) {
+		t.Fatalf("nothing to start, asked for %s", id)
+		return actors.Ref{}, nil
+	}, func(r actors.Ref) { stopped = append(stopped, r) })
+	if err != nil || !slices.Equal(gone, []string{"b"}) || len(stopped) != 1 || stopped[0] != testRef("b") {
+		t.Fatalf("leaving: gone %v, stopped %v, %v; want b", gone, stopped, err)
+	}
+	if tr.isVoter("a") || tr.isMember("b") || !tr.isKnown("b") || tr.addr("b") != "host-b" {
+		t.Fatalf("after leaving: a voter %v, b member %v, b known %v at %q", tr.isVoter("a"), tr.isMember("b"), tr.isKnown("b"), tr.addr("b"))
+	}
+	if got := tr.committed(100); got != 9 {
+		t.Fatalf("C_new commit %d, want 9 (d and e; the leader's own 100 does not count)", got)
+	}
+	tr.checkInvariants(true, 100)
 }

@@ -361,6 +361,12 @@ type Bootstrap struct {
 	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
 	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
 	Configuration *Configuration         `protobuf:"bytes,4,opt,name=configuration,proto3" json:"configuration,omitempty"`
+	// Set on a node that joined an existing group (NodeOptions.JoinIdentity):
+	// the group's cluster identity, which the node could not derive (it was
+	// not among the voters the group was bootstrapped with); configuration
+	// is then empty. 0 on a founding member: the identity is derived from
+	// the other fields.
+	Identity      uint64 `protobuf:"fixed64,5,opt,name=identity,proto3" json:"identity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -421,6 +427,13 @@ func (x *Bootstrap) GetConfiguration() *Configuration {
 		return x.Configuration
 	}
 	return nil
+}
+
+func (x *Bootstrap) GetIdentity() uint64 {
+	if x != nil {
+		return x.Identity
+	}
+	return 0
 }
 
 // Envelope carries every message between nodes of a group. term is the
@@ -890,11 +903,16 @@ func (x *VoteResponse) GetGranted() bool {
 // AppendRequest replicates entries following (prev_log_index,
 // prev_log_term) and tells the follower the leader's commit index.
 type AppendRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PrevLogIndex  uint64                 `protobuf:"varint,1,opt,name=prev_log_index,json=prevLogIndex,proto3" json:"prev_log_index,omitempty"`
-	PrevLogTerm   uint64                 `protobuf:"varint,2,opt,name=prev_log_term,json=prevLogTerm,proto3" json:"prev_log_term,omitempty"`
-	Commit        uint64                 `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
-	Entries       []*Entry               `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	PrevLogIndex uint64                 `protobuf:"varint,1,opt,name=prev_log_index,json=prevLogIndex,proto3" json:"prev_log_index,omitempty"`
+	PrevLogTerm  uint64                 `protobuf:"varint,2,opt,name=prev_log_term,json=prevLogTerm,proto3" json:"prev_log_term,omitempty"`
+	Commit       uint64                 `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	Entries      []*Entry               `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The address of the leader's host, sent while the replicator probes
+	// (empty otherwise): a follower whose configuration does not list the
+	// leader yet (its log or snapshot is older than the leader's joining)
+	// learns from it where to answer.
+	LeaderAddr    string `protobuf:"bytes,5,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -955,6 +973,13 @@ func (x *AppendRequest) GetEntries() []*Entry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *AppendRequest) GetLeaderAddr() string {
+	if x != nil {
+		return x.LeaderAddr
+	}
+	return ""
 }
 
 // AppendResponse answers an AppendRequest with the same seq. On success,
@@ -1454,8 +1479,10 @@ func (x *SnapshotFile) GetCrc32C() uint32 {
 // the leader's snapshot executor, chunk by chunk (SnapshotFetch,
 // SnapshotChunk), loads it, and answers with an InstallSnapshotResponse.
 type InstallSnapshotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *SnapshotMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *SnapshotMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// The address of the leader's host, as in AppendRequest.
+	LeaderAddr    string `protobuf:"bytes,3,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1495,6 +1522,13 @@ func (x *InstallSnapshotRequest) GetMeta() *SnapshotMeta {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *InstallSnapshotRequest) GetLeaderAddr() string {
+	if x != nil {
+		return x.LeaderAddr
+	}
+	return ""
 }
 
 // InstallSnapshotResponse answers an InstallSnapshotRequest (to the
@@ -1807,13 +1841,14 @@ const file_raft_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04vote\x18\x02 \x01(\tR\x04vote\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\x04R\x06commit\x129\n" +
-	"\tbootstrap\x18\x04 \x01(\v2\x1b.asyncraft.raftpb.BootstrapR\tbootstrap\"\x97\x01\n" +
+	"\tbootstrap\x18\x04 \x01(\v2\x1b.asyncraft.raftpb.BootstrapR\tbootstrap\"\xb3\x01\n" +
 	"\tBootstrap\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12E\n" +
-	"\rconfiguration\x18\x04 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\"\xbf\n" +
+	"\rconfiguration\x18\x04 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\x12\x1a\n" +
+	"\bidentity\x18\x05 \x01(\x06R\bidentity\"\xbf\n" +
 	"\n" +
 	"\bEnvelope\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
@@ -1846,12 +1881,14 @@ const file_raft_proto_rawDesc = "" +
 	"\x13leadership_transfer\x18\x03 \x01(\bR\x12leadershipTransfer\x12%\n" +
 	"\x0ecandidate_addr\x18\x04 \x01(\tR\rcandidateAddr\"(\n" +
 	"\fVoteResponse\x12\x18\n" +
-	"\agranted\x18\x01 \x01(\bR\agranted\"\xa4\x01\n" +
+	"\agranted\x18\x01 \x01(\bR\agranted\"\xc5\x01\n" +
 	"\rAppendRequest\x12$\n" +
 	"\x0eprev_log_index\x18\x01 \x01(\x04R\fprevLogIndex\x12\"\n" +
 	"\rprev_log_term\x18\x02 \x01(\x04R\vprevLogTerm\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\x04R\x06commit\x121\n" +
-	"\aentries\x18\x04 \x03(\v2\x17.asyncraft.raftpb.EntryR\aentries\"\xc7\x01\n" +
+	"\aentries\x18\x04 \x03(\v2\x17.asyncraft.raftpb.EntryR\aentries\x12\x1f\n" +
+	"\vleader_addr\x18\x05 \x01(\tR\n" +
+	"leaderAddr\"\xc7\x01\n" +
 	"\x0eAppendResponse\x12\x18\n" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x1f\n" +
 	"\vmatch_index\x18\x02 \x01(\x04R\n" +
@@ -1886,9 +1923,11 @@ const file_raft_proto_rawDesc = "" +
 	"\fSnapshotFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
-	"\x06crc32c\x18\x03 \x01(\rR\x06crc32c\"R\n" +
+	"\x06crc32c\x18\x03 \x01(\rR\x06crc32c\"s\n" +
 	"\x16InstallSnapshotRequest\x122\n" +
-	"\x04meta\x18\x01 \x01(\v2\x1e.asyncraft.raftpb.SnapshotMetaR\x04metaJ\x04\b\x02\x10\x03\"j\n" +
+	"\x04meta\x18\x01 \x01(\v2\x1e.asyncraft.raftpb.SnapshotMetaR\x04meta\x12\x1f\n" +
+	"\vleader_addr\x18\x03 \x01(\tR\n" +
+	"leaderAddrJ\x04\b\x02\x10\x03\"j\n" +
 	"\x17InstallSnapshotResponse\x12\x18\n" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x1d\n" +
 	"\n" +

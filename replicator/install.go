@@ -95,7 +95,7 @@ func (r *Replicator) installFailed(env actors.Env, err error) {
 }
 
 func (r *Replicator) sendInstall(env actors.Env) {
-	env.Send(r.cfg.Peer, r.envelope(&raftpb.InstallSnapshotRequest{Meta: r.ins.meta}))
+	env.Send(r.cfg.Peer, r.envelope(&raftpb.InstallSnapshotRequest{Meta: r.ins.meta, LeaderAddr: r.cfg.LeaderAddr}))
 	if r.ins.firstSeq == 0 {
 		r.ins.firstSeq = r.seq
 	}

@@ -50,7 +50,10 @@ type LogReader interface {
 type Config struct {
 	Group    string
 	LeaderID string
-	PeerID   string
+	// LeaderAddr is the leader's host address, which probes carry
+	// (raftpb.AppendRequest.leader_addr).
+	LeaderAddr string
+	PeerID     string
 	// Term is the term the leader leads; the replicator lives only in it.
 	Term uint64
 	// Peer is the follower's node actor.
@@ -388,6 +391,9 @@ func (r *Replicator) send(env actors.Env) {
 			size += uint64(len(e.Data)) + 24
 		}
 		req := &raftpb.AppendRequest{PrevLogIndex: prev, PrevLogTerm: prevTerm, Commit: r.commit, Entries: ents}
+		if r.st == stateProbe {
+			req.LeaderAddr = r.cfg.LeaderAddr
+		}
 		env.Send(r.cfg.Peer, r.envelope(req))
 		r.sentHB = max(r.sentHB, min(r.commit, r.match))
 		r.idleTicks = 0

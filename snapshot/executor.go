@@ -70,7 +70,7 @@ func (x *Executor) Receive(env actors.Env, msg any) {
 			return
 		}
 		x.busy = true
-		env.Send(x.cfg.FSMCaller, fsm.Capture{Reply: env.Self(), Configuration: m.Configuration})
+		env.Send(x.cfg.FSMCaller, fsm.Capture{Reply: env.Self()})
 	case fsm.Captured:
 		x.busy = false
 		if m.Err != nil {

@@ -115,12 +115,9 @@ func meta(index, term uint64) fsm.SnapshotMeta {
 func TestExecutorSaves(t *testing.T) {
 	p := &persister{data: bytes.Repeat([]byte("state!"), 50), files: map[string][]byte{"sst-1": []byte("table")}}
 	w := newExecWorld(t, func(m fsm.Capture) fsm.Captured {
-		mt := meta(42, 3)
-		mt.Configuration = m.Configuration
-		return fsm.Captured{Meta: mt, Persister: p}
+		return fsm.Captured{Meta: meta(42, 3), Persister: p}
 	})
-	conf := &raftpb.Configuration{Voters: []*raftpb.Peer{{Id: "a", Addr: "h"}}}
-	w.h.Send(w.exec, Save{Configuration: conf})
+	w.h.Send(w.exec, Save{})
 	w.run(t)
 	if len(w.node.msgs) != 1 {
 		t.Fatalf("node got %v", w.node.msgs)

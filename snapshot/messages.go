@@ -29,8 +29,9 @@ import (
 //	leader's copy ──SnapshotChunk──▶ follower's copy (Offer.To)
 type (
 	// Save asks for a snapshot of the state as applied now (from the
-	// node). Configuration is the group's configuration at that state.
-	Save struct{ Configuration *raftpb.Configuration }
+	// node); it records the configuration at that state, which the FSM
+	// caller knows.
+	Save struct{}
 	// Saved reports a snapshot committed to the store (to the node).
 	Saved struct{ Meta *raftpb.SnapshotMeta }
 	// SaveFailed reports a snapshot not taken, and why (to the node);

@@ -69,6 +69,10 @@ type Cluster struct {
 	Panics []string
 	// Lives counts node starts per id.
 	Lives map[string]int
+	// joined holds the cluster identity each node added by Join was
+	// started with, and books its address book.
+	joined map[string]uint64
+	books  map[string][]asyncraft.Peer
 }
 
 // New creates the cluster and starts every node.
@@ -80,11 +84,13 @@ func New(opts Options) *Cluster {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{
-		opts:  opts,
-		hosts: map[string]*asyncraft.Host{},
-		nodes: map[string]*asyncraft.Node{},
-		sms:   map[string]fsm.StateMachine{},
-		Lives: map[string]int{},
+		opts:   opts,
+		hosts:  map[string]*asyncraft.Host{},
+		nodes:  map[string]*asyncraft.Node{},
+		sms:    map[string]fsm.StateMachine{},
+		Lives:  map[string]int{},
+		joined: map[string]uint64{},
+		books:  map[string][]asyncraft.Peer{},
 	}
 	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic, OnSend: opts.OnSend, Tamper: opts.Tamper})
 	for i := 0; i < opts.Nodes; i++ {
@@ -133,6 +139,9 @@ func (c *Cluster) Start(id string) error {
 		sm = &Recorder{ID: id}
 	}
 	no := asyncraft.NodeOptions{Group: "g", ID: id, Peers: c.peers, StateMachine: sm}
+	if ident, ok := c.joined[id]; ok {
+		no.JoinIdentity, no.Peers = ident, c.books[id]
+	}
 	if c.opts.Node != nil {
 		c.opts.Node(&no, sh)
 	}
@@ -143,6 +152,38 @@ func (c *Cluster) Start(id string) error {
 	c.hosts[id], c.nodes[id], c.sms[id] = h, n, sm
 	c.Lives[id]++
 	return nil
+}
+
+// Join adds a host named id and starts on it a node that joins the group
+// (NodeOptions.JoinIdentity, the group's identity), with the nodes book
+// (ids of other nodes, each at the host of its name) as its address book
+// (NodeOptions.Peers); with none, it learns its leader's address from the
+// leader's requests. It becomes a member once the leader adds it.
+func (c *Cluster) Join(id string, book ...string) error {
+	if _, dup := c.joined[id]; dup || slices.Contains(c.IDs, id) {
+		return fmt.Errorf("cluster: %s exists already", id)
+	}
+	var identity uint64
+	for _, n := range c.nodes {
+		identity = n.ClusterIdentity()
+		break
+	}
+	if identity == 0 {
+		return fmt.Errorf("cluster: no node runs to give the group's identity")
+	}
+	hc := sim.HostConfig{TornCrash: c.opts.TornCrash}
+	if c.opts.Host != nil {
+		c.opts.Host(id, &hc)
+	}
+	c.Sim.AddHost(id, hc)
+	c.IDs = append(c.IDs, id)
+	c.joined[id] = identity
+	for _, b := range book {
+		c.books[id] = append(c.books[id], asyncraft.Peer{ID: b, Addr: b})
+	}
+	// c.peers stays the founders' list: their bootstrap configuration,
+	// and the joiners' address book.
+	return c.Start(id)
 }
 
 // Crash kills host id: its actors vanish and its disk keeps what was

@@ -1,8 +1,8 @@
 // Package confchange is the pure arithmetic of membership changes: the
 // configuration a change leads to, the joint configuration that gets there
 // safely, and the history of configurations along a log. It knows nothing
-// of messages, time or storage. The node actor is meant to drive it;
-// nothing uses it yet (membership changes are being built).
+// of messages, time or storage. The node actor drives it
+// (node/membership.go).
 //
 // A configuration has voters and learners. A change of the voters goes
 // through a joint configuration (Raft thesis §4.3): the leader appends

@@ -55,6 +55,9 @@ const (
 	// checking it against the manifest's checksums, and load snapshots
 	// without checking them either.
 	InstallUnverified
+	// JointNewMajorityOnly makes a leader in a joint configuration commit
+	// with a majority of the new voters only, forgetting the old ones.
+	JointNewMajorityOnly
 )
 
 var names = map[Fault]string{
@@ -72,6 +75,7 @@ var names = map[Fault]string{
 	ReplicateAfterSync:         "replicate-after-sync",
 	CompactPastSnapshot:        "compact-past-snapshot",
 	InstallUnverified:          "install-unverified",
+	JointNewMajorityOnly:       "joint-new-majority-only",
 }
 
 func (f Fault) String() string {

@@ -1,0 +1,329 @@
+package asyncraft_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors/sim"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/internal/testseed"
+)
+
+type changeResult struct {
+	done  bool
+	index uint64
+	err   error
+}
+
+// changeNow starts m on node id; the result fills in as the simulation
+// runs.
+func changeNow(c *cluster.Cluster, id string, m asyncraft.MembershipChange) *changeResult {
+	r := &changeResult{}
+	c.Node(id).ChangeMembershipAsync(m, func(index uint64, err error) { r.done, r.index, r.err = true, index, err })
+	return r
+}
+
+func waitChange(t *testing.T, c *cluster.Cluster, r *changeResult) {
+	t.Helper()
+	if !c.Sim.RunUntil(func() bool { return r.done }, 20*time.Second) {
+		t.Fatalf("the membership change was not answered: %s", c.Describe())
+	}
+}
+
+// voters are the voter ids of a configuration.
+func voters(cfg asyncraft.Configuration) []string {
+	var ids []string
+	for _, p := range cfg.Voters {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// commitAll applies n commands on the leader and waits until every one
+// succeeded.
+func commitAll(t *testing.T, c *cluster.Cluster, leader, prefix string, n int) {
+	t.Helper()
+	o := cluster.NewOutcomes()
+	c.Load(leader, prefix, n, 4, o)
+	if !c.Sim.RunUntil(func() bool { return o.Completed() == n }, 20*time.Second) || o.ByCode[closure.OK] != n {
+		t.Fatalf("%d of %d commands completed, outcomes %v: %s", o.Completed(), n, o.ByCode, c.Describe())
+	}
+}
+
+// TestRemoveMembers shrinks a group of three to one: a follower is
+// removed, then the leader removes itself and steps down, and the last
+// member elects itself. After each change the group commits with the
+// members left only, every member's configuration agrees, and the
+// applied histories are prefixes of one another.
+func TestRemoveMembers(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 10)
+	var follower, other string
+	for _, id := range c.IDs {
+		if id != l {
+			if follower == "" {
+				follower = id
+			} else {
+				other = id
+			}
+		}
+	}
+
+	r := changeNow(c, l, asyncraft.RemoveMember(follower))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("remove %s: %v", follower, r.err)
+	}
+	st := c.Node(l).Status()
+	if want := []string{l, other}; !slices.Equal(voters(st.Configuration), sorted(want)) || st.Configuration.Joint() || st.ConfigurationIndex != r.index {
+		t.Fatalf("leader's configuration after removing %s: %v at %d (change completed at %d)", follower, st.Configuration, st.ConfigurationIndex, r.index)
+	}
+	// The removed member is cut off: the two left commit alone.
+	c.Sim.Partition([]string{follower}, []string{l, other})
+	commitAll(t, c, l, "b", 10)
+
+	r = changeNow(c, l, asyncraft.RemoveMember(l))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("leader %s removes itself: %v", l, r.err)
+	}
+	if !c.Sim.RunUntil(func() bool { return c.Node(other).Status().Role == asyncraft.Leader }, 20*time.Second) {
+		t.Fatalf("%s did not take over after the leader removed itself: %s", other, c.Describe())
+	}
+	if st := c.Node(l).Status(); st.Role == asyncraft.Leader {
+		t.Fatalf("the removed leader still leads: %v", st)
+	}
+	if got := voters(c.Node(other).Status().Configuration); !slices.Equal(got, []string{other}) {
+		t.Fatalf("%s's voters %v, want itself only", other, got)
+	}
+	commitAll(t, c, other, "c", 5)
+	if err := c.CheckApplied(); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Node(l).Metrics(); m.MembershipChanges.Load() != 2 {
+		t.Fatalf("the first leader counted %d completed changes, want 2", m.MembershipChanges.Load())
+	}
+}
+
+func sorted(ids []string) []string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	return ids
+}
+
+// A change is refused with a clear error on a follower, while another is
+// under way, when it changes nothing, when its guard is stale, and when
+// its target is invalid; none of them touches the configuration.
+func TestChangeRefusals(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 3)
+	var f string
+	for _, id := range c.IDs {
+		if id != l {
+			f = id
+			break
+		}
+	}
+	before := c.Node(l).Status().Configuration
+	cases := []struct {
+		name string
+		on   string
+		m    asyncraft.MembershipChange
+		want error
+	}{
+		{"on a follower", f, asyncraft.RemoveMember(l), closure.ErrNotLeader},
+		{"unchanged", l, asyncraft.SetConfiguration(before), asyncraft.ErrConfigurationUnchanged},
+		{"remove a stranger", l, asyncraft.RemoveMember("n9"), asyncraft.ErrConfigurationUnchanged},
+		{"no voters", l, asyncraft.SetConfiguration(asyncraft.Configuration{}), asyncraft.ErrInvalidConfiguration},
+		{"stale guard", l, asyncraft.SetConfigurationIf(asyncraft.Configuration{Voters: before.Voters[:1]}, asyncraft.Configuration{Voters: before.Voters[:2]}), asyncraft.ErrConfigurationStale},
+		{"remove a voter as a learner", l, asyncraft.RemoveLearner(f), asyncraft.ErrInvalidConfiguration},
+		{"empty change", l, asyncraft.MembershipChange{}, asyncraft.ErrInvalidConfiguration},
+	}
+	for _, tc := range cases {
+		r := changeNow(c, tc.on, tc.m)
+		waitChange(t, c, r)
+		if !errors.Is(r.err, tc.want) {
+			t.Errorf("%s: error %v, want %v", tc.name, r.err, tc.want)
+		}
+	}
+	// Two at once: the second is refused while the first is under way.
+	r1 := changeNow(c, l, asyncraft.RemoveMember(f))
+	r2 := changeNow(c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n9", Addr: "n9"}))
+	waitChange(t, c, r1)
+	waitChange(t, c, r2)
+	if r1.err != nil || !errors.Is(r2.err, asyncraft.ErrChangeInProgress) {
+		t.Fatalf("two changes at once: %v and %v, want success then ErrChangeInProgress", r1.err, r2.err)
+	}
+	if got := voters(c.Node(l).Status().Configuration); len(got) != 2 {
+		t.Fatalf("voters after the one change: %v", got)
+	}
+}
+
+// New members join by install: a node started with the group's identity
+// is added as a learner and catches up from a snapshot (the log was
+// compacted past everything it lacks), is promoted to voter, and then a
+// founding voter is replaced by another new node, which knows no member's
+// address, in one joint change. Every member ends with the leader's
+// configuration and state, and again after all of them restart.
+func TestJoinPromoteReplace(t *testing.T) {
+	sms := map[string]*summer{}
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			o.SnapshotEntries, o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 500, 10, 1<<10
+		},
+		// Small segments, so that compaction drops some of these few
+		// entries.
+		HostOptions: func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
+		NewStateMachine: func(id string, _ int) fsm.StateMachine {
+			sms[id] = &summer{sumAt: map[uint64]uint64{}}
+			return sms[id]
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 2000)
+	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > 1 }, 10*time.Second) {
+		t.Fatalf("the leader did not compact its log: %+v", c.Node(l).Status())
+	}
+	if err := c.Join("n4", c.IDs...); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Node("n4").Status(); len(st.Configuration.Voters) != 0 || st.Role != asyncraft.Follower {
+		t.Fatalf("a joining node before it is added: %v, configuration %v", st, st.Configuration)
+	}
+	r := changeNow(c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("add learner n4: %v", r.err)
+	}
+	cur := l // the leader
+	caughtUp := func(id string) bool {
+		return c.Node(id).Status().Applied >= c.Node(cur).Status().Commit
+	}
+	if !c.Sim.RunUntil(func() bool { return caughtUp("n4") }, 20*time.Second) {
+		t.Fatalf("n4 did not catch up: %s", c.Describe())
+	}
+	if n := c.Node("n4").Metrics().InstallsDone.Load(); n < 1 {
+		t.Fatalf("n4 caught up with %d installs; the log was compacted, so it needed one: leader first %d snap %d, n4 first %d snap %d started %d", n, c.Node(l).Status().FirstIndex, c.Node(l).Status().SnapshotIndex, c.Node("n4").Status().FirstIndex, c.Node("n4").Status().SnapshotIndex, c.Node("n4").Metrics().InstallsStarted.Load())
+	}
+	r = changeNow(c, l, asyncraft.PromoteLearner("n4"))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("promote n4: %v", r.err)
+	}
+	var old string
+	for _, id := range c.IDs[:3] {
+		if id != l {
+			old = id
+			break
+		}
+	}
+	// n5 knows no member: it answers its leader at the address the
+	// leader's requests give (and would drop them all otherwise).
+	if err := c.Join("n5"); err != nil {
+		t.Fatal(err)
+	}
+	r = changeNow(c, l, asyncraft.ReplaceVoter(old, asyncraft.Peer{ID: "n5", Addr: "n5"}))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("replace %s by n5: %v", old, r.err)
+	}
+	commitAll(t, c, l, "b", 10)
+	want := c.Node(l).Status()
+	wantVoters := []string{}
+	for _, id := range c.IDs {
+		if id != old {
+			wantVoters = append(wantVoters, id)
+		}
+	}
+	if got := voters(want.Configuration); !slices.Equal(got, sorted(wantVoters)) {
+		t.Fatalf("leader's voters %v, want %v", got, sorted(wantVoters))
+	}
+	for _, id := range wantVoters {
+		if !c.Sim.RunUntil(func() bool { return caughtUp(id) }, 20*time.Second) {
+			t.Fatalf("%s did not catch up: %s", id, c.Describe())
+		}
+		st := c.Node(id).Status()
+		if st.Configuration.String() != want.Configuration.String() || st.ConfigurationIndex != want.ConfigurationIndex {
+			t.Errorf("%s's configuration %v at %d, the leader's %v at %d", id, st.Configuration, st.ConfigurationIndex, want.Configuration, want.ConfigurationIndex)
+		}
+		if sms[id].sum != sms[l].sum {
+			t.Errorf("%s's state %d, the leader's %d", id, sms[id].sum, sms[l].sum)
+		}
+	}
+	// Restarted (each from the configuration in its snapshot and log,
+	// which may be older than the leader's: a crash loses what was not
+	// durable), the four elect a leader among themselves and all end with
+	// the configuration they had. The replaced member, still running, is
+	// not heard.
+	for _, id := range wantVoters {
+		c.Crash(id)
+	}
+	for _, id := range wantVoters {
+		if err := c.Restart(id); err != nil {
+			t.Fatalf("restart %s: %v", id, err)
+		}
+	}
+	nl := waitLeaderAmong(t, c, wantVoters)
+	cur = nl
+	commitAll(t, c, nl, "c", 10)
+	for _, id := range wantVoters {
+		if !c.Sim.RunUntil(func() bool { return caughtUp(id) }, 20*time.Second) {
+			t.Fatalf("%s did not catch up after the restart: %s", id, c.Describe())
+		}
+		st := c.Node(id).Status()
+		if st.Configuration.String() != want.Configuration.String() || st.ConfigurationIndex != want.ConfigurationIndex {
+			t.Errorf("%s after the restart: configuration %v at %d, want %v at %d", id, st.Configuration, st.ConfigurationIndex, want.Configuration, want.ConfigurationIndex)
+		}
+	}
+	if st := c.Node(old).Status(); st.Role == asyncraft.Leader || st.Term > c.Node(nl).Status().Term {
+		t.Fatalf("the replaced member %v disturbs the group (its leader %v)", st, c.Node(nl).Status())
+	}
+}
+
+// waitLeaderAmong waits until ids all follow one of them, in one term,
+// and returns it.
+func waitLeaderAmong(t *testing.T, c *cluster.Cluster, ids []string) string {
+	t.Helper()
+	var leader string
+	if !c.Sim.RunUntil(func() bool {
+		leader = ""
+		var term uint64
+		for _, id := range ids {
+			st := c.Node(id).Status()
+			if st.Role == asyncraft.Leader {
+				leader = id
+			}
+			if st.Leader == "" || (term != 0 && st.Term != term) {
+				return false
+			}
+			term = st.Term
+		}
+		if leader == "" {
+			return false
+		}
+		for _, id := range ids {
+			if c.Node(id).Status().Leader != leader {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second) {
+		t.Fatalf("no leader among %v: %s", ids, c.Describe())
+	}
+	return leader
+}

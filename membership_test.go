@@ -327,3 +327,110 @@ func waitLeaderAmong(t *testing.T, c *cluster.Cluster, ids []string) string {
 	}
 	return leader
 }
+
+// A node votes whatever its own configuration says of it: it may be a
+// voter of a candidate's newer configuration it has not received. Here a
+// removed member is added back by a joint change it never hears of (cut
+// off): no quorum of the joint configuration can form without it, the
+// leader steps down, and once the cut heals the others can only be
+// elected with its vote — which a node that voted only as a voter of its
+// own configuration would never give. (Found by the simulator's
+// membership nemesis, seed 157 of -nemesis partition,crash,restart,membership.)
+func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 5)
+	r := changeNow(c, l, asyncraft.RemoveMember(l))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("remove %s: %v", l, r.err)
+	}
+	var rest []string
+	for _, id := range c.IDs {
+		if id != l {
+			rest = append(rest, id)
+		}
+	}
+	l2 := waitLeaderAmong(t, c, rest)
+	other := rest[0]
+	if other == l2 {
+		other = rest[1]
+	}
+	commitAll(t, c, l2, "b", 5)
+	c.Sim.Isolate(l)
+	r = changeNow(c, l2, asyncraft.ReplaceVoter(l2, asyncraft.Peer{ID: l, Addr: l}))
+	waitChange(t, c, r)
+	if r.err == nil {
+		t.Fatalf("the joint change completed without %s, whose vote and acks its new half needs", l)
+	}
+	if st := c.Node(l).Status(); st.Configuration.Joint() || slices.Contains(voters(st.Configuration), l) {
+		t.Fatalf("%s heard of the change while cut off: %v", l, st.Configuration)
+	}
+	c.Sim.Heal()
+	nl := waitLeaderAmong(t, c, []string{l, other})
+	if !c.Sim.RunUntil(func() bool {
+		st := c.Node(nl).Status()
+		return !st.Configuration.Joint() && st.Commit >= st.ConfigurationIndex
+	}, 20*time.Second) {
+		t.Fatalf("the joint configuration was not left: %v", c.Node(nl).Status().Configuration)
+	}
+	if got := voters(c.Node(nl).Status().Configuration); !slices.Equal(got, sorted([]string{l, other})) {
+		t.Fatalf("voters %v, want %s and %s", got, l, other)
+	}
+	commitAll(t, c, nl, "c", 5)
+}
+
+// A node answers a candidate its configuration does not list when the
+// candidate's log is ahead of its own: the candidate may be a voter of a
+// configuration this node has not received. Here a founding member is
+// cut off while two new voters are added; then the two other founders
+// crash, and the three left (a quorum of the five) can only elect one of
+// the new voters — with the vote of the member that does not know them.
+func TestVoteForCandidateOutsideOwnConfiguration(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 5)
+	var f, other string
+	for _, id := range c.IDs {
+		switch {
+		case id == l:
+		case f == "":
+			f = id
+		default:
+			other = id
+		}
+	}
+	c.Sim.Isolate(f)
+	founders := slices.Clone(c.IDs)
+	for _, id := range []string{"n4", "n5"} {
+		if err := c.Join(id, founders...); err != nil {
+			t.Fatal(err)
+		}
+		r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: id, Addr: id}))
+		waitChange(t, c, r)
+		if r.err != nil {
+			t.Fatalf("add %s: %v", id, r.err)
+		}
+	}
+	commitAll(t, c, l, "b", 5)
+	if got := voters(c.Node(f).Status().Configuration); slices.Contains(got, "n4") {
+		t.Fatalf("%s heard of n4 while cut off: %v", f, got)
+	}
+	c.Crash(l)
+	c.Crash(other)
+	c.Sim.Heal()
+	nl := waitLeaderAmong(t, c, []string{f, "n4", "n5"})
+	if nl == f {
+		t.Fatalf("%s, whose log is behind, was elected", f)
+	}
+	commitAll(t, c, nl, "c", 5)
+	if got := voters(c.Node(f).Status().Configuration); len(got) != 5 {
+		t.Fatalf("%s's voters after the election: %v, want all five", f, got)
+	}
+}

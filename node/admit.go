@@ -96,7 +96,7 @@ func (a *Actor) admit(e *raftpb.Envelope) bool {
 		e.Group == a.cfg.Group && e.To == a.cfg.ID && e.From != a.cfg.ID {
 		a.tr.learn(e.From, addr)
 	}
-	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e))
+	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e)) || a.candidateAhead(e)
 	switch {
 	case e.Group != a.cfg.Group || e.To != a.cfg.ID || e.From == a.cfg.ID:
 		a.sh.Metrics.Dropped.Add(1)
@@ -133,6 +133,37 @@ func (a *Actor) admit(e *raftpb.Envelope) bool {
 	d.heard = true
 	if addr := candidateAddr(e); addr != "" && addr != a.tr.addr(e.From) {
 		a.claimedAddr(e.From, addr)
+	}
+	return true
+}
+
+// candidateAhead reports whether e is a (pre-)vote request, of this
+// node's cluster, from a candidate outside its configuration whose log is
+// ahead of this node's: the candidate may hold a configuration this node
+// has not received (one that added it), and need this node's vote (the
+// candidate counts only its own voters). Its address, which the request
+// gives, is learned for the answer. A former member, whose log stopped at
+// its removal, is not admitted this way; nor is one whose log equals this
+// node's, whose configuration then leaves it out as this node's does.
+func (a *Actor) candidateAhead(e *raftpb.Envelope) bool {
+	var req *raftpb.VoteRequest
+	switch b := e.Body.(type) {
+	case *raftpb.Envelope_PreVoteRequest:
+		req = b.PreVoteRequest
+	case *raftpb.Envelope_VoteRequest:
+		req = b.VoteRequest
+	default:
+		return false
+	}
+	if e.Cluster != a.cfg.Cluster || e.Group != a.cfg.Group || e.To != a.cfg.ID || e.From == a.cfg.ID || req.CandidateAddr == "" {
+		return false
+	}
+	last, lastTerm := a.log.Last()
+	if req.LastLogTerm < lastTerm || (req.LastLogTerm == lastTerm && req.LastLogIndex <= last) {
+		return false // not ahead: it has no configuration this node lacks
+	}
+	if !a.tr.isKnown(e.From) {
+		a.tr.learn(e.From, req.CandidateAddr)
 	}
 	return true
 }

@@ -159,7 +159,11 @@ func (a *Actor) onVoteRequest(env actors.Env, e *raftpb.Envelope, req *raftpb.Vo
 	upToDate := req.LastLogTerm > lastTerm || (req.LastLogTerm == lastTerm && req.LastLogIndex >= last)
 	canVote := a.vote == e.From || (a.vote == "" && a.leader == "") || (pre && e.Term > a.term) ||
 		(!pre && faults.On(faults.VoteTwice))
-	if !upToDate || !canVote || !a.tr.isVoter(a.cfg.ID) {
+	// Whether this node is a voter of its own configuration does not
+	// matter: it may be one in the candidate's newer configuration (a
+	// learner promoted, a member added) whose entry it has not received,
+	// and the candidate counts only the votes of its voters.
+	if !upToDate || !canVote {
 		a.replyVote(env, e, pre, false, a.term)
 		return
 	}

@@ -103,29 +103,46 @@ func BuildHistory(l *logmgr.Log, base confchange.Config, baseIndex uint64) (conf
 	return h, nil
 }
 
-// logConfigs records, after writeLog changed the log from index from on
-// (truncated if truncated), the configuration entries of ents, and puts
-// the newest configuration in force if it changed.
-func (a *Actor) logConfigs(env actors.Env, from uint64, ents []*raftpb.Entry, truncated bool) {
-	changed := false
-	if truncated {
-		before := a.confs.Len()
-		a.confs.Truncate(from)
-		changed = a.confs.Len() != before
-	}
+// configAt is a configuration entry of a write, decoded.
+type configAt struct {
+	index uint64
+	cfg   confchange.Config
+}
+
+// decodeConfigs decodes the configuration entries of ents, before
+// writeLog writes any of them: a damaged one fails the write (and the
+// node) before it reaches the storage, where it would stop every later
+// start of the node.
+func decodeConfigs(ents []*raftpb.Entry) ([]configAt, error) {
+	var out []configAt
 	for _, e := range ents {
 		if e.Type != raftpb.EntryType_ENTRY_TYPE_CONFIG {
 			continue
 		}
 		c, err := confchange.Decode(e.Data)
-		if err == nil {
-			err = a.confs.Append(e.Index, c)
-		}
 		if err != nil {
-			a.fail(env, fmt.Errorf("configuration entry %d of term %d: %w", e.Index, e.Term, err), closure.EINTERNAL)
+			return nil, fmt.Errorf("configuration entry %d of term %d: %w", e.Index, e.Term, err)
+		}
+		out = append(out, configAt{e.Index, c})
+	}
+	return out, nil
+}
+
+// logConfigs records, after writeLog changed the log from index from on
+// (truncated if truncated), the configuration entries it wrote, and puts
+// the newest configuration in force if that changed.
+func (a *Actor) logConfigs(env actors.Env, from uint64, confs []configAt, truncated bool) {
+	changed := len(confs) > 0
+	if truncated {
+		before := a.confs.Len()
+		a.confs.Truncate(from)
+		changed = changed || a.confs.Len() != before
+	}
+	for _, c := range confs {
+		if err := a.confs.Append(c.index, c.cfg); err != nil {
+			a.fail(env, err, closure.EINTERNAL)
 			return
 		}
-		changed = true
 	}
 	if changed {
 		a.configChanged(env)
@@ -137,6 +154,9 @@ func (a *Actor) logConfigs(env actors.Env, from uint64, ents []*raftpb.Entry, tr
 func (a *Actor) configChanged(env actors.Env) {
 	cfg, idx, _ := a.confs.Latest()
 	old := a.tr.cfg
+	if p := a.sh.conf.Load(); p != nil && p.index == idx && old.Equal(cfg) {
+		return // nothing changed (a snapshot carrying the same configuration)
+	}
 	a.tr.setConfig(cfg)
 	a.publishConfig()
 	a.sh.Metrics.ConfigChanges.Add(1)

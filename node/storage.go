@@ -55,6 +55,11 @@ func (a *Actor) writeLog(env actors.Env, ents []*raftpb.Entry) {
 		return
 	}
 	from := ents[0].Index
+	confs, err := decodeConfigs(ents)
+	if err != nil {
+		a.fail(env, err, closure.EINTERNAL)
+		return
+	}
 	truncate := from <= a.log.LastIndex()
 	if truncate {
 		a.debug("truncate conflicting entries", "from", from, "last", a.log.LastIndex())
@@ -79,7 +84,7 @@ func (a *Actor) writeLog(env actors.Env, ents []*raftpb.Entry) {
 			a.snap.bytes += uint64(len(e.Data))
 		}
 	}
-	a.logConfigs(env, from, ents, truncate)
+	a.logConfigs(env, from, confs, truncate)
 }
 
 func (a *Actor) onStable(env actors.Env, m logmgr.Stable) {

@@ -39,7 +39,7 @@ func main() {
 		seeds     = flag.Int("seeds", 0, "run this many seeds, starting at -from")
 		from      = flag.Uint64("from", 1, "first seed of -seeds")
 		nodes     = flag.Int("nodes", 3, "nodes in the group")
-		nemesis   = flag.String("nemesis", "all", "fault kinds: all, none, or a list of partition,asymmetric,faults,crash,torn,drift,pause,restart,install-crash,corrupt-chunk")
+		nemesis   = flag.String("nemesis", "all", "fault kinds: all, none, or a list of all,partition,asymmetric,faults,crash,torn,drift,pause,restart,install-crash,corrupt-chunk,membership (all is every kind but membership)")
 		duration  = flag.Duration("duration", 30*time.Second, "virtual time with faults (a liveness phase follows)")
 		clients   = flag.Int("clients", 5, "concurrent clients")
 		keys      = flag.Int("keys", 6, "keys the clients use")
@@ -56,7 +56,7 @@ func main() {
 		swarm     = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
 		phases    = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
 		soak      = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
-		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8")
+		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8, joint-loss (a change of voters while the old majority is cut off)")
 		cut       = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
 		snapEvery = flag.Uint64("snapshot-entries", 100, "each node takes a snapshot every this many applied entries and compacts its log (0: no snapshots)")
 		snapTrail = flag.Uint64("snapshot-trailing", 20, "entries a node keeps in its log behind its newest snapshot")
@@ -149,8 +149,10 @@ func main() {
 		runOne = func(c chaos.Config) chaos.Result { return chaos.RestartLease(c, *cut) }
 	case "figure8":
 		runOne = chaos.Figure8
+	case "joint-loss":
+		runOne = chaos.JointLoss
 	default:
-		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8)\n", *scenario)
+		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8, joint-loss)\n", *scenario)
 		os.Exit(2)
 	}
 
@@ -206,13 +208,14 @@ func main() {
 		close(results)
 	}()
 
-	var done, violations, snaps, loads, installs, chunks, corrupted int
+	var done, violations, snaps, loads, installs, chunks, corrupted, changes, changesDone int
 	var events uint64
 	var virtual time.Duration
 	lastProgress := start
 	for r := range results {
 		done++
 		snaps, loads, installs, chunks, corrupted = snaps+r.Snapshots, loads+r.Loads, installs+r.Installs, chunks+r.Chunks, corrupted+r.Corrupted
+		changes, changesDone = changes+r.Changes, changesDone+r.ChangesDone
 		events += r.Events
 		virtual += r.Virtual
 		if !r.Passed() {
@@ -230,7 +233,7 @@ func main() {
 		wall.Round(time.Millisecond), events, float64(events)/wall.Seconds(), virtual.Round(time.Second),
 		(time.Duration(float64(wall) / virtual.Minutes() * float64(workerN))).Round(time.Microsecond),
 		perCoreHour(done, wall, workerN))
-	fmt.Printf("snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d\n", snaps, loads, installs, chunks, corrupted)
+	fmt.Printf("snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d membership-changes=%d (completed %d)\n", snaps, loads, installs, chunks, corrupted, changes, changesDone)
 	fmt.Printf("seeds=%d violations=%d\n", done, violations)
 	if violations > 0 {
 		os.Exit(1)
@@ -251,8 +254,8 @@ func plantable() string {
 }
 
 func report(w io.Writer, r chaos.Result, wall time.Duration, replay, describe func(uint64) string) {
-	fmt.Fprintf(w, "seed=%d ops=%d (ok %d, failed %d, unknown %d) nemesis-actions=%d crashes=%d snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d virtual=%v",
-		r.Seed, r.Ops, r.OK, r.Failed, r.Unknown, r.Actions, r.Crashes, r.Snapshots, r.Loads, r.Installs, r.Chunks, r.Corrupted, r.Virtual.Round(time.Millisecond))
+	fmt.Fprintf(w, "seed=%d ops=%d (ok %d, failed %d, unknown %d) nemesis-actions=%d crashes=%d snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d membership-changes=%d (completed %d) virtual=%v",
+		r.Seed, r.Ops, r.OK, r.Failed, r.Unknown, r.Actions, r.Crashes, r.Snapshots, r.Loads, r.Installs, r.Chunks, r.Corrupted, r.Changes, r.ChangesDone, r.Virtual.Round(time.Millisecond))
 	if wall > 0 {
 		fmt.Fprintf(w, " wall=%v", wall.Round(time.Millisecond))
 	}

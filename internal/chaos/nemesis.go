@@ -38,7 +38,7 @@ type nemesis struct {
 
 func newNemesis(r *run) *nemesis {
 	n := &nemesis{r: r, rnd: rand.New(rand.NewPCG(r.cfg.Seed, 0x6e656d))}
-	for _, k := range []Nemesis{Partitions, Asymmetric, MessageFaults, Crashes, ClockDrift, Pauses, Restarts} {
+	for _, k := range []Nemesis{Partitions, Asymmetric, MessageFaults, Crashes, ClockDrift, Pauses, Restarts, Membership} {
 		if r.cfg.Nemeses&k != 0 {
 			n.kinds = append(n.kinds, k)
 		}
@@ -129,6 +129,8 @@ func (n *nemesis) act() {
 		n.pause()
 	case Restarts:
 		n.restarts()
+	case Membership:
+		n.membership()
 	}
 	n.at(n.between(500*time.Millisecond, 4*time.Second), n.act)
 }

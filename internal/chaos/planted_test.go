@@ -52,7 +52,9 @@ func restarts(endToEnd bool) func(uint64) Result {
 //
 // Granting a vote before it is durable breaks safety end to end only if a
 // crash lands in the sub-millisecond window before the sync completes; the
-// direct durability checks catch it on every seed. Acknowledging entries
+// direct durability checks catch it on every seed. A joint configuration
+// committed by the new voters alone is caught on every seed of the
+// scripted JointLoss scenario. Acknowledging entries
 // before they are durable is also caught end to end, with those checks off,
 // through a power loss. Committing an entry of an earlier term by counting
 // replicas is caught in the scripted Figure 8. Lease reads go stale when the
@@ -68,6 +70,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 	// Snapshots of several chunks (300 KiB of filler, which the test state
 	// machine checks as it loads), one chunk in six damaged on its way.
 	bigSnapshots := func(seed uint64) Result { return Run(Config{Seed: seed, SnapshotPadding: 300 << 10}) }
+	jointLoss := func(seed uint64) Result { return JointLoss(Config{Seed: seed}) }
 	cases := []plantedCase{
 		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
@@ -88,6 +91,9 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// A damaged install is loaded: the state machine finds its filler
 		// damaged, at the install (node error) or at the next restart.
 		{"install a snapshot without checking it", faults.InstallUnverified, 7, 100, "restart", bigSnapshots, nil},
+		// A joint configuration committed by the new voters alone: the
+		// old majority, cut off meanwhile, elects a leader of its own.
+		{"commit a joint configuration with the new majority only", faults.JointNewMajorityOnly, 1, 20, "state machine safety", jointLoss, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {
@@ -144,6 +150,28 @@ func TestFigure8(t *testing.T) {
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		if r := Figure8(Config{Seed: seed, Duration: 20 * time.Second}); !r.Passed() {
 			t.Errorf("seed %d: %v", seed, r.Violations[0])
+		}
+	}
+}
+
+// TestJointLoss runs the scripted joint-configuration scenario on several
+// seeds, and the membership nemesis under crashes, partitions and restarts
+// on a few: a correct implementation loses nothing across changes.
+func TestJointLoss(t *testing.T) {
+	n := 5
+	if raceEnabled {
+		n = 1
+	}
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		if r := JointLoss(Config{Seed: seed}); !r.Passed() {
+			t.Errorf("joint loss, seed %d: %v", seed, r.Violations[0])
+		}
+		r := Run(Config{Seed: seed, Nemeses: Membership | Crashes | Partitions | Restarts, Duration: 20 * time.Second})
+		if !r.Passed() {
+			t.Errorf("membership nemesis, seed %d: %v", seed, r.Violations[0])
+		}
+		if r.Changes == 0 {
+			t.Errorf("membership nemesis, seed %d: no change was made", seed)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -43,6 +44,9 @@ type Result struct {
 	// Snapshots taken (captures), loaded (at restart or install), and
 	// installs completed; Chunks is the snapshot chunks sent.
 	Snapshots, Loads, Installs, Chunks, Corrupted int
+	// Membership changes started by the nemesis, and those that
+	// completed.
+	Changes, ChangesDone int
 	// Visualization is the path of porcupine's HTML rendering of a
 	// history found not linearizable, if written.
 	Visualization string
@@ -75,6 +79,7 @@ type run struct {
 	machines                map[string]*kvMachine // each node's current life
 	logger                  *slog.Logger
 	watchers                []func(from, to actors.Ref, msg any)
+	members                 membershipStats
 }
 
 // watch calls fn for every message between hosts as it leaves, after the
@@ -147,6 +152,17 @@ func RunWith(cfg Config, script func(r *run)) Result {
 			h.SetClock(0, cfg.MaxDrift*(2*float64(i)/float64(max(1, cfg.Nodes-1))-1))
 		}
 	}
+	for i := 0; i < cfg.Spares; i++ {
+		// Spares join with the founders as their address book, but half
+		// of them know nobody: they learn their leader from its requests.
+		var book []string
+		if i%2 == 0 {
+			book = slices.Clone(r.c.IDs[:cfg.Nodes])
+		}
+		if err := r.c.Join(fmt.Sprintf("n%d", cfg.Nodes+i+1), book...); err != nil {
+			panic(err)
+		}
+	}
 	r.clientHost = r.c.Sim.AddHost("clients", sim.HostConfig{})
 	for i := 0; i < cfg.Clients; i++ {
 		if _, err := r.clientHost.Spawn(fmt.Sprintf("client%d", i), &client{r: r, id: i}); err != nil {
@@ -185,6 +201,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 		Virtual:   r.c.Sim.Now(),
 		Actions:   nem.actions,
 		Snapshots: r.snapshots, Loads: r.loads, Installs: r.installs, Chunks: r.chunks, Corrupted: r.corrupted,
+		Changes: r.members.started, ChangesDone: r.members.done,
 	}
 	for _, id := range r.c.IDs {
 		res.Crashes += r.c.Lives[id] - 1
@@ -294,9 +311,9 @@ func (r *run) checkLiveness() {
 func (r *run) checkConverged() {
 	var why string
 	converged := func() bool {
-		up := r.c.Up()
+		up := r.memberIDs(r.c.Up())
 		if len(up) == 0 {
-			why = "no node is up"
+			why = "no member is up"
 			return false
 		}
 		first := r.c.Node(up[0]).Status()
@@ -316,6 +333,28 @@ func (r *run) checkConverged() {
 	if !r.c.Sim.RunUntil(converged, r.cfg.LivenessBound) {
 		r.violate("liveness", "state machines did not converge within %v of the clients stopping: %s;%s", r.cfg.LivenessBound, why, r.c.Describe())
 	}
+}
+
+// memberIDs keeps, of ids, the members of the stable leader's
+// configuration: nodes removed from the group, and spares never added (or
+// added by an entry since truncated), follow nobody. Without a stable
+// leader it keeps them all.
+func (r *run) memberIDs(ids []string) []string {
+	l := r.c.StableLeader()
+	if l == "" {
+		return ids
+	}
+	cfg := r.c.Node(l).Status().Configuration
+	var out []string
+	for _, id := range ids {
+		for _, ps := range [][]asyncraft.Peer{cfg.Voters, cfg.Learners, cfg.OldVoters, cfg.OldLearners} {
+			if slices.ContainsFunc(ps, func(p asyncraft.Peer) bool { return p.ID == id }) {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // checkNodes: no node may be in the error state (nothing here injects

@@ -86,6 +86,11 @@ func Swarm(seed uint64) Config {
 			c.Nemeses |= CorruptChunks
 		}
 	}
+	// Membership changes in a third of the runs (drawn after everything
+	// else, for the same reason).
+	if pick(3) == 0 {
+		c.Nemeses |= Membership
+	}
 	return c
 }
 
@@ -97,6 +102,9 @@ func (c Config) Describe() string {
 		c.Nodes, c.Nemeses, c.Duration, c.Clients, c.Keys, c.Reads, c.Appends)
 	if c.ReadOnlyPhases {
 		b.WriteString(" read-only-phases")
+	}
+	if c.Spares > 0 {
+		fmt.Fprintf(&b, " spares=%d", c.Spares)
 	}
 	fmt.Fprintf(&b, " election=%v", c.ElectionTimeout)
 	if c.HeartbeatInterval != 0 {

@@ -246,14 +246,30 @@ func (c *Cluster) StableLeader() string {
 	if l == "" {
 		return ""
 	}
-	lt := c.nodes[l].Status().Term
+	ls := c.nodes[l].Status()
+	lt := ls.Term
 	for _, id := range c.Up() {
+		if !isMember(ls.Configuration, id) {
+			continue // removed, or joining and not added yet: follows nobody
+		}
 		s := c.nodes[id].Status()
 		if s.Term != lt || s.Leader != l {
 			return ""
 		}
 	}
 	return l
+}
+
+// isMember reports whether id is in cfg (either half, voter or learner).
+func isMember(cfg asyncraft.Configuration, id string) bool {
+	for _, ps := range [][]asyncraft.Peer{cfg.Voters, cfg.Learners, cfg.OldVoters, cfg.OldLearners} {
+		for _, p := range ps {
+			if p.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // WaitLeader runs the simulation until a leader is followed by every

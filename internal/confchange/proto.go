@@ -48,7 +48,7 @@ func (c Config) Proto() *raftpb.Configuration {
 func Decode(data []byte) (Config, error) {
 	var pc raftpb.Configuration
 	if err := proto.Unmarshal(data, &pc); err != nil {
-		return Config{}, fmt.Errorf("confchange: configuration entry: %w", err)
+		return Config{}, fmt.Errorf("%w: configuration entry: %w", ErrInvalid, err)
 	}
 	c := FromProto(&pc)
 	if err := Validate(Config{Voters: c.Voters, Learners: c.Learners}); err != nil {

@@ -1,0 +1,114 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/closure"
+)
+
+// The membership nemesis changes the configuration on the leader, one
+// change at a time, among the founding members and the spares (nodes that
+// started to join): the group grows and shrinks between two and five
+// voters, learners come and go or are promoted, voters are replaced one
+// or several at once, and the leader removes itself. A removed node keeps running with its data
+// and may be added again under its id. Each change runs on whatever the
+// other nemeses do meanwhile (crashes inside a joint configuration,
+// partitions, installs to a new member).
+
+// membershipStats counts the changes and their outcomes.
+type membershipStats struct {
+	started, done, failed, unknown int
+	// inFlight: a change was started and its callback has not run (the
+	// node may have crashed: then it never runs).
+	inFlight bool
+}
+
+func ids(ps []asyncraft.Peer) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
+	}
+	return out
+}
+
+func (n *nemesis) membership() {
+	r := n.r
+	l := r.c.Leader()
+	if l == "" || r.members.inFlight && n.rnd.IntN(4) != 0 {
+		return // a change is probably under way (its node may have crashed)
+	}
+	node := r.c.Node(l)
+	cfg := node.Status().Configuration
+	if cfg.Joint() {
+		return
+	}
+	voters, learners := ids(cfg.Voters), ids(cfg.Learners)
+	var outside []string
+	for _, id := range r.c.IDs {
+		if !slices.Contains(voters, id) && !slices.Contains(learners, id) {
+			outside = append(outside, id)
+		}
+	}
+	any := func(ids []string) string { return ids[n.rnd.IntN(len(ids))] }
+	peer := func(id string) asyncraft.Peer { return asyncraft.Peer{ID: id, Addr: id} }
+	var m asyncraft.MembershipChange
+	switch k := n.rnd.IntN(9); {
+	case k == 0 && len(outside) > 0 && len(voters) < 5:
+		m = asyncraft.AddVoter(peer(any(outside)))
+	case k == 1 && len(outside) > 0:
+		m = asyncraft.AddLearner(peer(any(outside)))
+	case k == 2 && len(learners) > 0 && len(voters) < 5:
+		m = asyncraft.PromoteLearner(any(learners))
+	case k == 3 && len(voters) > 2:
+		m = asyncraft.RemoveMember(any(voters))
+	case k == 4 && len(learners) > 0:
+		m = asyncraft.RemoveLearner(any(learners))
+	case k == 5 && len(outside) > 0:
+		m = asyncraft.ReplaceVoter(any(voters), peer(any(outside)))
+	case k == 6 && len(voters) > 2:
+		m = asyncraft.RemoveMember(l)
+	case k >= 7:
+		// Any three to five of all the nodes as voters, the learners
+		// kept where they are not made voters: several voters change at
+		// once, and both halves of the joint configuration matter.
+		all := slices.Clone(r.c.IDs)
+		n.rnd.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+		size := min(len(all), 3+n.rnd.IntN(3))
+		target := asyncraft.Configuration{}
+		for _, id := range all[:size] {
+			target.Voters = append(target.Voters, peer(id))
+		}
+		for _, id := range learners {
+			if !slices.Contains(all[:size], id) {
+				target.Learners = append(target.Learners, peer(id))
+			}
+		}
+		m = asyncraft.SetConfiguration(target)
+	default:
+		return
+	}
+	r.members.started++
+	r.members.inFlight = true
+	n.say("on %s: %v (configuration %v)", l, m, cfg)
+	node.ChangeMembershipAsync(m, func(index uint64, err error) {
+		r.members.inFlight = false
+		switch {
+		case err == nil:
+			r.members.done++
+		case closure.StatusOf(err).Indeterminate():
+			r.members.unknown++
+		default:
+			r.members.failed++
+		}
+		n.say("%v on %s: index %d, %v", m, l, index, errString(err))
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "done"
+	}
+	return fmt.Sprint(err)
+}

@@ -203,6 +203,44 @@ func (n *Node) PromoteLearner(ctx context.Context, id string) (uint64, error) {
 	return n.ChangeMembership(ctx, PromoteLearner(id))
 }
 
+func (n *Node) transferStopped() error {
+	return fmt.Errorf("asyncraft: no leadership transfer: node %s: %w", n.key(), closure.ErrShutdown)
+}
+
 func (n *Node) changeStopped() error {
 	return fmt.Errorf("asyncraft: no membership change: node %s: %w", n.key(), closure.ErrShutdown)
+}
+
+// TransferLeadership hands this leader's leadership to the voter to ("":
+// the most up-to-date one) and waits until to leads, or the transfer
+// fails, or ctx ends. Meanwhile the leader refuses proposals (EBUSY) and
+// holds no lease; it sends to what it lacks of the log, then TimeoutNow,
+// and to campaigns at once. A transfer that has not completed within an
+// election timeout ends with ETIMEDOUT, and the leader, if it still leads,
+// accepts proposals again (docs/membership.md, "Leadership transfer").
+func (n *Node) TransferLeadership(ctx context.Context, to string) error {
+	ch := make(chan error, 1)
+	n.TransferLeadershipAsync(to, func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("asyncraft: leadership transfer to %q: %w; it may still complete: check Status.Leader", to, ctx.Err())
+	}
+}
+
+// TransferLeadershipAsync is TransferLeadership with a callback: done runs
+// once, on the host's callback executor (on the caller's goroutine if the
+// node has shut down already).
+func (n *Node) TransferLeadershipAsync(to string, done func(err error)) {
+	id, ok := n.transferWaiters.add(func(_ uint64, err error) { done(err) })
+	if !ok {
+		done(n.transferStopped())
+		return
+	}
+	n.host.rt.Send(n.ref, node.TransferLeadership{To: to, Done: func(err error) {
+		if f := n.transferWaiters.take(id); f != nil {
+			f(0, err)
+		}
+	}})
 }

@@ -79,8 +79,10 @@ type Node struct {
 	// snapWaiters are the SnapshotAsync callbacks not answered yet: those
 	// the actor never saw when it stopped are answered then.
 	snapWaiters waiters
-	// changeWaiters are the same for membership changes.
-	changeWaiters waiters
+	// changeWaiters and transferWaiters are the same for membership
+	// changes and leadership transfers.
+	changeWaiters   waiters
+	transferWaiters waiters
 
 	shutdownOnce sync.Once
 	done         chan struct{}
@@ -237,6 +239,10 @@ func (n *Node) stopped() {
 	cerr := n.changeStopped()
 	for _, f := range n.changeWaiters.close() {
 		b = append(b, closure.Completion{Closure: closure.Func(func(closure.Status) { f(0, cerr) })})
+	}
+	terr := n.transferStopped()
+	for _, f := range n.transferWaiters.close() {
+		b = append(b, closure.Completion{Closure: closure.Func(func(closure.Status) { f(0, terr) })})
 	}
 	n.host.complete(b)
 }

@@ -226,26 +226,30 @@ func TestLateVoteAnswersDoNotEndStickiness(t *testing.T) {
 	}
 }
 
-// TestTransferFlagDoesNotBypassStickiness: a vote request flagged as part
-// of a leadership transfer, from a peer with an up-to-date log and a higher
-// term, reaches a follower that still hears its leader. Nothing sends the
-// flag yet, and no transfer revokes the leader's lease first, so the
-// follower must refuse it like any other request. With the planted fault
-// (the flag bypasses stickiness) it grants the vote.
-func TestTransferFlagDoesNotBypassStickiness(t *testing.T) {
+// TestTransferFlagBypassesStickinessOnlyForVotes: a vote request flagged
+// as part of a leadership transfer, from a peer with an up-to-date log and
+// a higher term, reaches a follower that still hears its leader. It is
+// granted (the leader that asked for the transfer ended its lease first:
+// docs/membership.md); the same flag on a pre-vote request, and a real
+// vote request without it, are refused like any other.
+func TestTransferFlagBypassesStickinessOnlyForVotes(t *testing.T) {
 	seed := testseed.For(t)
-	moved := func() bool {
+	moved := func(pre, flag bool) bool {
 		return followerMoves(t, seed, func(st asyncraft.Status) []*raftpb.Envelope {
-			req := &raftpb.VoteRequest{LastLogIndex: st.LastIndex + 10, LastLogTerm: st.Term + 1, LeadershipTransfer: true}
+			req := &raftpb.VoteRequest{LastLogIndex: st.LastIndex + 10, LastLogTerm: st.Term + 1, LeadershipTransfer: flag}
+			if pre {
+				return []*raftpb.Envelope{{Term: st.Term + 1, Body: &raftpb.Envelope_PreVoteRequest{PreVoteRequest: req}}}
+			}
 			return []*raftpb.Envelope{{Term: st.Term + 1, Body: &raftpb.Envelope_VoteRequest{VoteRequest: req}}}
 		})
 	}
-	if moved() {
-		t.Fatal("a follower that hears its leader granted a vote flagged as a transfer")
+	if !moved(false, true) {
+		t.Fatal("a follower that hears its leader refused a vote flagged as a transfer")
 	}
-	restore := faults.Set(faults.TransferBypassesStickiness)
-	defer restore()
-	if !moved() {
-		t.Fatal("with the planted fault the follower did not grant the flagged vote: the test cannot see the rule")
+	if moved(true, true) {
+		t.Fatal("a follower that hears its leader granted a pre-vote flagged as a transfer")
+	}
+	if moved(false, false) {
+		t.Fatal("a follower that hears its leader granted an unflagged vote")
 	}
 }

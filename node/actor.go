@@ -46,6 +46,11 @@ type Actor struct {
 	// change is the membership change this leader is seeing through
 	// (nil: none): membership.go.
 	change *changing
+	// transfer is the leadership transfer this node began (nil: none);
+	// transferCampaign marks the vote requests of a campaign that
+	// TimeoutNow started: transfer.go.
+	transfer         *transferring
+	transferCampaign bool
 
 	role   Role
 	term   uint64
@@ -204,6 +209,8 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 		a.onTakeSnapshot(env, m)
 	case ChangeConfig:
 		a.onChangeConfig(env, m)
+	case TransferLeadership:
+		a.onTransferLeadership(env, m)
 	case snapshot.Saved, snapshot.SaveFailed:
 		a.onSnapshotReport(env, m)
 	case ShutdownNode:
@@ -226,6 +233,7 @@ func (a *Actor) tick(env actors.Env) {
 	a.tickCount++
 	a.rd.expire(a.tickCount)
 	a.resumeHeld(env)
+	a.transferTick(env)
 	switch a.role {
 	case Leader:
 		a.toReplicators(env, replicator.Tick{})
@@ -348,6 +356,7 @@ func (a *Actor) leave(env actors.Env, role Role, led closure.Status, code closur
 	}
 	a.role = role
 	a.abandonChange(why)
+	a.abandonTransfer(why)
 	a.releaseAll(code, why)
 	if done := a.snap.waiter; done != nil {
 		a.snap.waiter = nil
@@ -427,6 +436,9 @@ func (a *Actor) receiveStopping(env actors.Env, msg any) {
 		a.flushCompletions(env)
 	case ChangeConfig:
 		a.changeDone(m.Done, 0, fmt.Errorf("asyncraft: no membership change: node %s/%s: %w", a.cfg.Group, a.cfg.ID, closure.ErrShutdown))
+		a.flushCompletions(env)
+	case TransferLeadership:
+		a.transferDone(m.Done, fmt.Errorf("asyncraft: no leadership transfer: node %s/%s: %w", a.cfg.Group, a.cfg.ID, closure.ErrShutdown))
 		a.flushCompletions(env)
 	case fsm.ShutdownDone:
 		if min(a.commit, a.stable) > a.savedCommit {

@@ -10,8 +10,9 @@
 //
 // It accepts (messages.go lists its own):
 //   - envelopes from peers (votes, appends, heartbeats, reads);
-//   - Tick from the host's ticker, Nudge, TakeSnapshot and ChangeConfig
-//     from its Node handle, ShutdownNode and ActorFailed from its host;
+//   - Tick from the host's ticker, Nudge, TakeSnapshot, ChangeConfig and
+//     TransferLeadership from its Node handle, ShutdownNode and
+//     ActorFailed from its host;
 //   - Progress, HigherTerm, ReadFailed, ReadResumed and LostEntries from
 //     its replicators (children, while it leads);
 //   - Stable, HardStateSaved, Failed and Closed from its log manager;
@@ -40,6 +41,7 @@
 //	lostlog.go      followers that lost entries they had acknowledged
 //	snapshots.go    taking snapshots and compacting the log (install.go: installs from the leader)
 //	membership.go   the configuration history and membership changes (joint, then C_new)
+//	transfer.go     leadership transfer (TimeoutNow)
 //
 // The actor's edges: config.go (Config, Shared), messages.go, queue.go (the
 // handle's queues), status.go and metrics.go (what it publishes), names.go

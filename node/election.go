@@ -132,7 +132,7 @@ func (a *Actor) campaign(env actors.Env) {
 		}
 		e := a.envelope(id, a.term, 0)
 		e.Body = &raftpb.Envelope_VoteRequest{VoteRequest: &raftpb.VoteRequest{LastLogIndex: last, LastLogTerm: lastTerm,
-			CandidateAddr: a.cfg.Addr}}
+			CandidateAddr: a.cfg.Addr, LeadershipTransfer: a.transferCampaign}}
 		a.send(env, a.peerRef(id), e)
 	}
 }
@@ -224,6 +224,7 @@ func (a *Actor) setLeader(env actors.Env, id string) {
 	}
 	old := a.leader
 	a.leader = id
+	a.transferLeaderKnown(id)
 	if old != "" && old != a.cfg.ID {
 		env.Send(a.cfg.FSMCaller, fsm.StopFollowing{Change: fsm.LeaderChange{Leader: old, Term: a.term,
 			Status: closure.Newf(closure.EPERM, "stopped following %s", old)}})

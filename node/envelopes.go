@@ -41,6 +41,8 @@ func (a *Actor) step(env actors.Env, e *raftpb.Envelope) {
 		a.rd.answered(b.ReadIndexResponse, a.applied, a.leader)
 	case *raftpb.Envelope_InstallSnapshotRequest:
 		a.onInstallRequest(env, e, b.InstallSnapshotRequest)
+	case *raftpb.Envelope_TimeoutNow:
+		a.onTimeoutNow(env, e)
 	}
 }
 
@@ -107,6 +109,8 @@ func (a *Actor) gateTerm(env actors.Env, e *raftpb.Envelope) bool {
 		return true
 	case *raftpb.Envelope_ReadIndexResponse:
 		return true
+	case *raftpb.Envelope_TimeoutNow:
+		return e.Term == a.term // from the leader of this term (transfer.go checks)
 	}
 	a.sh.Metrics.Dropped.Add(1)
 	return false
@@ -147,10 +151,9 @@ func (a *Actor) fromLeader(env actors.Env, e *raftpb.Envelope) bool {
 // earlier term; a vote request of a later term makes this node a follower
 // in that term.
 func (a *Actor) voteRequestTerm(env actors.Env, e *raftpb.Envelope, req *raftpb.VoteRequest, pre bool) bool {
-	// req.LeadershipTransfer is ignored: nothing sends it yet, and until a
-	// real transfer exists (one that revokes the leader's lease first) it
-	// must not bypass stickiness.
-	if (e.Term > a.term && a.inLease() && !(req.LeadershipTransfer && faults.On(faults.TransferBypassesStickiness))) ||
+	// A vote request of a leadership transfer (transfer.go) passes
+	// stickiness: the leader that asked for it ended its lease first.
+	if (e.Term > a.term && a.inLease() && !(req.LeadershipTransfer && !pre)) ||
 		e.Term < a.term {
 		a.replyVote(env, e, pre, false, a.term)
 		return false

@@ -49,6 +49,7 @@ func (a *Actor) becomeLeader(env actors.Env) {
 // this term may still be committed by a later leader.
 func (a *Actor) stopLeading(env actors.Env, st closure.Status) {
 	a.abandonChange("this node stopped leading (" + st.Msg + ")")
+	a.transferStepDown()
 	a.tr.stopReplicators(env.Stop)
 	clear(a.snap.sending)
 	a.sh.peers.Store(nil)
@@ -73,6 +74,11 @@ func (a *Actor) drain(env actors.Env) {
 		}
 		if a.role != Leader {
 			st := closure.NotLeader(a.leader)
+			for _, p := range batch {
+				a.complete(&p.Task.Guard, st)
+			}
+		} else if t := a.transfer; t != nil {
+			st := closure.Newf(closure.EBUSY, "the leader is transferring its leadership to %s; retry on the new leader", t.to)
 			for _, p := range batch {
 				a.complete(&p.Task.Guard, st)
 			}
@@ -153,6 +159,7 @@ func (a *Actor) onProgress(env actors.Env, m replicator.Progress) {
 	if a.tr.progressed(m.Peer, m.Match) {
 		a.peerCaughtUp(m.Peer, m.Match)
 		a.maybeCommit(env)
+		a.maybeTimeoutNow(env)
 	}
 }
 

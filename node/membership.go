@@ -283,6 +283,9 @@ func (a *Actor) onChangeConfig(env actors.Env, m ChangeConfig) {
 	case a.commit < a.termStart:
 		refuse(closure.Newf(closure.EAGAIN, "the leader has not committed an entry of its term %d yet; retry", a.term).Err())
 		return
+	case a.transfer != nil:
+		refuse(closure.Newf(closure.EBUSY, "a leadership transfer to %s is under way; retry once it ends", a.transfer.to).Err())
+		return
 	case a.change != nil || cur.Joint() || curIdx > a.commit:
 		refuse(fmt.Errorf("%w: the configuration in force (entry %d, commit index %d) is %v; retry once the change completes", ErrChangeInProgress, curIdx, a.commit, cur))
 		return

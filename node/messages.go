@@ -34,6 +34,13 @@ type (
 	// only if the configuration in force still has its members. Done
 	// learns, on the host's callback executor, the index of the entry
 	// that completed the change (C_new), or why there is none.
+	// TransferLeadership asks the leader to hand its leadership to To
+	// ("": the most up-to-date voter); Done learns, on the host's
+	// callback executor, nil once To leads, or why it does not.
+	TransferLeadership struct {
+		To   string
+		Done func(err error)
+	}
 	ChangeConfig struct {
 		Change func(cur confchange.Config) (confchange.Config, error)
 		Expect *confchange.Config

@@ -56,7 +56,14 @@ type Metrics struct {
 	// MembershipFailures those it accepted and could not see through
 	// (leadership lost or the node failed before; the change may still
 	// complete).
-	ConfigChanges      atomic.Uint64
+	ConfigChanges atomic.Uint64
+	// TransfersStarted counts the leadership transfers this node began as
+	// leader; TransfersDone those that ended with the target leading,
+	// TransfersFailed the others (timed out, another leader, the node
+	// failed or shut down).
+	TransfersStarted   atomic.Uint64
+	TransfersDone      atomic.Uint64
+	TransfersFailed    atomic.Uint64
 	MembershipChanges  atomic.Uint64
 	MembershipFailures atomic.Uint64
 }

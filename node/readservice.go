@@ -38,8 +38,11 @@ type readService struct {
 	forwarded []*forwarded
 	nextBatch uint64
 	// Leader, this term: when the last round started, and the lease.
+	// revoked: a leadership transfer is under way; no lease is held or
+	// extended until it ends (the voters may elect the target at once).
 	beatAt     uint64
 	leaseUntil uint64
+	revoked    bool
 	// answers are owed to followers' batches, for the actor to send.
 	answers []readAnswer
 }
@@ -161,7 +164,7 @@ func (s *readService) roundSent(now uint64) { s.beatAt = now }
 // answered (now is the current time), and extends the lease from q. It
 // reports whether the lease changed.
 func (s *readService) confirm(q, now, applied uint64) (leaseChanged bool) {
-	if s.lease > 0 && q+s.lease > s.leaseUntil && q < now {
+	if s.lease > 0 && !s.revoked && q+s.lease > s.leaseUntil && q < now {
 		s.leaseUntil = q + s.lease
 		leaseChanged = true
 	}
@@ -297,8 +300,14 @@ func (s *readService) stopLeading() {
 		s.refuse(r.from, r.batch, closure.EPERM)
 	}
 	s.remote = nil
-	s.leaseUntil, s.beatAt = 0, 0
+	s.leaseUntil, s.beatAt, s.revoked = 0, 0, false
 }
+
+// revokeLease ends the lease and stops it from being extended (a
+// leadership transfer begins); restoreLease lets it be extended again
+// (the transfer was aborted).
+func (s *readService) revokeLease()  { s.leaseUntil, s.revoked = 0, true }
+func (s *readService) restoreLease() { s.revoked = false }
 
 // failAll completes every read held with st (shutdown, node error).
 func (s *readService) failAll(st closure.Status) {

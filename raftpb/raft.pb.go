@@ -786,9 +786,9 @@ type VoteRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	LastLogIndex uint64                 `protobuf:"varint,1,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	LastLogTerm  uint64                 `protobuf:"varint,2,opt,name=last_log_term,json=lastLogTerm,proto3" json:"last_log_term,omitempty"`
-	// Reserved for leadership transfer (TimeoutNow), which does not exist
-	// yet: nothing sets it, and voters ignore it (it never bypasses leader
-	// stickiness).
+	// Set by a candidate that campaigns because its leader sent it
+	// TimeoutNow (a leadership transfer): voters grant such a vote request
+	// although they still hear a leader, which ended its lease first.
 	LeadershipTransfer bool `protobuf:"varint,3,opt,name=leadership_transfer,json=leadershipTransfer,proto3" json:"leadership_transfer,omitempty"`
 	// The address of the candidate's host, for diagnostics only (a voter
 	// that does not know the candidate, or lists it elsewhere, says so in its

@@ -56,7 +56,7 @@ func main() {
 		swarm     = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
 		phases    = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
 		soak      = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
-		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8, joint-loss (a change of voters while the old majority is cut off)")
+		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8, joint-loss (a change of voters while the old majority is cut off), transfer-lease (a leadership transfer whose old leader does not hear the new one)")
 		cut       = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
 		snapEvery = flag.Uint64("snapshot-entries", 100, "each node takes a snapshot every this many applied entries and compacts its log (0: no snapshots)")
 		snapTrail = flag.Uint64("snapshot-trailing", 20, "entries a node keeps in its log behind its newest snapshot")
@@ -151,8 +151,10 @@ func main() {
 		runOne = chaos.Figure8
 	case "joint-loss":
 		runOne = chaos.JointLoss
+	case "transfer-lease":
+		runOne = chaos.TransferLease
 	default:
-		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8, joint-loss)\n", *scenario)
+		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8, joint-loss, transfer-lease)\n", *scenario)
 		os.Exit(2)
 	}
 
@@ -208,7 +210,7 @@ func main() {
 		close(results)
 	}()
 
-	var done, violations, snaps, loads, installs, chunks, corrupted, changes, changesDone int
+	var done, violations, snaps, loads, installs, chunks, corrupted, changes, changesDone, transfers, transferred int
 	var events uint64
 	var virtual time.Duration
 	lastProgress := start
@@ -216,6 +218,7 @@ func main() {
 		done++
 		snaps, loads, installs, chunks, corrupted = snaps+r.Snapshots, loads+r.Loads, installs+r.Installs, chunks+r.Chunks, corrupted+r.Corrupted
 		changes, changesDone = changes+r.Changes, changesDone+r.ChangesDone
+		transfers, transferred = transfers+r.Transfers, transferred+r.Transferred
 		events += r.Events
 		virtual += r.Virtual
 		if !r.Passed() {
@@ -233,7 +236,7 @@ func main() {
 		wall.Round(time.Millisecond), events, float64(events)/wall.Seconds(), virtual.Round(time.Second),
 		(time.Duration(float64(wall) / virtual.Minutes() * float64(workerN))).Round(time.Microsecond),
 		perCoreHour(done, wall, workerN))
-	fmt.Printf("snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d membership-changes=%d (completed %d)\n", snaps, loads, installs, chunks, corrupted, changes, changesDone)
+	fmt.Printf("snapshots=%d loads=%d installs=%d chunks=%d corrupted=%d membership-changes=%d (completed %d) transfers=%d (completed %d)\n", snaps, loads, installs, chunks, corrupted, changes, changesDone, transfers, transferred)
 	fmt.Printf("seeds=%d violations=%d\n", done, violations)
 	if violations > 0 {
 		os.Exit(1)

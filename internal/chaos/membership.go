@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
@@ -23,6 +24,10 @@ type membershipStats struct {
 	// inFlight: a change was started and its callback has not run (the
 	// node may have crashed: then it never runs).
 	inFlight bool
+	// Leadership transfers: started, ended with the target leading, and
+	// those not answered yet by node life.
+	transfers, transferred int
+	pending                map[string]time.Duration // life key -> start
 }
 
 func ids(ps []asyncraft.Peer) []string {
@@ -38,6 +43,10 @@ func (n *nemesis) membership() {
 	l := r.c.Leader()
 	if l == "" || r.members.inFlight && n.rnd.IntN(4) != 0 {
 		return // a change is probably under way (its node may have crashed)
+	}
+	if n.rnd.IntN(4) == 0 {
+		n.transfer(l)
+		return
 	}
 	node := r.c.Node(l)
 	cfg := node.Status().Configuration
@@ -104,6 +113,56 @@ func (n *nemesis) membership() {
 		}
 		n.say("%v on %s: index %d, %v", m, l, index, errString(err))
 	})
+}
+
+// transfer asks leader l to hand its leadership to a voter (named, or
+// the most up-to-date one). Every transfer must end within an election
+// timeout and a margin for ticks, unless its node crashes first.
+func (n *nemesis) transfer(l string) {
+	r := n.r
+	cfg := r.c.Node(l).Status().Configuration
+	to := ""
+	if vs := ids(cfg.Voters); n.rnd.IntN(3) != 0 && len(vs) > 0 {
+		to = vs[n.rnd.IntN(len(vs))]
+	}
+	if r.members.pending == nil {
+		r.members.pending = map[string]time.Duration{}
+	}
+	key := lifeKey(l, r.c.Life(l))
+	if _, busy := r.members.pending[key]; busy {
+		return
+	}
+	start := r.c.Sim.Now()
+	r.members.pending[key] = start
+	r.members.transfers++
+	n.say("on %s: transfer leadership to %q", l, to)
+	// The node counts an election timeout in its own ticks: allow for its
+	// clock's drift, a tick, and the pauses it is given meanwhile.
+	bound := time.Duration(float64(r.cfg.ElectionTimeout)*(1+r.cfg.MaxDrift)) + 100*time.Millisecond
+	paused := r.paused[l]
+	if until := r.pausedUntil[l]; until > start {
+		bound += until - start // paused now: the request waits
+	}
+	r.c.Node(l).TransferLeadershipAsync(to, func(err error) {
+		delete(r.members.pending, key)
+		took := r.c.Sim.Now() - start - (r.paused[l] - paused)
+		if err == nil {
+			r.members.transferred++
+		}
+		if took > bound {
+			r.violate("transfer bound", "the transfer from %s to %q ended after %v (bound %v): %v", l, to, took, bound, err)
+		}
+		n.say("transfer from %s to %q after %v: %v", l, to, took, errString(err))
+	})
+}
+
+// checkTransfers: every transfer whose node did not crash was answered.
+func (r *run) checkTransfers() {
+	for key, start := range r.members.pending {
+		if !r.crashed[key] {
+			r.violate("transfer bound", "the transfer started at %v by %s was never answered", start, key)
+		}
+	}
 }
 
 func errString(err error) string {

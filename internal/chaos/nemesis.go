@@ -405,6 +405,8 @@ func (n *nemesis) pause() {
 	id := n.pick()
 	d := n.between(200*time.Millisecond, 5*time.Second)
 	n.r.c.Sim.Host(id).Pause(d)
+	n.r.paused[id] += d // a transfer on it may take that much longer
+	n.r.pausedUntil[id] = max(n.r.pausedUntil[id], n.r.c.Sim.Now()+d)
 	n.say("pause %s for %v", id, d)
 }
 

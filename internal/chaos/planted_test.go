@@ -71,6 +71,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 	// machine checks as it loads), one chunk in six damaged on its way.
 	bigSnapshots := func(seed uint64) Result { return Run(Config{Seed: seed, SnapshotPadding: 300 << 10}) }
 	jointLoss := func(seed uint64) Result { return JointLoss(Config{Seed: seed}) }
+	transferLease := func(seed uint64) Result { return TransferLease(Config{Seed: seed}) }
 	cases := []plantedCase{
 		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
@@ -94,6 +95,9 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// A joint configuration committed by the new voters alone: the
 		// old majority, cut off meanwhile, elects a leader of its own.
 		{"commit a joint configuration with the new majority only", faults.JointNewMajorityOnly, 1, 20, "state machine safety", jointLoss, nil},
+		// A leader that keeps its lease through a transfer whose target
+		// it does not hear (three seeds in four).
+		{"keep the lease through a leadership transfer", faults.TransferKeepsLease, 1, 20, "lease safety", transferLease, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {
@@ -162,17 +166,22 @@ func TestJointLoss(t *testing.T) {
 	if raceEnabled {
 		n = 1
 	}
+	var changes, transfers int
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		if r := JointLoss(Config{Seed: seed}); !r.Passed() {
 			t.Errorf("joint loss, seed %d: %v", seed, r.Violations[0])
+		}
+		if r := TransferLease(Config{Seed: seed}); !r.Passed() {
+			t.Errorf("transfer lease, seed %d: %v", seed, r.Violations[0])
 		}
 		r := Run(Config{Seed: seed, Nemeses: Membership | Crashes | Partitions | Restarts, Duration: 20 * time.Second})
 		if !r.Passed() {
 			t.Errorf("membership nemesis, seed %d: %v", seed, r.Violations[0])
 		}
-		if r.Changes == 0 {
-			t.Errorf("membership nemesis, seed %d: no change was made", seed)
-		}
+		changes, transfers = changes+r.ChangesDone, transfers+r.Transferred
+	}
+	if changes == 0 || transfers == 0 {
+		t.Errorf("the membership nemesis completed %d changes and %d transfers in %d seeds: it tests nothing", changes, transfers, n)
 	}
 }
 

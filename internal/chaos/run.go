@@ -45,8 +45,9 @@ type Result struct {
 	// installs completed; Chunks is the snapshot chunks sent.
 	Snapshots, Loads, Installs, Chunks, Corrupted int
 	// Membership changes started by the nemesis, and those that
-	// completed.
-	Changes, ChangesDone int
+	// completed; leadership transfers started, and those that completed.
+	Changes, ChangesDone   int
+	Transfers, Transferred int
 	// Visualization is the path of porcupine's HTML rendering of a
 	// history found not linearizable, if written.
 	Visualization string
@@ -80,6 +81,8 @@ type run struct {
 	logger                  *slog.Logger
 	watchers                []func(from, to actors.Ref, msg any)
 	members                 membershipStats
+	paused                  map[string]time.Duration // pause time given to each node so far
+	pausedUntil             map[string]time.Duration // when each node's latest pause ends
 }
 
 // watch calls fn for every message between hosts as it leaves, after the
@@ -117,7 +120,7 @@ func Run(cfg Config) Result { return RunWith(cfg, nil) }
 func RunWith(cfg Config, script func(r *run)) Result {
 	cfg = cfg.withDefaults()
 	r := &run{cfg: cfg, crashed: map[string]bool{}, seen: map[string]bool{}, lastOK: make([]time.Duration, cfg.Clients),
-		doubleRuns: closure.DoubleRuns(), machines: map[string]*kvMachine{}}
+		doubleRuns: closure.DoubleRuns(), machines: map[string]*kvMachine{}, paused: map[string]time.Duration{}, pausedUntil: map[string]time.Duration{}}
 	r.oracle = newOracle(r)
 	logger := slog.New(slog.DiscardHandler)
 	if cfg.Trace != nil {
@@ -192,6 +195,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 	r.checkNodes()
 	r.shutdownAll()
 	r.checkClosures()
+	r.checkTransfers()
 	r.checkAcknowledged()
 	r.checkDefinite()
 	res := Result{
@@ -202,6 +206,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 		Actions:   nem.actions,
 		Snapshots: r.snapshots, Loads: r.loads, Installs: r.installs, Chunks: r.chunks, Corrupted: r.corrupted,
 		Changes: r.members.started, ChangesDone: r.members.done,
+		Transfers: r.members.transfers, Transferred: r.members.transferred,
 	}
 	for _, id := range r.c.IDs {
 		res.Crashes += r.c.Lives[id] - 1

@@ -40,10 +40,10 @@ const (
 	// answer to its (pre-)vote request: one with a higher term makes it
 	// drop the leader it follows.
 	StaleVoteAnswers
-	// TransferBypassesStickiness lets a vote request flagged as part of a
-	// leadership transfer be granted by a voter that still hears a leader,
-	// as the flag's original meaning had it (nothing sends the flag yet).
-	TransferBypassesStickiness
+	// TransferKeepsLease lets a leader transferring its leadership keep
+	// its lease (and extend it) while the target, whose vote requests
+	// bypass stickiness, gets elected.
+	TransferKeepsLease
 	// ReplicateAfterSync makes a leader send new entries to its followers
 	// only once its own write of them is durable, not in parallel with it
 	// (a loss of speed, not of safety).
@@ -61,21 +61,21 @@ const (
 )
 
 var names = map[Fault]string{
-	VoteWithoutPersist:         "vote-without-persist",
-	VoteTwice:                  "vote-twice",
-	CommitPriorTerm:            "commit-prior-term",
-	AckBeforeSync:              "ack-before-sync",
-	SkipPrevCheck:              "skip-prev-check",
-	ApplyTwice:                 "apply-twice",
-	ReadWithoutQuorum:          "read-without-quorum",
-	VoteAfterRestart:           "vote-after-restart",
-	NoStickiness:               "no-stickiness",
-	StaleVoteAnswers:           "stale-vote-answers",
-	TransferBypassesStickiness: "transfer-bypasses-stickiness",
-	ReplicateAfterSync:         "replicate-after-sync",
-	CompactPastSnapshot:        "compact-past-snapshot",
-	InstallUnverified:          "install-unverified",
-	JointNewMajorityOnly:       "joint-new-majority-only",
+	VoteWithoutPersist:   "vote-without-persist",
+	VoteTwice:            "vote-twice",
+	CommitPriorTerm:      "commit-prior-term",
+	AckBeforeSync:        "ack-before-sync",
+	SkipPrevCheck:        "skip-prev-check",
+	ApplyTwice:           "apply-twice",
+	ReadWithoutQuorum:    "read-without-quorum",
+	VoteAfterRestart:     "vote-after-restart",
+	NoStickiness:         "no-stickiness",
+	StaleVoteAnswers:     "stale-vote-answers",
+	TransferKeepsLease:   "transfer-keeps-lease",
+	ReplicateAfterSync:   "replicate-after-sync",
+	CompactPastSnapshot:  "compact-past-snapshot",
+	InstallUnverified:    "install-unverified",
+	JointNewMajorityOnly: "joint-new-majority-only",
 }
 
 func (f Fault) String() string {
@@ -86,7 +86,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferBypassesStickiness, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly}
 
 var active atomic.Uint32
 

@@ -388,6 +388,7 @@ func (h *Host) spawnNode(opts NodeOptions, t node.Ticks, hs *raftpb.HardState, l
 		DisableCheckQuorum:      opts.DisableCheckQuorum,
 		ReadMode:                opts.ReadMode,
 		MaxReadIndexLag:         opts.MaxReadIndexLag,
+		CatchUpLag:              opts.CatchUpLag,
 		Shared:                  n.sh,
 		Outside:                 outside{h},
 		Stopped:                 latch.done,

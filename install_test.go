@@ -92,21 +92,10 @@ func TestInstallSnapshotToALaggingFollower(t *testing.T) {
 // has data, StartNode refuses.
 func TestRejoinAfterWipe(t *testing.T) {
 	var rejoin uint64
-	sms := map[string]*summer{}
-	c := cluster.New(cluster.Options{Seed: testseed.For(t),
-		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
-			o.SnapshotTrailingEntries = 50
-			o.RejoinTerm = rejoin
-		},
-		HostOptions: func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
-		NewStateMachine: func(id string, _ int) fsm.StateMachine {
-			sms[id] = &summer{sumAt: map[uint64]uint64{}}
-			return sms[id]
-		}})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, sms := compactingGroupWith(t, func(o *asyncraft.NodeOptions) {
+		o.SnapshotTrailingEntries = 50
+		o.RejoinTerm = rejoin
+	})
 	runLoad(t, c, l, "a", 1000)
 	waitSnapshot(t, c, snapshotNow(t, c, l))
 	runLoad(t, c, l, "b", 1000)

@@ -105,6 +105,16 @@ func AddLearner(p Peer) MembershipChange {
 	}}
 }
 
+// AddLearnerToPromote adds p as a learner that the leader makes a voter
+// once it has caught up (within NodeOptions.CatchUpLag entries of the
+// leader's log). The mark is part of the configuration: a later leader
+// promotes it too. Status.Configuration.Promoting lists such learners.
+func AddLearnerToPromote(p Peer) MembershipChange {
+	return MembershipChange{what: "add learner to promote " + p.String(), f: func(c confchange.Config) (confchange.Config, error) {
+		return confchange.AddLearner(c, confchange.Peer{ID: p.ID, Addr: p.Addr, Promote: true})
+	}}
+}
+
 // RemoveLearner removes the learner id (and refuses to remove a voter).
 func RemoveLearner(id string) MembershipChange {
 	return MembershipChange{what: "remove learner " + id, f: func(c confchange.Config) (confchange.Config, error) {

@@ -9,7 +9,6 @@ import (
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
-	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
 )
@@ -61,22 +60,7 @@ func commitAll(t *testing.T, c *cluster.Cluster, leader, prefix string, n int) {
 // members left only, every member's configuration agrees, and the
 // applied histories are prefixes of one another.
 func TestRemoveMembers(t *testing.T) {
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitAll(t, c, l, "a", 10)
-	var follower, other string
-	for _, id := range c.IDs {
-		if id != l {
-			if follower == "" {
-				follower = id
-			} else {
-				other = id
-			}
-		}
-	}
+	c, l, follower, other := threeNodes(t, 10)
 
 	r := changeNow(c, l, asyncraft.RemoveMember(follower))
 	waitChange(t, c, r)
@@ -114,6 +98,28 @@ func TestRemoveMembers(t *testing.T) {
 	}
 }
 
+// threeNodes starts a group of three, waits for its leader and commits
+// writes commands; it returns the leader and the two followers.
+func threeNodes(t *testing.T, writes int) (c *cluster.Cluster, leader, f1, f2 string) {
+	t.Helper()
+	c = cluster.New(cluster.Options{Seed: testseed.For(t)})
+	leader, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, leader, "a", writes)
+	for _, id := range c.IDs {
+		switch {
+		case id == leader:
+		case f1 == "":
+			f1 = id
+		default:
+			f2 = id
+		}
+	}
+	return c, leader, f1, f2
+}
+
 func sorted(ids []string) []string {
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
@@ -124,19 +130,7 @@ func sorted(ids []string) []string {
 // under way, when it changes nothing, when its guard is stale, and when
 // its target is invalid; none of them touches the configuration.
 func TestChangeRefusals(t *testing.T) {
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitAll(t, c, l, "a", 3)
-	var f string
-	for _, id := range c.IDs {
-		if id != l {
-			f = id
-			break
-		}
-	}
+	c, l, f, _ := threeNodes(t, 3)
 	before := c.Node(l).Status().Configuration
 	cases := []struct {
 		name string
@@ -179,22 +173,9 @@ func TestChangeRefusals(t *testing.T) {
 // address, in one joint change. Every member ends with the leader's
 // configuration and state, and again after all of them restart.
 func TestJoinPromoteReplace(t *testing.T) {
-	sms := map[string]*summer{}
-	c := cluster.New(cluster.Options{Seed: testseed.For(t),
-		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
-			o.SnapshotEntries, o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 500, 10, 1<<10
-		},
-		// Small segments, so that compaction drops some of these few
-		// entries.
-		HostOptions: func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
-		NewStateMachine: func(id string, _ int) fsm.StateMachine {
-			sms[id] = &summer{sumAt: map[uint64]uint64{}}
-			return sms[id]
-		}})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, sms := compactingGroupWith(t, func(o *asyncraft.NodeOptions) {
+		o.SnapshotEntries, o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 500, 10, 1<<10
+	})
 	commitAll(t, c, l, "a", 2000)
 	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > 1 }, 10*time.Second) {
 		t.Fatalf("the leader did not compact its log: %+v", c.Node(l).Status())
@@ -337,23 +318,13 @@ func waitLeaderAmong(t *testing.T, c *cluster.Cluster, ids []string) string {
 // own configuration would never give. (Found by the simulator's
 // membership nemesis, seed 157 of -nemesis partition,crash,restart,membership.)
 func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitAll(t, c, l, "a", 5)
+	c, l, f1, f2 := threeNodes(t, 5)
 	r := changeNow(c, l, asyncraft.RemoveMember(l))
 	waitChange(t, c, r)
 	if r.err != nil {
 		t.Fatalf("remove %s: %v", l, r.err)
 	}
-	var rest []string
-	for _, id := range c.IDs {
-		if id != l {
-			rest = append(rest, id)
-		}
-	}
+	rest := []string{f1, f2}
 	l2 := waitLeaderAmong(t, c, rest)
 	other := rest[0]
 	if other == l2 {
@@ -390,22 +361,7 @@ func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
 // crash, and the three left (a quorum of the five) can only elect one of
 // the new voters — with the vote of the member that does not know them.
 func TestVoteForCandidateOutsideOwnConfiguration(t *testing.T) {
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitAll(t, c, l, "a", 5)
-	var f, other string
-	for _, id := range c.IDs {
-		switch {
-		case id == l:
-		case f == "":
-			f = id
-		default:
-			other = id
-		}
-	}
+	c, l, f, other := threeNodes(t, 5)
 	c.Sim.Isolate(f)
 	founders := slices.Clone(c.IDs)
 	for _, id := range []string{"n4", "n5"} {
@@ -432,5 +388,147 @@ func TestVoteForCandidateOutsideOwnConfiguration(t *testing.T) {
 	commitAll(t, c, nl, "c", 5)
 	if got := voters(c.Node(f).Status().Configuration); len(got) != 5 {
 		t.Fatalf("%s's voters after the election: %v, want all five", f, got)
+	}
+}
+
+// configTrail runs the simulation until r is answered, recording every
+// distinct configuration node id shows meanwhile (polled each
+// millisecond of virtual time).
+func configTrail(t *testing.T, c *cluster.Cluster, id string, r *changeResult) []asyncraft.Configuration {
+	t.Helper()
+	var trail []asyncraft.Configuration
+	deadline := c.Sim.Now() + 60*time.Second
+	for !r.done {
+		if c.Sim.Now() > deadline {
+			t.Fatalf("the change was not answered: %s", c.Describe())
+		}
+		cfg := c.Node(id).Status().Configuration
+		if len(trail) == 0 || trail[len(trail)-1].String() != cfg.String() {
+			trail = append(trail, cfg)
+		}
+		c.Sim.RunFor(time.Millisecond)
+	}
+	return trail
+}
+
+// A new voter catches up as a learner first: AddVoter on a node that joined
+// shows it as a learner (while it is installed the compacted log) before
+// the joint change makes it a voter; writes commit meanwhile without it.
+// Without the stage the first configuration would name it a voter at once.
+func TestNewVoterCatchesUpFirst(t *testing.T) {
+	c, l, _ := compactingGroupWith(t, func(o *asyncraft.NodeOptions) {
+		o.SnapshotEntries, o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 500, 10, 1<<10
+	})
+	commitAll(t, c, l, "a", 2000)
+	if err := c.Join("n4", c.IDs...); err != nil {
+		t.Fatal(err)
+	}
+	o := cluster.NewOutcomes()
+	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	c.Load(l, "b", 50, 2, o) // writes while it catches up
+	trail := configTrail(t, c, l, r)
+	if r.err != nil {
+		t.Fatalf("add voter n4: %v", r.err)
+	}
+	isLearner := func(cfg asyncraft.Configuration) bool {
+		return slices.ContainsFunc(cfg.Learners, func(p asyncraft.Peer) bool { return p.ID == "n4" }) &&
+			!slices.Contains(voters(cfg), "n4") && !cfg.Joint()
+	}
+	if len(trail) < 3 || !isLearner(trail[1]) || !trail[2].Joint() || !slices.Contains(voters(trail[len(trail)-1]), "n4") {
+		t.Fatalf("configurations on the leader: %v; want n4 a learner, then joint, then a voter", trail)
+	}
+	if n := c.Node("n4").Metrics().InstallsDone.Load(); n < 1 {
+		t.Fatalf("n4 caught up with %d installs", n)
+	}
+	if !c.Sim.RunUntil(func() bool { return o.Completed() == 50 }, 20*time.Second) || o.ByCode[closure.OK] != 50 {
+		t.Fatalf("writes during the catch-up: %v", o.ByCode)
+	}
+}
+
+// A new voter that cannot catch up (cut off) fails the change with
+// ETIMEDOUT after CatchUpTimeout; it stays a learner, the voters are
+// unchanged and the group writes on. Then a learner marked for promotion
+// (AddLearnerToPromote) becomes a voter by itself once it has caught up.
+func TestCatchUpTimeoutAndAutoPromotion(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+		o.CatchUpTimeout = 3 * time.Second
+	}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 20)
+	founders := slices.Clone(c.IDs)
+	if err := c.Join("n4", founders...); err != nil {
+		t.Fatal(err)
+	}
+	c.Sim.Isolate("n4")
+	start := c.Sim.Now()
+	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	waitChange(t, c, r)
+	if closure.StatusOf(r.err).Code != closure.ETIMEDOUT {
+		t.Fatalf("add a cut-off voter: %v, want ETIMEDOUT", r.err)
+	}
+	if d := c.Sim.Now() - start; d < 3*time.Second-10*time.Millisecond || d > 4*time.Second { // counted in 10 ms ticks
+		t.Errorf("the change failed after %v; CatchUpTimeout is 3s", d)
+	}
+	cfg := c.Node(l).Status().Configuration
+	if slices.Contains(voters(cfg), "n4") || !slices.ContainsFunc(cfg.Learners, func(p asyncraft.Peer) bool { return p.ID == "n4" }) {
+		t.Fatalf("after the failed change: %v, want n4 a learner and not a voter", cfg)
+	}
+	commitAll(t, c, l, "b", 10)
+
+	// Auto-promotion: mark it (remove, then add it back marked) and heal.
+	r = changeNow(c, l, asyncraft.RemoveLearner("n4"))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("remove learner n4: %v", r.err)
+	}
+	r = changeNow(c, l, asyncraft.AddLearnerToPromote(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("add n4 to promote: %v", r.err)
+	}
+	if got := c.Node(l).Status().Configuration.Promoting; !slices.Equal(got, []string{"n4"}) {
+		t.Fatalf("Promoting %v, want [n4]", got)
+	}
+	c.Sim.Heal()
+	if !c.Sim.RunUntil(func() bool {
+		cfg := c.Node(l).Status().Configuration
+		return slices.Contains(voters(cfg), "n4") && !cfg.Joint() && len(cfg.Promoting) == 0
+	}, 20*time.Second) {
+		t.Fatalf("n4 was not promoted: %v", c.Node(l).Status().Configuration)
+	}
+	commitAll(t, c, l, "c", 10)
+}
+
+// A learner serves linearizable reads through the follower path: its
+// ReadIndex batch goes to the leader, which confirms its leadership with
+// the voters, and the learner answers once it has applied the index —
+// which covers every write acknowledged before the read began.
+func TestLearnerReads(t *testing.T) {
+	c, l, _, _ := threeNodes(t, 5)
+	founders := slices.Clone(c.IDs)
+	if err := c.Join("n4", founders...); err != nil {
+		t.Fatal(err)
+	}
+	r := changeNow(c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("add learner n4: %v", r.err)
+	}
+	for _, mode := range []asyncraft.ReadMode{asyncraft.ReadSafe, asyncraft.ReadLease} {
+		commitAll(t, c, l, "w", 10)
+		acked := c.Node(l).Status().Commit
+		var st closure.Status
+		var index uint64
+		done := false
+		c.Node("n4").Read(asyncraft.ReadRequest{Mode: mode, Done: func(s closure.Status, i uint64, _ []byte) { st, index, done = s, i, true }})
+		if !c.Sim.RunUntil(func() bool { return done }, 10*time.Second) {
+			t.Fatalf("mode %v: the learner's read was not answered", mode)
+		}
+		if !st.OK() || index < acked || c.Node("n4").Status().Applied < index {
+			t.Fatalf("mode %v: the learner's read: %v at %d, applied %d; want OK at %d or later, applied", mode, st, index, c.Node("n4").Status().Applied, acked)
+		}
 	}
 }

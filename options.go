@@ -324,6 +324,17 @@ type NodeOptions struct {
 	// promise a lease rests on (docs/reads.md).
 	LeaseRatio    float64
 	MaxClockDrift time.Duration
+	// CatchUpLag and CatchUpTimeout govern new voters. A change that
+	// makes a node a voter which is not one yet adds it as a learner
+	// first, and makes it a voter only once its log is within CatchUpLag
+	// entries of the leader's (so that adding a member does not leave the
+	// group waiting on a node that cannot help commit yet); if it is not
+	// within CatchUpTimeout, the change fails with ETIMEDOUT and the node
+	// stays a learner. Learners added with auto-promotion
+	// (asyncraft.AddLearnerToPromote) are promoted on the same lag.
+	// Defaults: 1,000 entries, 20 election timeouts (rounded to ticks).
+	CatchUpLag     uint64
+	CatchUpTimeout time.Duration
 	// MaxReadIndexLag makes a follower's read fail at once with EAGAIN
 	// when the follower has applied more than this many entries fewer
 	// than the read index it got from the leader (0: wait however far
@@ -392,6 +403,8 @@ const (
 	// DefaultSnapshotTrailingEntries is the default
 	// NodeOptions.SnapshotTrailingEntries.
 	DefaultSnapshotTrailingEntries = 10000
+	// DefaultCatchUpLag is the default NodeOptions.CatchUpLag.
+	DefaultCatchUpLag = 1000
 )
 
 // sticky reports whether voters refuse to replace a leader they still hear
@@ -500,6 +513,13 @@ func (o NodeOptions) withDefaults(tick time.Duration, maxMessage int) (NodeOptio
 		o.ReadTimeout = 2 * o.ElectionTimeout
 	}
 	t.ReadTimeout = max(1, int(o.ReadTimeout/tick))
+	if o.CatchUpLag == 0 {
+		o.CatchUpLag = DefaultCatchUpLag
+	}
+	if o.CatchUpTimeout == 0 {
+		o.CatchUpTimeout = 20 * o.ElectionTimeout
+	}
+	t.CatchUp = max(1, int(o.CatchUpTimeout/tick))
 	if o.SnapshotInterval > 0 {
 		t.Snapshot = max(1, int(o.SnapshotInterval/tick))
 	}
@@ -551,6 +571,7 @@ func (o NodeOptions) checkDurations() error {
 	}{
 		{"ElectionTimeout", o.ElectionTimeout}, {"HeartbeatInterval", o.HeartbeatInterval},
 		{"MaxClockDrift", o.MaxClockDrift}, {"ReadTimeout", o.ReadTimeout}, {"SnapshotInterval", o.SnapshotInterval},
+		{"CatchUpTimeout", o.CatchUpTimeout},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s %v is negative", d.name, d.v)

@@ -16,9 +16,17 @@ import (
 // WAL segments, few trailing entries).
 func compactingGroup(t *testing.T, trailing uint64) (*cluster.Cluster, string, map[string]*summer) {
 	t.Helper()
+	return compactingGroupWith(t, func(o *asyncraft.NodeOptions) { o.SnapshotTrailingEntries = trailing })
+}
+
+// compactingGroupWith is a summer group on 4 KiB WAL segments (so that
+// compaction drops some of a few thousand entries), node adjusting each
+// node's options before each start.
+func compactingGroupWith(t *testing.T, node func(*asyncraft.NodeOptions)) (*cluster.Cluster, string, map[string]*summer) {
+	t.Helper()
 	sms := map[string]*summer{}
 	c := cluster.New(cluster.Options{Seed: testseed.For(t),
-		Node:        func(o *asyncraft.NodeOptions, _ *sim.Host) { o.SnapshotTrailingEntries = trailing },
+		Node:        func(o *asyncraft.NodeOptions, _ *sim.Host) { node(o) },
 		HostOptions: func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
 		NewStateMachine: func(id string, _ int) fsm.StateMachine {
 			sms[id] = &summer{sumAt: map[uint64]uint64{}}

@@ -8,7 +8,6 @@ import (
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
-	"github.com/asyncraft/asyncraft/internal/testseed"
 )
 
 type transferResult struct {
@@ -43,19 +42,7 @@ func applyNow(c *cluster.Cluster, id, cmd string) *closure.Status {
 // writes go on through the new leader. The group refuses writes for less
 // than an election timeout (1 s here).
 func TestTransferLeadership(t *testing.T) {
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitAll(t, c, l, "a", 20)
-	var to string
-	for _, id := range c.IDs {
-		if id != l {
-			to = id
-			break
-		}
-	}
+	c, l, to, _ := threeNodes(t, 20)
 	term := c.Node(l).Status().Term
 	start := c.Sim.Now()
 	r := transferNow(c, l, to)
@@ -101,22 +88,7 @@ func TestTransferLeadership(t *testing.T) {
 // leases and accepts proposals again. Transfers to a non-member, to a
 // learner, from a follower and a second one at once are refused.
 func TestTransferAborts(t *testing.T) {
-	c := cluster.New(cluster.Options{Seed: testseed.For(t)})
-	l, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitAll(t, c, l, "a", 5)
-	var to, other string
-	for _, id := range c.IDs {
-		switch {
-		case id == l:
-		case to == "":
-			to = id
-		default:
-			other = id
-		}
-	}
+	c, l, to, other := threeNodes(t, 5)
 	for _, tc := range []struct {
 		name     string
 		on, to   string

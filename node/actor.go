@@ -238,6 +238,9 @@ func (a *Actor) tick(env actors.Env) {
 	case Leader:
 		a.toReplicators(env, replicator.Tick{})
 		a.checkQuorum(env)
+		if a.role == Leader {
+			a.membershipTick(env)
+		}
 	case Follower, PreCandidate, Candidate:
 		a.electionTick(env)
 	}

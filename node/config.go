@@ -27,6 +27,8 @@ type Ticks struct {
 	Election    int
 	Heartbeat   int
 	ReadTimeout int
+	// CatchUp is how long a new voter may take to catch up (membership.go).
+	CatchUp int
 	// Snapshot is the interval of automatic snapshots (0: none by time).
 	Snapshot int
 	// RestartQuiet is how many ticks a node that just started refuses
@@ -110,6 +112,9 @@ type Config struct {
 	DisableCheckQuorum bool
 	ReadMode           ReadMode
 	MaxReadIndexLag    uint64
+	// CatchUpLag: a learner is caught up once its log is within this
+	// many entries of the leader's (membership.go).
+	CatchUpLag uint64
 
 	// Shared is the handle's side of the node: queues and published state.
 	Shared *Shared

@@ -160,6 +160,7 @@ func (a *Actor) onProgress(env actors.Env, m replicator.Progress) {
 		a.peerCaughtUp(m.Peer, m.Match)
 		a.maybeCommit(env)
 		a.maybeTimeoutNow(env)
+		a.advanceCatchUp(env)
 	}
 }
 

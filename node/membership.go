@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
@@ -25,6 +26,9 @@ import (
 type Configuration struct {
 	Voters, Learners       []Peer
 	OldVoters, OldLearners []Peer
+	// Promoting lists the learners (of Learners) that the leader makes
+	// voters once they have caught up (asyncraft.AddLearnerToPromote).
+	Promoting []string
 }
 
 // Joint reports whether c is a joint configuration.
@@ -44,7 +48,13 @@ func ConfigurationOf(c confchange.Config) Configuration {
 		}
 		return out
 	}
-	return Configuration{Voters: conv(c.Voters), Learners: conv(c.Learners), OldVoters: conv(c.OldVoters), OldLearners: conv(c.OldLearners)}
+	out := Configuration{Voters: conv(c.Voters), Learners: conv(c.Learners), OldVoters: conv(c.OldVoters), OldLearners: conv(c.OldLearners)}
+	for _, p := range c.Learners {
+		if p.Promote {
+			out.Promoting = append(out.Promoting, p.ID)
+		}
+	}
+	return out
 }
 
 // Internal converts to the internal form (sorted).
@@ -59,7 +69,11 @@ func (c Configuration) Internal() confchange.Config {
 		}
 		return out
 	}
-	return confchange.Normalize(confchange.Config{Voters: conv(c.Voters), Learners: conv(c.Learners), OldVoters: conv(c.OldVoters), OldLearners: conv(c.OldLearners)})
+	out := confchange.Config{Voters: conv(c.Voters), Learners: conv(c.Learners), OldVoters: conv(c.OldVoters), OldLearners: conv(c.OldLearners)}
+	for i, p := range out.Learners {
+		out.Learners[i].Promote = slices.Contains(c.Promoting, p.ID)
+	}
+	return confchange.Normalize(out)
 }
 
 // publishedConf is what Status shows of the configuration.
@@ -258,8 +272,15 @@ var (
 // seen through: it waits for the entry at index (C_old,new, then C_new) to
 // commit.
 type changing struct {
-	index uint64
+	index uint64 // 0: no entry of this change to wait for
 	done  func(uint64, error)
+	// Catching up (target set): the change makes voters of nodes that
+	// are not voters yet. They are learners first; once every one of
+	// catching is within CatchUpLag entries of the leader, the change of
+	// voters toward target begins. ticks counts the wait (Ticks.CatchUp).
+	target   *confchange.Config
+	catching []string
+	ticks    int
 }
 
 // onChangeConfig starts a membership change on the leader: it appends
@@ -298,6 +319,28 @@ func (a *Actor) onChangeConfig(env actors.Env, m ChangeConfig) {
 	next, err := confchange.Next(cur, target, m.Expect)
 	if err != nil {
 		refuse(err)
+		return
+	}
+	if catching := newVoters(cur, target); len(catching) > 0 {
+		// New voters catch up as learners first.
+		stage := confchange.Target(cur)
+		for _, p := range target.Voters {
+			if slices.Contains(catching, p.ID) && !cur.IsLearner(p.ID) {
+				stage.Learners = append(stage.Learners, confchange.Peer{ID: p.ID, Addr: p.Addr})
+			}
+		}
+		stage = confchange.Normalize(stage)
+		c := &changing{done: m.Done, target: &target, catching: catching}
+		if !stage.Equal(cur) {
+			c.index = a.appendConfig(env, stage)
+			if a.failed != nil {
+				refuse(fmt.Errorf("asyncraft: no membership change: the node failed: %w", a.failed))
+				return
+			}
+		}
+		a.change = c
+		a.logger.Info("asyncraft: membership change started; new voters catch up as learners first", "catching up", catching, "target", target.String(), "from", cur.String())
+		a.advanceCatchUp(env)
 		return
 	}
 	idx := a.appendConfig(env, next)
@@ -340,7 +383,7 @@ func (a *Actor) advanceMembership(env actors.Env) {
 		a.logger.Info("asyncraft: joint configuration committed; leaving it", "joint", idx, "index", at, "configuration", next.String())
 		return
 	}
-	if c := a.change; c != nil && c.index <= a.commit {
+	if c := a.change; c != nil && c.target == nil && c.index <= a.commit {
 		a.change = nil
 		a.sh.Metrics.MembershipChanges.Add(1)
 		a.logger.Info("asyncraft: membership change complete", "index", idx, "configuration", cur.String())
@@ -350,6 +393,109 @@ func (a *Actor) advanceMembership(env actors.Env) {
 		a.logger.Info("asyncraft: this leader is not a voter of the committed configuration; stepping down", "index", idx, "configuration", cur.String())
 		a.becomeFollower(env, a.term, "")
 	}
+}
+
+// newVoters returns the voters of target that are not voters of cur,
+// sorted.
+func newVoters(cur, target confchange.Config) []string {
+	var out []string
+	for _, p := range target.Voters {
+		if !cur.IsVoter(p.ID) {
+			out = append(out, p.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// caughtUpPeer reports whether the leader's record of id shows its log
+// within CatchUpLag entries of the leader's, by an acknowledgement of
+// this term (a peer that never answered has caught up with nothing,
+// however short the log).
+func (a *Actor) caughtUpPeer(id string) bool {
+	p := a.tr.peer(id)
+	return p != nil && p.match > 0 && p.match+a.cfg.CatchUpLag >= a.log.LastIndex()
+}
+
+// advanceCatchUp moves membership on when learners catch up (a leader's,
+// on progress, commit and tick): the change under way begins its change
+// of voters once its new voters have caught up; with no change under
+// way, a learner marked for promotion that has caught up is promoted.
+func (a *Actor) advanceCatchUp(env actors.Env) {
+	if a.role != Leader || a.failed != nil {
+		return
+	}
+	cur, idx, _ := a.confs.Latest()
+	if cur.Joint() || idx > a.commit {
+		return // an entry of the change under way is not committed yet
+	}
+	if c := a.change; c != nil {
+		if c.target == nil {
+			return
+		}
+		for _, id := range c.catching {
+			if !a.caughtUpPeer(id) {
+				return
+			}
+		}
+		next, err := confchange.Next(cur, *c.target, nil)
+		if err != nil {
+			a.change = nil
+			a.sh.Metrics.MembershipFailures.Add(1)
+			a.changeDone(c.done, 0, err)
+			return
+		}
+		c.target = nil
+		c.index = a.appendConfig(env, next)
+		a.logger.Info("asyncraft: new voters caught up; changing the voters", "index", c.index, "entry", next.String())
+		return
+	}
+	if a.transfer != nil || a.commit < a.termStart {
+		return
+	}
+	for _, p := range cur.Learners {
+		if !p.Promote || !a.caughtUpPeer(p.ID) {
+			continue
+		}
+		target, err := confchange.Promote(cur, p.ID)
+		var next confchange.Config
+		if err == nil {
+			next, err = confchange.Next(cur, target, nil)
+		}
+		if err != nil {
+			a.logger.Warn("asyncraft: cannot promote a learner marked for promotion", "learner", p.ID, "err", err)
+			return
+		}
+		a.change = &changing{index: a.appendConfig(env, next)}
+		a.logger.Info("asyncraft: promoting a learner that caught up", "learner", p.ID, "index", a.change.index)
+		return
+	}
+}
+
+// membershipTick counts a tick of a change whose new voters are catching
+// up; at Ticks.CatchUp the change fails with ETIMEDOUT, the nodes staying
+// learners.
+func (a *Actor) membershipTick(env actors.Env) {
+	c := a.change
+	if c == nil || c.target == nil {
+		a.advanceCatchUp(env)
+		return
+	}
+	c.ticks++
+	if c.ticks < a.cfg.Ticks.CatchUp {
+		a.advanceCatchUp(env)
+		return
+	}
+	var behind []string
+	for _, id := range c.catching {
+		if !a.caughtUpPeer(id) {
+			behind = append(behind, id)
+		}
+	}
+	a.change = nil
+	a.sh.Metrics.MembershipFailures.Add(1)
+	a.logger.Warn("asyncraft: new voters did not catch up in time; the change failed and they stay learners", "behind", behind)
+	a.changeDone(c.done, 0, closure.Newf(closure.ETIMEDOUT, "%v did not catch up within %d ticks (within %d entries of the leader's log); they stay learners: remove them (RemoveLearner) or try again", behind, a.cfg.Ticks.CatchUp, a.cfg.CatchUpLag).Err())
 }
 
 // abandonChange fails the change under way when this node stops leading:

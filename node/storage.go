@@ -133,6 +133,7 @@ func (a *Actor) advanceCommit(env actors.Env, c uint64) {
 	if a.role == Leader {
 		a.toReplicators(env, replicator.Update{Commit: c})
 		a.advanceMembership(env)
+		a.advanceCatchUp(env)
 	}
 }
 

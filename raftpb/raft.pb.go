@@ -153,9 +153,12 @@ func (x *Entry) GetData() []byte {
 
 // Peer is a member of a group: its node id and the address of its host.
 type Peer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// On a learner: the leader promotes it to voter once it is caught up
+	// (NodeOptions.CatchUpLag).
+	Promote       bool `protobuf:"varint,3,opt,name=promote,proto3" json:"promote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +205,13 @@ func (x *Peer) GetAddr() string {
 		return x.Addr
 	}
 	return ""
+}
+
+func (x *Peer) GetPromote() bool {
+	if x != nil {
+		return x.Promote
+	}
+	return false
 }
 
 // Configuration is the membership of a group. During joint consensus both
@@ -1827,10 +1837,11 @@ const file_raft_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12/\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x1b.asyncraft.raftpb.EntryTypeR\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"*\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"D\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe5\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x18\n" +
+	"\apromote\x18\x03 \x01(\bR\apromote\"\xe5\x01\n" +
 	"\rConfiguration\x12.\n" +
 	"\x06voters\x18\x01 \x03(\v2\x16.asyncraft.raftpb.PeerR\x06voters\x122\n" +
 	"\blearners\x18\x02 \x03(\v2\x16.asyncraft.raftpb.PeerR\blearners\x125\n" +

@@ -7,7 +7,8 @@ import (
 )
 
 // JointLoss scripts the case a joint configuration exists for. Three
-// founders, L leading, A and B following, and two spares D and E:
+// founders, L leading, A and B following, and two spares D and E, which
+// first become learners and catch up:
 //
 //  1. A and B are cut off from L, D and E (clients reach everyone).
 //  2. L is asked to move the group to {L, D, E}. Its C_old,new needs a
@@ -31,31 +32,49 @@ func JointLoss(cfg Config) Result {
 	}
 	return RunWith(cfg, func(r *run) {
 		s := r.c.Sim
-		s.At(3*time.Second, func() {
-			l := r.c.StableLeader()
-			if l == "" {
+		var l string
+		var ab, spares []string
+		peers := func(ids ...string) []asyncraft.Peer {
+			var out []asyncraft.Peer
+			for _, id := range ids {
+				out = append(out, asyncraft.Peer{ID: id, Addr: id})
+			}
+			return out
+		}
+		// First the spares become learners (one entry; they catch up),
+		// so that the change below starts its joint configuration at
+		// once instead of waiting for them.
+		s.At(2*time.Second, func() {
+			if l = r.c.StableLeader(); l == "" {
 				return
 			}
-			var ab []string
 			for _, id := range r.c.IDs[:3] {
 				if id != l {
 					ab = append(ab, id)
 				}
 			}
-			spares := r.c.IDs[3:]
-			s.Partition(ab, append([]string{l}, spares...))
-			target := asyncraft.Configuration{Voters: []asyncraft.Peer{{ID: l, Addr: l}}}
-			for _, id := range spares {
-				target.Voters = append(target.Voters, asyncraft.Peer{ID: id, Addr: id})
-			}
+			spares = r.c.IDs[3:]
 			r.members.started++
-			r.c.Node(l).ChangeMembershipAsync(asyncraft.SetConfiguration(target), func(_ uint64, err error) {
+			r.c.Node(l).ChangeMembershipAsync(asyncraft.SetConfiguration(asyncraft.Configuration{
+				Voters: peers(append([]string{l}, ab...)...), Learners: peers(spares...)}), func(_ uint64, err error) {
+				if err == nil {
+					r.members.done++
+				}
+			})
+		})
+		s.At(3500*time.Millisecond, func() {
+			if l == "" || r.c.Node(l) == nil {
+				return
+			}
+			s.Partition(ab, append([]string{l}, spares...))
+			r.members.started++
+			r.c.Node(l).ChangeMembershipAsync(asyncraft.SetConfiguration(asyncraft.Configuration{Voters: peers(append([]string{l}, spares...)...)}), func(_ uint64, err error) {
 				if err == nil {
 					r.members.done++
 				}
 			})
 			r.steerWrites = l
-			s.At(4*time.Second, func() {
+			s.At(time.Second, func() {
 				s.Heal()
 				s.Partition(ab, append([]string{l}, spares...))
 				r.steerWrites = ab[0]

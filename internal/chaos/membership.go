@@ -12,8 +12,10 @@ import (
 // The membership nemesis changes the configuration on the leader, one
 // change at a time, among the founding members and the spares (nodes that
 // started to join): the group grows and shrinks between two and five
-// voters, learners come and go or are promoted, voters are replaced one
-// or several at once, and the leader removes itself. A removed node keeps running with its data
+// voters, learners come and go or are promoted (by a change, or by the
+// leader once a learner marked for it has caught up), voters are replaced
+// one or several at once, and the leader removes itself. New voters
+// catch up as learners first. A removed node keeps running with its data
 // and may be added again under its id. Each change runs on whatever the
 // other nemeses do meanwhile (crashes inside a joint configuration,
 // partitions, installs to a new member).
@@ -63,7 +65,7 @@ func (n *nemesis) membership() {
 	any := func(ids []string) string { return ids[n.rnd.IntN(len(ids))] }
 	peer := func(id string) asyncraft.Peer { return asyncraft.Peer{ID: id, Addr: id} }
 	var m asyncraft.MembershipChange
-	switch k := n.rnd.IntN(9); {
+	switch k := n.rnd.IntN(10); {
 	case k == 0 && len(outside) > 0 && len(voters) < 5:
 		m = asyncraft.AddVoter(peer(any(outside)))
 	case k == 1 && len(outside) > 0:
@@ -78,7 +80,9 @@ func (n *nemesis) membership() {
 		m = asyncraft.ReplaceVoter(any(voters), peer(any(outside)))
 	case k == 6 && len(voters) > 2:
 		m = asyncraft.RemoveMember(l)
-	case k >= 7:
+	case k == 9 && len(outside) > 0:
+		m = asyncraft.AddLearnerToPromote(peer(any(outside)))
+	case k == 7 || k == 8:
 		// Any three to five of all the nodes as voters, the learners
 		// kept where they are not made voters: several voters change at
 		// once, and both halves of the joint configuration matter.

@@ -22,9 +22,12 @@ import (
 	"github.com/asyncraft/asyncraft/internal/quorum"
 )
 
-// Peer is a member: its node id and the address of its host.
+// Peer is a member: its node id and the address of its host. Promote,
+// on a learner only, asks the leader to make it a voter once it has
+// caught up.
 type Peer struct {
 	ID, Addr string
+	Promote  bool
 }
 
 // Config is a configuration as a log entry states it. In a joint
@@ -138,6 +141,8 @@ func Validate(t Config) error {
 			return fmt.Errorf("%w: peer %s has no address", ErrInvalid, p.ID)
 		case seen[p.ID]:
 			return fmt.Errorf("%w: peer %s is listed twice (a member is a voter or a learner, once)", ErrInvalid, p.ID)
+		case p.Promote && has(t.Voters, p.ID):
+			return fmt.Errorf("%w: voter %s is marked for promotion (only a learner can be)", ErrInvalid, p.ID)
 		}
 		seen[p.ID] = true
 	}
@@ -207,6 +212,7 @@ func AddVoter(cur Config, p Peer) (Config, error) {
 	}
 	t := Target(cur)
 	t.Learners = without(t.Learners, p.ID)
+	p.Promote = false
 	t.Voters = append(t.Voters, p)
 	return Normalize(t), nil
 }
@@ -292,6 +298,9 @@ func list(ps []Peer) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
 		s[i] = p.ID
+		if p.Promote {
+			s[i] += "+" // to be promoted
+		}
 	}
 	return "(" + strings.Join(s, " ") + ")"
 }

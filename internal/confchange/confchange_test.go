@@ -30,12 +30,12 @@ func TestHelpers(t *testing.T) {
 		want Config
 		err  error
 	}{
-		{"add voter", func() (Config, error) { return AddVoter(cur, Peer{"d", "h-d"}) }, cfg([]string{"a", "b", "c", "d"}, []string{"l"}), nil},
-		{"add a voter twice", func() (Config, error) { return AddVoter(cur, Peer{"a", "h-a"}) }, Config{}, ErrUnchanged},
-		{"add voter over a learner", func() (Config, error) { return AddVoter(cur, Peer{"l", "h-l"}) }, cfg([]string{"a", "b", "c", "l"}, nil), nil},
-		{"add learner", func() (Config, error) { return AddLearner(cur, Peer{"m", "h-m"}) }, cfg([]string{"a", "b", "c"}, []string{"l", "m"}), nil},
-		{"add a voter as learner", func() (Config, error) { return AddLearner(cur, Peer{"a", "h-a"}) }, Config{}, ErrInvalid},
-		{"add a learner twice", func() (Config, error) { return AddLearner(cur, Peer{"l", "h-l"}) }, Config{}, ErrUnchanged},
+		{"add voter", func() (Config, error) { return AddVoter(cur, Peer{ID: "d", Addr: "h-d"}) }, cfg([]string{"a", "b", "c", "d"}, []string{"l"}), nil},
+		{"add a voter twice", func() (Config, error) { return AddVoter(cur, Peer{ID: "a", Addr: "h-a"}) }, Config{}, ErrUnchanged},
+		{"add voter over a learner", func() (Config, error) { return AddVoter(cur, Peer{ID: "l", Addr: "h-l"}) }, cfg([]string{"a", "b", "c", "l"}, nil), nil},
+		{"add learner", func() (Config, error) { return AddLearner(cur, Peer{ID: "m", Addr: "h-m"}) }, cfg([]string{"a", "b", "c"}, []string{"l", "m"}), nil},
+		{"add a voter as learner", func() (Config, error) { return AddLearner(cur, Peer{ID: "a", Addr: "h-a"}) }, Config{}, ErrInvalid},
+		{"add a learner twice", func() (Config, error) { return AddLearner(cur, Peer{ID: "l", Addr: "h-l"}) }, Config{}, ErrUnchanged},
 		{"promote", func() (Config, error) { return Promote(cur, "l") }, cfg([]string{"a", "b", "c", "l"}, nil), nil},
 		{"promote a voter", func() (Config, error) { return Promote(cur, "a") }, Config{}, ErrInvalid},
 		{"demote", func() (Config, error) { return Demote(cur, "a") }, cfg([]string{"b", "c"}, []string{"a", "l"}), nil},
@@ -43,9 +43,9 @@ func TestHelpers(t *testing.T) {
 		{"remove voter", func() (Config, error) { return Remove(cur, "b") }, cfg([]string{"a", "c"}, []string{"l"}), nil},
 		{"remove learner", func() (Config, error) { return Remove(cur, "l") }, cfg([]string{"a", "b", "c"}, nil), nil},
 		{"remove a stranger", func() (Config, error) { return Remove(cur, "z") }, Config{}, ErrUnchanged},
-		{"replace", func() (Config, error) { return Replace(cur, "a", Peer{"e", "h-e"}) }, cfg([]string{"b", "c", "e"}, []string{"l"}), nil},
-		{"replace with a member", func() (Config, error) { return Replace(cur, "a", Peer{"l", "h-l"}) }, Config{}, ErrInvalid},
-		{"replace a stranger", func() (Config, error) { return Replace(cur, "z", Peer{"e", "h-e"}) }, Config{}, ErrInvalid},
+		{"replace", func() (Config, error) { return Replace(cur, "a", Peer{ID: "e", Addr: "h-e"}) }, cfg([]string{"b", "c", "e"}, []string{"l"}), nil},
+		{"replace with a member", func() (Config, error) { return Replace(cur, "a", Peer{ID: "l", Addr: "h-l"}) }, Config{}, ErrInvalid},
+		{"replace a stranger", func() (Config, error) { return Replace(cur, "z", Peer{ID: "e", Addr: "h-e"}) }, Config{}, ErrInvalid},
 	} {
 		got, err := tc.got()
 		if !errors.Is(err, tc.err) || (tc.err == nil && !got.Equal(tc.want)) {
@@ -83,7 +83,7 @@ func TestNextRefuses(t *testing.T) {
 	}
 	// The guard passes when the members are the expected ones, in any
 	// order and whatever their addresses.
-	if _, err := Next(cur, cfg([]string{"a", "b"}, nil), &Config{Voters: []Peer{{"c", "x"}, {"a", "y"}, {"b", "z"}}}); err != nil {
+	if _, err := Next(cur, cfg([]string{"a", "b"}, nil), &Config{Voters: []Peer{{ID: "c", Addr: "x"}, {ID: "a", Addr: "y"}, {ID: "b", Addr: "z"}}}); err != nil {
 		t.Errorf("guarded change with the current members: %v", err)
 	}
 }

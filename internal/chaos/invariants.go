@@ -39,6 +39,15 @@ func (o *oracle) watchNode(id string) {
 	}
 	if life := o.r.c.Life(id); life != w.life {
 		w.life, w.commit, w.applied = life, 0, 0
+		// A new life starts from the durable term: a term the previous
+		// life adopted in memory and lost in the crash before it was
+		// durable was never sent (sends wait for durability; its
+		// replicators, stopping, still speak in their own term), so
+		// going back to the durable one is no regression. The durable
+		// term itself never goes back (savedHardState).
+		if m := o.metas[id]; m != nil && m.Durable != nil {
+			w.term = min(w.term, m.Durable.Term)
+		}
 	}
 	if st.Term < w.term {
 		o.r.violate("monotonic", "%s's term went from %d back to %d", id, w.term, st.Term)

@@ -3,6 +3,7 @@ package asyncraft_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -311,8 +312,9 @@ func waitLeaderAmong(t *testing.T, c *cluster.Cluster, ids []string) string {
 
 // A node votes whatever its own configuration says of it: it may be a
 // voter of a candidate's newer configuration it has not received. Here a
-// removed member is added back by a joint change it never hears of (cut
-// off): no quorum of the joint configuration can form without it, the
+// removed member, back as a learner, is made a voter by a joint change it
+// never hears of (cut off): no quorum of the joint configuration can form
+// without it, the
 // leader steps down, and once the cut heals the others can only be
 // elected with its vote — which a node that voted only as a voter of its
 // own configuration would never give. (Found by the simulator's
@@ -331,11 +333,27 @@ func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
 		other = rest[1]
 	}
 	commitAll(t, c, l2, "b", 5)
+	// Back as a learner, caught up, so that the change below goes
+	// joint at once (a new voter that has not caught up would wait).
+	r = changeNow(c, l2, asyncraft.AddLearner(asyncraft.Peer{ID: l, Addr: l}))
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("add %s back as a learner: %v", l, r.err)
+	}
+	if !c.Sim.RunUntil(func() bool {
+		st := c.Node(l2).Status()
+		return slices.ContainsFunc(st.Peers, func(p asyncraft.PeerStatus) bool { return p.Peer == l && p.Match >= st.Commit })
+	}, 10*time.Second) {
+		t.Fatalf("the leader does not see %s caught up as a learner: %v", l, c.Node(l2).Status().Peers)
+	}
 	c.Sim.Isolate(l)
 	r = changeNow(c, l2, asyncraft.ReplaceVoter(l2, asyncraft.Peer{ID: l, Addr: l}))
 	waitChange(t, c, r)
 	if r.err == nil {
 		t.Fatalf("the joint change completed without %s, whose vote and acks its new half needs", l)
+	}
+	if !strings.Contains(r.err.Error(), "stopped leading") {
+		t.Fatalf("the change failed with %v, want the leader to step down (the joint configuration has no quorum without %s)", r.err, l)
 	}
 	if st := c.Node(l).Status(); st.Configuration.Joint() || slices.Contains(voters(st.Configuration), l) {
 		t.Fatalf("%s heard of the change while cut off: %v", l, st.Configuration)

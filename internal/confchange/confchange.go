@@ -262,15 +262,18 @@ func Remove(cur Config, id string) (Config, error) {
 	return Normalize(t), nil
 }
 
-// Replace replaces the voter old with the new voter p.
+// Replace replaces the voter old with the new voter p (a learner of that
+// id is promoted).
 func Replace(cur Config, old string, p Peer) (Config, error) {
 	if !has(cur.Voters, old) {
 		return Config{}, fmt.Errorf("%w: %s is not a voter", ErrInvalid, old)
 	}
-	if old != p.ID && (has(cur.Voters, p.ID) || has(cur.Learners, p.ID)) {
-		return Config{}, fmt.Errorf("%w: %s is a member already", ErrInvalid, p.ID)
+	if old != p.ID && has(cur.Voters, p.ID) {
+		return Config{}, fmt.Errorf("%w: %s is a voter already", ErrInvalid, p.ID)
 	}
 	t := Target(cur)
+	p.Promote = false
+	t.Learners = without(t.Learners, p.ID)
 	t.Voters = append(without(t.Voters, old), p)
 	return Normalize(t), nil
 }

@@ -44,7 +44,8 @@ func TestHelpers(t *testing.T) {
 		{"remove learner", func() (Config, error) { return Remove(cur, "l") }, cfg([]string{"a", "b", "c"}, nil), nil},
 		{"remove a stranger", func() (Config, error) { return Remove(cur, "z") }, Config{}, ErrUnchanged},
 		{"replace", func() (Config, error) { return Replace(cur, "a", Peer{ID: "e", Addr: "h-e"}) }, cfg([]string{"b", "c", "e"}, []string{"l"}), nil},
-		{"replace with a member", func() (Config, error) { return Replace(cur, "a", Peer{ID: "l", Addr: "h-l"}) }, Config{}, ErrInvalid},
+		{"replace with a learner", func() (Config, error) { return Replace(cur, "a", Peer{ID: "l", Addr: "h-l"}) }, cfg([]string{"b", "c", "l"}, nil), nil},
+		{"replace with a voter", func() (Config, error) { return Replace(cur, "a", Peer{ID: "b", Addr: "h-b"}) }, Config{}, ErrInvalid},
 		{"replace a stranger", func() (Config, error) { return Replace(cur, "z", Peer{ID: "e", Addr: "h-e"}) }, Config{}, ErrInvalid},
 	} {
 		got, err := tc.got()

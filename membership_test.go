@@ -2,6 +2,7 @@ package asyncraft_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,18 @@ type changeResult struct {
 func changeNow(c *cluster.Cluster, id string, m asyncraft.MembershipChange) *changeResult {
 	r := &changeResult{}
 	c.Node(id).ChangeMembershipAsync(m, func(index uint64, err error) { r.done, r.index, r.err = true, index, err })
+	return r
+}
+
+// mustChange runs m on node on and fails the test (saying what, formatted
+// with args) unless it completes.
+func mustChange(t *testing.T, c *cluster.Cluster, on string, m asyncraft.MembershipChange, what string, args ...any) *changeResult {
+	t.Helper()
+	r := changeNow(c, on, m)
+	waitChange(t, c, r)
+	if r.err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), r.err)
+	}
 	return r
 }
 
@@ -63,11 +76,7 @@ func commitAll(t *testing.T, c *cluster.Cluster, leader, prefix string, n int) {
 func TestRemoveMembers(t *testing.T) {
 	c, l, follower, other := threeNodes(t, 10)
 
-	r := changeNow(c, l, asyncraft.RemoveMember(follower))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("remove %s: %v", follower, r.err)
-	}
+	r := mustChange(t, c, l, asyncraft.RemoveMember(follower), "remove %s", follower)
 	st := c.Node(l).Status()
 	if want := []string{l, other}; !slices.Equal(voters(st.Configuration), sorted(want)) || st.Configuration.Joint() || st.ConfigurationIndex != r.index {
 		t.Fatalf("leader's configuration after removing %s: %v at %d (change completed at %d)", follower, st.Configuration, st.ConfigurationIndex, r.index)
@@ -76,11 +85,7 @@ func TestRemoveMembers(t *testing.T) {
 	c.Sim.Partition([]string{follower}, []string{l, other})
 	commitAll(t, c, l, "b", 10)
 
-	r = changeNow(c, l, asyncraft.RemoveMember(l))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("leader %s removes itself: %v", l, r.err)
-	}
+	mustChange(t, c, l, asyncraft.RemoveMember(l), "leader %s removes itself", l)
 	if !c.Sim.RunUntil(func() bool { return c.Node(other).Status().Role == asyncraft.Leader }, 20*time.Second) {
 		t.Fatalf("%s did not take over after the leader removed itself: %s", other, c.Describe())
 	}
@@ -187,11 +192,7 @@ func TestJoinPromoteReplace(t *testing.T) {
 	if st := c.Node("n4").Status(); len(st.Configuration.Voters) != 0 || st.Role != asyncraft.Follower {
 		t.Fatalf("a joining node before it is added: %v, configuration %v", st, st.Configuration)
 	}
-	r := changeNow(c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("add learner n4: %v", r.err)
-	}
+	mustChange(t, c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}), "add learner n4")
 	cur := l // the leader
 	caughtUp := func(id string) bool {
 		return c.Node(id).Status().Applied >= c.Node(cur).Status().Commit
@@ -202,11 +203,7 @@ func TestJoinPromoteReplace(t *testing.T) {
 	if n := c.Node("n4").Metrics().InstallsDone.Load(); n < 1 {
 		t.Fatalf("n4 caught up with %d installs; the log was compacted, so it needed one: leader first %d snap %d, n4 first %d snap %d started %d", n, c.Node(l).Status().FirstIndex, c.Node(l).Status().SnapshotIndex, c.Node("n4").Status().FirstIndex, c.Node("n4").Status().SnapshotIndex, c.Node("n4").Metrics().InstallsStarted.Load())
 	}
-	r = changeNow(c, l, asyncraft.PromoteLearner("n4"))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("promote n4: %v", r.err)
-	}
+	mustChange(t, c, l, asyncraft.PromoteLearner("n4"), "promote n4")
 	var old string
 	for _, id := range c.IDs[:3] {
 		if id != l {
@@ -219,11 +216,7 @@ func TestJoinPromoteReplace(t *testing.T) {
 	if err := c.Join("n5"); err != nil {
 		t.Fatal(err)
 	}
-	r = changeNow(c, l, asyncraft.ReplaceVoter(old, asyncraft.Peer{ID: "n5", Addr: "n5"}))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("replace %s by n5: %v", old, r.err)
-	}
+	mustChange(t, c, l, asyncraft.ReplaceVoter(old, asyncraft.Peer{ID: "n5", Addr: "n5"}), "replace %s by n5", old)
 	commitAll(t, c, l, "b", 10)
 	want := c.Node(l).Status()
 	wantVoters := []string{}
@@ -321,11 +314,7 @@ func waitLeaderAmong(t *testing.T, c *cluster.Cluster, ids []string) string {
 // membership nemesis, seed 157 of -nemesis partition,crash,restart,membership.)
 func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
 	c, l, f1, f2 := threeNodes(t, 5)
-	r := changeNow(c, l, asyncraft.RemoveMember(l))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("remove %s: %v", l, r.err)
-	}
+	mustChange(t, c, l, asyncraft.RemoveMember(l), "remove %s", l)
 	rest := []string{f1, f2}
 	l2 := waitLeaderAmong(t, c, rest)
 	other := rest[0]
@@ -335,11 +324,7 @@ func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
 	commitAll(t, c, l2, "b", 5)
 	// Back as a learner, caught up, so that the change below goes
 	// joint at once (a new voter that has not caught up would wait).
-	r = changeNow(c, l2, asyncraft.AddLearner(asyncraft.Peer{ID: l, Addr: l}))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("add %s back as a learner: %v", l, r.err)
-	}
+	mustChange(t, c, l2, asyncraft.AddLearner(asyncraft.Peer{ID: l, Addr: l}), "add %s back as a learner", l)
 	if !c.Sim.RunUntil(func() bool {
 		st := c.Node(l2).Status()
 		return slices.ContainsFunc(st.Peers, func(p asyncraft.PeerStatus) bool { return p.Peer == l && p.Match >= st.Commit })
@@ -347,7 +332,7 @@ func TestVoterOutsideItsOwnConfiguration(t *testing.T) {
 		t.Fatalf("the leader does not see %s caught up as a learner: %v", l, c.Node(l2).Status().Peers)
 	}
 	c.Sim.Isolate(l)
-	r = changeNow(c, l2, asyncraft.ReplaceVoter(l2, asyncraft.Peer{ID: l, Addr: l}))
+	r := changeNow(c, l2, asyncraft.ReplaceVoter(l2, asyncraft.Peer{ID: l, Addr: l}))
 	waitChange(t, c, r)
 	if r.err == nil {
 		t.Fatalf("the joint change completed without %s, whose vote and acks its new half needs", l)
@@ -497,16 +482,8 @@ func TestCatchUpTimeoutAndAutoPromotion(t *testing.T) {
 	commitAll(t, c, l, "b", 10)
 
 	// Auto-promotion: mark it (remove, then add it back marked) and heal.
-	r = changeNow(c, l, asyncraft.RemoveLearner("n4"))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("remove learner n4: %v", r.err)
-	}
-	r = changeNow(c, l, asyncraft.AddLearnerToPromote(asyncraft.Peer{ID: "n4", Addr: "n4"}))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("add n4 to promote: %v", r.err)
-	}
+	mustChange(t, c, l, asyncraft.RemoveLearner("n4"), "remove learner n4")
+	mustChange(t, c, l, asyncraft.AddLearnerToPromote(asyncraft.Peer{ID: "n4", Addr: "n4"}), "add n4 to promote")
 	if got := c.Node(l).Status().Configuration.Promoting; !slices.Equal(got, []string{"n4"}) {
 		t.Fatalf("Promoting %v, want [n4]", got)
 	}
@@ -530,11 +507,7 @@ func TestLearnerReads(t *testing.T) {
 	if err := c.Join("n4", founders...); err != nil {
 		t.Fatal(err)
 	}
-	r := changeNow(c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}))
-	waitChange(t, c, r)
-	if r.err != nil {
-		t.Fatalf("add learner n4: %v", r.err)
-	}
+	mustChange(t, c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}), "add learner n4")
 	for _, mode := range []asyncraft.ReadMode{asyncraft.ReadSafe, asyncraft.ReadLease} {
 		commitAll(t, c, l, "w", 10)
 		acked := c.Node(l).Status().Commit

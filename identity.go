@@ -56,7 +56,7 @@ func newBootstrap(opts NodeOptions) *raftpb.Bootstrap {
 	}
 	voters := make([]*raftpb.Peer, 0, len(opts.Peers))
 	for _, p := range opts.Peers {
-		voters = append(voters, &raftpb.Peer{Id: p.ID, Addr: p.Addr})
+		voters = append(voters, &raftpb.Peer{Id: p.ID, Addr: p.Addr, Priority: p.Priority})
 	}
 	slices.SortFunc(voters, func(x, y *raftpb.Peer) int { return cmp.Compare(x.Id, y.Id) })
 	return &raftpb.Bootstrap{ClusterId: opts.ClusterID, Group: opts.Group, Id: opts.ID,

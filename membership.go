@@ -80,7 +80,7 @@ func SetConfigurationIf(expect, target Configuration) MembershipChange {
 // AddVoter adds p as a voter (a learner of that id is promoted).
 func AddVoter(p Peer) MembershipChange {
 	return MembershipChange{what: "add voter " + p.String(), f: func(c confchange.Config) (confchange.Config, error) {
-		return confchange.AddVoter(c, confchange.Peer{ID: p.ID, Addr: p.Addr})
+		return confchange.AddVoter(c, confchange.Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority})
 	}}
 }
 
@@ -93,7 +93,7 @@ func RemoveMember(id string) MembershipChange {
 // ReplaceVoter replaces the voter old by the voter p in one joint change.
 func ReplaceVoter(old string, p Peer) MembershipChange {
 	return MembershipChange{what: "replace " + old + " by " + p.String(), f: func(c confchange.Config) (confchange.Config, error) {
-		return confchange.Replace(c, old, confchange.Peer{ID: p.ID, Addr: p.Addr})
+		return confchange.Replace(c, old, confchange.Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority})
 	}}
 }
 
@@ -101,7 +101,7 @@ func ReplaceVoter(old string, p Peer) MembershipChange {
 // no vote and no weight in any quorum.
 func AddLearner(p Peer) MembershipChange {
 	return MembershipChange{what: "add learner " + p.String(), f: func(c confchange.Config) (confchange.Config, error) {
-		return confchange.AddLearner(c, confchange.Peer{ID: p.ID, Addr: p.Addr})
+		return confchange.AddLearner(c, confchange.Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority})
 	}}
 }
 
@@ -111,7 +111,7 @@ func AddLearner(p Peer) MembershipChange {
 // promotes it too. Status.Configuration.Promoting lists such learners.
 func AddLearnerToPromote(p Peer) MembershipChange {
 	return MembershipChange{what: "add learner to promote " + p.String(), f: func(c confchange.Config) (confchange.Config, error) {
-		return confchange.AddLearner(c, confchange.Peer{ID: p.ID, Addr: p.Addr, Promote: true})
+		return confchange.AddLearner(c, confchange.Peer{ID: p.ID, Addr: p.Addr, Promote: true, Priority: p.Priority})
 	}}
 }
 
@@ -122,6 +122,16 @@ func RemoveLearner(id string) MembershipChange {
 			return confchange.Config{}, fmt.Errorf("%w: %s is not a learner of %v", ErrInvalidConfiguration, id, c)
 		}
 		return confchange.Remove(c, id)
+	}}
+}
+
+// SetPriority sets the election priority of the member id (Peer.Priority):
+// one configuration entry, no change of any quorum. Once it commits, a
+// leader of a lower priority hands its leadership to id when id holds the
+// committed log and answers (docs/membership.md, "Priorities").
+func SetPriority(id string, priority uint32) MembershipChange {
+	return MembershipChange{what: fmt.Sprintf("set the priority of %s to %d", id, priority), f: func(c confchange.Config) (confchange.Config, error) {
+		return confchange.SetPriority(c, id, priority)
 	}}
 }
 
@@ -211,6 +221,11 @@ func (n *Node) RemoveLearner(ctx context.Context, id string) (uint64, error) {
 // PromoteLearner(id).
 func (n *Node) PromoteLearner(ctx context.Context, id string) (uint64, error) {
 	return n.ChangeMembership(ctx, PromoteLearner(id))
+}
+
+// SetPriority runs SetPriority(id, priority).
+func (n *Node) SetPriority(ctx context.Context, id string, priority uint32) (uint64, error) {
+	return n.ChangeMembership(ctx, SetPriority(id, priority))
 }
 
 func (n *Node) transferStopped() error {

@@ -230,7 +230,9 @@ type NodeOptions struct {
 	// change), that one is in force and Peers only seeds the addresses
 	// of peers this node has not heard of otherwise. On a node that joins
 	// (JoinIdentity), Peers lists the group's current members, so that it
-	// can answer its leader: this node is not required among them.
+	// can answer its leader: this node is not required among them. A
+	// peer's Priority is its election priority in the first configuration
+	// (SetPriority changes it later; docs/membership.md, "Priorities").
 	Peers []Peer
 	// JoinIdentity makes this node a new member of an existing group:
 	// the group's cluster identity (Node.ClusterIdentity of any member).

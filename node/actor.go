@@ -49,7 +49,9 @@ type Actor struct {
 	// transfer is the leadership transfer this node began (nil: none);
 	// transferCampaign marks the vote requests of a campaign that
 	// TimeoutNow started: transfer.go.
-	transfer         *transferring
+	transfer *transferring
+	// prio paces the hand-over to voters of a higher priority.
+	prio             priorityBackoff
 	transferCampaign bool
 
 	role   Role

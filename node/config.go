@@ -14,10 +14,17 @@ import (
 	"github.com/asyncraft/asyncraft/replicator"
 )
 
-// Peer is a member of a group: its id and its host's address.
+// Peer is a member of a group: its id and its host's address, and its
+// election priority (asyncraft.Peer).
 type Peer struct {
 	ID   string
 	Addr string
+	// Priority is the member's election priority: a leader hands its
+	// leadership to a voter of a higher priority than its own once that
+	// voter holds its whole log and answers (docs/membership.md,
+	// "Priorities"). 0, the default, is the lowest: a group whose members
+	// all have the same priority has no preferred leader.
+	Priority uint32
 }
 
 func (p Peer) String() string { return p.ID + "@" + p.Addr }
@@ -221,7 +228,7 @@ func (s *Shared) SetLast(i uint64) { s.last.Store(i) }
 func VotersConfig(peers []Peer) confchange.Config {
 	vs := make([]confchange.Peer, len(peers))
 	for i, p := range peers {
-		vs[i] = confchange.Peer{ID: p.ID, Addr: p.Addr}
+		vs[i] = confchange.Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority}
 	}
 	return confchange.Normalize(confchange.Config{Voters: vs})
 }

@@ -31,20 +31,20 @@ import (
 
 // checkQuorum steps the leader down when a quorum of voters did not
 // answer within an election timeout (unless DisableCheckQuorum).
+// Its period also paces the hand-over to a voter of a higher priority,
+// which must have answered within it (transfer.go).
 func (a *Actor) checkQuorum(env actors.Env) {
-	if a.cfg.DisableCheckQuorum {
-		return
-	}
 	a.quorumElapsed++
 	if a.quorumElapsed < a.cfg.Ticks.Election {
 		return
 	}
 	a.quorumElapsed = 0
-	if !a.tr.quorumActive() {
+	if !a.cfg.DisableCheckQuorum && !a.tr.quorumActive() {
 		a.logger.Warn("asyncraft: leader lost contact with a quorum; stepping down", "term", a.term)
 		a.becomeFollower(env, a.term, "")
 		return
 	}
+	a.priorityTransfer(env)
 	a.tr.resetActive()
 }
 

@@ -44,7 +44,7 @@ func ConfigurationOf(c confchange.Config) Configuration {
 		}
 		out := make([]Peer, len(ps))
 		for i, p := range ps {
-			out[i] = Peer{ID: p.ID, Addr: p.Addr}
+			out[i] = Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority}
 		}
 		return out
 	}
@@ -65,7 +65,7 @@ func (c Configuration) Internal() confchange.Config {
 		}
 		out := make([]confchange.Peer, len(ps))
 		for i, p := range ps {
-			out[i] = confchange.Peer{ID: p.ID, Addr: p.Addr}
+			out[i] = confchange.Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority}
 		}
 		return out
 	}
@@ -326,7 +326,7 @@ func (a *Actor) onChangeConfig(env actors.Env, m ChangeConfig) {
 		stage := confchange.Target(cur)
 		for _, p := range target.Voters {
 			if slices.Contains(catching, p.ID) && !cur.IsLearner(p.ID) {
-				stage.Learners = append(stage.Learners, confchange.Peer{ID: p.ID, Addr: p.Addr})
+				stage.Learners = append(stage.Learners, confchange.Peer{ID: p.ID, Addr: p.Addr, Priority: p.Priority})
 			}
 		}
 		stage = confchange.Normalize(stage)

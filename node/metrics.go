@@ -61,9 +61,12 @@ type Metrics struct {
 	// leader; TransfersDone those that ended with the target leading,
 	// TransfersFailed the others (timed out, another leader, the node
 	// failed or shut down).
-	TransfersStarted   atomic.Uint64
-	TransfersDone      atomic.Uint64
-	TransfersFailed    atomic.Uint64
+	TransfersStarted atomic.Uint64
+	TransfersDone    atomic.Uint64
+	TransfersFailed  atomic.Uint64
+	// PriorityTransfers counts the transfers among TransfersStarted that
+	// this leader began by itself, to a voter of a higher priority.
+	PriorityTransfers  atomic.Uint64
 	MembershipChanges  atomic.Uint64
 	MembershipFailures atomic.Uint64
 }

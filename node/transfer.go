@@ -33,6 +33,9 @@ type transferring struct {
 	to    string
 	ticks int  // ticks since it began
 	sent  bool // TimeoutNow was sent
+	// priority: the leader began it by itself, for the target's higher
+	// priority.
+	priority bool
 	// stepped: this node stepped down meanwhile; the outcome is known
 	// when it learns who leads.
 	stepped bool
@@ -73,7 +76,14 @@ func (a *Actor) onTransferLeadership(env actors.Env, m TransferLeadership) {
 		refuse(fmt.Errorf("%w: %s is not a voter of %v: it cannot lead", ErrInvalidConfiguration, to, cur))
 		return
 	}
-	a.transfer = &transferring{to: to, done: m.Done}
+	a.startTransfer(env, &transferring{to: to, done: m.Done})
+}
+
+// startTransfer begins the transfer t (this node leads, no transfer or
+// change is under way, t.to is another voter).
+func (a *Actor) startTransfer(env actors.Env, t *transferring) {
+	to := t.to
+	a.transfer = t
 	a.sh.Metrics.TransfersStarted.Add(1)
 	if !faults.On(faults.TransferKeepsLease) {
 		a.rd.revokeLease()
@@ -132,6 +142,9 @@ func (a *Actor) transferTick(env actors.Env) {
 	a.transfer = nil
 	a.rd.restoreLease()
 	a.sh.Metrics.TransfersFailed.Add(1)
+	if t.priority {
+		a.prio.failed(a.tickCount, a.cfg.Ticks.Election)
+	}
 	a.logger.Warn("asyncraft: leadership transfer did not complete within an election timeout", "to", t.to, "role", a.role.String(), "leader", a.leader)
 	a.transferDone(t.done, closure.Newf(closure.ETIMEDOUT, "the leadership transfer to %s did not complete within an election timeout (leader now %q); proposals are accepted again", t.to, a.leader).Err())
 	if a.role == Leader {
@@ -156,12 +169,16 @@ func (a *Actor) transferLeaderKnown(id string) {
 	}
 	a.transfer = nil
 	if id == t.to {
+		a.prio.succeeded()
 		a.sh.Metrics.TransfersDone.Add(1)
 		a.logger.Info("asyncraft: leadership transferred", "to", id, "term", a.term)
 		a.transferDone(t.done, nil)
 		return
 	}
 	a.sh.Metrics.TransfersFailed.Add(1)
+	if t.priority {
+		a.prio.failed(a.tickCount, a.cfg.Ticks.Election)
+	}
 	a.transferDone(t.done, closure.Newf(closure.EPERM, "leadership went to %s, not %s", id, t.to).Err())
 }
 
@@ -197,4 +214,76 @@ func (a *Actor) transferDone(done func(error), err error) {
 		return
 	}
 	a.completions = append(a.completions, closure.Completion{Closure: closure.Func(func(closure.Status) { done(err) })})
+}
+
+// Priorities (SOFAJRaft's priority election, done by transfer). Every
+// check-quorum period (an election timeout) a leader with nothing else
+// under way looks for the voter of the highest priority above its own
+// that answered during the period and holds every committed entry (under
+// load the rest is in flight), and transfers
+// its leadership there, as TransferLeadership would: proposals are
+// refused meanwhile, for a round trip typically and an election timeout
+// at most. A preferred member that recovers thus leads again within an
+// election timeout or two of catching up.
+//
+// A hand-over that fails (the target could not win, or did not answer
+// TimeoutNow) is not tried again for priorityBackoffMin election timeouts,
+// doubled after each failure in a row up to priorityBackoffMax: a
+// preferred member that cannot lead costs the group an election timeout
+// of refused writes at most once per priorityBackoffMax.
+
+const (
+	priorityBackoffMin = 4  // election timeouts
+	priorityBackoffMax = 64 // election timeouts
+)
+
+// priorityBackoff is the leader's record of failed hand-overs.
+type priorityBackoff struct {
+	until int64 // no hand-over before this tick
+	wait  int   // the next wait, in election timeouts (0: the minimum)
+}
+
+// failed records a failed hand-over at tick now.
+func (b *priorityBackoff) failed(now int64, electionTicks int) {
+	b.wait = min(max(b.wait*2, priorityBackoffMin), priorityBackoffMax)
+	b.until = now + int64(b.wait*electionTicks)
+}
+
+// succeeded forgets the failures.
+func (b *priorityBackoff) succeeded() { *b = priorityBackoff{} }
+
+// priorityTransfer starts a hand-over to a voter of a higher priority
+// than this leader's, if one answered in the period that ends and holds
+// the whole log (called by checkQuorum).
+func (a *Actor) priorityTransfer(env actors.Env) {
+	if a.role != Leader || a.transfer != nil || a.change != nil || a.failed != nil || a.tickCount < a.prio.until {
+		return
+	}
+	cur, curIdx, _ := a.confs.Latest()
+	if cur.Joint() || curIdx > a.commit {
+		return
+	}
+	var mine uint32
+	for _, p := range cur.Voters {
+		if p.ID == a.cfg.ID {
+			mine = p.Priority
+		}
+	}
+	best, bestPrio := "", mine
+	for _, p := range cur.Voters {
+		if p.ID == a.cfg.ID || p.Priority <= bestPrio {
+			continue
+		}
+		pr := a.tr.peer(p.ID)
+		if pr == nil || !pr.active || pr.match < a.commit {
+			continue
+		}
+		best, bestPrio = p.ID, p.Priority
+	}
+	if best == "" {
+		return
+	}
+	a.sh.Metrics.PriorityTransfers.Add(1)
+	a.logger.Info("asyncraft: handing leadership to a voter of a higher priority", "to", best, "its priority", bestPrio, "this node's", mine)
+	a.startTransfer(env, &transferring{to: best, priority: true})
 }

@@ -158,7 +158,10 @@ type Peer struct {
 	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	// On a learner: the leader promotes it to voter once it is caught up
 	// (NodeOptions.CatchUpLag).
-	Promote       bool `protobuf:"varint,3,opt,name=promote,proto3" json:"promote,omitempty"`
+	Promote bool `protobuf:"varint,3,opt,name=promote,proto3" json:"promote,omitempty"`
+	// The member's election priority (0: none, the lowest). A leader hands
+	// its leadership to a caught-up voter of a higher priority.
+	Priority      uint32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -212,6 +215,13 @@ func (x *Peer) GetPromote() bool {
 		return x.Promote
 	}
 	return false
+}
+
+func (x *Peer) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
 }
 
 // Configuration is the membership of a group. During joint consensus both
@@ -1837,11 +1847,12 @@ const file_raft_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12/\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x1b.asyncraft.raftpb.EntryTypeR\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"D\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"`\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x18\n" +
-	"\apromote\x18\x03 \x01(\bR\apromote\"\xe5\x01\n" +
+	"\apromote\x18\x03 \x01(\bR\apromote\x12\x1a\n" +
+	"\bpriority\x18\x04 \x01(\rR\bpriority\"\xe5\x01\n" +
 	"\rConfiguration\x12.\n" +
 	"\x06voters\x18\x01 \x03(\v2\x16.asyncraft.raftpb.PeerR\x06voters\x122\n" +
 	"\blearners\x18\x02 \x03(\v2\x16.asyncraft.raftpb.PeerR\blearners\x125\n" +

@@ -65,7 +65,7 @@ func (n *nemesis) membership() {
 	any := func(ids []string) string { return ids[n.rnd.IntN(len(ids))] }
 	peer := func(id string) asyncraft.Peer { return asyncraft.Peer{ID: id, Addr: id} }
 	var m asyncraft.MembershipChange
-	switch k := n.rnd.IntN(10); {
+	switch k := n.rnd.IntN(11); {
 	case k == 0 && len(outside) > 0 && len(voters) < 5:
 		m = asyncraft.AddVoter(peer(any(outside)))
 	case k == 1 && len(outside) > 0:
@@ -82,6 +82,10 @@ func (n *nemesis) membership() {
 		m = asyncraft.RemoveMember(l)
 	case k == 9 && len(outside) > 0:
 		m = asyncraft.AddLearnerToPromote(peer(any(outside)))
+	case k == 10:
+		// A priority (0 to 2) for any member: the leaders that follow
+		// hand their leadership to the voters of the highest.
+		m = asyncraft.SetPriority(any(append(voters, learners...)), uint32(n.rnd.IntN(3)))
 	case k == 7 || k == 8:
 		// Any three to five of all the nodes as voters, the learners
 		// kept where they are not made voters: several voters change at

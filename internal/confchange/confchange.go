@@ -24,10 +24,13 @@ import (
 
 // Peer is a member: its node id and the address of its host. Promote,
 // on a learner only, asks the leader to make it a voter once it has
-// caught up.
+// caught up. Priority is the member's election priority: a leader hands
+// its leadership to a caught-up voter of a higher priority than its own
+// (0, the default, is the lowest: no preference).
 type Peer struct {
 	ID, Addr string
 	Promote  bool
+	Priority uint32
 }
 
 // Config is a configuration as a log entry states it. In a joint
@@ -260,6 +263,24 @@ func Remove(cur Config, id string) (Config, error) {
 	t := Target(cur)
 	t.Voters, t.Learners = without(t.Voters, id), without(t.Learners, id)
 	return Normalize(t), nil
+}
+
+// SetPriority sets the priority of the member id.
+func SetPriority(cur Config, id string, priority uint32) (Config, error) {
+	t := Target(cur)
+	for _, list := range [][]Peer{t.Voters, t.Learners} {
+		for i, p := range list {
+			if p.ID != id {
+				continue
+			}
+			if p.Priority == priority {
+				return Config{}, fmt.Errorf("%w: %s has priority %d already", ErrUnchanged, id, priority)
+			}
+			list[i].Priority = priority
+			return t, nil
+		}
+	}
+	return Config{}, fmt.Errorf("%w: %s is not a member", ErrInvalid, id)
 }
 
 // Replace replaces the voter old with the new voter p (a learner of that

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
@@ -146,14 +148,24 @@ func (h *Host) bootstrap(opts NodeOptions, hs *raftpb.HardState, storage logmgr.
 		if err := checkBootstrap(hs.Bootstrap, want); err != nil {
 			return nil, err
 		}
+		if hs.Bootstrap.Incarnation == 0 {
+			// Written before incarnations existed: draw one now.
+			hs = proto.Clone(hs).(*raftpb.HardState)
+			hs.Bootstrap.Incarnation = h.incarnation(opts)
+			if err := meta.Save(hs); err != nil {
+				return nil, fmt.Errorf("store the bootstrap record's incarnation: %w", err)
+			}
+		}
 		return hs, nil
 	}
+	want.Incarnation = h.incarnation(opts)
 	if fresh && opts.RejoinTerm > 0 {
 		// A wiped node rejoining: it may have voted in any term up to
 		// RejoinTerm in its previous life. Starting in that term, as if it
 		// had voted for itself, it votes only in later terms.
 		h.opts.Logger.Warn("asyncraft: rejoining with an empty data directory; this node votes only in terms after RejoinTerm",
 			"group", opts.Group, "id", opts.ID, "rejoin term", opts.RejoinTerm)
+		want.RejoinTerm = opts.RejoinTerm
 		hs = &raftpb.HardState{Term: opts.RejoinTerm, Vote: opts.ID, Bootstrap: want}
 		if err := meta.Save(hs); err != nil {
 			return nil, fmt.Errorf("store the rejoining hard state: %w", err)
@@ -169,6 +181,23 @@ func (h *Host) bootstrap(opts NodeOptions, hs *raftpb.HardState, storage logmgr.
 		return nil, fmt.Errorf("store the bootstrap record: %w", err)
 	}
 	return hs, nil
+}
+
+// incarnation draws the incarnation of a node's data at the start that
+// writes its bootstrap record: a hash of the host's clock (nanoseconds),
+// address and the node's group and id. Two starts of one node on its
+// data's first start cannot share a clock reading; in the simulator the
+// clock is virtual, so runs stay reproducible. Never 0.
+func (h *Host) incarnation(opts NodeOptions) uint64 {
+	hash := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(h.rt.Now().UnixNano()))
+	hash.Write(b[:])
+	for _, s := range []string{h.rt.Host(), opts.Group, opts.ID} {
+		hash.Write([]byte(s))
+		hash.Write([]byte{0})
+	}
+	return max(hash.Sum64(), 1)
 }
 
 // ClusterIdentity is the identity the node sends on every message and

@@ -35,7 +35,7 @@ func wipe(t *testing.T, c *cluster.Cluster, id string, match func(name string) b
 }
 
 // TestWipedFollowerCatchesUp: a follower whose data directory was wiped
-// (or only its log, the repair of a corrupt log that keeps the term and
+// (restarted with RejoinTerm) (or only its log, the repair of a corrupt log that keeps the term and
 // vote) restarts at index 0, under the same leader, which had recorded a
 // match for it. The leader must notice that the follower holds less than
 // it acknowledged — from the last index in its heartbeat replies, with no
@@ -66,8 +66,14 @@ func testWipedFollowerCatchesUp(t *testing.T, wiped func(string) bool) {
 	leader := c.Node(l)
 	term, commit := leader.Status().Term, leader.Status().Commit
 	f := followerOf(c, l)
-	c.Crash(f)
-	wipe(t, c, f, wiped)
+	if wiped("meta") {
+		// The whole data directory: without RejoinTerm the node would be
+		// refused as a voter back on wiped data (TestWipedVoter).
+		c.Wipe(f, term)
+	} else {
+		c.Crash(f)
+		wipe(t, c, f, wiped)
+	}
 	if err := c.Restart(f); err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,11 @@ var (
 	// the helper's change does not apply (adding a member there is,
 	// removing one there is not).
 	ErrInvalidConfiguration = node.ErrInvalidConfiguration
+	// ErrWipedData fails a node (Status.Err) that another member knows
+	// under another incarnation of its data: its data directory was wiped
+	// or replaced after it voted, so it could vote twice in a term.
+	// docs/membership.md, "Wiped data", says what to do.
+	ErrWipedData = node.ErrWipedData
 )
 
 // A MembershipChange is one change of the configuration, computed by the

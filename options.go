@@ -372,7 +372,11 @@ type NodeOptions struct {
 	// that member still holds or has passed. It then catches up from the
 	// leader (by a snapshot install if the log was compacted). Allowed
 	// only on an empty data directory; leave it unset on later starts.
-	// docs/snapshots.md, "A member wiped of its data".
+	// docs/snapshots.md, "A member wiped of its data". Without it, a
+	// member started on wiped data under its old id fails with
+	// ErrWipedData once a peer that knew its earlier data hears it
+	// (docs/membership.md, "Wiped data"); removing it and adding it back
+	// on new data (JoinIdentity) is the other way back.
 	RejoinTerm uint64
 
 	// SnapshotTrailingEntries is how many entries before its newest

@@ -50,6 +50,9 @@ type Actor struct {
 	// transferCampaign marks the vote requests of a campaign that
 	// TimeoutNow started: transfer.go.
 	transfer *transferring
+	// incs are the voters\' incarnations this node heard from
+	// (incarnation.go).
+	incs incarnations
 	// prio paces the hand-over to voters of a higher priority.
 	prio             priorityBackoff
 	transferCampaign bool
@@ -120,6 +123,7 @@ func New(cfg Config) *Actor {
 	}
 	latest, _, _ := a.confs.Latest()
 	a.tr = newTracker(cfg.ID, latest)
+	a.incs = a.knownIncarnations(hs)
 	for _, p := range cfg.AddressBook {
 		if !a.tr.isMember(p.ID) && p.ID != cfg.ID {
 			a.tr.learn(p.ID, p.Addr)
@@ -213,6 +217,8 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 		a.onChangeConfig(env, m)
 	case TransferLeadership:
 		a.onTransferLeadership(env, m)
+	case replicator.PeerIncarnation:
+		a.replicatorIncarnation(env, m)
 	case snapshot.Saved, snapshot.SaveFailed:
 		a.onSnapshotReport(env, m)
 	case ShutdownNode:
@@ -259,7 +265,8 @@ func (a *Actor) debug(msg string, args ...any) {
 }
 
 func (a *Actor) envelope(to string, term, seq uint64) *raftpb.Envelope {
-	return &raftpb.Envelope{Group: a.cfg.Group, From: a.cfg.ID, To: to, Term: term, Seq: seq, Cluster: a.cfg.Cluster}
+	return &raftpb.Envelope{Group: a.cfg.Group, From: a.cfg.ID, To: to, Term: term, Seq: seq, Cluster: a.cfg.Cluster,
+		Incarnation: a.incarnation(), Rejoined: a.rejoined()}
 }
 
 func (a *Actor) peerRef(id string) actors.Ref {

@@ -50,7 +50,7 @@ const (
 // diagnostics is the node actor's record of what it warned about and of
 // whether its peers answer its elections.
 type diagnostics struct {
-	misaddressed, unknown, foreign, unanswered warnLimit
+	misaddressed, unknown, foreign, unanswered, wiped warnLimit
 	// heard: an envelope from a peer was accepted since the latest
 	// election started; silent counts the elections in a row before it
 	// that no peer answered.

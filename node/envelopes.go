@@ -17,6 +17,13 @@ func (a *Actor) step(env actors.Env, e *raftpb.Envelope) {
 	if !a.admit(e) { // counted and reported there
 		return
 	}
+	if r, ok := e.Body.(*raftpb.Envelope_IncarnationRefused); ok {
+		a.onIncarnationRefused(env, e, r.IncarnationRefused)
+		return
+	}
+	if !a.checkIncarnation(env, e) { // counted and answered there
+		return
+	}
 	if !a.gateTerm(env, e) {
 		return
 	}

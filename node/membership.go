@@ -172,6 +172,7 @@ func (a *Actor) configChanged(env actors.Env) {
 		return // nothing changed (a snapshot carrying the same configuration)
 	}
 	a.tr.setConfig(cfg)
+	a.forgetIncarnations(env, false)
 	a.publishConfig()
 	a.sh.Metrics.ConfigChanges.Add(1)
 	a.logger.Info("asyncraft: configuration in force", "index", idx, "configuration", cfg.String(), "was", old.String())
@@ -225,6 +226,8 @@ func (a *Actor) spawnReplicator(env actors.Env) func(id string, view *replicator
 			HeartbeatTicks:   a.cfg.Ticks.Heartbeat,
 			Logger:           a.logger,
 			Cluster:          a.cfg.Cluster,
+			Incarnation:      a.incarnation(),
+			Rejoined:         a.rejoined(),
 			Foreign:          &a.sh.Metrics.Foreign,
 			View:             view,
 			Copier:           a.copierOrZero(),
@@ -250,6 +253,7 @@ func (a *Actor) snapshotConfig(env actors.Env, idx uint64, c *raftpb.Configurati
 	cfg := confchange.FromProto(c)
 	a.confs.Reset(idx, cfg)
 	a.configChanged(env)
+	a.forgetIncarnations(env, true) // a member may have been re-added meanwhile
 }
 
 // Errors of a membership change (Node.ChangePeers).

@@ -31,6 +31,11 @@ type Metrics struct {
 	// node's: from a node started with another ClusterID, group or set of
 	// voters, or of another cluster. See the WARN log for who sent them.
 	Foreign atomic.Uint64
+	// IncarnationRefusals counts the envelopes (and replies to this
+	// node's replicators) dropped because their sender, a voter, spoke
+	// with another incarnation of its data than this node heard from
+	// before: its data was wiped (node/incarnation.go).
+	IncarnationRefusals atomic.Uint64
 	// Reads counts the reads this node served as leader (its own and
 	// forwarded batches); ReadRounds the quorum rounds it started for
 	// them. Reads/ReadRounds is the batching factor.

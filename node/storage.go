@@ -27,7 +27,7 @@ import (
 func (a *Actor) persistHardState(env actors.Env) {
 	a.savedCommit = min(a.commit, a.stable)
 	env.Send(a.cfg.LogManager, logmgr.SaveHardState{HardState: &raftpb.HardState{Term: a.term, Vote: a.vote,
-		Commit: a.savedCommit, Bootstrap: a.cfg.Boot}})
+		Commit: a.savedCommit, Bootstrap: a.cfg.Boot, Peers: a.incs.proto()}})
 }
 
 func (a *Actor) onHardStateSaved(env actors.Env, hs *raftpb.HardState) {

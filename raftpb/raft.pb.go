@@ -307,7 +307,11 @@ type HardState struct {
 	// What the node was first started with. Written at the node's first
 	// start (with an empty log and hard state) and carried unchanged by every
 	// later save; absent only in hard states written before it existed.
-	Bootstrap     *Bootstrap `protobuf:"bytes,4,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	Bootstrap *Bootstrap `protobuf:"bytes,4,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	// The incarnations of the group's voters this node has heard from
+	// (Envelope.incarnation), kept while each stays a voter: a voter that
+	// comes back on wiped data under the same id is told apart by them.
+	Peers         []*PeerIncarnation `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -370,6 +374,67 @@ func (x *HardState) GetBootstrap() *Bootstrap {
 	return nil
 }
 
+func (x *HardState) GetPeers() []*PeerIncarnation {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerIncarnation is the incarnation of a peer's data that this node
+// heard from.
+type PeerIncarnation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Incarnation   uint64                 `protobuf:"fixed64,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerIncarnation) Reset() {
+	*x = PeerIncarnation{}
+	mi := &file_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerIncarnation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerIncarnation) ProtoMessage() {}
+
+func (x *PeerIncarnation) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerIncarnation.ProtoReflect.Descriptor instead.
+func (*PeerIncarnation) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PeerIncarnation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PeerIncarnation) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 // Bootstrap is the identity a node was first started with: the cluster id
 // it was given, its group, its own id and the voters (ids and addresses as
 // they were then). A later start of the node on the same data must name the
@@ -386,14 +451,22 @@ type Bootstrap struct {
 	// not among the voters the group was bootstrapped with); configuration
 	// is then empty. 0 on a founding member: the identity is derived from
 	// the other fields.
-	Identity      uint64 `protobuf:"fixed64,5,opt,name=identity,proto3" json:"identity,omitempty"`
+	Identity uint64 `protobuf:"fixed64,5,opt,name=identity,proto3" json:"identity,omitempty"`
+	// A number drawn when this record was written, at the first start on
+	// this data (a start on wiped data draws a new one). Every envelope
+	// carries it (Envelope.incarnation). 0 in records written before it
+	// existed; the next start draws one.
+	Incarnation uint64 `protobuf:"fixed64,6,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// NodeOptions.RejoinTerm of the start that wrote this record (0: none):
+	// the data was started over on purpose, and votes only in later terms.
+	RejoinTerm    uint64 `protobuf:"varint,7,opt,name=rejoin_term,json=rejoinTerm,proto3" json:"rejoin_term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +478,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +491,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Bootstrap) GetClusterId() string {
@@ -456,6 +529,20 @@ func (x *Bootstrap) GetIdentity() uint64 {
 	return 0
 }
 
+func (x *Bootstrap) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *Bootstrap) GetRejoinTerm() uint64 {
+	if x != nil {
+		return x.RejoinTerm
+	}
+	return 0
+}
+
 // Envelope carries every message between nodes of a group. term is the
 // sender's current term (for pre-votes: the term it would campaign in); seq
 // numbers requests so replies can be matched and stale ones dropped.
@@ -470,6 +557,14 @@ type Envelope struct {
 	// id, group, voter ids; never 0). A node drops envelopes whose identity
 	// is not its own.
 	Cluster uint64 `protobuf:"fixed64,6,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The incarnation of the sender's data (Bootstrap.incarnation; 0 from a
+	// version that predates it). A voter's peers remember it: a voter that
+	// speaks with another has lost its data (docs/membership.md, "Wiped
+	// data").
+	Incarnation uint64 `protobuf:"fixed64,7,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Set when the sender's data was started over with RejoinTerm (it votes
+	// only in later terms): its new incarnation replaces the old one.
+	Rejoined bool `protobuf:"varint,8,opt,name=rejoined,proto3" json:"rejoined,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Envelope_PreVoteRequest
@@ -487,6 +582,7 @@ type Envelope struct {
 	//	*Envelope_InstallSnapshotResponse
 	//	*Envelope_SnapshotFetch
 	//	*Envelope_SnapshotChunk
+	//	*Envelope_IncarnationRefused
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -494,7 +590,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +602,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +615,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{5}
+	return file_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Envelope) GetGroup() string {
@@ -562,6 +658,20 @@ func (x *Envelope) GetCluster() uint64 {
 		return x.Cluster
 	}
 	return 0
+}
+
+func (x *Envelope) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *Envelope) GetRejoined() bool {
+	if x != nil {
+		return x.Rejoined
+	}
+	return false
 }
 
 func (x *Envelope) GetBody() isEnvelope_Body {
@@ -706,6 +816,15 @@ func (x *Envelope) GetSnapshotChunk() *SnapshotChunk {
 	return nil
 }
 
+func (x *Envelope) GetIncarnationRefused() *IncarnationRefused {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_IncarnationRefused); ok {
+			return x.IncarnationRefused
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -770,6 +889,10 @@ type Envelope_SnapshotChunk struct {
 	SnapshotChunk *SnapshotChunk `protobuf:"bytes,24,opt,name=snapshot_chunk,json=snapshotChunk,proto3,oneof"`
 }
 
+type Envelope_IncarnationRefused struct {
+	IncarnationRefused *IncarnationRefused `protobuf:"bytes,25,opt,name=incarnation_refused,json=incarnationRefused,proto3,oneof"`
+}
+
 func (*Envelope_PreVoteRequest) isEnvelope_Body() {}
 
 func (*Envelope_PreVoteResponse) isEnvelope_Body() {}
@@ -800,6 +923,8 @@ func (*Envelope_SnapshotFetch) isEnvelope_Body() {}
 
 func (*Envelope_SnapshotChunk) isEnvelope_Body() {}
 
+func (*Envelope_IncarnationRefused) isEnvelope_Body() {}
+
 // VoteRequest asks for a (pre-)vote. Candidates whose last log is less
 // up-to-date than the voter's are refused (Raft §5.4.1).
 type VoteRequest struct {
@@ -820,7 +945,7 @@ type VoteRequest struct {
 
 func (x *VoteRequest) Reset() {
 	*x = VoteRequest{}
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +957,7 @@ func (x *VoteRequest) String() string {
 func (*VoteRequest) ProtoMessage() {}
 
 func (x *VoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +970,7 @@ func (x *VoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoteRequest.ProtoReflect.Descriptor instead.
 func (*VoteRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{6}
+	return file_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VoteRequest) GetLastLogIndex() uint64 {
@@ -885,7 +1010,7 @@ type VoteResponse struct {
 
 func (x *VoteResponse) Reset() {
 	*x = VoteResponse{}
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1022,7 @@ func (x *VoteResponse) String() string {
 func (*VoteResponse) ProtoMessage() {}
 
 func (x *VoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1035,7 @@ func (x *VoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoteResponse.ProtoReflect.Descriptor instead.
 func (*VoteResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{7}
+	return file_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *VoteResponse) GetGranted() bool {
@@ -939,7 +1064,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1076,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1089,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{8}
+	return file_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppendRequest) GetPrevLogIndex() uint64 {
@@ -1020,7 +1145,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1157,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1170,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{9}
+	return file_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppendResponse) GetSuccess() bool {
@@ -1098,7 +1223,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1235,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1248,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{10}
+	return file_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatRequest) GetCommit() uint64 {
@@ -1152,7 +1277,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1289,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1302,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{11}
+	return file_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatResponse) GetLastLogIndex() uint64 {
@@ -1197,7 +1322,7 @@ type TimeoutNow struct {
 
 func (x *TimeoutNow) Reset() {
 	*x = TimeoutNow{}
-	mi := &file_raft_proto_msgTypes[12]
+	mi := &file_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1334,7 @@ func (x *TimeoutNow) String() string {
 func (*TimeoutNow) ProtoMessage() {}
 
 func (x *TimeoutNow) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[12]
+	mi := &file_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1347,65 @@ func (x *TimeoutNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutNow.ProtoReflect.Descriptor instead.
 func (*TimeoutNow) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{12}
+	return file_raft_proto_rawDescGZIP(), []int{13}
+}
+
+// IncarnationRefused answers an envelope whose sender, a voter, speaks
+// with another incarnation than the one the answering node heard from
+// before: the sender's data was wiped (or replaced), so it may vote again
+// in a term it voted in. The sender fails with a clear error.
+type IncarnationRefused struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incarnation the answering node knows for the sender.
+	Known uint64 `protobuf:"fixed64,1,opt,name=known,proto3" json:"known,omitempty"`
+	// The incarnation of the refused envelope.
+	Refused       uint64 `protobuf:"fixed64,2,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IncarnationRefused) Reset() {
+	*x = IncarnationRefused{}
+	mi := &file_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncarnationRefused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncarnationRefused) ProtoMessage() {}
+
+func (x *IncarnationRefused) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncarnationRefused.ProtoReflect.Descriptor instead.
+func (*IncarnationRefused) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IncarnationRefused) GetKnown() uint64 {
+	if x != nil {
+		return x.Known
+	}
+	return 0
+}
+
+func (x *IncarnationRefused) GetRefused() uint64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
 }
 
 // ReadIndexRequest asks the leader for a read index on behalf of a
@@ -1237,7 +1420,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_raft_proto_msgTypes[13]
+	mi := &file_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1432,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[13]
+	mi := &file_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1445,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{13}
+	return file_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadIndexRequest) GetLease() bool {
@@ -1287,7 +1470,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_raft_proto_msgTypes[14]
+	mi := &file_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1482,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[14]
+	mi := &file_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1495,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{14}
+	return file_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadIndexResponse) GetBatch() uint64 {
@@ -1362,7 +1545,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_raft_proto_msgTypes[15]
+	mi := &file_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1557,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[15]
+	mi := &file_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1570,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{15}
+	return file_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotMeta) GetLastIndex() uint64 {
@@ -1445,7 +1628,7 @@ type SnapshotFile struct {
 
 func (x *SnapshotFile) Reset() {
 	*x = SnapshotFile{}
-	mi := &file_raft_proto_msgTypes[16]
+	mi := &file_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1640,7 @@ func (x *SnapshotFile) String() string {
 func (*SnapshotFile) ProtoMessage() {}
 
 func (x *SnapshotFile) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[16]
+	mi := &file_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1653,7 @@ func (x *SnapshotFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFile.ProtoReflect.Descriptor instead.
 func (*SnapshotFile) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{16}
+	return file_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotFile) GetName() string {
@@ -1509,7 +1692,7 @@ type InstallSnapshotRequest struct {
 
 func (x *InstallSnapshotRequest) Reset() {
 	*x = InstallSnapshotRequest{}
-	mi := &file_raft_proto_msgTypes[17]
+	mi := &file_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1704,7 @@ func (x *InstallSnapshotRequest) String() string {
 func (*InstallSnapshotRequest) ProtoMessage() {}
 
 func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[17]
+	mi := &file_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1717,7 @@ func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{17}
+	return file_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InstallSnapshotRequest) GetMeta() *SnapshotMeta {
@@ -1566,7 +1749,7 @@ type InstallSnapshotResponse struct {
 
 func (x *InstallSnapshotResponse) Reset() {
 	*x = InstallSnapshotResponse{}
-	mi := &file_raft_proto_msgTypes[18]
+	mi := &file_raft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1761,7 @@ func (x *InstallSnapshotResponse) String() string {
 func (*InstallSnapshotResponse) ProtoMessage() {}
 
 func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[18]
+	mi := &file_raft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1774,7 @@ func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{18}
+	return file_raft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InstallSnapshotResponse) GetSuccess() bool {
@@ -1632,7 +1815,7 @@ type SnapshotFetch struct {
 
 func (x *SnapshotFetch) Reset() {
 	*x = SnapshotFetch{}
-	mi := &file_raft_proto_msgTypes[19]
+	mi := &file_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1827,7 @@ func (x *SnapshotFetch) String() string {
 func (*SnapshotFetch) ProtoMessage() {}
 
 func (x *SnapshotFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[19]
+	mi := &file_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1840,7 @@ func (x *SnapshotFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFetch.ProtoReflect.Descriptor instead.
 func (*SnapshotFetch) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{19}
+	return file_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SnapshotFetch) GetIndex() uint64 {
@@ -1714,7 +1897,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raft_proto_msgTypes[20]
+	mi := &file_raft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1909,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[20]
+	mi := &file_raft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1922,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{20}
+	return file_raft_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SnapshotChunk) GetIndex() uint64 {
@@ -1802,7 +1985,7 @@ type IndexMark struct {
 
 func (x *IndexMark) Reset() {
 	*x = IndexMark{}
-	mi := &file_raft_proto_msgTypes[21]
+	mi := &file_raft_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1997,7 @@ func (x *IndexMark) String() string {
 func (*IndexMark) ProtoMessage() {}
 
 func (x *IndexMark) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[21]
+	mi := &file_raft_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +2010,7 @@ func (x *IndexMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexMark.ProtoReflect.Descriptor instead.
 func (*IndexMark) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{21}
+	return file_raft_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IndexMark) GetIndex() uint64 {
@@ -1858,27 +2041,35 @@ const file_raft_proto_rawDesc = "" +
 	"\blearners\x18\x02 \x03(\v2\x16.asyncraft.raftpb.PeerR\blearners\x125\n" +
 	"\n" +
 	"old_voters\x18\x03 \x03(\v2\x16.asyncraft.raftpb.PeerR\toldVoters\x129\n" +
-	"\fold_learners\x18\x04 \x03(\v2\x16.asyncraft.raftpb.PeerR\voldLearners\"\x86\x01\n" +
+	"\fold_learners\x18\x04 \x03(\v2\x16.asyncraft.raftpb.PeerR\voldLearners\"\xbf\x01\n" +
 	"\tHardState\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04vote\x18\x02 \x01(\tR\x04vote\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\x04R\x06commit\x129\n" +
-	"\tbootstrap\x18\x04 \x01(\v2\x1b.asyncraft.raftpb.BootstrapR\tbootstrap\"\xb3\x01\n" +
+	"\tbootstrap\x18\x04 \x01(\v2\x1b.asyncraft.raftpb.BootstrapR\tbootstrap\x127\n" +
+	"\x05peers\x18\x05 \x03(\v2!.asyncraft.raftpb.PeerIncarnationR\x05peers\"C\n" +
+	"\x0fPeerIncarnation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x06R\vincarnation\"\xf6\x01\n" +
 	"\tBootstrap\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12E\n" +
 	"\rconfiguration\x18\x04 \x01(\v2\x1f.asyncraft.raftpb.ConfigurationR\rconfiguration\x12\x1a\n" +
-	"\bidentity\x18\x05 \x01(\x06R\bidentity\"\xbf\n" +
-	"\n" +
+	"\bidentity\x18\x05 \x01(\x06R\bidentity\x12 \n" +
+	"\vincarnation\x18\x06 \x01(\x06R\vincarnation\x12\x1f\n" +
+	"\vrejoin_term\x18\a \x01(\x04R\n" +
+	"rejoinTerm\"\xd6\v\n" +
 	"\bEnvelope\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x18\n" +
-	"\acluster\x18\x06 \x01(\x06R\acluster\x12I\n" +
+	"\acluster\x18\x06 \x01(\x06R\acluster\x12 \n" +
+	"\vincarnation\x18\a \x01(\x06R\vincarnation\x12\x1a\n" +
+	"\brejoined\x18\b \x01(\bR\brejoined\x12I\n" +
 	"\x10pre_vote_request\x18\n" +
 	" \x01(\v2\x1d.asyncraft.raftpb.VoteRequestH\x00R\x0epreVoteRequest\x12L\n" +
 	"\x11pre_vote_response\x18\v \x01(\v2\x1e.asyncraft.raftpb.VoteResponseH\x00R\x0fpreVoteResponse\x12B\n" +
@@ -1895,7 +2086,8 @@ const file_raft_proto_rawDesc = "" +
 	"\x18install_snapshot_request\x18\x15 \x01(\v2(.asyncraft.raftpb.InstallSnapshotRequestH\x00R\x16installSnapshotRequest\x12g\n" +
 	"\x19install_snapshot_response\x18\x16 \x01(\v2).asyncraft.raftpb.InstallSnapshotResponseH\x00R\x17installSnapshotResponse\x12H\n" +
 	"\x0esnapshot_fetch\x18\x17 \x01(\v2\x1f.asyncraft.raftpb.SnapshotFetchH\x00R\rsnapshotFetch\x12H\n" +
-	"\x0esnapshot_chunk\x18\x18 \x01(\v2\x1f.asyncraft.raftpb.SnapshotChunkH\x00R\rsnapshotChunkB\x06\n" +
+	"\x0esnapshot_chunk\x18\x18 \x01(\v2\x1f.asyncraft.raftpb.SnapshotChunkH\x00R\rsnapshotChunk\x12W\n" +
+	"\x13incarnation_refused\x18\x19 \x01(\v2$.asyncraft.raftpb.IncarnationRefusedH\x00R\x12incarnationRefusedB\x06\n" +
 	"\x04body\"\xaf\x01\n" +
 	"\vVoteRequest\x12$\n" +
 	"\x0elast_log_index\x18\x01 \x01(\x04R\flastLogIndex\x12\"\n" +
@@ -1925,7 +2117,10 @@ const file_raft_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12$\n" +
 	"\x0elast_log_index\x18\x02 \x01(\x04R\flastLogIndexJ\x04\b\x01\x10\x02R\fread_context\"\f\n" +
 	"\n" +
-	"TimeoutNow\"5\n" +
+	"TimeoutNow\"D\n" +
+	"\x12IncarnationRefused\x12\x14\n" +
+	"\x05known\x18\x01 \x01(\x06R\x05known\x12\x18\n" +
+	"\arefused\x18\x02 \x01(\x06R\arefused\"5\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\bR\x05leaseJ\x04\b\x01\x10\x02R\x05batch\"m\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
@@ -1989,31 +2184,33 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_raft_proto_goTypes = []any{
 	(EntryType)(0),                  // 0: asyncraft.raftpb.EntryType
 	(*Entry)(nil),                   // 1: asyncraft.raftpb.Entry
 	(*Peer)(nil),                    // 2: asyncraft.raftpb.Peer
 	(*Configuration)(nil),           // 3: asyncraft.raftpb.Configuration
 	(*HardState)(nil),               // 4: asyncraft.raftpb.HardState
-	(*Bootstrap)(nil),               // 5: asyncraft.raftpb.Bootstrap
-	(*Envelope)(nil),                // 6: asyncraft.raftpb.Envelope
-	(*VoteRequest)(nil),             // 7: asyncraft.raftpb.VoteRequest
-	(*VoteResponse)(nil),            // 8: asyncraft.raftpb.VoteResponse
-	(*AppendRequest)(nil),           // 9: asyncraft.raftpb.AppendRequest
-	(*AppendResponse)(nil),          // 10: asyncraft.raftpb.AppendResponse
-	(*HeartbeatRequest)(nil),        // 11: asyncraft.raftpb.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 12: asyncraft.raftpb.HeartbeatResponse
-	(*TimeoutNow)(nil),              // 13: asyncraft.raftpb.TimeoutNow
-	(*ReadIndexRequest)(nil),        // 14: asyncraft.raftpb.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 15: asyncraft.raftpb.ReadIndexResponse
-	(*SnapshotMeta)(nil),            // 16: asyncraft.raftpb.SnapshotMeta
-	(*SnapshotFile)(nil),            // 17: asyncraft.raftpb.SnapshotFile
-	(*InstallSnapshotRequest)(nil),  // 18: asyncraft.raftpb.InstallSnapshotRequest
-	(*InstallSnapshotResponse)(nil), // 19: asyncraft.raftpb.InstallSnapshotResponse
-	(*SnapshotFetch)(nil),           // 20: asyncraft.raftpb.SnapshotFetch
-	(*SnapshotChunk)(nil),           // 21: asyncraft.raftpb.SnapshotChunk
-	(*IndexMark)(nil),               // 22: asyncraft.raftpb.IndexMark
+	(*PeerIncarnation)(nil),         // 5: asyncraft.raftpb.PeerIncarnation
+	(*Bootstrap)(nil),               // 6: asyncraft.raftpb.Bootstrap
+	(*Envelope)(nil),                // 7: asyncraft.raftpb.Envelope
+	(*VoteRequest)(nil),             // 8: asyncraft.raftpb.VoteRequest
+	(*VoteResponse)(nil),            // 9: asyncraft.raftpb.VoteResponse
+	(*AppendRequest)(nil),           // 10: asyncraft.raftpb.AppendRequest
+	(*AppendResponse)(nil),          // 11: asyncraft.raftpb.AppendResponse
+	(*HeartbeatRequest)(nil),        // 12: asyncraft.raftpb.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 13: asyncraft.raftpb.HeartbeatResponse
+	(*TimeoutNow)(nil),              // 14: asyncraft.raftpb.TimeoutNow
+	(*IncarnationRefused)(nil),      // 15: asyncraft.raftpb.IncarnationRefused
+	(*ReadIndexRequest)(nil),        // 16: asyncraft.raftpb.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 17: asyncraft.raftpb.ReadIndexResponse
+	(*SnapshotMeta)(nil),            // 18: asyncraft.raftpb.SnapshotMeta
+	(*SnapshotFile)(nil),            // 19: asyncraft.raftpb.SnapshotFile
+	(*InstallSnapshotRequest)(nil),  // 20: asyncraft.raftpb.InstallSnapshotRequest
+	(*InstallSnapshotResponse)(nil), // 21: asyncraft.raftpb.InstallSnapshotResponse
+	(*SnapshotFetch)(nil),           // 22: asyncraft.raftpb.SnapshotFetch
+	(*SnapshotChunk)(nil),           // 23: asyncraft.raftpb.SnapshotChunk
+	(*IndexMark)(nil),               // 24: asyncraft.raftpb.IndexMark
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: asyncraft.raftpb.Entry.type:type_name -> asyncraft.raftpb.EntryType
@@ -2021,32 +2218,34 @@ var file_raft_proto_depIdxs = []int32{
 	2,  // 2: asyncraft.raftpb.Configuration.learners:type_name -> asyncraft.raftpb.Peer
 	2,  // 3: asyncraft.raftpb.Configuration.old_voters:type_name -> asyncraft.raftpb.Peer
 	2,  // 4: asyncraft.raftpb.Configuration.old_learners:type_name -> asyncraft.raftpb.Peer
-	5,  // 5: asyncraft.raftpb.HardState.bootstrap:type_name -> asyncraft.raftpb.Bootstrap
-	3,  // 6: asyncraft.raftpb.Bootstrap.configuration:type_name -> asyncraft.raftpb.Configuration
-	7,  // 7: asyncraft.raftpb.Envelope.pre_vote_request:type_name -> asyncraft.raftpb.VoteRequest
-	8,  // 8: asyncraft.raftpb.Envelope.pre_vote_response:type_name -> asyncraft.raftpb.VoteResponse
-	7,  // 9: asyncraft.raftpb.Envelope.vote_request:type_name -> asyncraft.raftpb.VoteRequest
-	8,  // 10: asyncraft.raftpb.Envelope.vote_response:type_name -> asyncraft.raftpb.VoteResponse
-	9,  // 11: asyncraft.raftpb.Envelope.append_request:type_name -> asyncraft.raftpb.AppendRequest
-	10, // 12: asyncraft.raftpb.Envelope.append_response:type_name -> asyncraft.raftpb.AppendResponse
-	11, // 13: asyncraft.raftpb.Envelope.heartbeat_request:type_name -> asyncraft.raftpb.HeartbeatRequest
-	12, // 14: asyncraft.raftpb.Envelope.heartbeat_response:type_name -> asyncraft.raftpb.HeartbeatResponse
-	13, // 15: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
-	14, // 16: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
-	15, // 17: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
-	18, // 18: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
-	19, // 19: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
-	20, // 20: asyncraft.raftpb.Envelope.snapshot_fetch:type_name -> asyncraft.raftpb.SnapshotFetch
-	21, // 21: asyncraft.raftpb.Envelope.snapshot_chunk:type_name -> asyncraft.raftpb.SnapshotChunk
-	1,  // 22: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
-	3,  // 23: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
-	17, // 24: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
-	16, // 25: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	6,  // 5: asyncraft.raftpb.HardState.bootstrap:type_name -> asyncraft.raftpb.Bootstrap
+	5,  // 6: asyncraft.raftpb.HardState.peers:type_name -> asyncraft.raftpb.PeerIncarnation
+	3,  // 7: asyncraft.raftpb.Bootstrap.configuration:type_name -> asyncraft.raftpb.Configuration
+	8,  // 8: asyncraft.raftpb.Envelope.pre_vote_request:type_name -> asyncraft.raftpb.VoteRequest
+	9,  // 9: asyncraft.raftpb.Envelope.pre_vote_response:type_name -> asyncraft.raftpb.VoteResponse
+	8,  // 10: asyncraft.raftpb.Envelope.vote_request:type_name -> asyncraft.raftpb.VoteRequest
+	9,  // 11: asyncraft.raftpb.Envelope.vote_response:type_name -> asyncraft.raftpb.VoteResponse
+	10, // 12: asyncraft.raftpb.Envelope.append_request:type_name -> asyncraft.raftpb.AppendRequest
+	11, // 13: asyncraft.raftpb.Envelope.append_response:type_name -> asyncraft.raftpb.AppendResponse
+	12, // 14: asyncraft.raftpb.Envelope.heartbeat_request:type_name -> asyncraft.raftpb.HeartbeatRequest
+	13, // 15: asyncraft.raftpb.Envelope.heartbeat_response:type_name -> asyncraft.raftpb.HeartbeatResponse
+	14, // 16: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
+	16, // 17: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
+	17, // 18: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
+	20, // 19: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
+	21, // 20: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
+	22, // 21: asyncraft.raftpb.Envelope.snapshot_fetch:type_name -> asyncraft.raftpb.SnapshotFetch
+	23, // 22: asyncraft.raftpb.Envelope.snapshot_chunk:type_name -> asyncraft.raftpb.SnapshotChunk
+	15, // 23: asyncraft.raftpb.Envelope.incarnation_refused:type_name -> asyncraft.raftpb.IncarnationRefused
+	1,  // 24: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
+	3,  // 25: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
+	19, // 26: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
+	18, // 27: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -2054,7 +2253,7 @@ func file_raft_proto_init() {
 	if File_raft_proto != nil {
 		return
 	}
-	file_raft_proto_msgTypes[5].OneofWrappers = []any{
+	file_raft_proto_msgTypes[6].OneofWrappers = []any{
 		(*Envelope_PreVoteRequest)(nil),
 		(*Envelope_PreVoteResponse)(nil),
 		(*Envelope_VoteRequest)(nil),
@@ -2070,6 +2269,7 @@ func file_raft_proto_init() {
 		(*Envelope_InstallSnapshotResponse)(nil),
 		(*Envelope_SnapshotFetch)(nil),
 		(*Envelope_SnapshotChunk)(nil),
+		(*Envelope_IncarnationRefused)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2077,7 +2277,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

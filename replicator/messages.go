@@ -120,6 +120,15 @@ type (
 		Peer string
 		Term uint64
 	}
+	// PeerIncarnation reports an incarnation of the peer's data that a
+	// reply carried, when it differs from the last one reported (the
+	// node's rules, node/incarnation.go, decide what it means).
+	PeerIncarnation struct {
+		Peer        string
+		Term        uint64
+		Incarnation uint64
+		Rejoined    bool
+	}
 	// ReadFailed reports that the replicator could not read from the log
 	// what the peer needs next (a term or entries), so the peer gets no
 	// entries. Failures counts the failed reads in a row, this one

@@ -85,6 +85,10 @@ type Config struct {
 	// drops for carrying another.
 	Cluster uint64
 	Foreign *atomic.Uint64
+	// Incarnation and Rejoined are the leader's, stamped on requests
+	// (node/incarnation.go).
+	Incarnation uint64
+	Rejoined    bool
 	// View, if set, is where the replicator publishes its state for
 	// monitoring (see View); nil publishes nothing.
 	View *View
@@ -145,19 +149,20 @@ const maxBeats = 8
 type Replicator struct {
 	cfg Config
 
-	st       state
-	next     uint64
-	match    uint64
-	commit   uint64
-	sentHB   uint64 // the commit value last sent in a heartbeat or request
-	seq      uint64
-	matchSeq uint64 // seq when match last rose: later requests reach a follower that acknowledged match
-	inflight []flight
-	inBytes  uint64
-	hbSeq    uint64     // seq of the last heartbeat sent
-	hbAcked  uint64     // seq of the last heartbeat answered
-	beats    []sentBeat // the latest heartbeats sent, oldest first
-	higher   uint64     // the highest term reported in HigherTerm
+	st          state
+	next        uint64
+	match       uint64
+	commit      uint64
+	sentHB      uint64 // the commit value last sent in a heartbeat or request
+	seq         uint64
+	matchSeq    uint64 // seq when match last rose: later requests reach a follower that acknowledged match
+	inflight    []flight
+	inBytes     uint64
+	hbSeq       uint64     // seq of the last heartbeat sent
+	hbAcked     uint64     // seq of the last heartbeat answered
+	beats       []sentBeat // the latest heartbeats sent, oldest first
+	higher      uint64     // the highest term reported in HigherTerm
+	reportedInc uint64     // the peer's incarnation last reported (PeerIncarnation)
 
 	idleTicks  int // ticks since anything was sent
 	quietTicks int // ticks since an append reply, while requests are outstanding
@@ -310,7 +315,8 @@ func (r *Replicator) resetToProbe(next uint64) {
 
 func (r *Replicator) envelope(body any) *raftpb.Envelope {
 	r.seq++
-	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq, Cluster: r.cfg.Cluster}
+	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq, Cluster: r.cfg.Cluster,
+		Incarnation: r.cfg.Incarnation, Rejoined: r.cfg.Rejoined}
 	switch b := body.(type) {
 	case *raftpb.AppendRequest:
 		e.Body = &raftpb.Envelope_AppendRequest{AppendRequest: b}
@@ -450,6 +456,7 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 	if e.Term < r.cfg.Term || e.From != r.cfg.PeerID {
 		return // stale, or misrouted
 	}
+	r.incarnation(env, e)
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_HeartbeatResponse:
 		// Like append replies, a heartbeat reply must answer an
@@ -551,4 +558,15 @@ func (r *Replicator) lostEntries(env actors.Env, seq, last uint64) bool {
 func (r *Replicator) nextFromHint(hintIndex, hintTerm uint64) uint64 {
 	// Candidates are (match, hint]; term(match) is known to be fine.
 	return logsearch.LastTermAtMost(r.match, min(hintIndex, r.cfg.Log.LastIndex()), hintTerm, r.cfg.Log.Term) + 1
+}
+
+// incarnation reports a reply's incarnation to the node when it differs
+// from the last one reported. The replicator acts on the reply all the
+// same: what a peer back on wiped data acknowledges, it holds; the node
+// refuses the peer (node/incarnation.go), which then fails.
+func (r *Replicator) incarnation(env actors.Env, e *raftpb.Envelope) {
+	if e.Incarnation != 0 && e.Incarnation != r.reportedInc {
+		r.reportedInc = e.Incarnation
+		env.Send(r.cfg.Node, PeerIncarnation{Peer: r.cfg.PeerID, Term: r.cfg.Term, Incarnation: e.Incarnation, Rejoined: e.Rejoined})
+	}
 }

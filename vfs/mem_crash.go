@@ -229,3 +229,17 @@ func (m *MemFS) promote(now time.Duration, all bool) {
 	clear(m.inflight[len(keep):])
 	m.inflight = keep
 }
+
+// Wipe loses everything, as a replaced disk would: every file and
+// directory but the roots is gone, durable or not, and every File handle
+// and lock opened before becomes dead (as after Crash). Injector, observer
+// and clock stay installed.
+func (m *MemFS) Wipe() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.epoch++
+	clear(m.locks)
+	clear(m.inflight)
+	m.inflight = m.inflight[:0]
+	m.dirs = map[string]*memDir{"/": newMemDir(0o755), ".": newMemDir(0o755)}
+}

@@ -16,7 +16,8 @@ import (
 // leader once a learner marked for it has caught up), voters are replaced
 // one or several at once, and the leader removes itself. New voters
 // catch up as learners first. A removed node keeps running with its data
-// and may be added again under its id. Each change runs on whatever the
+// and may be added again under its id; or, once its removal committed, it
+// comes back on a wiped disk as a joining node under its id. Each change runs on whatever the
 // other nemeses do meanwhile (crashes inside a joint configuration,
 // partitions, installs to a new member).
 
@@ -65,7 +66,7 @@ func (n *nemesis) membership() {
 	any := func(ids []string) string { return ids[n.rnd.IntN(len(ids))] }
 	peer := func(id string) asyncraft.Peer { return asyncraft.Peer{ID: id, Addr: id} }
 	var m asyncraft.MembershipChange
-	switch k := n.rnd.IntN(11); {
+	switch k := n.rnd.IntN(12); {
 	case k == 0 && len(outside) > 0 && len(voters) < 5:
 		m = asyncraft.AddVoter(peer(any(outside)))
 	case k == 1 && len(outside) > 0:
@@ -82,6 +83,22 @@ func (n *nemesis) membership() {
 		m = asyncraft.RemoveMember(l)
 	case k == 9 && len(outside) > 0:
 		m = asyncraft.AddLearnerToPromote(peer(any(outside)))
+	case k == 11 && len(outside) > 0:
+		// A node outside the configuration, once its removal committed,
+		// comes back on a wiped disk under its id, as a joining node: the
+		// safe way back (docs/membership.md, "Wiped data"). Added again
+		// later, it must not be taken for a wiped voter.
+		st := node.Status()
+		x := any(outside)
+		if st.ConfigurationIndex > st.Commit || r.c.Node(x) == nil {
+			return
+		}
+		n.say("wipe %s (outside %v) and start it as a joining node", x, cfg)
+		r.crash(x)
+		if err := r.c.WipeAndJoin(x); err != nil {
+			r.violate("restart", "%s could not start on its wiped disk: %v", x, err)
+		}
+		return
 	case k == 10:
 		// A priority (0 to 2) for any member: the leaders that follow
 		// hand their leadership to the voters of the highest.

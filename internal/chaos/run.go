@@ -48,6 +48,9 @@ type Result struct {
 	// completed; leadership transfers started, and those that completed.
 	Changes, ChangesDone   int
 	Transfers, Transferred int
+	// WipedRefused counts the nodes back on wiped data that failed with
+	// ErrWipedData (the wiped-vote scenario).
+	WipedRefused int
 	// Visualization is the path of porcupine's HTML rendering of a
 	// history found not linearizable, if written.
 	Visualization string
@@ -57,13 +60,15 @@ type Result struct {
 func (r Result) Passed() bool { return len(r.Violations) == 0 }
 
 type run struct {
-	cfg         Config
-	c           *cluster.Cluster
-	oracle      *oracle
-	clientHost  *sim.Host
-	ops         []*op
-	lastOK      []time.Duration // per client: call time of its last OK op
-	stopClients bool
+	// wipedRefused: Result.WipedRefused.
+	wipedRefused int
+	cfg          Config
+	c            *cluster.Cluster
+	oracle       *oracle
+	clientHost   *sim.Host
+	ops          []*op
+	lastOK       []time.Duration // per client: call time of its last OK op
+	stopClients  bool
 	// Scenarios may steer clients: while set, reads go to steerReads and
 	// writes to steerWrites (when those nodes are up), and noWrites makes
 	// every operation a read that appends no entry (a read through the
@@ -207,6 +212,7 @@ func RunWith(cfg Config, script func(r *run)) Result {
 		Snapshots: r.snapshots, Loads: r.loads, Installs: r.installs, Chunks: r.chunks, Corrupted: r.corrupted,
 		Changes: r.members.started, ChangesDone: r.members.done,
 		Transfers: r.members.transfers, Transferred: r.members.transferred,
+		WipedRefused: r.wipedRefused,
 	}
 	for _, id := range r.c.IDs {
 		res.Crashes += r.c.Lives[id] - 1

@@ -73,6 +73,8 @@ type Cluster struct {
 	// started with, and books its address book.
 	joined map[string]uint64
 	books  map[string][]asyncraft.Peer
+	// rejoin holds the RejoinTerm of a wiped node's next start (Wipe).
+	rejoin map[string]uint64
 }
 
 // New creates the cluster and starts every node.
@@ -90,6 +92,7 @@ func New(opts Options) *Cluster {
 		sms:    map[string]fsm.StateMachine{},
 		Lives:  map[string]int{},
 		joined: map[string]uint64{},
+		rejoin: map[string]uint64{},
 		books:  map[string][]asyncraft.Peer{},
 	}
 	c.Sim = sim.New(sim.Config{Seed: opts.Seed, Net: opts.Net, Trace: opts.Trace, OnPanic: c.onPanic, OnSend: opts.OnSend, Tamper: opts.Tamper})
@@ -142,6 +145,10 @@ func (c *Cluster) Start(id string) error {
 	if ident, ok := c.joined[id]; ok {
 		no.JoinIdentity, no.Peers = ident, c.books[id]
 	}
+	if t, ok := c.rejoin[id]; ok {
+		no.RejoinTerm = t
+		delete(c.rejoin, id)
+	}
 	if c.opts.Node != nil {
 		c.opts.Node(&no, sh)
 	}
@@ -192,6 +199,37 @@ func (c *Cluster) Crash(id string) {
 	c.Sim.Host(id).Crash()
 	delete(c.hosts, id)
 	delete(c.nodes, id)
+}
+
+// Wipe crashes host id (if up) and empties its disk, as a replaced disk
+// would. Restart then starts its node on empty data, under its id: as a
+// founding member with the group's peers, unless rejoinTerm is set
+// (NodeOptions.RejoinTerm, for that start only).
+func (c *Cluster) Wipe(id string, rejoinTerm uint64) {
+	c.Crash(id)
+	c.Sim.Host(id).Disk().Wipe()
+	if rejoinTerm > 0 {
+		c.rejoin[id] = rejoinTerm
+	}
+}
+
+// WipeAndJoin wipes host id (Wipe) and starts its node on the empty disk
+// as a node that joins the group (NodeOptions.JoinIdentity) under its old
+// id, with the founders as its address book: the safe way back for a
+// member removed from the configuration.
+func (c *Cluster) WipeAndJoin(id string) error {
+	var identity uint64
+	for _, n := range c.nodes {
+		identity = n.ClusterIdentity()
+		break
+	}
+	if identity == 0 {
+		return fmt.Errorf("cluster: no node runs to give the group's identity")
+	}
+	c.Wipe(id, 0)
+	c.joined[id] = identity
+	c.books[id] = slices.Clone(c.peers)
+	return c.Restart(id)
 }
 
 // Restart brings a crashed host back and starts its node from its disk.

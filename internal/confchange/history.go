@@ -83,3 +83,13 @@ func (h *History) Latest() (cfg Config, index uint64, ok bool) {
 
 // Len is the number of configurations recorded.
 func (h *History) Len() int { return len(h.at) }
+
+// All yields the configurations recorded, oldest first, with the index of
+// each one's entry.
+func (h *History) All(yield func(index uint64, cfg Config) bool) {
+	for _, v := range h.at {
+		if !yield(v.index, v.cfg) {
+			return
+		}
+	}
+}

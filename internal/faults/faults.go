@@ -58,6 +58,10 @@ const (
 	// JointNewMajorityOnly makes a leader in a joint configuration commit
 	// with a majority of the new voters only, forgetting the old ones.
 	JointNewMajorityOnly
+	// WipedDataUnchecked lets nodes act on envelopes of a voter whose data
+	// has another incarnation than the one they heard from (a voter back
+	// on wiped data, which may vote twice in a term).
+	WipedDataUnchecked
 )
 
 var names = map[Fault]string{
@@ -76,6 +80,7 @@ var names = map[Fault]string{
 	CompactPastSnapshot:  "compact-past-snapshot",
 	InstallUnverified:    "install-unverified",
 	JointNewMajorityOnly: "joint-new-majority-only",
+	WipedDataUnchecked:   "wiped-data-unchecked",
 }
 
 func (f Fault) String() string {
@@ -86,7 +91,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked}
 
 var active atomic.Uint32
 

@@ -1,0 +1,173 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/internal/confchange"
+	"github.com/asyncraft/asyncraft/internal/faults"
+	"github.com/asyncraft/asyncraft/raftpb"
+	"github.com/asyncraft/asyncraft/replicator"
+)
+
+// Wiped data (docs/membership.md, "Wiped data").
+//
+// A voter that comes back on an empty data directory under its old id has
+// forgotten its votes: it may vote again in a term it voted in, and two
+// leaders may be elected in that term. Its data has a new incarnation
+// (Bootstrap.incarnation, drawn at the first start on the data), which
+// every envelope carries. Each node remembers the incarnation of every
+// voter of its configuration it heard from, in its hard state (so a
+// restart does not forget it), and:
+//
+//   - an envelope from a voter with another incarnation than the one it
+//     remembers is dropped (counted in Metrics.IncarnationRefusals) and
+//     answered with IncarnationRefused; the voter whose own incarnation
+//     was refused fails with ErrWipedData, a clear error that says what to
+//     do, and so never votes again under that id;
+//   - unless the envelope says its sender started over with RejoinTerm
+//     (it votes only in later terms): the new incarnation replaces the
+//     old one;
+//   - a voter's incarnation is forgotten once it is no longer a voter of
+//     the configuration in force (removed, or made a learner), and every
+//     incarnation is forgotten when a snapshot is installed (whose
+//     configuration may have removed and re-added a member meanwhile): so
+//     a member removed and added back on new data (the safe procedure) is
+//     never refused. Learners are not checked (they have no vote), and a
+//     voter added back goes through the learner stage.
+//
+// The leader hears every follower, so it catches a wiped follower at its
+// first answer, within a heartbeat; the wiped node itself votes for no one
+// during its first election timeout (restart quiet, when stickiness is
+// on). A follower remembers the voters it exchanged votes with. A node
+// that never heard from a voter's earlier data cannot tell its new data
+// from a first start: a voter wiped before any leader heard from it goes
+// unnoticed.
+
+// ErrWipedData is the error of a node whose data another member knows
+// under another incarnation: its data directory was wiped or replaced
+// after it had voted, so it may vote twice in one term.
+var ErrWipedData = errors.New("asyncraft: this node's data was wiped or replaced: another member knows it under another incarnation")
+
+// incarnations is what a node remembers of its voters' data.
+type incarnations struct {
+	of map[string]uint64
+}
+
+// knownIncarnations returns the voters' incarnations of hs that the
+// configuration history still allows: each id must be a voter of every
+// configuration recorded (one that was not may have been re-added on new
+// data).
+func (a *Actor) knownIncarnations(hs *raftpb.HardState) incarnations {
+	inc := incarnations{of: map[string]uint64{}}
+	for _, p := range hs.GetPeers() {
+		if p.Incarnation != 0 && p.Id != a.cfg.ID {
+			inc.of[p.Id] = p.Incarnation
+		}
+	}
+	a.confs.All(func(_ uint64, c confchange.Config) bool {
+		for id := range inc.of {
+			if !c.IsVoter(id) {
+				delete(inc.of, id)
+			}
+		}
+		return true
+	})
+	return inc
+}
+
+// proto returns the incarnations as the hard state stores them, by id.
+func (inc incarnations) proto() []*raftpb.PeerIncarnation {
+	if len(inc.of) == 0 {
+		return nil
+	}
+	out := make([]*raftpb.PeerIncarnation, 0, len(inc.of))
+	for _, id := range slices.Sorted(maps.Keys(inc.of)) {
+		out = append(out, &raftpb.PeerIncarnation{Id: id, Incarnation: inc.of[id]})
+	}
+	return out
+}
+
+// incarnation is this node's own (0 on data of a version before them).
+func (a *Actor) incarnation() uint64 { return a.cfg.Boot.GetIncarnation() }
+
+// rejoined reports whether this node's data was started over with
+// RejoinTerm.
+func (a *Actor) rejoined() bool { return a.cfg.Boot.GetRejoinTerm() > 0 }
+
+// checkIncarnation decides whether the node acts on e as far as its
+// sender's incarnation goes (after admit): it learns the incarnation of a
+// voter it had not heard from, and refuses one that differs from what it
+// heard before.
+func (a *Actor) checkIncarnation(env actors.Env, e *raftpb.Envelope) bool {
+	return a.peerIncarnation(env, e.From, e.Incarnation, e.Rejoined)
+}
+
+// peerIncarnation applies the rules above to an envelope of incarnation
+// inc from id (replicators report what their replies carry the same way).
+func (a *Actor) peerIncarnation(env actors.Env, id string, inc uint64, rejoined bool) bool {
+	if inc == 0 || !a.tr.cfg.IsVoter(id) || id == a.cfg.ID || faults.On(faults.WipedDataUnchecked) {
+		return true
+	}
+	known := a.incs.of[id]
+	switch {
+	case known == inc:
+		return true
+	case known == 0 || rejoined:
+		if known != 0 {
+			a.logger.Warn("asyncraft: a voter's data was started over with RejoinTerm; it votes only in later terms",
+				"peer", id, "incarnation", fmt.Sprintf("%016x", inc), "was", fmt.Sprintf("%016x", known))
+		}
+		a.incs.of[id] = inc
+		a.persistHardState(env)
+		return true
+	}
+	a.sh.Metrics.IncarnationRefusals.Add(1)
+	if ok, held := a.diag.wiped.allow(a.tickCount, a.warnInterval()); ok {
+		a.logger.Warn("asyncraft: refused a voter whose data was wiped or replaced: it speaks with another incarnation than the one this node heard from, so it may vote twice in a term; it is told to stop (remove it and add it back, docs/membership.md)",
+			"peer", id, "its incarnation", fmt.Sprintf("%016x", inc), "known", fmt.Sprintf("%016x", known), "held back", held)
+	}
+	e := a.envelope(id, a.term, 0)
+	e.Body = &raftpb.Envelope_IncarnationRefused{IncarnationRefused: &raftpb.IncarnationRefused{Known: known, Refused: inc}}
+	env.Send(a.peerRef(id), e)
+	return false
+}
+
+// onIncarnationRefused fails this node if a member refused its own
+// incarnation.
+func (a *Actor) onIncarnationRefused(env actors.Env, e *raftpb.Envelope, r *raftpb.IncarnationRefused) {
+	own := a.incarnation()
+	if own == 0 || r.Refused != own || r.Known == own {
+		return // about an earlier life of this node's data, or confused
+	}
+	a.fail(env, fmt.Errorf("%w: %s knows node %s/%s as incarnation %016x, and this data is incarnation %016x. If this node lost its data, it may vote again in a term it voted in. Remove it from the group on the leader and add it back (it catches up as a learner), or restart it with NodeOptions.RejoinTerm set to the group's highest term (docs/membership.md, \"Wiped data\")",
+		ErrWipedData, e.From, a.cfg.Group, a.cfg.ID, r.Known, own), closure.EINTERNAL)
+}
+
+// forgetIncarnations drops the incarnations of ids that are no longer
+// voters of the configuration in force (all of them when all is set: a
+// snapshot was installed).
+func (a *Actor) forgetIncarnations(env actors.Env, all bool) {
+	n := len(a.incs.of)
+	for id := range a.incs.of {
+		if all || !a.tr.cfg.IsVoter(id) {
+			delete(a.incs.of, id)
+		}
+	}
+	if len(a.incs.of) != n {
+		a.persistHardState(env)
+	}
+}
+
+// replicatorIncarnation is what a leader's replicator reports of its
+// peer's incarnation.
+func (a *Actor) replicatorIncarnation(env actors.Env, m replicator.PeerIncarnation) {
+	if m.Term != a.term || !a.tr.leading() {
+		return
+	}
+	a.peerIncarnation(env, m.Peer, m.Incarnation, m.Rejoined)
+}

@@ -201,3 +201,69 @@ func TestDataWithoutBootstrapRecordAdopted(t *testing.T) {
 	restartRefused(t, c, f, "voters were [n1 n2 n3]")
 	noPanics(t, c)
 }
+
+// TestIncarnationStoredWithTheData: a node's bootstrap record holds the
+// incarnation drawn at its data's first start, kept across restarts; a
+// record of an earlier version, without one, gets one at the next start.
+// A node keeps the incarnations of the voters it heard from in its hard
+// state.
+func TestIncarnationStoredWithTheData(t *testing.T) {
+	c, _ := overridable(t, cluster.Options{})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLoad(t, c, l, "a", 10)
+	f := followerOf(c, l)
+	load := func(id string) *raftpb.HardState {
+		t.Helper()
+		meta, err := logmgr.OpenFileMeta(c.Sim.Host(id).Disk(), "/data/g/"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := meta.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs
+	}
+	c.Crash(f)
+	hs := load(f)
+	first := hs.GetBootstrap().GetIncarnation()
+	if first == 0 {
+		t.Fatalf("%s's bootstrap record has no incarnation: %v", f, hs)
+	}
+	heard := map[string]uint64{}
+	for _, p := range hs.Peers {
+		heard[p.Id] = p.Incarnation
+	}
+	if heard[l] == 0 {
+		t.Errorf("%s's hard state does not keep its leader %s's incarnation: %v", f, l, hs.Peers)
+	}
+	if err := c.Restart(f); err != nil {
+		t.Fatal(err)
+	}
+	c.Crash(f)
+	if got := load(f).GetBootstrap().GetIncarnation(); got != first {
+		t.Fatalf("the incarnation changed across a restart: %016x, then %016x", first, got)
+	}
+
+	// A record of an earlier version: no incarnation.
+	hs = load(f)
+	hs.Bootstrap.Incarnation = 0
+	meta, err := logmgr.OpenFileMeta(c.Sim.Host(f).Disk(), "/data/g/"+f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.Save(hs); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(f); err != nil {
+		t.Fatalf("restart on a record without an incarnation: %v", err)
+	}
+	c.Crash(f)
+	if got := load(f).GetBootstrap().GetIncarnation(); got == 0 || got == first {
+		t.Fatalf("after a start on a record without one, the incarnation is %016x (was %016x): want a new one", got, first)
+	}
+	noPanics(t, c)
+}

@@ -523,3 +523,42 @@ func TestLearnerReads(t *testing.T) {
 		}
 	}
 }
+
+// A new voter that catches up slowly — here a network of 40 kB/s — but
+// steadily is not timed out: CatchUpTimeout bounds the time without
+// progress, not the whole catch-up (an install of a large state takes
+// as long as it takes).
+func TestSlowCatchUpIsNotTimedOut(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t), Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+		o.CatchUpTimeout = time.Second
+		o.CatchUpLag = 10
+		// Appends of 4 KiB, one at a time: on a 40 kB/s link each
+		// arrives within the replicator's resend timeout (two heartbeats).
+		o.MaxBytesPerRPC, o.MaxInflightMsgs = 4<<10, 1
+	}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 10000)
+	if err := c.Join("n4", slices.Clone(c.IDs)...); err != nil {
+		t.Fatal(err)
+	}
+	net := c.Sim.Net()
+	net.Bandwidth = 40_000
+	c.Sim.SetNet(net)
+	start := c.Sim.Now()
+	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	if !c.Sim.RunUntil(func() bool { return r.done }, 60*time.Second) {
+		t.Fatalf("the change was not answered: %s", c.Describe())
+	}
+	if r.err != nil {
+		t.Fatalf("add a slowly catching-up voter: %v", r.err)
+	}
+	if d := c.Sim.Now() - start; d < 2*time.Second {
+		t.Fatalf("the catch-up took %v: too fast to show anything (CatchUpTimeout is 1s)", d)
+	}
+	if !slices.Contains(voters(c.Node(l).Status().Configuration), "n4") {
+		t.Fatalf("n4 is not a voter: %v", c.Node(l).Status().Configuration)
+	}
+}

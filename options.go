@@ -330,9 +330,11 @@ type NodeOptions struct {
 	// makes a node a voter which is not one yet adds it as a learner
 	// first, and makes it a voter only once its log is within CatchUpLag
 	// entries of the leader's (so that adding a member does not leave the
-	// group waiting on a node that cannot help commit yet); if it is not
-	// within CatchUpTimeout, the change fails with ETIMEDOUT and the node
-	// stays a learner. Learners added with auto-promotion
+	// group waiting on a node that cannot help commit yet). If it makes no
+	// progress for CatchUpTimeout — its log does not grow, and no snapshot
+	// is being installed on it — the change fails with ETIMEDOUT and the
+	// node stays a learner (so a large state may take as long as its
+	// install does). Learners added with auto-promotion
 	// (asyncraft.AddLearnerToPromote) are promoted on the same lag.
 	// Defaults: 1,000 entries, 20 election timeouts (rounded to ticks).
 	CatchUpLag     uint64

@@ -281,10 +281,38 @@ type changing struct {
 	// Catching up (target set): the change makes voters of nodes that
 	// are not voters yet. They are learners first; once every one of
 	// catching is within CatchUpLag entries of the leader, the change of
-	// voters toward target begins. ticks counts the wait (Ticks.CatchUp).
+	// voters toward target begins. ticks counts the ticks since one of
+	// them last made progress (Ticks.CatchUp bounds it); seen holds the
+	// match each had then.
 	target   *confchange.Config
 	catching []string
 	ticks    int
+	seen     map[string]uint64
+}
+
+// catchUpProgress reports whether a node of c.catching made progress
+// since the last tick: its match rose, or a snapshot is being installed
+// on it (an install of a large state holds the match still for as long
+// as it takes).
+func (a *Actor) catchUpProgress(c *changing) bool {
+	progress := false
+	if c.seen == nil {
+		c.seen = map[string]uint64{}
+	}
+	for _, id := range c.catching {
+		p := a.tr.peer(id)
+		if p == nil {
+			continue
+		}
+		if p.match > c.seen[id] {
+			c.seen[id] = p.match
+			progress = true
+		}
+		if p.view != nil && p.view.Load().State == "snapshot" {
+			progress = true
+		}
+	}
+	return progress
 }
 
 // onChangeConfig starts a membership change on the leader: it appends
@@ -486,6 +514,9 @@ func (a *Actor) membershipTick(env actors.Env) {
 		return
 	}
 	c.ticks++
+	if a.catchUpProgress(c) {
+		c.ticks = 0
+	}
 	if c.ticks < a.cfg.Ticks.CatchUp {
 		a.advanceCatchUp(env)
 		return
@@ -499,7 +530,7 @@ func (a *Actor) membershipTick(env actors.Env) {
 	a.change = nil
 	a.sh.Metrics.MembershipFailures.Add(1)
 	a.logger.Warn("asyncraft: new voters did not catch up in time; the change failed and they stay learners", "behind", behind)
-	a.changeDone(c.done, 0, closure.Newf(closure.ETIMEDOUT, "%v did not catch up within %d ticks (within %d entries of the leader's log); they stay learners: remove them (RemoveLearner) or try again", behind, a.cfg.Ticks.CatchUp, a.cfg.CatchUpLag).Err())
+	a.changeDone(c.done, 0, closure.Newf(closure.ETIMEDOUT, "%v did not catch up (to within %d entries of the leader's log) and made no progress for %d ticks; they stay learners: remove them (RemoveLearner) or try again", behind, a.cfg.CatchUpLag, a.cfg.Ticks.CatchUp).Err())
 }
 
 // abandonChange fails the change under way when this node stops leading:

@@ -5,14 +5,20 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/fsm"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 type changeResult struct {
@@ -561,4 +567,63 @@ func TestSlowCatchUpIsNotTimedOut(t *testing.T) {
 	if !slices.Contains(voters(c.Node(l).Status().Configuration), "n4") {
 		t.Fatalf("n4 is not a voter: %v", c.Node(l).Status().Configuration)
 	}
+}
+
+// A node that joined and is being installed its first snapshot has no
+// configuration yet, so none that lists its leader; a linearizable read
+// on it still gets the leader's answer (it used to be dropped as coming
+// from a non-member, and the read timed out) and completes once the
+// install is applied. The install is held back (its chunks dropped) while
+// the read goes to the leader and back.
+func TestReadOnJoiningNodeDuringInstall(t *testing.T) {
+	var holdChunks atomic.Bool
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			o.SnapshotEntries, o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 500, 10, 1<<10
+			o.ReadTimeout = 20 * time.Second // the read waits for the install, however it retries
+		},
+		HostOptions:     func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
+		NewStateMachine: func(id string, _ int) fsm.StateMachine { return &summer{sumAt: map[uint64]uint64{}} },
+		Tamper: func(from, to actors.Ref, msg proto.Message) proto.Message {
+			if e, ok := msg.(*raftpb.Envelope); ok && e.GetSnapshotChunk() != nil && holdChunks.Load() {
+				e = proto.Clone(e).(*raftpb.Envelope)
+				e.To = "nobody"
+				return e
+			}
+			return msg
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, c, l, "a", 1500)
+	if err := c.Join("n4", slices.Clone(c.IDs)...); err != nil {
+		t.Fatal(err)
+	}
+	holdChunks.Store(true)
+	r := changeNow(c, l, asyncraft.AddLearner(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	n4 := c.Node("n4")
+	if !c.Sim.RunUntil(func() bool {
+		st := n4.Status()
+		return st.Leader == l && n4.Metrics().InstallsStarted.Load() > 0 && len(st.Configuration.Voters) == 0
+	}, 10*time.Second) {
+		t.Fatalf("n4 did not start an install knowing its leader and no configuration: %v", n4.Status())
+	}
+	acked := c.Node(l).Status().Commit
+	var st closure.Status
+	var index uint64
+	done := false
+	n4.Read(asyncraft.ReadRequest{Mode: asyncraft.ReadSafe, Done: func(s closure.Status, i uint64, _ []byte) { st, index, done = s, i, true }})
+	c.Sim.RunFor(200 * time.Millisecond) // the read's round trip, the install held
+	if len(n4.Status().Configuration.Voters) != 0 {
+		t.Fatalf("n4 has a configuration before its install: the test shows nothing")
+	}
+	holdChunks.Store(false)
+	if !c.Sim.RunUntil(func() bool { return done }, 30*time.Second) {
+		t.Fatalf("the read on the joining node was not answered")
+	}
+	if !st.OK() || index < acked {
+		t.Fatalf("the read on the joining node: %v at %d, want OK at %d or later", st, index, acked)
+	}
+	waitChange(t, c, r)
 }

@@ -106,32 +106,11 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 	rep.Leader, rep.Follower, r.LeaderName = lp.name, fp.name, lp.name
 
 	// 1. The history and the two snapshots.
-	small := loadgen.FillSpec{Count: 20000, Keys: uint64(spec.Keys), ValueSize: spec.ValueSize, InFlight: 256}
-	if _, err := o.fill(ctx, c, lp, small); err != nil {
-		return err
-	}
-	if _, _, err := c.snapshot(ctx, lp); err != nil {
-		return err
-	}
-	if _, err := o.fill(ctx, c, lp, loadgen.FillSpec{Blob: spec.StateBytes, Seed: uint64(r.Rep)}); err != nil {
-		return err
-	}
-	if _, err := o.fill(ctx, c, lp, small); err != nil {
-		return err
-	}
-	o.ui.logf("%s: taking the leader's snapshot of %.0f MiB", desc, float64(spec.StateBytes)/(1<<20))
-	idx, secs, err := c.snapshot(ctx, lp)
+	st, err := o.prepareLargeState(ctx, c, lp, spec, uint64(r.Rep), desc)
 	if err != nil {
 		return err
 	}
-	rep.SnapshotIndex, rep.SnapshotSeconds = idx, secs
-	ln, err := c.waitFor(ctx, lp, 30*time.Second, "compacting its log", func(n nodeStatus) bool { return n.FirstIndex > 1 })
-	if err != nil {
-		return fmt.Errorf("the leader's log was not compacted, so no install would be needed: %w", err)
-	}
-	rep.FirstIndex, rep.SnapshotMiB = ln.FirstIndex, float64(ln.SnapshotBytes)/(1<<20)
-	o.ui.logf("%s: snapshot at %s, %.0f MiB in %.1f s; the leader's log starts at %s",
-		desc, fmtInt(float64(idx)), rep.SnapshotMiB, secs, fmtInt(float64(ln.FirstIndex)))
+	rep.SnapshotIndex, rep.SnapshotSeconds, rep.FirstIndex, rep.SnapshotMiB = st.SnapshotIndex, st.SnapshotSeconds, st.FirstIndex, st.SnapshotMiB
 
 	// 2. lat1 before.
 	probe := spec
@@ -262,4 +241,50 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 	r.P50Ms, r.P99Ms, r.P999Ms = rep.During.P50Ms, rep.During.P99Ms, rep.During.P999Ms
 	r.LeaderRSSMiB = rep.LeaderPeakMiB
 	return nil
+}
+
+// largeState is the leader's snapshot after prepareLargeState: its last
+// index, the time it took, its size, and the first index of the leader's
+// log once compacted.
+type largeState struct {
+	SnapshotIndex   uint64
+	SnapshotSeconds float64
+	SnapshotMiB     float64
+	FirstIndex      uint64
+}
+
+// prepareLargeState gives g0, led by lp, a state of spec.StateBytes that
+// a member without data can only get by an install (step 1 of install,
+// and of member-add): 20,000 commands, a first (small) snapshot, the blob
+// command (seed), 20,000 more, and a second snapshot on the leader, after
+// which the leader's log must be compacted past entry 1.
+func (o *orchestrator) prepareLargeState(ctx context.Context, c *cluster, lp *proc, spec Spec, seed uint64, desc string) (largeState, error) {
+	var st largeState
+	small := loadgen.FillSpec{Count: 20000, Keys: uint64(spec.Keys), ValueSize: spec.ValueSize, InFlight: 256}
+	if _, err := o.fill(ctx, c, lp, small); err != nil {
+		return st, err
+	}
+	if _, _, err := c.snapshot(ctx, lp); err != nil {
+		return st, err
+	}
+	if _, err := o.fill(ctx, c, lp, loadgen.FillSpec{Blob: spec.StateBytes, Seed: seed}); err != nil {
+		return st, err
+	}
+	if _, err := o.fill(ctx, c, lp, small); err != nil {
+		return st, err
+	}
+	o.ui.logf("%s: taking the leader's snapshot of %.0f MiB", desc, float64(spec.StateBytes)/(1<<20))
+	idx, secs, err := c.snapshot(ctx, lp)
+	if err != nil {
+		return st, err
+	}
+	st.SnapshotIndex, st.SnapshotSeconds = idx, secs
+	ln, err := c.waitFor(ctx, lp, 30*time.Second, "compacting its log", func(n nodeStatus) bool { return n.FirstIndex > 1 })
+	if err != nil {
+		return st, fmt.Errorf("the leader's log was not compacted, so no install would be needed: %w", err)
+	}
+	st.FirstIndex, st.SnapshotMiB = ln.FirstIndex, float64(ln.SnapshotBytes)/(1<<20)
+	o.ui.logf("%s: snapshot at %s, %.0f MiB in %.1f s; the leader's log starts at %s",
+		desc, fmtInt(float64(idx)), st.SnapshotMiB, secs, fmtInt(float64(ln.FirstIndex)))
+	return st, nil
 }

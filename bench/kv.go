@@ -40,6 +40,10 @@ type kv struct {
 	snapBytes atomic.Int64
 	loadNanos atomic.Int64
 	loadBytes atomic.Int64
+
+	// leading receives a token when the node begins to lead
+	// (OnLeaderStart), for the clients of a Follow load.
+	leading chan struct{}
 }
 
 // blobKey, as a command's key, gives the state machine a blob: the value
@@ -52,7 +56,16 @@ type blobSpec struct {
 	seed uint64
 }
 
-func newKV() *kv { return &kv{m: loadgen.NewMap()} }
+func newKV() *kv { return &kv{m: loadgen.NewMap(), leading: make(chan struct{}, 1)} }
+
+// OnLeaderStart wakes a Follow load's client waiting for its node to
+// lead.
+func (s *kv) OnLeaderStart(uint64) {
+	select {
+	case s.leading <- struct{}{}:
+	default:
+	}
+}
 
 func (s *kv) OnApply(it fsm.Iterator) {
 	s.m.Lock()

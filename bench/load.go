@@ -119,6 +119,9 @@ func (m *member) Run(cmd command, cfg loadgen.RunConfig) (*memberResult, error) 
 // Launch starts a background load (loadgen.Loader) in the spec's client
 // model on the groups this process leads.
 func (m *member) Launch(spec loadgen.Spec, groups []string) (func(loadgen.Sink), error) {
+	if spec.Follow {
+		return m.launchFollow(spec, groups)
+	}
 	nodes, err := m.driven(groups)
 	if err != nil {
 		return nil, err

@@ -69,9 +69,10 @@ func orchestrate() (code int) {
 		markdown   = flag.Bool("markdown", false, "print the table in Markdown as well")
 		list       = flag.Bool("list", false, "list the workloads and exit")
 		history    = flag.Uint64("history", 0, "restart workloads: entries of history (0: the workload's own, 10 M)")
-		stateMiB   = flag.Int64("state", 0, "restart and install workloads: MiB of state (0: the workload's own, 100 and 1024)")
+		stateMiB   = flag.Int64("state", 0, "restart, install and member-add workloads: MiB of state (0: the workload's own, 100, 1024 and 1024)")
 		tail       = flag.Int64("tail", -1, "restart workloads: entries written after the member's snapshot (-1: the workload's own, 100,000)")
 		sample     = flag.Duration("sample", 0, "soak: sampling interval (0: the workload's own, 10s)")
+		transfers  = flag.Int("transfers", 0, "transfer: number of leadership transfers (0: the workload's own, 10)")
 		replay     = flag.String("report", "", "run nothing: print the table (and -plot the charts) of a -json file")
 	)
 	flag.Usage = func() {
@@ -99,8 +100,8 @@ func orchestrate() (code int) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
-	if *reps < 1 || *retries < 0 || *warmup < 0 || *measure < 0 || *opTimeout <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -reps must be at least 1, -retries, -warmup and -measure not negative, -op-timeout positive")
+	if *reps < 1 || *retries < 0 || *warmup < 0 || *measure < 0 || *opTimeout <= 0 || *transfers < 0 {
+		fmt.Fprintln(os.Stderr, "bench: -reps must be at least 1, -retries, -warmup, -measure and -transfers not negative, -op-timeout positive")
 		return 2
 	}
 	sysList, err := parseSystems(*systems)
@@ -155,7 +156,7 @@ func orchestrate() (code int) {
 		}
 	}
 	runs, skipped := expandRuns(specs, runOptions{systems: sysList, client: *client, warmup: *warmup, measure: *measure, opTimeout: *opTimeout,
-		history: *history, stateBytes: *stateMiB << 20, tail: *tail, sample: *sample})
+		history: *history, stateBytes: *stateMiB << 20, tail: *tail, sample: *sample, transfers: *transfers})
 	if len(runs) == 0 {
 		fmt.Fprintln(os.Stderr, "bench: nothing to run:\n  "+strings.Join(skipped, "\n  "))
 		return 2
@@ -194,7 +195,7 @@ func orchestrate() (code int) {
 	defer o.cleanup()
 	var work time.Duration
 	for _, s := range runs {
-		work += time.Duration(o.repsOf(s)) * (s.Warmup + s.Measure + setupEstimate)
+		work += time.Duration(o.repsOf(s)) * (runLength(s) + setupEstimate)
 	}
 	fmt.Fprintf(os.Stderr, "machine: %s\n", machine)
 	fmt.Fprintf(os.Stderr, "running %d runs (about %v without repeats):\n", len(runs), work.Round(time.Second))
@@ -229,7 +230,7 @@ func orchestrate() (code int) {
 	var shortened []string
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "warmup", "measure", "history", "state", "tail":
+		case "warmup", "measure", "history", "state", "tail", "transfers":
 			shortened = append(shortened, "-"+f.Name+" "+f.Value.String())
 		}
 	})
@@ -292,7 +293,7 @@ func printAll(sums []Summary, results []RepResult, markdown bool) {
 	if len(standard) > 0 {
 		var plain []RepResult
 		for _, r := range results {
-			if r.Soak == nil && r.Restart == nil && r.Install == nil {
+			if !r.special() {
 				plain = append(plain, r)
 			}
 		}

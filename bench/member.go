@@ -132,6 +132,7 @@ func (m *member) Start(cmd command) error {
 			}
 			opts.SnapshotEntries, opts.SnapshotLogBytes = nc.SnapshotEntries, nc.SnapshotLogBytes
 			opts.SnapshotTrailingEntries, opts.RejoinTerm = nc.SnapshotTrailingEntries, nc.RejoinTerm
+			opts.JoinIdentity, opts.CatchUpTimeout = nc.JoinIdentity, nc.CatchUpTimeout
 			t0 := time.Now()
 			n, err := m.host.StartNode(opts)
 			if err != nil {
@@ -167,7 +168,11 @@ func (m *member) Status() []nodeStatus {
 			InstallsStarted: mt.InstallsStarted.Load(), InstallsDone: mt.InstallsDone.Load(),
 			InstallFailures: mt.InstallFailures.Load(), SnapshotsSent: mt.SnapshotsSent.Load(),
 			SnapBytesSent: st.BytesSent.Load(), SnapBytesReceived: st.BytesReceived.Load(),
-			SnapshotBytes: gn.sm.snapBytes.Load()}
+			SnapshotBytes: gn.sm.snapBytes.Load(),
+			Identity:      gn.node.ClusterIdentity(), Joint: s.Configuration.Joint(),
+			Voters: peerIDs(s.Configuration.Voters), Learners: peerIDs(s.Configuration.Learners),
+			MembershipChanges: mt.MembershipChanges.Load(), MembershipFailures: mt.MembershipFailures.Load(),
+			TransfersStarted: mt.TransfersStarted.Load(), TransfersDone: mt.TransfersDone.Load(), TransfersFailed: mt.TransfersFailed.Load()}
 		if s.Err != nil {
 			ns.Err = s.Err.Error()
 		}

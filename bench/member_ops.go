@@ -25,9 +25,14 @@ import (
 //	recovery  the recovery timeline of this process's node of cmd.Group,
 //	          started with NodeConfig.Watch; answered "recovery" once it
 //	          serves
+//
+// and for the membership workloads (member_membership.go): change and
+// transfer.
 
 func (m *member) Command(cmd command, emit func(event)) (bool, error) {
 	switch cmd.Op {
+	case "change", "transfer":
+		return m.membershipCommand(cmd, emit)
 	case "snapshot":
 		gn, err := m.nodeOf(cmd.Group)
 		if err != nil {

@@ -84,6 +84,15 @@ type RepResult struct {
 	Soak    *SoakReport    `json:"soak,omitempty"`
 	Restart *RestartReport `json:"restart,omitempty"`
 	Install *InstallReport `json:"install,omitempty"`
+	// The membership workloads' (membership.go).
+	MemberAdd *MemberAddReport `json:"member_add,omitempty"`
+	Transfer  *TransferReport  `json:"transfer,omitempty"`
+}
+
+// special reports whether r is a repetition of a workload with a report
+// of its own (the snapshot and membership workloads).
+func (r RepResult) special() bool {
+	return r.Soak != nil || r.Restart != nil || r.Install != nil || r.MemberAdd != nil || r.Transfer != nil
 }
 
 type memberFigures struct {
@@ -157,7 +166,7 @@ func (o *orchestrator) repetition(ctx context.Context, spec Spec, rep int) []Rep
 	best := -1
 	if spec.Kind != "" {
 		desc := fmt.Sprintf("%s %s rep %d/%d", spec.Name, runLabel(spec), rep, o.repsOf(spec))
-		o.ui.beginRun(desc, spec.Warmup+spec.Measure, false)
+		o.ui.beginRun(desc, runLength(spec), false)
 		r := o.special(ctx, spec, rep, desc)
 		o.ui.endRun()
 		if r.Err != "" {

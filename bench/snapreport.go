@@ -22,6 +22,8 @@ func oneLine(r RepResult) string {
 		x := r.Install
 		return fmt.Sprintf("%.0f MiB installed on %s in %.1f s (%.0f MiB/s), caught up at %.1f s; lat1 p99 %s ms before, %s during",
 			x.ReceivedMiB, x.Follower, x.InstallDone-x.InstallStarted, x.MiBps, x.CaughtUp, fmtMs(x.Before.P99Ms), fmtMs(x.During.P99Ms))
+	case r.MemberAdd != nil || r.Transfer != nil:
+		return membershipLine(r)
 	}
 	return ""
 }
@@ -38,7 +40,7 @@ func check(ok bool) string {
 func snapReports(results []RepResult) string {
 	var b strings.Builder
 	for _, r := range results {
-		if r.Err != "" && (r.Soak != nil || r.Restart != nil || r.Install != nil) {
+		if r.Err != "" && r.special() {
 			fmt.Fprintf(&b, "\n%s %s rep %d FAILED: %s\n", r.Workload, r.System, r.Rep, r.Err)
 			continue
 		}
@@ -49,6 +51,10 @@ func snapReports(results []RepResult) string {
 			restartReport(&b, r)
 		case r.Install != nil:
 			installReport(&b, r)
+		case r.MemberAdd != nil:
+			memberAddReport(&b, r)
+		case r.Transfer != nil:
+			transferReport(&b, r)
 		}
 	}
 	return b.String()

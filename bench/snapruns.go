@@ -37,6 +37,10 @@ func (o *orchestrator) special(ctx context.Context, spec Spec, rep int, desc str
 		err = o.restartRun(ctx, spec, &r, desc)
 	case kindInstall:
 		err = o.install(ctx, spec, &r, desc)
+	case kindMemberAdd:
+		err = o.memberAdd(ctx, spec, &r, desc)
+	case kindTransfer:
+		err = o.transfer(ctx, spec, &r, desc)
 	default:
 		err = fmt.Errorf("unknown kind of workload %q", spec.Kind)
 	}

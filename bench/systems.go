@@ -88,13 +88,16 @@ func modelsFor(client string, spec Spec) []string {
 // lease read.
 func supports(spec Spec) (bool, string) {
 	if !isPeer(spec.System) {
+		if spec.Follow && spec.Client != loadgen.ClientGoroutine {
+			return false, "its clients that follow the leader are goroutines only"
+		}
 		return true, ""
 	}
 	switch {
 	case spec.Client != loadgen.ClientGoroutine:
 		return false, "its driver has goroutine clients only"
 	case spec.Kind != "":
-		return false, "the snapshot workloads run on asyncraft only"
+		return false, "the snapshot and membership workloads run on asyncraft only"
 	case spec.Sweep != "standard":
 		return false, "the peers run the standard workloads only"
 	case spec.Op == loadgen.OpRead && spec.ReadMode == "lease":
@@ -110,12 +113,13 @@ type runOptions struct {
 	warmup    time.Duration // 0: each workload's own
 	measure   time.Duration // 0: each workload's own
 	opTimeout time.Duration // a goroutine client's deadline per operation
-	// The snapshot workloads' sizes, if set (-history, -state, -tail,
-	// -sample).
+	// The snapshot and membership workloads' sizes, if set (-history,
+	// -state, -tail, -sample, -transfers).
 	history    uint64
 	stateBytes int64
 	tail       int64 // -1: the workload's own
 	sample     time.Duration
+	transfers  int // 0: the workload's own
 }
 
 // sized applies the size flags to a snapshot workload.
@@ -123,7 +127,7 @@ func (o runOptions) sized(r Spec) Spec {
 	if o.history > 0 && r.Kind == kindRestart {
 		r.History = o.history
 	}
-	if o.stateBytes > 0 && (r.Kind == kindRestart || r.Kind == kindInstall) {
+	if o.stateBytes > 0 && (r.Kind == kindRestart || r.Kind == kindInstall || r.Kind == kindMemberAdd) {
 		r.StateBytes = o.stateBytes
 	}
 	if o.tail >= 0 && r.Kind == kindRestart {
@@ -131,6 +135,9 @@ func (o runOptions) sized(r Spec) Spec {
 	}
 	if o.sample > 0 && r.Kind == kindSoak {
 		r.SampleEvery = o.sample
+	}
+	if o.transfers > 0 && r.Kind == kindTransfer {
+		r.Transfers = o.transfers
 	}
 	return r
 }

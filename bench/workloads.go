@@ -160,6 +160,12 @@ func registry(groups int) []Spec {
 	inst.Kind, inst.Sweep, inst.StateBytes = kindInstall, snapshotFamily, 1<<30
 	inst.Node = &loadgen.NodeConfig{SnapshotTrailingEntries: 1000, WALSegmentSize: 1 << 20}
 	add(inst)
+
+	// The membership workloads (membership.go), asyncraft only, by name
+	// only.
+	for _, s := range membershipSpecs() {
+		add(s)
+	}
 	return out
 }
 
@@ -184,7 +190,7 @@ func describeKind(s Spec) string {
 		return fmt.Sprintf("a %.0f MiB snapshot installed on a wiped follower, lat1 through the leader before/during/after (%v windows): "+
 			"install time, RSS of both ends, lat1 p99", float64(s.StateBytes)/(1<<20), s.Measure)
 	}
-	return ""
+	return describeMembership(s)
 }
 
 // selectWorkloads resolves -workload and -sweep into the list to run.

@@ -90,7 +90,7 @@ func TestChaos(t *testing.T) {
 	defer func() { os.WriteFile(filepath.Join(dir, "timeline.txt"), []byte(tl.String()+"\n"), 0o644) }()
 	tl.add("seed %d, %d clients, %d keys, faults (%s) for %v", seed, *flagClients, *flagKeys, *flagNemesis, *flagDuration)
 
-	c := newCluster(t, bin, dir, 3, tl, append([]string{"-election-timeout", flagElection.String()}, snapshotFlags...)...)
+	c := newCluster(t, bin, dir, 3, tl, slices.Concat([]string{"-election-timeout", flagElection.String()}, snapshotFlags, catchUpFlag)...)
 	var servers []string
 	for _, nd := range c.nodes {
 		servers = append(servers, nd.httpAddr)
@@ -134,10 +134,22 @@ func TestChaos(t *testing.T) {
 	if nem.ran("long-outage") || nem.ran("kill-mid-install") {
 		t.Logf("install nemeses: %s", nem.stats)
 	}
+	if nem.ran("transfer") || nem.ran("membership") {
+		t.Logf("membership nemeses: %s", nem.mstats)
+		tl.add("membership nemeses: %s", nem.mstats)
+	}
 
 	// Repair, then liveness: a write completes within 15 s.
 	tl.add("heal")
 	nem.healAll()
+	// The group's configuration is the three nodes as voters again (what
+	// a membership cycle cut short left is repaired).
+	if err := nem.ensureMembers(nil, healMembersLimit); err != nil {
+		t.Errorf("membership after the repair: %v", err)
+		tl.add("MEMBERSHIP NOT REPAIRED: %v", err)
+	} else if nem.mstats.repairs > 0 || nem.ran("membership") {
+		tl.add("the group's voters are %v", c.wantIDs())
+	}
 	healed := time.Now()
 	if o, err := probe.until(15*time.Second, func() kvInput {
 		probe.seq++
@@ -196,6 +208,12 @@ func TestChaos(t *testing.T) {
 	totals := c.totals()
 	tl.add("counted by the nodes: %s", totals)
 	t.Logf("counted by the nodes: %s", totals)
+	if n := c.unrouted(); n > 0 {
+		// Connections to a node whose sender the harness could not
+		// find (it died meanwhile): reset, and opened again.
+		tl.add("proxies: %d connections reset because their sender was not found", n)
+		t.Logf("proxies: %d connections reset because their sender was not found", n)
+	}
 	if nem.stats.compacted > 0 && totals.InstallsDone == 0 {
 		t.Errorf("the leader's log was compacted past a follower kept down %d times, yet no node counted an install", nem.stats.compacted)
 		tl.add("NO INSTALL: the leader's log was compacted past a follower %d times, yet no node counted an install", nem.stats.compacted)

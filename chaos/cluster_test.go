@@ -25,23 +25,42 @@ import (
 // A cluster is three kvstore processes on 127.0.0.1, each with its own
 // data directory and log file, whose Raft traffic goes through one proxy
 // per directed link. Clients talk to the nodes' HTTP ports directly.
+//
+// On Linux every node reaches node j at one address, the Front fronts[j],
+// which hands each connection to the Link of the node that opened it
+// (socketOwner): the configuration entries of a membership change hold one
+// address per member, and with the same address for everyone the cuts
+// stay one-way after any change. Elsewhere node i reaches j at the Link
+// links[i][j]'s own listener; a configuration entry then carries the
+// addresses of the leader that made it (its own Links), and the cuts
+// after a membership change are not what they say.
 type cluster struct {
 	t     *testing.T
 	bin   string
 	dir   string
 	start time.Time
 	nodes []*node
-	// links[i][j] carries node i's traffic to node j (nil for i == j).
+	// links[i][j] carries node i's traffic to node j (nil for i == j
+	// without fronts).
 	links [][]*proxy.Link
-	tl    *timeline
+	// fronts[j] is where every node reaches node j (nil: not on Linux).
+	fronts []*proxy.Front
+	tl     *timeline
+	// extra are the kvstore flags every node gets.
+	extra []string
+	// retired are the ids of nodes the membership nemesis replaced.
+	retired map[string]bool
 
 	mu         sync.Mutex
 	unexpected []string // processes that exited on their own
 }
 
 type node struct {
-	c        *cluster
-	idx      int
+	c   *cluster
+	idx int
+	// id is the node's id; a slot replaced by the membership nemesis
+	// takes a new one (n2, then n2r1, ...), as the process it runs then
+	// joined the group anew.
 	id       string
 	raftAddr string // where it listens (the proxies forward here)
 	httpAddr string
@@ -56,6 +75,8 @@ type node struct {
 	killed  bool // the current process's exit is expected
 	exited  chan struct{}
 	lives   int
+	// generation counts the times the slot was replaced by a new node.
+	generation int
 	// life is the largest of each counter the current process reported
 	// in GET /status, past the sum over its earlier processes (each
 	// process counts from 0): together, what this node did in the run, as
@@ -188,42 +209,108 @@ func newCluster(t *testing.T, bin, dir string, n int, tl *timeline, extra ...str
 		})
 	}
 	t.Cleanup(c.killAll)
+	c.extra = extra
 	c.links = make([][]*proxy.Link, n)
 	for i := range n {
 		c.links[i] = make([]*proxy.Link, n)
 		for j := range n {
-			if i == j {
+			var l *proxy.Link
+			switch {
+			case routeBySource:
+				l = proxy.NewLink(c.nodes[j].raftAddr)
+			case i == j:
 				continue
-			}
-			l, err := proxy.Listen(c.nodes[j].raftAddr)
-			if err != nil {
-				t.Fatal(err)
+			default:
+				var err error
+				if l, err = proxy.Listen(c.nodes[j].raftAddr); err != nil {
+					t.Fatal(err)
+				}
 			}
 			c.links[i][j] = l
 			t.Cleanup(func() { l.Close() })
 		}
 	}
-	var peerHTTP []string
-	for _, nd := range c.nodes {
-		peerHTTP = append(peerHTTP, nd.id+"="+nd.httpAddr)
+	if routeBySource {
+		for j := range n {
+			f, err := proxy.ListenFront(func(conn net.Conn) *proxy.Link {
+				if i := socketOwner(conn, c.pids()); i >= 0 {
+					return c.links[i][j]
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.fronts = append(c.fronts, f)
+			t.Cleanup(func() { f.Close() })
+		}
 	}
 	for i, nd := range c.nodes {
-		var peers []string
-		for j, other := range c.nodes {
-			addr := other.raftAddr
-			if i != j {
-				addr = c.links[i][j].Addr()
-			}
-			peers = append(peers, other.id+"="+addr)
-		}
-		nd.args = []string{
-			"-id", nd.id, "-addr", nd.raftAddr, "-http", nd.httpAddr, "-data", nd.data,
-			"-peers", strings.Join(peers, ","), "-peer-http", strings.Join(peerHTTP, ","),
-			"-timeout", serverTimeout.String(),
-		}
-		nd.args = append(nd.args, extra...)
+		nd.args = c.nodeArgs(i, c.peerList(i))
 	}
 	return c
+}
+
+// peerAddr is where node i reaches node j: j's Front, or the Link i→j
+// (j's own address for i == j).
+func (c *cluster) peerAddr(i, j int) string {
+	switch {
+	case c.fronts != nil:
+		return c.fronts[j].Addr()
+	case i == j:
+		return c.nodes[j].raftAddr
+	}
+	return c.links[i][j].Addr()
+}
+
+// peerList is node i's -peers: every node's current id at the address
+// where i reaches it.
+func (c *cluster) peerList(i int) string {
+	var peers []string
+	for j, other := range c.nodes {
+		peers = append(peers, other.id+"="+c.peerAddr(i, j))
+	}
+	return strings.Join(peers, ",")
+}
+
+// nodeArgs are the flags of node i, with peers as its -peers (a founder
+// keeps those of its first start for all its lives: with its id they are
+// its identity).
+func (c *cluster) nodeArgs(i int, peers string) []string {
+	nd := c.nodes[i]
+	var peerHTTP []string
+	for _, other := range c.nodes {
+		peerHTTP = append(peerHTTP, other.id+"="+other.httpAddr)
+	}
+	args := []string{
+		"-id", nd.id, "-addr", nd.raftAddr, "-http", nd.httpAddr, "-data", nd.data,
+		"-peers", peers, "-peer-http", strings.Join(peerHTTP, ","),
+		"-timeout", serverTimeout.String(),
+	}
+	return append(args, c.extra...)
+}
+
+// pids returns the process id of each node (0: not running).
+func (c *cluster) pids() []int {
+	out := make([]int, len(c.nodes))
+	for i, nd := range c.nodes {
+		nd.mu.Lock()
+		if nd.running {
+			out[i] = nd.cmd.Process.Pid
+		}
+		nd.mu.Unlock()
+	}
+	return out
+}
+
+// unrouted returns the number of connections to a Front whose sender was
+// not found (reset; the sender connects again).
+func (c *cluster) unrouted() int {
+	n := 0
+	for _, f := range c.fronts {
+		n += f.Unrouted()
+	}
+	return n
 }
 
 // startAll starts every node and waits until each serves HTTP.
@@ -420,13 +507,15 @@ type statusReply struct {
 	LastIndex  uint64 `json:"last_index"`
 	// FirstIndex is the first entry the node's log holds, SnapshotIndex
 	// its newest snapshot's last index.
-	FirstIndex    uint64      `json:"first_index"`
-	SnapshotIndex uint64      `json:"snapshot_index"`
-	Keys          int         `json:"keys"`
-	Digest        string      `json:"digest"`
-	Error         string      `json:"error"`
-	Peers         []peerReply `json:"peers"`
-	Metrics       *counters   `json:"metrics"`
+	FirstIndex    uint64 `json:"first_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	Keys          int    `json:"keys"`
+	Digest        string `json:"digest"`
+	Error         string `json:"error"`
+	// ClusterIdentity is what a new node joins with (-join-identity).
+	ClusterIdentity string      `json:"cluster_identity"`
+	Peers           []peerReply `json:"peers"`
+	Metrics         *counters   `json:"metrics"`
 }
 
 // peerReply is a leader's view of a follower in GET /status: State

@@ -25,8 +25,9 @@ type nemesis struct {
 	kinds []faultKind
 	// injected counts the faults injected (nemesis cycles), by kind.
 	injected map[string]int
-	// stats is what the install nemeses did.
-	stats installStats
+	// stats is what the install nemeses did, mstats the membership ones.
+	stats  installStats
+	mstats membershipStats
 }
 
 type faultKind struct {
@@ -47,6 +48,8 @@ var faults = []faultKind{
 	{"kill-all", 1, (*nemesis).killAll},
 	{"long-outage", 2, (*nemesis).longOutage},
 	{"kill-mid-install", 2, (*nemesis).killMidInstall},
+	{"transfer", 1, (*nemesis).transfer},
+	{"membership", 2, (*nemesis).membership},
 }
 
 // installFaults are the fault kinds that -chaos.nemesis=install selects.
@@ -337,6 +340,7 @@ func TestSelectFaults(t *testing.T) {
 		"all":                    names(faults),
 		"install":                "long-outage,kill-mid-install",
 		"kill, kill-mid-install": "kill,kill-mid-install",
+		"transfer,membership":    "transfer,membership",
 	} {
 		got, err := selectFaults(spec)
 		if err != nil || names(got) != want {

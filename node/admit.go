@@ -96,7 +96,7 @@ func (a *Actor) admit(e *raftpb.Envelope) bool {
 		e.Group == a.cfg.Group && e.To == a.cfg.ID && e.From != a.cfg.ID {
 		a.tr.learn(e.From, addr)
 	}
-	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e)) || a.candidateAhead(e)
+	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e)) || a.candidateAhead(e) || a.leaderReadAnswer(e)
 	switch {
 	case e.Group != a.cfg.Group || e.To != a.cfg.ID || e.From == a.cfg.ID:
 		a.sh.Metrics.Dropped.Add(1)
@@ -166,6 +166,16 @@ func (a *Actor) candidateAhead(e *raftpb.Envelope) bool {
 		a.tr.learn(e.From, req.CandidateAddr)
 	}
 	return true
+}
+
+// leaderReadAnswer reports whether e answers this node's read-index
+// request and comes from the leader it follows: a node whose
+// configuration does not list its leader yet (one that joined and is
+// being installed a snapshot) sent it the request, and must hear the
+// answer.
+func (a *Actor) leaderReadAnswer(e *raftpb.Envelope) bool {
+	_, ok := e.Body.(*raftpb.Envelope_ReadIndexResponse)
+	return ok && e.From == a.leader && e.From != "" && e.Cluster == a.cfg.Cluster && e.Group == a.cfg.Group && e.To == a.cfg.ID
 }
 
 // fromLeader reports whether e is a request only a leader sends.

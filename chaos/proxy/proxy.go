@@ -1,13 +1,23 @@
 // Package proxy is a userspace TCP proxy for one directed network link,
 // which a test can cut and restore.
 //
-// A Link listens on 127.0.0.1 and forwards every connection it accepts to
-// its target. In the chaos test there is one Link per directed pair of
-// nodes i→j: node i's configuration names j at the Link's address, so
-// every byte i sends to j (and the replies on those connections) passes
-// through it, while j→i traffic uses j's own connections and another Link.
-// Cutting the Link i→j therefore stops i's messages to j and nothing else:
-// a one-way cut.
+// A Link forwards connections to its target. In the chaos test there is
+// one Link per directed pair of nodes i→j, and every byte i sends to j
+// (and the replies on those connections) passes through it, while j→i
+// traffic uses j's own connections and another Link. Cutting the Link i→j
+// therefore stops i's messages to j and nothing else: a one-way cut.
+//
+// A Link gets its connections in one of two ways:
+//
+//   - Listen: it listens on 127.0.0.1 itself, and node i's configuration
+//     names j at the Link's address (each node then sees the others at
+//     addresses of its own).
+//   - NewLink and a Front: one Front per node j listens for the
+//     connections to j from every other node, asks its route function
+//     which node opened each one, and hands it to that node's Link (Serve).
+//     Every node then names j at the same address — what a configuration
+//     replicated through the log needs, since it holds one address per
+//     member — and the cuts stay one-way.
 //
 // A Link is in one of three modes:
 //
@@ -51,9 +61,10 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// Link forwards connections from its listener to a target address.
+// Link forwards connections from its listener (or a Front) to a target
+// address.
 type Link struct {
-	ln     net.Listener
+	ln     net.Listener // nil for a Link served by a Front
 	target string
 
 	mu     sync.Mutex
@@ -86,8 +97,20 @@ func Listen(target string) (*Link, error) {
 	return l, nil
 }
 
-// Addr is the address the link listens on.
-func (l *Link) Addr() string { return l.ln.Addr().String() }
+// NewLink returns a link to target without a listener of its own: a
+// Front hands it its connections (Serve).
+func NewLink(target string) *Link {
+	return &Link{target: target, conns: map[*conn]struct{}{}}
+}
+
+// Addr is the address the link listens on ("" for a link served by a
+// Front).
+func (l *Link) Addr() string {
+	if l.ln == nil {
+		return ""
+	}
+	return l.ln.Addr().String()
+}
 
 // Target is the address the link forwards to.
 func (l *Link) Target() string { return l.target }
@@ -138,7 +161,10 @@ func (l *Link) Close() error {
 		return nil
 	}
 	l.closed = true
-	err := l.ln.Close()
+	var err error
+	if l.ln != nil {
+		err = l.ln.Close()
+	}
 	for c := range l.conns {
 		c.close()
 	}
@@ -159,22 +185,29 @@ func (l *Link) acceptLoop() {
 			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: back off
 			continue
 		}
-		l.mu.Lock()
-		l.accepted++
-		mode, closed := l.mode, l.closed
-		c := &conn{down: down}
-		if !closed && mode != Reset {
-			c.dirty = mode == Blackhole
-			l.conns[c] = struct{}{}
-			l.wg.Add(1)
-		}
-		l.mu.Unlock()
-		switch {
-		case closed || mode == Reset:
-			reset(down)
-		default:
-			go l.serve(c)
-		}
+		l.Serve(down)
+	}
+}
+
+// Serve takes down, a connection accepted for this link (by its own
+// listener or a Front), and forwards it as the link's mode says. It does
+// not block.
+func (l *Link) Serve(down net.Conn) {
+	l.mu.Lock()
+	l.accepted++
+	mode, closed := l.mode, l.closed
+	c := &conn{down: down}
+	if !closed && mode != Reset {
+		c.dirty = mode == Blackhole
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+	}
+	l.mu.Unlock()
+	switch {
+	case closed || mode == Reset:
+		reset(down)
+	default:
+		go l.serve(c)
 	}
 }
 
@@ -257,4 +290,74 @@ func reset(c net.Conn) {
 		tc.SetLinger(0)
 	}
 	c.Close()
+}
+
+// A Front listens on 127.0.0.1 for the connections to one node and hands
+// each to the Link of the node that opened it, which route names (nil: no
+// Link takes it, and it is reset, as a refused connection; the sender
+// tries again).
+type Front struct {
+	ln    net.Listener
+	route func(net.Conn) *Link
+	wg    sync.WaitGroup
+
+	mu       sync.Mutex
+	unrouted int
+}
+
+// ListenFront starts a Front on 127.0.0.1 (a free port).
+func ListenFront(route func(net.Conn) *Link) (*Front, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &Front{ln: ln, route: route}
+	f.wg.Add(1)
+	go f.acceptLoop()
+	return f, nil
+}
+
+// Addr is the address the Front listens on.
+func (f *Front) Addr() string { return f.ln.Addr().String() }
+
+// Unrouted returns the number of connections no Link took.
+func (f *Front) Unrouted() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unrouted
+}
+
+// Close stops accepting (the Links close their own connections).
+func (f *Front) Close() error {
+	err := f.ln.Close()
+	f.wg.Wait()
+	return err
+}
+
+func (f *Front) acceptLoop() {
+	defer f.wg.Done()
+	for {
+		down, err := f.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: back off
+			continue
+		}
+		// route may take a while (it may read /proc): not on the accept
+		// loop.
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			if l := f.route(down); l != nil {
+				l.Serve(down)
+				return
+			}
+			f.mu.Lock()
+			f.unrouted++
+			f.mu.Unlock()
+			reset(down)
+		}()
+	}
 }

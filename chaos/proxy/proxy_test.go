@@ -140,3 +140,70 @@ func TestTargetDown(t *testing.T) {
 		t.Fatalf("got %v, want the connection closed", err)
 	}
 }
+
+// A Front hands each connection to the Link its route names: cutting one
+// sender's Link leaves the other's connections up; a connection no Link
+// takes is reset.
+func TestFront(t *testing.T) {
+	target := echo(t)
+	a, b := NewLink(target), NewLink(target)
+	defer a.Close()
+	defer b.Close()
+	type routed struct {
+		c    net.Conn
+		link chan *Link
+	}
+	routes := make(chan routed)
+	f, err := ListenFront(func(c net.Conn) *Link {
+		r := routed{c, make(chan *Link)}
+		routes <- r
+		return <-r.link
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// connect dials the Front and routes the connection to l.
+	connect := func(l *Link) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", f.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		r := <-routes
+		if r.c.RemoteAddr().String() != c.LocalAddr().String() {
+			t.Fatalf("the Front routes %v, the test dialled from %v", r.c.RemoteAddr(), c.LocalAddr())
+		}
+		r.link <- l
+		return c
+	}
+	ca, cb := connect(a), connect(b)
+	for _, c := range []net.Conn{ca, cb} {
+		if err := roundTrip(c, 5*time.Second); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+	}
+	if a.Accepted() != 1 || b.Accepted() != 1 || a.Addr() != "" {
+		t.Fatalf("accepted: a %d b %d; a's address %q", a.Accepted(), b.Accepted(), a.Addr())
+	}
+	a.SetMode(Reset)
+	if err := roundTrip(ca, 5*time.Second); err == nil {
+		t.Fatal("a reset: a's connection still works")
+	}
+	if err := roundTrip(cb, 5*time.Second); err != nil {
+		t.Fatalf("a reset: b's connection: %v", err)
+	}
+	a.SetMode(Up)
+	if err := roundTrip(connect(a), 5*time.Second); err != nil {
+		t.Fatalf("a up again: %v", err)
+	}
+	// No Link: reset.
+	c := connect(nil)
+	if err := roundTrip(c, 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("unrouted: got %v, want the connection closed", err)
+	}
+	if f.Unrouted() != 1 {
+		t.Fatalf("unrouted %d, want 1", f.Unrouted())
+	}
+}

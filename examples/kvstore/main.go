@@ -10,6 +10,10 @@
 // operation, reads included, goes through the log. See Server for the API
 // and README.md for a walk-through; ./cli is a client that follows leader
 // hints.
+//
+// A node joins a running group with -join-identity (the cluster_identity
+// of a member's GET /status); then, on the leader, POST /membership adds
+// it (see membership.go and README.md).
 package main
 
 import (
@@ -47,8 +51,13 @@ type config struct {
 	walSegment       int64
 	// rejoinTerm is NodeOptions.RejoinTerm: restart a wiped member.
 	rejoinTerm uint64
-	logLevel   slog.Level
-	staleReads bool
+	// joinIdentity is NodeOptions.JoinIdentity: a new node joining the
+	// group of that identity. catchUpTimeout is NodeOptions.CatchUpTimeout
+	// (0: the library's default).
+	joinIdentity   uint64
+	catchUpTimeout time.Duration
+	logLevel       slog.Level
+	staleReads     bool
 	// tls, if set, makes the Raft port mutual TLS (-tls-*).
 	tls *asyncraft.TLSFiles
 	// limits are the -max-* flags, httpOpts the -http-* flags.
@@ -76,7 +85,8 @@ func main() {
 func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	var (
 		cfg      config
-		peers    = fs.String("peers", "", "every node of the group: id=host:port,... (this node's Raft address included)")
+		peers    = fs.String("peers", "", "every node of the group: id=host:port,... (this node's Raft address included); with -join-identity, the group's members as far as known (may be empty)")
+		join     = fs.String("join-identity", "", "join a running group as a new node: the group's cluster identity, cluster_identity of a member's GET /status (0x and 16 hex digits, or decimal); then add the node on the leader (POST /membership). Give it at every start of this node")
 		peerHTTP = fs.String("peer-http", "", "HTTP addresses of the nodes, for leader hints: id=host:port,...")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	)
@@ -91,6 +101,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.Int64Var(&cfg.snapshotRate, "snapshot-rate", 0, fmt.Sprintf("bytes per second of snapshots this node sends to followers being installed (0: %d; negative: no cap)", asyncraft.DefaultSnapshotBytesPerSecond))
 	fs.Int64Var(&cfg.walSegment, "wal-segment-bytes", 0, fmt.Sprintf("size of each log segment file; compaction drops whole segments (0: %d; at least %d)", logmgr.DefaultSegmentSize, logmgr.MinSegmentSize))
 	fs.Uint64Var(&cfg.rejoinTerm, "rejoin-term", 0, "restart this member after its data directory was wiped, under its old -id: the highest term among the other members (their GET /status), every one of them up; the node then votes only in later terms and catches up from the leader. Only with an empty -data; leave it off on later starts (docs/snapshots.md)")
+	fs.DurationVar(&cfg.catchUpTimeout, "catch-up-timeout", 0, "how long a new voter may make no progress (its log does not grow, no snapshot is being installed on it) before the leader fails the change with ETIMEDOUT, the node staying a learner (0: 20 election timeouts)")
 	fs.BoolVar(&cfg.staleReads, "stale-reads", false, "answer GET from this node's state, without the log: faster but NOT linearizable (a follower or a deposed leader answers with old data); for demonstrations and the chaos test's self-check")
 
 	var tlsFiles asyncraft.TLSFiles
@@ -113,8 +124,21 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
-	if cfg.id == "" || cfg.addr == "" || cfg.http == "" || cfg.data == "" || *peers == "" {
-		return cfg, errors.New("-id, -addr, -http, -data and -peers are required")
+	if *join != "" {
+		id, err := parseIdentity(*join)
+		if err != nil {
+			return cfg, fmt.Errorf("-join-identity: %w", err)
+		}
+		cfg.joinIdentity = id
+		if cfg.rejoinTerm != 0 {
+			return cfg, errors.New("-join-identity and -rejoin-term are exclusive: a joining node is new to the group (a new -id); -rejoin-term restarts a member that lost its data under its old -id")
+		}
+	}
+	if cfg.id == "" || cfg.addr == "" || cfg.http == "" || cfg.data == "" || (*peers == "" && cfg.joinIdentity == 0) {
+		return cfg, errors.New("-id, -addr, -http, -data and -peers (unless -join-identity) are required")
+	}
+	if cfg.catchUpTimeout < 0 {
+		return cfg, errors.New("-catch-up-timeout must not be negative")
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -138,15 +162,17 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	if err := cfg.httpOpts.validate(cfg.timeout); err != nil {
 		return cfg, err
 	}
-	pm, err := parseIDMap("-peers", *peers)
-	if err != nil {
-		return cfg, err
-	}
-	for _, id := range pm.order {
-		cfg.peers = append(cfg.peers, asyncraft.Peer{ID: id, Addr: pm.m[id]})
-	}
-	if pm.m[cfg.id] == "" {
-		return cfg, fmt.Errorf("-peers does not list this node (%s)", cfg.id)
+	if *peers != "" {
+		pm, err := parseIDMap("-peers", *peers)
+		if err != nil {
+			return cfg, err
+		}
+		for _, id := range pm.order {
+			cfg.peers = append(cfg.peers, asyncraft.Peer{ID: id, Addr: pm.m[id]})
+		}
+		if pm.m[cfg.id] == "" && cfg.joinIdentity == 0 {
+			return cfg, fmt.Errorf("-peers does not list this node (%s)", cfg.id)
+		}
 	}
 	cfg.peerHTTP = map[string]string{}
 	if *peerHTTP != "" {
@@ -220,7 +246,7 @@ func startNode(cfg config, hostOpts asyncraft.HostOptions, log *slog.Logger) (*a
 	node, err := host.StartNode(asyncraft.NodeOptions{
 		Group: group, ID: cfg.id, Peers: cfg.peers, StateMachine: store,
 		ElectionTimeout: cfg.electionTimeout, SnapshotEntries: cfg.snapshotEntries, SnapshotTrailingEntries: cfg.snapshotTrailing,
-		RejoinTerm: cfg.rejoinTerm,
+		RejoinTerm: cfg.rejoinTerm, JoinIdentity: cfg.joinIdentity, CatchUpTimeout: cfg.catchUpTimeout,
 	})
 	if err != nil {
 		host.Close(context.Background())
@@ -250,6 +276,7 @@ func run(cfg config) error {
 		return err
 	}
 	api := NewServerWithTimeout(node, store, cfg.peerHTTP, cfg.timeout)
+	api.maxTimeout = max(cfg.httpOpts.WriteTimeout-time.Second, cfg.timeout)
 	api.staleReads = cfg.staleReads
 	api.limits = cfg.limits
 	if cfg.staleReads {
@@ -259,7 +286,8 @@ func run(cfg config) error {
 	api.conns = lim
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lim) }()
-	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "tls", cfg.tls != nil, "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid())
+	log.Info("kvstore: serving", "id", cfg.id, "raft", host.Addr(), "tls", cfg.tls != nil, "http", ln.Addr().String(), "data", cfg.data, "pid", os.Getpid(),
+		"cluster identity", formatIdentity(node.ClusterIdentity()), "joining", cfg.joinIdentity != 0)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)

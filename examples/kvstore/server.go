@@ -42,6 +42,19 @@ type raftNode interface {
 //	                           one is being taken, 409 EEXIST if nothing was
 //	                           applied since the newest, 501 without a data
 //	                           directory
+//	GET    /membership         200 the leader's configuration (voters,
+//	                           learners, index, joint or not); ?local=1:
+//	                           this node's, leader or not
+//	POST   /membership         body = a MembershipRequest: a change of the
+//	                           configuration, run on the leader; 200 the new
+//	                           configuration (see changeError for failures)
+//	POST   /transfer?to=ID     hands the leader's leadership to voter ID
+//	                           (empty: the most up-to-date one); 200
+//	                           {"leader","leader_http","term"}
+//
+// The POST requests of membership.go take ?timeout= (a duration, at most
+// the HTTP write timeout less a second) to wait longer than -timeout: a
+// new voter catches up before it becomes one.
 //
 // Writes go through the Raft log. Reads are linearizable unless
 // ?consistency=stale asks otherwise: a ReadIndex barrier (or the leader's
@@ -62,6 +75,9 @@ type Server struct {
 	// timeout bounds the wait for a command to be applied; past it the
 	// answer is 504 EUNKNOWN.
 	timeout time.Duration
+	// maxTimeout bounds the ?timeout= of a membership change or a
+	// transfer: less than the HTTP server's write timeout.
+	maxTimeout time.Duration
 	// limits are written into each put and append (see Limits); their
 	// MaxValueBytes also bounds a request body.
 	limits Limits
@@ -86,7 +102,7 @@ var DefaultLimits = Limits{MaxKeyBytes: DefaultMaxKeyBytes, MaxValueBytes: Defau
 
 // NewServer returns the HTTP server of node, whose state machine is store.
 func NewServer(node raftNode, store *Store, peerHTTP map[string]string) *Server {
-	return &Server{node: node, store: store, peerHTTP: peerHTTP, timeout: DefaultTimeout, limits: DefaultLimits}
+	return &Server{node: node, store: store, peerHTTP: peerHTTP, timeout: DefaultTimeout, maxTimeout: DefaultWriteTimeout - time.Second, limits: DefaultLimits}
 }
 
 // Handler returns the server's routes.
@@ -95,6 +111,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/kv/{key...}", s.handleKV)
 	mux.HandleFunc("/status", s.handleStatus)
 	mux.HandleFunc("/snapshot", s.handleSnapshot)
+	mux.HandleFunc("/membership", s.handleMembership)
+	mux.HandleFunc("/transfer", s.handleTransfer)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, APIError{Error: "no such endpoint: " + r.URL.Path, Code: "ENOTFOUND"})
 	})
@@ -105,7 +123,9 @@ func (s *Server) Handler() http.Handler {
 type APIError struct {
 	Error string `json:"error"`
 	// Code is the asyncraft status code (EPERM, EBUSY, EUNKNOWN, ...), or
-	// EINVAL for a bad request and ENOTFOUND for a missing key.
+	// EINVAL for a bad request and ENOTFOUND for a missing key; the
+	// membership endpoints add EINPROGRESS, EUNCHANGED and ECONFSTALE
+	// (see changeError).
 	Code string `json:"code"`
 	// Leader and LeaderHTTP name the leader, when this node is not it and
 	// knows it (LeaderHTTP only if it was given -peer-http).
@@ -145,6 +165,10 @@ type StatusReply struct {
 	HTTPConns     int64  `json:"http_conns"`
 	HTTPConnsFull uint64 `json:"http_conns_full"`
 	Error         string `json:"error,omitempty"`
+	// ClusterIdentity is the group's identity (asyncraft
+	// Node.ClusterIdentity), as -join-identity takes it: what a new node
+	// needs to join the group.
+	ClusterIdentity string `json:"cluster_identity,omitempty"`
 	// Peers is, on the leader, its view of each follower (see
 	// asyncraft.Status.Peers): why one lags.
 	Peers []PeerReply `json:"peers,omitempty"`
@@ -197,6 +221,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	if st.Err != nil {
 		reply.Error = st.Err.Error()
+	}
+	if in, ok := s.node.(identityNode); ok {
+		reply.ClusterIdentity = formatIdentity(in.ClusterIdentity())
 	}
 	for _, p := range st.Peers {
 		reply.Peers = append(reply.Peers, PeerReply{ID: p.Peer, Match: p.Match, Next: p.Next, State: p.State,

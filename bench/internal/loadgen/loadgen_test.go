@@ -269,3 +269,31 @@ func TestMeter(t *testing.T) {
 		t.Errorf("Stop: %d clients left", n)
 	}
 }
+
+func TestMeterTimeline(t *testing.T) {
+	m := NewMeter(Spec{Clients: 1, Timeline: true}, []string{"g0"})
+	now := time.Now()
+	m.OK(0, now.Add(-time.Millisecond), now)
+	m.Fail("EBUSY")
+	m.OK(0, now, now.Add(time.Millisecond))
+	res, err := m.Cut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.OKAt) != 2 || res.OKAt[0] != now.UnixNano() || res.OKAt[1] != now.Add(time.Millisecond).UnixNano() {
+		t.Errorf("OKAt %v", res.OKAt)
+	}
+	if len(res.Refused) != 1 || res.Refused[0].Kind != "EBUSY" || res.Refused[0].At < now.UnixNano() {
+		t.Errorf("Refused %v", res.Refused)
+	}
+	if res, _ := m.Cut(); len(res.OKAt) != 0 || len(res.Refused) != 0 {
+		t.Errorf("second cut kept the timeline: %+v", res)
+	}
+	// Without Timeline nothing is kept.
+	p := NewMeter(Spec{Clients: 1}, []string{"g0"})
+	p.OK(0, now, now)
+	p.Fail("EBUSY")
+	if res, _ := p.Cut(); res.OKAt != nil || res.Refused != nil {
+		t.Errorf("a plain meter kept a timeline: %+v", res)
+	}
+}

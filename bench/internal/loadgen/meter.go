@@ -27,6 +27,9 @@ type Meter struct {
 	perGroup []uint64
 	errors   map[string]uint64
 	since    time.Time
+	// With Spec.Timeline: every completion's time and every refusal.
+	okAt    []int64
+	refused []Refusal
 }
 
 var _ Sink = (*Meter)(nil)
@@ -62,12 +65,22 @@ func (m *Meter) OK(gi int, issued, now time.Time) {
 	if gi < len(m.perGroup) {
 		m.perGroup[gi]++
 	}
+	if m.spec.Timeline {
+		m.okAt = append(m.okAt, now.UnixNano())
+	}
 	m.mu.Unlock()
 }
 
 func (m *Meter) Fail(kind string) {
+	var at int64
+	if m.spec.Timeline {
+		at = time.Now().UnixNano()
+	}
 	m.mu.Lock()
 	m.errors[kind]++
+	if m.spec.Timeline {
+		m.refused = append(m.refused, Refusal{At: at, Kind: kind})
+	}
 	m.mu.Unlock()
 }
 
@@ -84,12 +97,15 @@ func (m *Meter) Cut() (*Result, error) {
 	m.mu.Lock()
 	h, ops, missing, perGroup, errs, since := m.hist, m.ops, m.missing, m.perGroup, m.errors, m.since
 	m.hist, m.ops, m.missing, m.perGroup, m.errors, m.since = NewHist(), 0, 0, make([]uint64, len(m.groups)), map[string]uint64{}, now
+	okAt, refused := m.okAt, m.refused
+	m.okAt, m.refused = nil, nil
 	m.mu.Unlock()
 	enc, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
 	if err != nil {
 		return nil, fmt.Errorf("encode the histogram: %w", err)
 	}
-	res := &Result{Ops: ops, Seconds: now.Sub(since).Seconds(), Missing: missing, Hist: enc, PerGroup: map[string]uint64{}}
+	res := &Result{Ops: ops, Seconds: now.Sub(since).Seconds(), Missing: missing, Hist: enc, PerGroup: map[string]uint64{},
+		OKAt: okAt, Refused: refused}
 	if len(errs) > 0 {
 		res.Errors = errs
 	}

@@ -93,6 +93,20 @@ type Spec struct {
 	// Target: which member a restart workload restarts ("follower" or
 	// "leader").
 	Target string `json:"target,omitempty"`
+
+	// The membership workloads (asyncraft only). Transfers: how many
+	// leadership transfers the transfer workload makes, one every
+	// TransferEvery.
+	Transfers     int           `json:"transfers,omitempty"`
+	TransferEvery time.Duration `json:"transfer_every,omitempty"`
+	// Follow: a background load ("load") whose clients run on this
+	// process's node of each group whatever its role, and propose only
+	// while it leads: one such load in every member process keeps the
+	// load going through leadership changes (asyncraft only).
+	Follow bool `json:"follow,omitempty"`
+	// Timeline: a background load's cuts carry the time of every
+	// completion and of every refusal (Result.OKAt, Result.Refused).
+	Timeline bool `json:"timeline,omitempty"`
 }
 
 // NodeConfig is what the snapshot workloads set on every member's nodes
@@ -107,6 +121,14 @@ type NodeConfig struct {
 	// RejoinTerm is NodeOptions.RejoinTerm: a member restarted on an
 	// empty data directory rejoins safely (asyncraft only).
 	RejoinTerm uint64 `json:"rejoin_term,omitempty"`
+	// JoinIdentity is NodeOptions.JoinIdentity: the node is new to an
+	// existing group (every group of the process: the membership
+	// workloads run one), whose members start lists as an address book
+	// (asyncraft only).
+	JoinIdentity uint64 `json:"join_identity,omitempty"`
+	// CatchUpTimeout is NodeOptions.CatchUpTimeout: how long a new voter
+	// may take to catch up (asyncraft only).
+	CatchUpTimeout time.Duration `json:"catch_up_timeout,omitempty"`
 	// Host options, given to the member process as flags.
 	WALSegmentSize         int64 `json:"wal_segment_size,omitempty"`
 	SnapshotBytesPerSecond int64 `json:"snapshot_bytes_per_second,omitempty"`
@@ -157,6 +179,39 @@ type Recovery struct {
 	LastErr string `json:"last_err,omitempty"`
 }
 
+// MemberChange is a "change": a membership change that the leader makes
+// (asyncraft's Node.ChangeMembership). Op is "add-voter", "add-learner",
+// "promote" or "remove"; ID and Addr name the member (Addr for the
+// additions); Timeout bounds the call (0: 15 minutes).
+type MemberChange struct {
+	Op      string        `json:"op"`
+	ID      string        `json:"id"`
+	Addr    string        `json:"addr,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Outcome answers a "change" ("changed") or a "transfer"
+// ("transferred"): when the call began and returned (Unix ns, wall
+// clock), the index that completed a change, the leader the node knew
+// once a transfer returned, and the call's error ("" if none).
+type Outcome struct {
+	Start  int64  `json:"start"`
+	End    int64  `json:"end"`
+	Index  uint64 `json:"index,omitempty"`
+	Leader string `json:"leader,omitempty"`
+	Err    string `json:"err,omitempty"`
+}
+
+// Seconds is the call's duration.
+func (o Outcome) Seconds() float64 { return float64(o.End-o.Start) / 1e9 }
+
+// Refusal is a failed operation of a Timeline load: when it completed
+// (Unix ns) and how it failed.
+type Refusal struct {
+	At   int64  `json:"at"`
+	Kind string `json:"kind"`
+}
+
 // Prefill reports whether the workload writes every key once first.
 func (s Spec) Prefill() bool { return s.Op == OpRead }
 
@@ -170,7 +225,7 @@ type Peer struct {
 type Command struct {
 	// Op: start | status | prefill | run | profile | load | cut | unload
 	// | quit, or one of a Commander's own (asyncraft: snapshot, fill,
-	// recovery). profile (no answer): write a CPU profile of the window
+	// recovery, change, transfer). profile (no answer): write a CPU profile of the window
 	// of a run that another process drives, and a heap profile at its
 	// end. load: start Spec's closed-loop clients on the groups of Drive
 	// in the background (answered "loading"); cut: the completions since
@@ -187,10 +242,14 @@ type Command struct {
 	FollowerET time.Duration `json:"follower_et,omitempty"`
 	// start: the snapshot workloads' node options (nil: the defaults).
 	Node *NodeConfig `json:"node,omitempty"`
-	// snapshot, recovery: the group whose node (in this process) is
-	// meant. fill: what to propose.
-	Group string    `json:"group,omitempty"`
-	Fill  *FillSpec `json:"fill,omitempty"`
+	// snapshot, recovery, change, transfer: the group whose node (in
+	// this process) is meant. fill: what to propose. change: the
+	// membership change; transfer: the member to hand the leadership to
+	// ("": the most up-to-date one).
+	Group  string        `json:"group,omitempty"`
+	Fill   *FillSpec     `json:"fill,omitempty"`
+	Change *MemberChange `json:"change,omitempty"`
+	To     string        `json:"to,omitempty"`
 	// prefill, run: the workload, and the groups this process drives (it
 	// leads them). run: when the warm-up begins (Unix ns), where to write
 	// a CPU profile of the measured interval, how long to wait for
@@ -205,8 +264,9 @@ type Command struct {
 // Event is one line on a member's stdout.
 type Event struct {
 	// Ev: ready | started | status | prefilled | progress | result |
-	// loading | cut | snapshot | filled | recovery | error; the
-	// orchestrator adds exit when the stream ends.
+	// loading | cut | snapshot | filled | recovery | changed |
+	// transferred | error; the orchestrator adds exit when the stream
+	// ends.
 	Ev   string `json:"ev"`
 	PID  int    `json:"pid,omitempty"`
 	Addr string `json:"addr,omitempty"`
@@ -225,6 +285,8 @@ type Event struct {
 	Seconds float64 `json:"seconds,omitempty"`
 	// recovery
 	Recovery *Recovery `json:"recovery,omitempty"`
+	// changed, transferred
+	Outcome *Outcome `json:"outcome,omitempty"`
 }
 
 // NodeStatus is one node's view of its group. Role is "leader",
@@ -257,6 +319,20 @@ type NodeStatus struct {
 	SnapBytesSent     uint64 `json:"snap_bytes_sent,omitempty"`
 	SnapBytesReceived uint64 `json:"snap_bytes_received,omitempty"`
 	SnapshotBytes     int64  `json:"snapshot_bytes,omitempty"`
+
+	// Membership, where the library reports it (asyncraft): the group's
+	// cluster identity, the configuration in force on this node (voters,
+	// learners, and whether it is joint), and the counters of membership
+	// changes and leadership transfers (Metrics).
+	Identity           uint64   `json:"identity,omitempty"`
+	Voters             []string `json:"voters,omitempty"`
+	Learners           []string `json:"learners,omitempty"`
+	Joint              bool     `json:"joint,omitempty"`
+	MembershipChanges  uint64   `json:"membership_changes,omitempty"`
+	MembershipFailures uint64   `json:"membership_failures,omitempty"`
+	TransfersStarted   uint64   `json:"transfers_started,omitempty"`
+	TransfersDone      uint64   `json:"transfers_done,omitempty"`
+	TransfersFailed    uint64   `json:"transfers_failed,omitempty"`
 }
 
 // Result is what a member process that ran load reports.
@@ -284,6 +360,10 @@ type Result struct {
 	LogEntries uint64 `json:"log_entries"`
 	Reads      uint64 `json:"reads,omitempty"`
 	ReadRounds uint64 `json:"read_rounds,omitempty"`
+	// A Timeline load's cut: when each operation completed OK and when
+	// each failed (Unix ns, wall clock, in completion order).
+	OKAt    []int64   `json:"ok_at,omitempty"`
+	Refused []Refusal `json:"refused,omitempty"`
 }
 
 // GroupName is the name of group g.

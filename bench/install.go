@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/asyncraft/asyncraft/bench/internal/loadgen"
@@ -82,22 +81,12 @@ type InstallReport struct {
 func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, desc string) error {
 	rep := &InstallReport{}
 	r.Install = rep
-	dir, err := o.newRunDir()
+	c, stop, err := o.startRun(ctx, spec, r)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c, err := startCluster(ctx, spec, dir, o.cfg)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	r.Version = c.procs[0].version
-	leaders, err := c.waitLeaders(ctx, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	r.Leaders = leaders
+	defer stop()
+	leaders := r.Leaders
 	lp, others := leaderProc(c, leaders)
 	if len(others) < 2 {
 		return fmt.Errorf("install needs 3 members, not %d", len(c.procs))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -71,7 +70,6 @@ const (
 
 // membershipFamily is their Sweep: selected by name only.
 const membershipFamily = "membership"
-
 
 // transferAround is how long after a transfer returned its window lasts.
 const transferAround = time.Second
@@ -188,7 +186,7 @@ type TransferFigures struct {
 func membershipSpecs() []Spec {
 	add := base("member-add", 1, time.Second, 10*time.Second)
 	add.Kind, add.Sweep, add.StateBytes = kindMemberAdd, membershipFamily, 1<<30
-	add.Node = &loadgen.NodeConfig{SnapshotTrailingEntries: 1000, WALSegmentSize: 1 << 20, }
+	add.Node = &loadgen.NodeConfig{SnapshotTrailingEntries: 1000, WALSegmentSize: 1 << 20}
 	tr := base("transfer", 1, time.Second, 5*time.Second)
 	tr.Kind, tr.Sweep = kindTransfer, membershipFamily
 	tr.Transfers, tr.TransferEvery = 10, 3*time.Second
@@ -224,22 +222,12 @@ func (c *cluster) takePending(p *proc, wants ...string) (event, bool) {
 func (o *orchestrator) memberAdd(ctx context.Context, spec Spec, r *RepResult, desc string) error {
 	rep := &MemberAddReport{}
 	r.MemberAdd = rep
-	dir, err := o.newRunDir()
+	c, stop, err := o.startRun(ctx, spec, r)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c, err := startCluster(ctx, spec, dir, o.cfg)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	r.Version = c.procs[0].version
-	leaders, err := c.waitLeaders(ctx, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	r.Leaders = leaders
+	defer stop()
+	leaders := r.Leaders
 	lp, others := leaderProc(c, leaders)
 	if len(others) < 2 {
 		return fmt.Errorf("member-add needs 3 members, not %d", len(c.procs))
@@ -465,22 +453,12 @@ func (o *orchestrator) transfer(ctx context.Context, spec Spec, r *RepResult, de
 	if spec.Transfers < 1 || spec.TransferEvery <= 0 {
 		return fmt.Errorf("transfer: %d transfers every %v", spec.Transfers, spec.TransferEvery)
 	}
-	dir, err := o.newRunDir()
+	c, stop, err := o.startRun(ctx, spec, r)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c, err := startCluster(ctx, spec, dir, o.cfg)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	r.Version = c.procs[0].version
-	leaders, err := c.waitLeaders(ctx, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	r.Leaders = leaders
+	defer stop()
+	leaders := r.Leaders
 	leader := leaders[groupName(0)]
 	r.LeaderName = leader
 	procs := slices.Clone(c.procs)

@@ -216,6 +216,33 @@ func (o *orchestrator) newRunDir() (string, error) {
 	return os.MkdirTemp(o.tmp, "asyncraft-bench-")
 }
 
+// startRun starts spec's group in a new run directory and waits for its
+// leaders, recording the version and the leaders in r. stop stops the
+// group and removes the directory (also after an error).
+func (o *orchestrator) startRun(ctx context.Context, spec Spec, r *RepResult) (c *cluster, stop func(), err error) {
+	dir, err := o.newRunDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = startCluster(ctx, spec, dir, o.cfg)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	stop = func() {
+		c.stop()
+		os.RemoveAll(dir)
+	}
+	r.Version = c.procs[0].version
+	leaders, err := c.waitLeaders(ctx, 30*time.Second)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	r.Leaders = leaders
+	return c, stop, nil
+}
+
 // leaderProc is the process that leads g0, and the others in id order.
 func leaderProc(c *cluster, leaders map[string]string) (*proc, []*proc) {
 	l := c.byID[leaders[groupName(0)]]

@@ -101,23 +101,13 @@ func (o *orchestrator) soak(ctx context.Context, spec Spec, r *RepResult, desc s
 		return ctx.Err()
 	}
 
-	dir, err := o.newRunDir()
+	c, stop, err := o.startRun(ctx, spec, r)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c, err := startCluster(ctx, spec, dir, o.cfg)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	r.Version = c.procs[0].version
-	leaders, err := c.waitLeaders(ctx, 30*time.Second)
-	if err != nil {
-		return err
-	}
+	defer stop()
+	leaders := r.Leaders
 	r.SetupSeconds = time.Since(r.Started).Seconds()
-	r.Leaders = leaders
 	lp, _ := leaderProc(c, leaders)
 	r.LeaderName = lp.name
 

@@ -50,22 +50,34 @@ func TestWipedVoter(t *testing.T) {
 		t.Fatalf("%s, added back on new data: %v, %v", f1, st.Role, st.Err)
 	}
 
-	// After a restart of the leader, a wiped f2 is refused all the same
+	// After a restart of the leader, a wiped follower is refused all the same
 	// (the hard state keeps the incarnations; the wiped-vote scenario of
 	// the simulator depends on it).
+	l0 := l
 	c.Crash(l)
 	if err := c.Restart(l); err != nil {
 		t.Fatal(err)
 	}
 	l = waitLeaderAmong(t, c, c.IDs)
+	if f2 == l { // the restarted leader's follower now
+		f2 = l0
+	}
+	commitAll(t, c, l, "c2", 5)
 	c.Wipe(f2, 0)
 	if err := c.Restart(f2); err != nil {
 		t.Fatal(err)
 	}
 	waitWiped(t, c, f2)
 
-	// Restarted with RejoinTerm: accepted, it catches up.
-	c.Wipe(f2, c.Node(l).Status().Term)
+	// Restarted with RejoinTerm, the others' highest term: accepted, it
+	// catches up.
+	var term uint64
+	for _, id := range c.Up() {
+		if id != f2 {
+			term = max(term, c.Node(id).Status().Term)
+		}
+	}
+	c.Wipe(f2, term)
 	if err := c.Restart(f2); err != nil {
 		t.Fatal(err)
 	}

@@ -326,10 +326,25 @@ func (s *System) Shutdown() {
 				s.boundary.close() // see boundary.gate
 			}
 			s.dial.close()          // no endpoint waits for a peer any more
-			s.remote.Shutdown(true) // after the actors: their last words go out
+			s.shutdownRemote() // after the actors: their last words go out
 		}
 		s.sys.Shutdown()
 	})
+}
+
+// shutdownRemote stops the remote gracefully. protoactor's endpoint
+// manager may panic while it stops ("send on closed channel": a reader
+// connection that ended — closed by the boundary on bad input — is still
+// in its map); the stop then goes on without the graceful part, and the
+// panic is logged instead of ending the process.
+func (s *System) shutdownRemote() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("protoactor panicked while stopping its remote endpoints; stopping its server at once", slog.Any("panic", v))
+			s.remote.Shutdown(false)
+		}
+	}()
+	s.remote.Shutdown(true)
 }
 
 // props builds the protoactor Props for ad.

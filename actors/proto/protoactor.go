@@ -325,7 +325,7 @@ func (s *System) Shutdown() {
 			if s.boundary != nil {
 				s.boundary.close() // see boundary.gate
 			}
-			s.dial.close()          // no endpoint waits for a peer any more
+			s.dial.close()     // no endpoint waits for a peer any more
 			s.shutdownRemote() // after the actors: their last words go out
 		}
 		s.sys.Shutdown()

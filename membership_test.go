@@ -627,3 +627,50 @@ func TestReadOnJoiningNodeDuringInstall(t *testing.T) {
 	}
 	waitChange(t, c, r)
 }
+
+// A new voter whose catch-up is one long install — a 3 MiB snapshot on a
+// 500 kB/s network, over six seconds, while CatchUpTimeout is one — is not
+// timed out: an install under way is progress, though the voter
+// acknowledges no entry until it ends.
+func TestLongInstallIsNotTimedOut(t *testing.T) {
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) {
+			o.SnapshotTrailingEntries, o.MaxLogCacheBytes = 10, 1<<10
+			o.CatchUpTimeout, o.CatchUpLag = time.Second, 10
+		},
+		HostOptions: func(_ string, o *asyncraft.HostOptions) { o.WALSegmentSize = 4 << 10 },
+		NewStateMachine: func(id string, _ int) fsm.StateMachine {
+			return &paddedSummer{summer{sumAt: map[uint64]uint64{}}}
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"a", "b"} { // the log keeps back to the snapshot before the newest
+		commitAll(t, c, l, p, 1500)
+		waitSnapshot(t, c, snapshotNow(t, c, l))
+	}
+	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > 1 }, 10*time.Second) {
+		t.Fatalf("the leader's log was not compacted: %v", c.Node(l).Status())
+	}
+	if err := c.Join("n4", slices.Clone(c.IDs)...); err != nil {
+		t.Fatal(err)
+	}
+	net := c.Sim.Net()
+	net.Bandwidth = 500_000
+	c.Sim.SetNet(net)
+	start := c.Sim.Now()
+	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	if !c.Sim.RunUntil(func() bool { return r.done }, 60*time.Second) {
+		t.Fatalf("the change was not answered: %s", c.Describe())
+	}
+	if r.err != nil {
+		t.Fatalf("add a voter caught up by a long install: %v", r.err)
+	}
+	if n := c.Node("n4").Metrics().InstallsDone.Load(); n == 0 {
+		t.Fatalf("n4 caught up without an install: the test shows nothing")
+	}
+	if d := c.Sim.Now() - start; d < 3*time.Second {
+		t.Fatalf("the change took %v: too fast to show anything (CatchUpTimeout is 1s)", d)
+	}
+}

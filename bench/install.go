@@ -117,16 +117,7 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 		return err
 	}
 	var lrss, orss, frss []float64
-	sampleUntil := func(end time.Time, each func()) error {
-		for time.Now().Before(end) {
-			each()
-			if err := sleepCtx(ctx, min(100*time.Millisecond, time.Until(end))); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := sampleUntil(time.Now().Add(spec.Measure), func() {
+	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() {
 		lrss, orss, frss = append(lrss, rssMiB(lp)), append(orss, rssMiB(op)), append(frss, rssMiB(fp))
 	}); err != nil {
 		return err
@@ -210,7 +201,7 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 
 	// lat1 after, as long as before.
 	frss = nil
-	if err := sampleUntil(time.Now().Add(spec.Measure), func() { frss = append(frss, rssMiB(np)) }); err != nil {
+	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() { frss = append(frss, rssMiB(np)) }); err != nil {
 		return err
 	}
 	rep.FollowerAfterMiB = median(frss)

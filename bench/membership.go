@@ -266,12 +266,10 @@ func (o *orchestrator) memberAdd(ctx context.Context, spec Spec, r *RepResult, d
 		return err
 	}
 	var lrss, orss []float64
-	end := time.Now().Add(spec.Measure)
-	for time.Now().Before(end) {
+	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() {
 		lrss, orss = append(lrss, rssMiB(lp)), append(orss, rssMiB(op))
-		if err := sleepCtx(ctx, min(100*time.Millisecond, time.Until(end))); err != nil {
-			return err
-		}
+	}); err != nil {
+		return err
 	}
 	before, err := c.cut(ctx, lp, "cut", o.stall)
 	if err != nil {
@@ -399,12 +397,8 @@ func (o *orchestrator) memberAdd(ctx context.Context, spec Spec, r *RepResult, d
 
 	// lat1 after, as long as before.
 	var mrss []float64
-	end = time.Now().Add(spec.Measure)
-	for time.Now().Before(end) {
-		mrss = append(mrss, rssMiB(np))
-		if err := sleepCtx(ctx, min(100*time.Millisecond, time.Until(end))); err != nil {
-			return err
-		}
+	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() { mrss = append(mrss, rssMiB(np)) }); err != nil {
+		return err
 	}
 	rep.MemberAfterMiB = median(mrss)
 	after, err := c.cut(ctx, lp, "unload", o.stall)

@@ -216,6 +216,18 @@ func (o *orchestrator) newRunDir() (string, error) {
 	return os.MkdirTemp(o.tmp, "asyncraft-bench-")
 }
 
+// sampleUntil calls each every 100 ms until end (the RSS samples of the
+// snapshot and membership workloads).
+func sampleUntil(ctx context.Context, end time.Time, each func()) error {
+	for time.Now().Before(end) {
+		each()
+		if err := sleepCtx(ctx, min(100*time.Millisecond, time.Until(end))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // startRun starts spec's group in a new run directory and waits for its
 // leaders, recording the version and the leaders in r. stop stops the
 // group and removes the directory (also after an error).

@@ -90,13 +90,14 @@ func (a *Actor) admit(e *raftpb.Envelope) bool {
 	// not (or no longer) in its configuration: a leader that removed
 	// itself leads until its C_new commits, and a node whose log is
 	// behind its leader's may not list it yet. Terms keep this safe; only
-	// a leader's requests are admitted, so a former member cannot disturb
-	// the group by campaigning.
+	// a leader's requests, and the answers of the leader this node
+	// follows, are admitted, so a former member cannot disturb the group
+	// by campaigning.
 	if addr := leaderAddr(e); addr != "" && !a.tr.isKnown(e.From) && e.Cluster == a.cfg.Cluster &&
 		e.Group == a.cfg.Group && e.To == a.cfg.ID && e.From != a.cfg.ID {
 		a.tr.learn(e.From, addr)
 	}
-	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e)) || a.candidateAhead(e) || a.leaderReadAnswer(e)
+	member := a.tr.isMember(e.From) || (a.tr.isKnown(e.From) && fromLeader(e)) || a.fromItsLeader(e) || a.candidateAhead(e)
 	switch {
 	case e.Group != a.cfg.Group || e.To != a.cfg.ID || e.From == a.cfg.ID:
 		a.sh.Metrics.Dropped.Add(1)
@@ -168,14 +169,17 @@ func (a *Actor) candidateAhead(e *raftpb.Envelope) bool {
 	return true
 }
 
-// leaderReadAnswer reports whether e answers this node's read-index
-// request and comes from the leader it follows: a node whose
-// configuration does not list its leader yet (one that joined and is
-// being installed a snapshot) sent it the request, and must hear the
-// answer.
-func (a *Actor) leaderReadAnswer(e *raftpb.Envelope) bool {
-	_, ok := e.Body.(*raftpb.Envelope_ReadIndexResponse)
-	return ok && e.From == a.leader && e.From != "" && e.Cluster == a.cfg.Cluster && e.Group == a.cfg.Group && e.To == a.cfg.ID
+// fromItsLeader reports whether e is an answer to this node's read-index
+// request from the leader it follows. A node whose configuration does not
+// list its leader yet (one that joined, being installed its first
+// snapshot) learned of it from its requests, and must also hear its
+// answers. Only answers: the leader's other messages are requests, which
+// fromLeader admits, and a former leader's vote requests must stay out
+// (TestHarnessLeaderOutsideTheConfiguration). Group, addressee and
+// cluster identity are checked as for any envelope.
+func (a *Actor) fromItsLeader(e *raftpb.Envelope) bool {
+	_, answer := e.Body.(*raftpb.Envelope_ReadIndexResponse)
+	return answer && a.leader != "" && e.From == a.leader
 }
 
 // fromLeader reports whether e is a request only a leader sends.

@@ -308,7 +308,7 @@ func (a *Actor) catchUpProgress(c *changing) bool {
 			c.seen[id] = p.match
 			progress = true
 		}
-		if p.view != nil && p.view.Load().State == "snapshot" {
+		if _, ok := a.snap.sending[id]; ok {
 			progress = true
 		}
 	}

@@ -1,6 +1,7 @@
 package logmgr
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path"
@@ -61,6 +62,7 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 	buf := w.buf[:0]
 	if inPlace {
 		buf = w.directBuffer()
+		warmDirect(buf, entries)
 	}
 	base := len(buf)
 	fr := w.nextFrame()
@@ -96,6 +98,25 @@ func (w *WAL) Append(entries []*raftpb.Entry) error {
 	w.ents.appendAt(pos, uint32(at))
 	w.mu.Unlock()
 	return nil
+}
+
+// warmDirect clears the room of buf, the direct buffer up to its tail,
+// that a batch of entries will take, up to the next DirectAlign boundary:
+// a speed-up only, the encoding overwrites it. While the thread waited on
+// the last write, the device read these bytes, and writing a cache line
+// the device has read is slow (the processor first fetches the line and
+// takes it back from the reader). A large clear (on amd64 with enhanced
+// REP STOSB, from 2 KiB) writes whole lines without fetching them, so
+// the encoding then writes to lines the processor holds: measured with
+// 256 entries of 128 bytes on the development VM, the clear took 1.5 µs
+// and the encoding 6.5–7.5 µs afterwards, against 13.6–15.5 µs without
+// it (docs/storage.md).
+func warmDirect(buf []byte, entries []*raftpb.Entry) {
+	n := len(buf) + recTaggedHeader + binary.MaxVarintLen64
+	for _, e := range entries {
+		n += len(e.Data) + 3
+	}
+	clear(buf[len(buf):min(cap(buf), int(alignUp(int64(n), vfs.DirectAlign)))])
 }
 
 // nextFrame is the framing of the records Append writes: the last

@@ -9,6 +9,7 @@ import (
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/internal/cluster"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
@@ -24,7 +25,9 @@ func (m recordlessMeta) Save(hs *raftpb.HardState) error {
 
 // TestCommittedEntryMismatchIsANodeError replays the split brain of a
 // wrong peer list, with the bootstrap check out of the way (the victim's
-// MetaStorage drops the record): follower f2 restarts with Peers naming
+// MetaStorage drops the record, so each of its starts also draws a new
+// incarnation, and the peers' incarnation check is switched off with the
+// planted wiped-data-unchecked): follower f2 restarts with Peers naming
 // only itself, elects itself and commits writes alone, in a later term;
 // restarted with the right list while the old leader is down, it wins the
 // next election (its last term is higher) and sends its log to f1, whose
@@ -36,6 +39,7 @@ func TestCommittedEntryMismatchIsANodeError(t *testing.T) {
 		log  *logmgr.MemoryStorage
 		meta logmgr.MetaStorage
 	}
+	defer faults.Set(faults.WipedDataUnchecked)()
 	disks := map[string]*stores{}
 	var f2 string
 	alone := false

@@ -24,7 +24,8 @@ func waitWiped(t *testing.T, c *cluster.Cluster, id string) {
 // its first answer and fails with ErrWipedData, while the group goes on.
 // The two ways back both work and are not refused: removed and added back
 // on new data (it joins, catches up as a learner, becomes a voter), and a
-// restart with RejoinTerm. A learner back on wiped data is not refused.
+// restart with RejoinTerm. A learner back on wiped data is not refused;
+// promoted to a voter, it is.
 func TestWipedVoter(t *testing.T) {
 	c, l, f1, f2 := threeNodes(t, 10)
 	m := c.Node(l).Metrics()
@@ -104,6 +105,18 @@ func TestWipedVoter(t *testing.T) {
 	}, 10*time.Second) {
 		t.Fatalf("learner n4, back on wiped data, does not catch up: %v: %s", c.Node("n4").Status().Err, c.Describe())
 	}
+
+	// Promoted, it is a voter: wiped again, it is refused by the same
+	// leader, which heard it only as a learner before (its replicator
+	// reports the incarnation again once the configuration changes).
+	mustChange(t, c, l, asyncraft.PromoteLearner("n4"), "promote n4")
+	commitAll(t, c, l, "g", 10)
+	c.Wipe("n4", 0)
+	if err := c.Restart("n4"); err != nil {
+		t.Fatal(err)
+	}
+	waitWiped(t, c, "n4")
+	mustChange(t, c, l, asyncraft.RemoveMember("n4"), "remove the wiped n4")
 	if err := c.CheckApplied(); err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,9 @@ type LogStorage interface {
 // never overlap. An implementation must keep the whole HardState message,
 // its bootstrap record included: a node whose record is lost adopts its
 // current configuration as the record again (with a warning), so it can
-// no longer tell a start with a different configuration from its first.
+// no longer tell a start with a different configuration from its first;
+// and it draws a new incarnation, so its peers take it for a voter back
+// on wiped data and refuse it (ErrWipedData, docs/membership.md).
 type MetaStorage interface {
 	// Load returns the last hard state saved, or an empty one.
 	Load() (*raftpb.HardState, error)

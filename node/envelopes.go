@@ -27,6 +27,9 @@ func (a *Actor) step(env actors.Env, e *raftpb.Envelope) {
 	if !a.gateTerm(env, e) {
 		return
 	}
+	if len(e.Voters) > 0 && fromLeader(e) {
+		a.learnRelayed(env, e.Voters)
+	}
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_PreVoteRequest:
 		a.onVoteRequest(env, e, b.PreVoteRequest, true)

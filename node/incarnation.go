@@ -43,10 +43,14 @@ import (
 // The leader hears every follower, so it catches a wiped follower at its
 // first answer, within a heartbeat; the wiped node itself votes for no one
 // during its first election timeout (restart quiet, when stickiness is
-// on). A follower remembers the voters it exchanged votes with. A node
-// that never heard from a voter's earlier data cannot tell its new data
-// from a first start: a voter wiped before any leader heard from it goes
-// unnoticed.
+// on). Followers hear each other only in elections, so a leader passes on
+// what it knows: its replicators put the incarnations of the voters of
+// its configuration on their requests (Envelope.voters, until the
+// follower answered one carrying the current list), and a follower learns
+// from them those it has not heard itself, never replacing one it knows.
+// A node that heard from neither a voter's earlier data nor a leader that
+// knew it cannot tell its new data from a first start: a voter wiped
+// before any leader heard from it goes unnoticed.
 
 // ErrWipedData is the error of a node whose data another member knows
 // under another incarnation: its data directory was wiped or replaced
@@ -124,6 +128,7 @@ func (a *Actor) peerIncarnation(env actors.Env, id string, inc uint64, rejoined 
 		}
 		a.incs.of[id] = inc
 		a.persistHardState(env)
+		a.relayIncarnations(env)
 		return true
 	}
 	a.sh.Metrics.IncarnationRefusals.Add(1)
@@ -159,6 +164,48 @@ func (a *Actor) forgetIncarnations(env actors.Env, all bool) {
 		}
 	}
 	if len(a.incs.of) != n {
+		a.persistHardState(env)
+		a.relayIncarnations(env)
+	}
+}
+
+// relayed is what a leader passes on to its followers: the incarnations
+// it knows of the voters of the configuration in force.
+func (a *Actor) relayed() []*raftpb.PeerIncarnation {
+	var out []*raftpb.PeerIncarnation
+	for _, p := range a.incs.proto() {
+		if a.tr.cfg.IsVoter(p.Id) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// relayIncarnations gives a leader's replicators the list to pass on, when
+// what it knows or its configuration changed.
+func (a *Actor) relayIncarnations(env actors.Env) {
+	if a.tr.leading() {
+		a.toReplicators(env, replicator.Voters{Voters: a.relayed()})
+	}
+}
+
+// learnRelayed learns, from a request of the leader this node follows
+// (past gateTerm), the incarnations of voters it has not heard from itself;
+// one it knows is never replaced (only the voter itself does that, with
+// RejoinTerm).
+func (a *Actor) learnRelayed(env actors.Env, voters []*raftpb.PeerIncarnation) {
+	if faults.On(faults.IncarnationRelayOff) {
+		return
+	}
+	learned := false
+	for _, p := range voters {
+		if p.GetId() == a.cfg.ID || p.GetIncarnation() == 0 || !a.tr.cfg.IsVoter(p.GetId()) || a.incs.of[p.GetId()] != 0 {
+			continue
+		}
+		a.incs.of[p.GetId()] = p.GetIncarnation()
+		learned = true
+	}
+	if learned {
 		a.persistHardState(env)
 	}
 }

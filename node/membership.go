@@ -195,6 +195,9 @@ func (a *Actor) configChanged(env actors.Env) {
 		a.fail(env, err, closure.EINTERNAL)
 		return
 	}
+	// A voter's replicator reports its incarnation again (replicator.
+	// Voters): one that was a learner until now was not recorded.
+	a.relayIncarnations(env)
 	a.toReplicators(env, replicator.Update{Commit: a.commit})
 	a.maybeCommit(env) // the quorum changed: what it holds may be committed now
 }
@@ -228,6 +231,7 @@ func (a *Actor) spawnReplicator(env actors.Env) func(id string, view *replicator
 			Cluster:          a.cfg.Cluster,
 			Incarnation:      a.incarnation(),
 			Rejoined:         a.rejoined(),
+			Voters:           a.relayed(),
 			Foreign:          &a.sh.Metrics.Foreign,
 			View:             view,
 			Copier:           a.copierOrZero(),

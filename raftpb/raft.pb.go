@@ -565,6 +565,12 @@ type Envelope struct {
 	// Set when the sender's data was started over with RejoinTerm (it votes
 	// only in later terms): its new incarnation replaces the old one.
 	Rejoined bool `protobuf:"varint,8,opt,name=rejoined,proto3" json:"rejoined,omitempty"`
+	// The incarnations of its voters' data that a leader knows, passed on to
+	// a follower, which learns those it has not heard itself (docs/
+	// membership.md, "Wiped data"). Set by a leader's replicators on append,
+	// heartbeat and install requests, until the follower answered one that
+	// carried the current list; read only on those.
+	Voters []*PeerIncarnation `protobuf:"bytes,9,rep,name=voters,proto3" json:"voters,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Envelope_PreVoteRequest
@@ -672,6 +678,13 @@ func (x *Envelope) GetRejoined() bool {
 		return x.Rejoined
 	}
 	return false
+}
+
+func (x *Envelope) GetVoters() []*PeerIncarnation {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
 }
 
 func (x *Envelope) GetBody() isEnvelope_Body {
@@ -2060,7 +2073,7 @@ const file_raft_proto_rawDesc = "" +
 	"\bidentity\x18\x05 \x01(\x06R\bidentity\x12 \n" +
 	"\vincarnation\x18\x06 \x01(\x06R\vincarnation\x12\x1f\n" +
 	"\vrejoin_term\x18\a \x01(\x04R\n" +
-	"rejoinTerm\"\xd6\v\n" +
+	"rejoinTerm\"\x91\f\n" +
 	"\bEnvelope\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -2069,7 +2082,8 @@ const file_raft_proto_rawDesc = "" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x18\n" +
 	"\acluster\x18\x06 \x01(\x06R\acluster\x12 \n" +
 	"\vincarnation\x18\a \x01(\x06R\vincarnation\x12\x1a\n" +
-	"\brejoined\x18\b \x01(\bR\brejoined\x12I\n" +
+	"\brejoined\x18\b \x01(\bR\brejoined\x129\n" +
+	"\x06voters\x18\t \x03(\v2!.asyncraft.raftpb.PeerIncarnationR\x06voters\x12I\n" +
 	"\x10pre_vote_request\x18\n" +
 	" \x01(\v2\x1d.asyncraft.raftpb.VoteRequestH\x00R\x0epreVoteRequest\x12L\n" +
 	"\x11pre_vote_response\x18\v \x01(\v2\x1e.asyncraft.raftpb.VoteResponseH\x00R\x0fpreVoteResponse\x12B\n" +
@@ -2221,31 +2235,32 @@ var file_raft_proto_depIdxs = []int32{
 	6,  // 5: asyncraft.raftpb.HardState.bootstrap:type_name -> asyncraft.raftpb.Bootstrap
 	5,  // 6: asyncraft.raftpb.HardState.peers:type_name -> asyncraft.raftpb.PeerIncarnation
 	3,  // 7: asyncraft.raftpb.Bootstrap.configuration:type_name -> asyncraft.raftpb.Configuration
-	8,  // 8: asyncraft.raftpb.Envelope.pre_vote_request:type_name -> asyncraft.raftpb.VoteRequest
-	9,  // 9: asyncraft.raftpb.Envelope.pre_vote_response:type_name -> asyncraft.raftpb.VoteResponse
-	8,  // 10: asyncraft.raftpb.Envelope.vote_request:type_name -> asyncraft.raftpb.VoteRequest
-	9,  // 11: asyncraft.raftpb.Envelope.vote_response:type_name -> asyncraft.raftpb.VoteResponse
-	10, // 12: asyncraft.raftpb.Envelope.append_request:type_name -> asyncraft.raftpb.AppendRequest
-	11, // 13: asyncraft.raftpb.Envelope.append_response:type_name -> asyncraft.raftpb.AppendResponse
-	12, // 14: asyncraft.raftpb.Envelope.heartbeat_request:type_name -> asyncraft.raftpb.HeartbeatRequest
-	13, // 15: asyncraft.raftpb.Envelope.heartbeat_response:type_name -> asyncraft.raftpb.HeartbeatResponse
-	14, // 16: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
-	16, // 17: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
-	17, // 18: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
-	20, // 19: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
-	21, // 20: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
-	22, // 21: asyncraft.raftpb.Envelope.snapshot_fetch:type_name -> asyncraft.raftpb.SnapshotFetch
-	23, // 22: asyncraft.raftpb.Envelope.snapshot_chunk:type_name -> asyncraft.raftpb.SnapshotChunk
-	15, // 23: asyncraft.raftpb.Envelope.incarnation_refused:type_name -> asyncraft.raftpb.IncarnationRefused
-	1,  // 24: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
-	3,  // 25: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
-	19, // 26: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
-	18, // 27: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 8: asyncraft.raftpb.Envelope.voters:type_name -> asyncraft.raftpb.PeerIncarnation
+	8,  // 9: asyncraft.raftpb.Envelope.pre_vote_request:type_name -> asyncraft.raftpb.VoteRequest
+	9,  // 10: asyncraft.raftpb.Envelope.pre_vote_response:type_name -> asyncraft.raftpb.VoteResponse
+	8,  // 11: asyncraft.raftpb.Envelope.vote_request:type_name -> asyncraft.raftpb.VoteRequest
+	9,  // 12: asyncraft.raftpb.Envelope.vote_response:type_name -> asyncraft.raftpb.VoteResponse
+	10, // 13: asyncraft.raftpb.Envelope.append_request:type_name -> asyncraft.raftpb.AppendRequest
+	11, // 14: asyncraft.raftpb.Envelope.append_response:type_name -> asyncraft.raftpb.AppendResponse
+	12, // 15: asyncraft.raftpb.Envelope.heartbeat_request:type_name -> asyncraft.raftpb.HeartbeatRequest
+	13, // 16: asyncraft.raftpb.Envelope.heartbeat_response:type_name -> asyncraft.raftpb.HeartbeatResponse
+	14, // 17: asyncraft.raftpb.Envelope.timeout_now:type_name -> asyncraft.raftpb.TimeoutNow
+	16, // 18: asyncraft.raftpb.Envelope.read_index_request:type_name -> asyncraft.raftpb.ReadIndexRequest
+	17, // 19: asyncraft.raftpb.Envelope.read_index_response:type_name -> asyncraft.raftpb.ReadIndexResponse
+	20, // 20: asyncraft.raftpb.Envelope.install_snapshot_request:type_name -> asyncraft.raftpb.InstallSnapshotRequest
+	21, // 21: asyncraft.raftpb.Envelope.install_snapshot_response:type_name -> asyncraft.raftpb.InstallSnapshotResponse
+	22, // 22: asyncraft.raftpb.Envelope.snapshot_fetch:type_name -> asyncraft.raftpb.SnapshotFetch
+	23, // 23: asyncraft.raftpb.Envelope.snapshot_chunk:type_name -> asyncraft.raftpb.SnapshotChunk
+	15, // 24: asyncraft.raftpb.Envelope.incarnation_refused:type_name -> asyncraft.raftpb.IncarnationRefused
+	1,  // 25: asyncraft.raftpb.AppendRequest.entries:type_name -> asyncraft.raftpb.Entry
+	3,  // 26: asyncraft.raftpb.SnapshotMeta.configuration:type_name -> asyncraft.raftpb.Configuration
+	19, // 27: asyncraft.raftpb.SnapshotMeta.files:type_name -> asyncraft.raftpb.SnapshotFile
+	18, // 28: asyncraft.raftpb.InstallSnapshotRequest.meta:type_name -> asyncraft.raftpb.SnapshotMeta
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }

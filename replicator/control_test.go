@@ -272,6 +272,58 @@ func TestHeartbeats(t *testing.T) {
 	}
 }
 
+// TestVotersPassedOnUntilAnswered: the leader's list of its voters'
+// incarnations goes on every request until the peer answers one that
+// carried it, and a new list (a Voters message) goes out again the same
+// way; with the replies lost, every request carries it.
+func TestVotersPassedOnUntilAnswered(t *testing.T) {
+	base := mkEntries(fixed(8), run{1, 10})
+	first := []*raftpb.PeerIncarnation{{Id: "a", Incarnation: 7}}
+	h := newHarness(t, setup{
+		seed: testseed.For(t), net: fifoNet, leader: base, follower: base,
+		cfg: Config{HeartbeatTicks: 2, ResendTicks: 100, Voters: first},
+	})
+	h.waitConverged(time.Second)
+	// carried reports, for the requests from the from-th on, how many
+	// carried the list.
+	carried := func(from int) (with, without int) {
+		for _, n := range h.f.voters[from:] {
+			if n > 0 {
+				with++
+			} else {
+				without++
+			}
+		}
+		return with, without
+	}
+	if with, _ := carried(0); with == 0 || h.f.voters[0] != 1 {
+		h.fatalf("requests at start carried %v voters; want the first to carry the list", h.f.voters)
+	}
+	n := len(h.f.voters)
+	h.tickN(8)
+	if with, without := carried(n); with != 0 || without == 0 {
+		h.fatalf("after an answer: %d requests carried the list, %d did not; want none to", with, without)
+	}
+
+	n = len(h.f.voters)
+	h.L.Send(replRef, Voters{Voters: append(first, &raftpb.PeerIncarnation{Id: "b", Incarnation: 9})})
+	h.tickN(8)
+	if h.f.voters[n] != 2 {
+		h.fatalf("the request after a new list carried %d voters, want 2", h.f.voters[n])
+	}
+	if with, without := carried(n + 1); with != 0 || without == 0 {
+		h.fatalf("after an answer to the new list: %d requests carried it, %d did not; want none to", with, without)
+	}
+
+	n = len(h.f.voters)
+	h.f.drop = func(*raftpb.Envelope) bool { return true }
+	h.L.Send(replRef, Voters{Voters: first})
+	h.tickN(8)
+	if with, without := carried(n); with == 0 || without != 0 {
+		h.fatalf("replies lost: %d requests carried the list, %d did not; want all to", with, without)
+	}
+}
+
 func (h *harness) update(commit uint64) {
 	h.t.Helper()
 	h.L.Send(replRef, Update{Commit: commit})

@@ -61,6 +61,7 @@ type follower struct {
 	// What it saw.
 	reqs           []reqInfo
 	hbs            []uint64 // the commit of every heartbeat
+	voters         []int    // len(Envelope.voters) of every request, in order
 	rejects        int
 	installs       []installReq // install requests received, in order
 	dropped        int
@@ -84,6 +85,7 @@ func (f *follower) Receive(env actors.Env, msg any) {
 		if m.Group != testGroup || m.From != testLeader || m.To != testPeer {
 			f.violate("misaddressed envelope %v", m)
 		}
+		f.voters = append(f.voters, len(m.Voters))
 		switch b := m.Body.(type) {
 		case *raftpb.Envelope_AppendRequest:
 			f.onAppend(env, m, b.AppendRequest)

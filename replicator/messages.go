@@ -78,6 +78,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft/actors"
+	"github.com/asyncraft/asyncraft/raftpb"
 )
 
 // Messages the replicator accepts from its node.
@@ -90,6 +91,9 @@ type (
 	// Beat asks for a heartbeat now: the leader needs a fresh quorum
 	// round to confirm its leadership (ReadIndex).
 	Beat struct{}
+	// Voters replaces the voters' incarnations the replicator passes on
+	// (Config.Voters), and makes it report the peer's incarnation again.
+	Voters struct{ Voters []*raftpb.PeerIncarnation }
 )
 
 // Messages the replicator sends to its node.

@@ -89,6 +89,10 @@ type Config struct {
 	// (node/incarnation.go).
 	Incarnation uint64
 	Rejoined    bool
+	// Voters are the incarnations of its voters the leader knows, passed
+	// on to the peer (raftpb.Envelope.voters) until it answers a request
+	// that carried them; a Voters message replaces them.
+	Voters []*raftpb.PeerIncarnation
 	// View, if set, is where the replicator publishes its state for
 	// monitoring (see View); nil publishes nothing.
 	View *View
@@ -164,6 +168,13 @@ type Replicator struct {
 	higher      uint64     // the highest term reported in HigherTerm
 	reportedInc uint64     // the peer's incarnation last reported (PeerIncarnation)
 
+	// The voters' incarnations to pass on: votersSeq is the seq of the
+	// first request that carried the current list (0: none yet), and
+	// votersHeld that the peer answered one at or after it.
+	voters     []*raftpb.PeerIncarnation
+	votersSeq  uint64
+	votersHeld bool
+
 	idleTicks  int // ticks since anything was sent
 	quietTicks int // ticks since an append reply, while requests are outstanding
 
@@ -208,7 +219,7 @@ func New(cfg Config) *Replicator {
 	if cfg.NextIndex == 0 {
 		cfg.NextIndex = 1
 	}
-	r := &Replicator{cfg: cfg, next: cfg.NextIndex, commit: cfg.Commit}
+	r := &Replicator{cfg: cfg, next: cfg.NextIndex, commit: cfg.Commit, voters: cfg.Voters}
 	if cfg.View != nil {
 		r.startView()
 	}
@@ -225,6 +236,9 @@ func (r *Replicator) Receive(env actors.Env, msg any) {
 		r.tick(env)
 	case Beat:
 		r.heartbeat(env)
+	case Voters:
+		r.voters, r.votersSeq, r.votersHeld = m.Voters, 0, false
+		r.reportedInc = 0 // report the peer's incarnation again: it may have become a voter
 	case Update:
 		if m.Commit > r.commit {
 			r.commit = m.Commit
@@ -317,6 +331,12 @@ func (r *Replicator) envelope(body any) *raftpb.Envelope {
 	r.seq++
 	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq, Cluster: r.cfg.Cluster,
 		Incarnation: r.cfg.Incarnation, Rejoined: r.cfg.Rejoined}
+	if len(r.voters) > 0 && !r.votersHeld {
+		e.Voters = r.voters
+		if r.votersSeq == 0 {
+			r.votersSeq = r.seq
+		}
+	}
 	switch b := body.(type) {
 	case *raftpb.AppendRequest:
 		e.Body = &raftpb.Envelope_AppendRequest{AppendRequest: b}
@@ -457,6 +477,11 @@ func (r *Replicator) handle(env actors.Env, e *raftpb.Envelope) {
 		return // stale, or misrouted
 	}
 	r.incarnation(env, e)
+	// Every request from votersSeq on carried the list, and the peer
+	// reads it before it answers.
+	if r.votersSeq != 0 && e.Seq >= r.votersSeq {
+		r.votersHeld = true
+	}
 	switch b := e.Body.(type) {
 	case *raftpb.Envelope_HeartbeatResponse:
 		// Like append replies, a heartbeat reply must answer an

@@ -73,23 +73,24 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 	jointLoss := func(seed uint64) Result { return JointLoss(Config{Seed: seed}) }
 	transferLease := func(seed uint64) Result { return TransferLease(Config{Seed: seed}) }
 	wipedVote := func(seed uint64) Result { return WipedVote(Config{Seed: seed}) }
+	wipedFollower := func(seed uint64) Result { return WipedFollower(Config{Seed: seed}) }
 	cases := []plantedCase{
 		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
 		{"commit an earlier term's entry by counting", faults.CommitPriorTerm, 1, 10, "leader completeness", fig8, nil},
 		{"acknowledge before sync", faults.AckBeforeSync, 1, 20, "durability", standard(false), nil},
-		{"acknowledge before sync, end to end", faults.AckBeforeSync, 3, 400, "linearizability", standard(true), nil},
+		{"acknowledge before sync, end to end", faults.AckBeforeSync, 186, 400, "linearizability", standard(true), nil},
 		{"skip the previous-entry check", faults.SkipPrevCheck, 48, 200, "state machine safety", standard(true), nil},
 		{"apply an entry twice", faults.ApplyTwice, 1, 20, "state machine safety", standard(true), nil},
-		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 1, 100, "linearizability", standard(true), nil},
+		{"serve safe reads without a quorum round", faults.ReadWithoutQuorum, 11, 100, "linearizability", standard(true), nil},
 		{"clock drift beyond the lease's bound", 0, 2, 40, "lease safety", lease(-0.5, time.Millisecond), lease(-0.05, 100*time.Millisecond)},
 		{"grant votes right after a restart", faults.VoteAfterRestart, 4, 100, "lease safety", restarts(false), nil},
-		{"grant votes right after a restart, end to end", faults.VoteAfterRestart, 4, 400, "linearizability", restarts(true), nil},
+		{"grant votes right after a restart, end to end", faults.VoteAfterRestart, 251, 400, "linearizability", restarts(true), nil},
 		{"grant votes right after a restart, end to end, scripted", faults.VoteAfterRestart, 5, 40, "linearizability", restartLease, nil},
 		// The WAL drops whole segments only, so compacting a little too
 		// far shows only when a segment starts in between (3 seeds in
 		// 200).
-		{"compact the log past the snapshot", faults.CompactPastSnapshot, 2, 200, "snapshot bounds", standard(false), nil},
+		{"compact the log past the snapshot", faults.CompactPastSnapshot, 22, 200, "snapshot bounds", standard(false), nil},
 		// A damaged install is loaded: the state machine finds its filler
 		// damaged, at the install (node error) or at the next restart.
 		{"install a snapshot without checking it", faults.InstallUnverified, 7, 100, "restart", bigSnapshots, nil},
@@ -102,6 +103,10 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// A voter back on a wiped disk in the term it voted in votes
 		// again (every seed of 20).
 		{"act on a voter back on wiped data", faults.WipedDataUnchecked, 1, 20, "election safety", wipedVote, nil},
+		// The same, asked by a follower that never heard from that
+		// voter's earlier data itself: it knows the incarnation only
+		// from its leader (every seed of 20).
+		{"ignore the voters' incarnations a leader passes on", faults.IncarnationRelayOff, 1, 20, "election safety", wipedFollower, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {
@@ -183,6 +188,12 @@ func TestJointLoss(t *testing.T) {
 			t.Errorf("wiped vote, seed %d: %v", seed, r.Violations[0])
 		case r.WipedRefused != 1:
 			t.Errorf("wiped vote, seed %d: the wiped voter was not refused (it did not fail with ErrWipedData)", seed)
+		}
+		switch r := WipedFollower(Config{Seed: seed}); {
+		case !r.Passed():
+			t.Errorf("wiped follower, seed %d: %v", seed, r.Violations[0])
+		case r.WipedRefused != 1:
+			t.Errorf("wiped follower, seed %d: the wiped voter was not refused (it did not fail with ErrWipedData)", seed)
 		}
 		r := Run(Config{Seed: seed, Nemeses: Membership | Crashes | Partitions | Restarts, Duration: 20 * time.Second})
 		if !r.Passed() {

@@ -82,3 +82,102 @@ func (r *run) say(format string, args ...any) {
 		fmt.Fprintf(w, "%12.6fs scenario %s\n", r.c.Sim.Now().Seconds(), fmt.Sprintf(format, args...))
 	}
 }
+
+// WipedFollower scripts the case WipedVote does not: the wiped voter is one
+// the node that later asks for its vote never heard from itself. Three
+// nodes, L leading term t, followed by F and G:
+//
+//  1. G is cut off (its term stays t: pre-votes fail). L crashes and
+//     restarts; a leader is elected in term t+1 among L and F, so F
+//     voted in t+1 (for L, or for itself).
+//  2. F crashes, its disk is wiped, and it restarts on empty data with
+//     the group's peers; L is cut off, and G can talk to F only.
+//  3. G campaigns in t+1; F, which no longer remembers its vote, would
+//     grant it: two leaders in term t+1.
+//
+// G heard only L's messages, never F's: it knows F's incarnation only if
+// a leader passed it on (node/incarnation.go), and then it refuses F,
+// which fails with ErrWipedData. At the heal the script takes the safe
+// way back (docs/membership.md, "Wiped data"): F is removed on the
+// leader, wiped again, started as a joining node and added back, which
+// must not be refused. With the planted incarnation-relay-off, the
+// election-safety check sees two leaders of one term.
+func WipedFollower(cfg Config) Result {
+	cfg.NoNemesis = true
+	cfg.Nodes = 3
+	if cfg.Duration == 0 {
+		cfg.Duration = 25 * time.Second
+	}
+	return RunWith(cfg, func(r *run) {
+		s := r.c.Sim
+		var l, f, g string
+		s.At(3*time.Second, func() {
+			if l = r.c.StableLeader(); l == "" {
+				return
+			}
+			for _, id := range r.c.IDs {
+				switch {
+				case id == l:
+				case f == "":
+					f = id
+				default:
+					g = id
+				}
+			}
+			s.Isolate(g)
+			r.crash(l)
+			r.restart(l)
+			s.At(4*time.Second, func() {
+				w := r.c.Leader()
+				r.crash(f)
+				r.c.Wipe(f, 0)
+				r.restart(f)
+				s.Heal()
+				s.Isolate(l)
+				r.say("wiped-follower: %s cut off, %s restarted, %q leads term t+1; %s wiped and restarted, %s cut off", g, l, w, f, l)
+				s.At(6*time.Second, func() {
+					s.Heal()
+					st := r.c.Node(f).Status()
+					failed := st.Role == asyncraft.Errored && errors.Is(st.Err, asyncraft.ErrWipedData)
+					if failed {
+						r.wipedRefused++
+					}
+					r.say("wiped-follower: healed; %s failed with ErrWipedData: %v (status %v)", f, failed, st.Err)
+					s.At(2*time.Second, func() { r.removeAndAddBack(f) })
+				})
+			})
+		})
+	})
+}
+
+// removeAndAddBack takes a wiped voter back the safe way: removed on the
+// leader, wiped and started as a joining node, then added back (as a
+// learner first).
+func (r *run) removeAndAddBack(id string) {
+	l := r.c.Leader()
+	if l == "" || l == id {
+		r.say("remove %s: no leader to ask", id)
+		return
+	}
+	r.c.Node(l).ChangeMembershipAsync(asyncraft.RemoveMember(id), func(_ uint64, err error) {
+		r.say("remove %s on %s: %s", id, l, errString(err))
+		if err != nil {
+			return
+		}
+		r.crash(id)
+		if err := r.c.WipeAndJoin(id); err != nil {
+			r.violate("restart", "%s could not start on its wiped disk: %v", id, err)
+			return
+		}
+		r.c.Sim.At(time.Second, func() {
+			l := r.c.Leader()
+			if l == "" {
+				r.say("add %s back: no leader to ask", id)
+				return
+			}
+			r.c.Node(l).ChangeMembershipAsync(asyncraft.AddVoter(asyncraft.Peer{ID: id, Addr: id}), func(_ uint64, err error) {
+				r.say("add %s back on %s: %s", id, l, errString(err))
+			})
+		})
+	})
+}

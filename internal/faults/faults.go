@@ -62,6 +62,9 @@ const (
 	// has another incarnation than the one they heard from (a voter back
 	// on wiped data, which may vote twice in a term).
 	WipedDataUnchecked
+	// IncarnationRelayOff makes followers ignore the voters' incarnations
+	// their leader passes on, so a node knows only those it heard itself.
+	IncarnationRelayOff
 )
 
 var names = map[Fault]string{
@@ -81,6 +84,7 @@ var names = map[Fault]string{
 	InstallUnverified:    "install-unverified",
 	JointNewMajorityOnly: "joint-new-majority-only",
 	WipedDataUnchecked:   "wiped-data-unchecked",
+	IncarnationRelayOff:  "incarnation-relay-off",
 }
 
 func (f Fault) String() string {
@@ -91,7 +95,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked, IncarnationRelayOff}
 
 var active atomic.Uint32
 

@@ -266,7 +266,7 @@ func (a *Actor) debug(msg string, args ...any) {
 
 func (a *Actor) envelope(to string, term, seq uint64) *raftpb.Envelope {
 	return &raftpb.Envelope{Group: a.cfg.Group, From: a.cfg.ID, To: to, Term: term, Seq: seq, Cluster: a.cfg.Cluster,
-		Incarnation: a.incarnation(), Rejoined: a.rejoined()}
+		Incarnation: a.incarnation(), Rejoined: a.rejoined(), MemberSince: a.memberSince()}
 }
 
 func (a *Actor) peerRef(id string) actors.Ref {

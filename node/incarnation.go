@@ -38,7 +38,17 @@ import (
 //     configuration may have removed and re-added a member meanwhile): so
 //     a member removed and added back on new data (the safe procedure) is
 //     never refused. Learners are not checked (they have no vote), and a
-//     voter added back goes through the learner stage.
+//     voter added back goes through the learner stage;
+//   - an incarnation is remembered with the membership it belongs to (the
+//     voter's Peer.since, the index of the entry that made it a member),
+//     and every envelope carries its sender's (Envelope.member_since, from
+//     the configuration the sender has in force). A node that missed a
+//     removal and an addition back still has the voter's earlier
+//     incarnation; the voter, back on new data, speaks with a later
+//     membership, which that node does not judge but learns. A voter back
+//     on wiped data without being removed speaks with the same membership
+//     as before, or with an earlier one (0, started as a founder), and is
+//     refused.
 //
 // The leader hears every follower, so it catches a wiped follower at its
 // first answer, within a heartbeat; the wiped node itself votes for no one
@@ -59,7 +69,13 @@ var ErrWipedData = errors.New("asyncraft: this node's data was wiped or replaced
 
 // incarnations is what a node remembers of its voters' data.
 type incarnations struct {
-	of map[string]uint64
+	of map[string]heard
+}
+
+// heard is a voter's incarnation and the membership (Peer.since) it was
+// heard in.
+type heard struct {
+	inc, since uint64
 }
 
 // knownIncarnations returns the voters' incarnations of hs that the
@@ -67,10 +83,10 @@ type incarnations struct {
 // configuration recorded (one that was not may have been re-added on new
 // data).
 func (a *Actor) knownIncarnations(hs *raftpb.HardState) incarnations {
-	inc := incarnations{of: map[string]uint64{}}
+	inc := incarnations{of: map[string]heard{}}
 	for _, p := range hs.GetPeers() {
 		if p.Incarnation != 0 && p.Id != a.cfg.ID {
-			inc.of[p.Id] = p.Incarnation
+			inc.of[p.Id] = heard{inc: p.Incarnation, since: p.Since}
 		}
 	}
 	a.confs.All(func(_ uint64, c confchange.Config) bool {
@@ -91,13 +107,21 @@ func (inc incarnations) proto() []*raftpb.PeerIncarnation {
 	}
 	out := make([]*raftpb.PeerIncarnation, 0, len(inc.of))
 	for _, id := range slices.Sorted(maps.Keys(inc.of)) {
-		out = append(out, &raftpb.PeerIncarnation{Id: id, Incarnation: inc.of[id]})
+		h := inc.of[id]
+		out = append(out, &raftpb.PeerIncarnation{Id: id, Incarnation: h.inc, Since: h.since})
 	}
 	return out
 }
 
 // incarnation is this node's own (0 on data of a version before them).
 func (a *Actor) incarnation() uint64 { return a.cfg.Boot.GetIncarnation() }
+
+// memberSince is this node's Peer.since in the configuration in force (0
+// if it is not in it), which its envelopes carry.
+func (a *Actor) memberSince() uint64 {
+	s, _ := a.tr.cfg.SinceOf(a.cfg.ID)
+	return s
+}
 
 // rejoined reports whether this node's data was started over with
 // RejoinTerm.
@@ -108,36 +132,44 @@ func (a *Actor) rejoined() bool { return a.cfg.Boot.GetRejoinTerm() > 0 }
 // voter it had not heard from, and refuses one that differs from what it
 // heard before.
 func (a *Actor) checkIncarnation(env actors.Env, e *raftpb.Envelope) bool {
-	return a.peerIncarnation(env, e.From, e.Incarnation, e.Rejoined)
+	return a.peerIncarnation(env, e.From, e.Incarnation, e.MemberSince, e.Rejoined)
 }
 
 // peerIncarnation applies the rules above to an envelope of incarnation
-// inc from id (replicators report what their replies carry the same way).
-func (a *Actor) peerIncarnation(env actors.Env, id string, inc uint64, rejoined bool) bool {
+// inc from id, whose membership began at since (replicators report what
+// their replies carry the same way).
+func (a *Actor) peerIncarnation(env actors.Env, id string, inc, since uint64, rejoined bool) bool {
 	if inc == 0 || !a.tr.cfg.IsVoter(id) || id == a.cfg.ID || faults.On(faults.WipedDataUnchecked) {
 		return true
 	}
-	known := a.incs.of[id]
+	known, ok := a.incs.of[id]
 	switch {
-	case known == inc:
+	case ok && known.inc == inc && known.since >= since:
 		return true
-	case known == 0 || rejoined:
-		if known != 0 {
-			a.logger.Warn("asyncraft: a voter's data was started over with RejoinTerm; it votes only in later terms",
-				"peer", id, "incarnation", fmt.Sprintf("%016x", inc), "was", fmt.Sprintf("%016x", known))
+	case !ok || rejoined || since > known.since && !faults.On(faults.MembershipUnchecked):
+		if ok && known.inc != inc {
+			why := "its data was started over with RejoinTerm; it votes only in later terms"
+			if !rejoined {
+				why = "it was removed and added back since this node heard it (a membership this node's configuration has not reached)"
+			}
+			a.logger.Info("asyncraft: a voter speaks with a new incarnation: "+why,
+				"peer", id, "incarnation", fmt.Sprintf("%016x", inc), "was", fmt.Sprintf("%016x", known.inc),
+				"member since", since, "was since", known.since)
 		}
-		a.incs.of[id] = inc
+		a.incs.of[id] = heard{inc: inc, since: max(since, known.since)}
 		a.persistHardState(env)
 		a.relayIncarnations(env)
 		return true
+	case known.inc == inc:
+		return true // the same data, of a membership this node knows a later one of
 	}
 	a.sh.Metrics.IncarnationRefusals.Add(1)
 	if ok, held := a.diag.wiped.allow(a.tickCount, a.warnInterval()); ok {
 		a.logger.Warn("asyncraft: refused a voter whose data was wiped or replaced: it speaks with another incarnation than the one this node heard from, so it may vote twice in a term; it is told to stop (remove it and add it back, docs/membership.md)",
-			"peer", id, "its incarnation", fmt.Sprintf("%016x", inc), "known", fmt.Sprintf("%016x", known), "held back", held)
+			"peer", id, "its incarnation", fmt.Sprintf("%016x", inc), "known", fmt.Sprintf("%016x", known.inc), "held back", held)
 	}
 	e := a.envelope(id, a.term, 0)
-	e.Body = &raftpb.Envelope_IncarnationRefused{IncarnationRefused: &raftpb.IncarnationRefused{Known: known, Refused: inc}}
+	e.Body = &raftpb.Envelope_IncarnationRefused{IncarnationRefused: &raftpb.IncarnationRefused{Known: known.inc, Refused: inc}}
 	env.Send(a.peerRef(id), e)
 	return false
 }
@@ -172,6 +204,9 @@ func (a *Actor) forgetIncarnations(env actors.Env, all bool) {
 // relayed is what a leader passes on to its followers: the incarnations
 // it knows of the voters of the configuration in force.
 func (a *Actor) relayed() []*raftpb.PeerIncarnation {
+	// Each with the membership it was heard in: a follower whose
+	// configuration knows an earlier one of that voter takes it all the
+	// same (a later membership replaces an earlier one).
 	var out []*raftpb.PeerIncarnation
 	for _, p := range a.incs.proto() {
 		if a.tr.cfg.IsVoter(p.Id) {
@@ -190,8 +225,9 @@ func (a *Actor) relayIncarnations(env actors.Env) {
 }
 
 // learnRelayed learns, from a request of the leader this node follows
-// (past gateTerm), the incarnations of voters it has not heard from itself;
-// one it knows is never replaced (only the voter itself does that, with
+// (past gateTerm), the incarnations of voters it has not heard from itself,
+// or heard in an earlier membership; one it knows of the same or a later
+// membership is never replaced (only the voter itself does that, with
 // RejoinTerm).
 func (a *Actor) learnRelayed(env actors.Env, voters []*raftpb.PeerIncarnation) {
 	if faults.On(faults.IncarnationRelayOff) {
@@ -199,10 +235,14 @@ func (a *Actor) learnRelayed(env actors.Env, voters []*raftpb.PeerIncarnation) {
 	}
 	learned := false
 	for _, p := range voters {
-		if p.GetId() == a.cfg.ID || p.GetIncarnation() == 0 || !a.tr.cfg.IsVoter(p.GetId()) || a.incs.of[p.GetId()] != 0 {
+		id := p.GetId()
+		if id == a.cfg.ID || p.GetIncarnation() == 0 || !a.tr.cfg.IsVoter(id) {
 			continue
 		}
-		a.incs.of[p.GetId()] = p.GetIncarnation()
+		if known, ok := a.incs.of[id]; ok && known.since >= p.GetSince() {
+			continue
+		}
+		a.incs.of[id] = heard{inc: p.GetIncarnation(), since: p.GetSince()}
 		learned = true
 	}
 	if learned {
@@ -216,5 +256,5 @@ func (a *Actor) replicatorIncarnation(env actors.Env, m replicator.PeerIncarnati
 	if m.Term != a.term || !a.tr.leading() {
 		return
 	}
-	a.peerIncarnation(env, m.Peer, m.Incarnation, m.Rejoined)
+	a.peerIncarnation(env, m.Peer, m.Incarnation, m.Since, m.Rejoined)
 }

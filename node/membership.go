@@ -231,6 +231,7 @@ func (a *Actor) spawnReplicator(env actors.Env) func(id string, view *replicator
 			Cluster:          a.cfg.Cluster,
 			Incarnation:      a.incarnation(),
 			Rejoined:         a.rejoined(),
+			MemberSince:      a.memberSince(),
 			Voters:           a.relayed(),
 			Foreign:          &a.sh.Metrics.Foreign,
 			View:             view,
@@ -391,7 +392,9 @@ func (a *Actor) onChangeConfig(env actors.Env, m ChangeConfig) {
 // appendConfig appends a configuration entry stating c (a leader's) and
 // returns its index.
 func (a *Actor) appendConfig(env actors.Env, c confchange.Config) uint64 {
-	e := &raftpb.Entry{Index: a.log.LastIndex() + 1, Term: a.term, Type: raftpb.EntryType_ENTRY_TYPE_CONFIG, Data: confchange.Encode(c)}
+	cur, _, _ := a.confs.Latest()
+	index := a.log.LastIndex() + 1
+	e := &raftpb.Entry{Index: index, Term: a.term, Type: raftpb.EntryType_ENTRY_TYPE_CONFIG, Data: confchange.Encode(confchange.Stamp(cur, c, index))}
 	a.writeLog(env, []*raftpb.Entry{e})
 	a.toReplicators(env, replicator.Update{Commit: a.commit})
 	return e.Index

@@ -161,7 +161,13 @@ type Peer struct {
 	Promote bool `protobuf:"varint,3,opt,name=promote,proto3" json:"promote,omitempty"`
 	// The member's election priority (0: none, the lowest). A leader hands
 	// its leadership to a caught-up voter of a higher priority.
-	Priority      uint32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority uint32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The index of the configuration entry that made it a member this time
+	// (0: a founder, or a configuration written before this field). A
+	// member removed and added back has a higher one: its incarnation is
+	// judged against what was heard of it since then (docs/membership.md,
+	// "Wiped data").
+	Since         uint64 `protobuf:"varint,5,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +226,13 @@ func (x *Peer) GetPromote() bool {
 func (x *Peer) GetPriority() uint32 {
 	if x != nil {
 		return x.Priority
+	}
+	return 0
+}
+
+func (x *Peer) GetSince() uint64 {
+	if x != nil {
+		return x.Since
 	}
 	return 0
 }
@@ -384,9 +397,12 @@ func (x *HardState) GetPeers() []*PeerIncarnation {
 // PeerIncarnation is the incarnation of a peer's data that this node
 // heard from.
 type PeerIncarnation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Incarnation   uint64                 `protobuf:"fixed64,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Incarnation uint64                 `protobuf:"fixed64,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// The peer's Peer.since when its incarnation was heard: the membership
+	// the incarnation belongs to.
+	Since         uint64 `protobuf:"varint,3,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +447,13 @@ func (x *PeerIncarnation) GetId() string {
 func (x *PeerIncarnation) GetIncarnation() uint64 {
 	if x != nil {
 		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *PeerIncarnation) GetSince() uint64 {
+	if x != nil {
+		return x.Since
 	}
 	return 0
 }
@@ -571,6 +594,11 @@ type Envelope struct {
 	// heartbeat and install requests, until the follower answered one that
 	// carried the current list; read only on those.
 	Voters []*PeerIncarnation `protobuf:"bytes,9,rep,name=voters,proto3" json:"voters,omitempty"`
+	// The sender's Peer.since in the configuration it has in force (0: a
+	// founder, or not a member of it): a receiver that knows the sender's
+	// incarnation from an earlier membership than this one does not judge
+	// it.
+	MemberSince uint64 `protobuf:"varint,40,opt,name=member_since,json=memberSince,proto3" json:"member_since,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Envelope_PreVoteRequest
@@ -685,6 +713,13 @@ func (x *Envelope) GetVoters() []*PeerIncarnation {
 		return x.Voters
 	}
 	return nil
+}
+
+func (x *Envelope) GetMemberSince() uint64 {
+	if x != nil {
+		return x.MemberSince
+	}
+	return 0
 }
 
 func (x *Envelope) GetBody() isEnvelope_Body {
@@ -2043,12 +2078,13 @@ const file_raft_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12/\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x1b.asyncraft.raftpb.EntryTypeR\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"`\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"v\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x18\n" +
 	"\apromote\x18\x03 \x01(\bR\apromote\x12\x1a\n" +
-	"\bpriority\x18\x04 \x01(\rR\bpriority\"\xe5\x01\n" +
+	"\bpriority\x18\x04 \x01(\rR\bpriority\x12\x14\n" +
+	"\x05since\x18\x05 \x01(\x04R\x05since\"\xe5\x01\n" +
 	"\rConfiguration\x12.\n" +
 	"\x06voters\x18\x01 \x03(\v2\x16.asyncraft.raftpb.PeerR\x06voters\x122\n" +
 	"\blearners\x18\x02 \x03(\v2\x16.asyncraft.raftpb.PeerR\blearners\x125\n" +
@@ -2060,10 +2096,11 @@ const file_raft_proto_rawDesc = "" +
 	"\x04vote\x18\x02 \x01(\tR\x04vote\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\x04R\x06commit\x129\n" +
 	"\tbootstrap\x18\x04 \x01(\v2\x1b.asyncraft.raftpb.BootstrapR\tbootstrap\x127\n" +
-	"\x05peers\x18\x05 \x03(\v2!.asyncraft.raftpb.PeerIncarnationR\x05peers\"C\n" +
+	"\x05peers\x18\x05 \x03(\v2!.asyncraft.raftpb.PeerIncarnationR\x05peers\"Y\n" +
 	"\x0fPeerIncarnation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
-	"\vincarnation\x18\x02 \x01(\x06R\vincarnation\"\xf6\x01\n" +
+	"\vincarnation\x18\x02 \x01(\x06R\vincarnation\x12\x14\n" +
+	"\x05since\x18\x03 \x01(\x04R\x05since\"\xf6\x01\n" +
 	"\tBootstrap\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
@@ -2073,7 +2110,7 @@ const file_raft_proto_rawDesc = "" +
 	"\bidentity\x18\x05 \x01(\x06R\bidentity\x12 \n" +
 	"\vincarnation\x18\x06 \x01(\x06R\vincarnation\x12\x1f\n" +
 	"\vrejoin_term\x18\a \x01(\x04R\n" +
-	"rejoinTerm\"\x91\f\n" +
+	"rejoinTerm\"\xb4\f\n" +
 	"\bEnvelope\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -2083,7 +2120,8 @@ const file_raft_proto_rawDesc = "" +
 	"\acluster\x18\x06 \x01(\x06R\acluster\x12 \n" +
 	"\vincarnation\x18\a \x01(\x06R\vincarnation\x12\x1a\n" +
 	"\brejoined\x18\b \x01(\bR\brejoined\x129\n" +
-	"\x06voters\x18\t \x03(\v2!.asyncraft.raftpb.PeerIncarnationR\x06voters\x12I\n" +
+	"\x06voters\x18\t \x03(\v2!.asyncraft.raftpb.PeerIncarnationR\x06voters\x12!\n" +
+	"\fmember_since\x18( \x01(\x04R\vmemberSince\x12I\n" +
 	"\x10pre_vote_request\x18\n" +
 	" \x01(\v2\x1d.asyncraft.raftpb.VoteRequestH\x00R\x0epreVoteRequest\x12L\n" +
 	"\x11pre_vote_response\x18\v \x01(\v2\x1e.asyncraft.raftpb.VoteResponseH\x00R\x0fpreVoteResponse\x12B\n" +

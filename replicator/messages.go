@@ -131,6 +131,7 @@ type (
 		Peer        string
 		Term        uint64
 		Incarnation uint64
+		Since       uint64 // the peer's Peer.since, from its envelope's member_since
 		Rejoined    bool
 	}
 	// ReadFailed reports that the replicator could not read from the log

@@ -89,6 +89,9 @@ type Config struct {
 	// (node/incarnation.go).
 	Incarnation uint64
 	Rejoined    bool
+	// MemberSince is the leader's Peer.since (raftpb.Envelope.member_since),
+	// stamped on requests.
+	MemberSince uint64
 	// Voters are the incarnations of its voters the leader knows, passed
 	// on to the peer (raftpb.Envelope.voters) until it answers a request
 	// that carried them; a Voters message replaces them.
@@ -153,20 +156,21 @@ const maxBeats = 8
 type Replicator struct {
 	cfg Config
 
-	st          state
-	next        uint64
-	match       uint64
-	commit      uint64
-	sentHB      uint64 // the commit value last sent in a heartbeat or request
-	seq         uint64
-	matchSeq    uint64 // seq when match last rose: later requests reach a follower that acknowledged match
-	inflight    []flight
-	inBytes     uint64
-	hbSeq       uint64     // seq of the last heartbeat sent
-	hbAcked     uint64     // seq of the last heartbeat answered
-	beats       []sentBeat // the latest heartbeats sent, oldest first
-	higher      uint64     // the highest term reported in HigherTerm
-	reportedInc uint64     // the peer's incarnation last reported (PeerIncarnation)
+	st            state
+	next          uint64
+	match         uint64
+	commit        uint64
+	sentHB        uint64 // the commit value last sent in a heartbeat or request
+	seq           uint64
+	matchSeq      uint64 // seq when match last rose: later requests reach a follower that acknowledged match
+	inflight      []flight
+	inBytes       uint64
+	hbSeq         uint64     // seq of the last heartbeat sent
+	hbAcked       uint64     // seq of the last heartbeat answered
+	beats         []sentBeat // the latest heartbeats sent, oldest first
+	higher        uint64     // the highest term reported in HigherTerm
+	reportedInc   uint64     // the peer's incarnation last reported (PeerIncarnation)
+	reportedSince uint64     // and its membership
 
 	// The voters' incarnations to pass on: votersSeq is the seq of the
 	// first request that carried the current list (0: none yet), and
@@ -330,7 +334,7 @@ func (r *Replicator) resetToProbe(next uint64) {
 func (r *Replicator) envelope(body any) *raftpb.Envelope {
 	r.seq++
 	e := &raftpb.Envelope{Group: r.cfg.Group, From: r.cfg.LeaderID, To: r.cfg.PeerID, Term: r.cfg.Term, Seq: r.seq, Cluster: r.cfg.Cluster,
-		Incarnation: r.cfg.Incarnation, Rejoined: r.cfg.Rejoined}
+		Incarnation: r.cfg.Incarnation, Rejoined: r.cfg.Rejoined, MemberSince: r.cfg.MemberSince}
 	if len(r.voters) > 0 && !r.votersHeld {
 		e.Voters = r.voters
 		if r.votersSeq == 0 {
@@ -590,8 +594,8 @@ func (r *Replicator) nextFromHint(hintIndex, hintTerm uint64) uint64 {
 // same: what a peer back on wiped data acknowledges, it holds; the node
 // refuses the peer (node/incarnation.go), which then fails.
 func (r *Replicator) incarnation(env actors.Env, e *raftpb.Envelope) {
-	if e.Incarnation != 0 && e.Incarnation != r.reportedInc {
-		r.reportedInc = e.Incarnation
-		env.Send(r.cfg.Node, PeerIncarnation{Peer: r.cfg.PeerID, Term: r.cfg.Term, Incarnation: e.Incarnation, Rejoined: e.Rejoined})
+	if e.Incarnation != 0 && (e.Incarnation != r.reportedInc || e.MemberSince != r.reportedSince) {
+		r.reportedInc, r.reportedSince = e.Incarnation, e.MemberSince
+		env.Send(r.cfg.Node, PeerIncarnation{Peer: r.cfg.PeerID, Term: r.cfg.Term, Incarnation: e.Incarnation, Since: e.MemberSince, Rejoined: e.Rejoined})
 	}
 }

@@ -74,6 +74,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 	transferLease := func(seed uint64) Result { return TransferLease(Config{Seed: seed}) }
 	wipedVote := func(seed uint64) Result { return WipedVote(Config{Seed: seed}) }
 	wipedFollower := func(seed uint64) Result { return WipedFollower(Config{Seed: seed}) }
+	readdBehind := func(seed uint64) Result { return ReaddBehind(Config{Seed: seed}) }
 	cases := []plantedCase{
 		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
@@ -107,6 +108,10 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// voter's earlier data itself: it knows the incarnation only
 		// from its leader (every seed of 20).
 		{"ignore the voters' incarnations a leader passes on", faults.IncarnationRelayOff, 1, 20, "election safety", wipedFollower, nil},
+		// A member removed and added back on new data, then leading, is
+		// taken for a voter back on wiped data by a follower that missed
+		// both changes, and stopped (every seed of 20).
+		{"judge an incarnation without its membership", faults.MembershipUnchecked, 1, 20, "node error", readdBehind, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {
@@ -188,6 +193,9 @@ func TestJointLoss(t *testing.T) {
 			t.Errorf("wiped vote, seed %d: %v", seed, r.Violations[0])
 		case r.WipedRefused != 1:
 			t.Errorf("wiped vote, seed %d: the wiped voter was not refused (it did not fail with ErrWipedData)", seed)
+		}
+		if r := ReaddBehind(Config{Seed: seed}); !r.Passed() {
+			t.Errorf("re-add behind, seed %d: %v", seed, r.Violations[0])
 		}
 		switch r := WipedFollower(Config{Seed: seed}); {
 		case !r.Passed():

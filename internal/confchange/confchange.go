@@ -26,11 +26,15 @@ import (
 // on a learner only, asks the leader to make it a voter once it has
 // caught up. Priority is the member's election priority: a leader hands
 // its leadership to a caught-up voter of a higher priority than its own
-// (0, the default, is the lowest: no preference).
+// (0, the default, is the lowest: no preference). Since is the index of
+// the configuration entry that made it a member this time (0 for the
+// founders), set by Stamp when a leader writes the entry; equality of
+// configurations ignores it.
 type Peer struct {
 	ID, Addr string
 	Promote  bool
 	Priority uint32
+	Since    uint64
 }
 
 // Config is a configuration as a log entry states it. In a joint
@@ -83,10 +87,53 @@ func (c Config) IsLearner(id string) bool {
 func (c Config) Contains(id string) bool { return c.IsVoter(id) || c.IsLearner(id) }
 
 // Equal reports whether c and o have the same members in the same roles,
-// with the same addresses.
+// with the same addresses, promotion marks and priorities (Since aside).
 func (c Config) Equal(o Config) bool {
-	return slices.Equal(c.Voters, o.Voters) && slices.Equal(c.Learners, o.Learners) &&
-		slices.Equal(c.OldVoters, o.OldVoters) && slices.Equal(c.OldLearners, o.OldLearners)
+	return samePeers(c.Voters, o.Voters) && samePeers(c.Learners, o.Learners) &&
+		samePeers(c.OldVoters, o.OldVoters) && samePeers(c.OldLearners, o.OldLearners)
+}
+
+func samePeers(a, b []Peer) bool {
+	return slices.EqualFunc(a, b, func(x, y Peer) bool {
+		x.Since, y.Since = 0, 0
+		return x == y
+	})
+}
+
+// SinceOf returns id's Since in c, and whether c has id at all.
+func (c Config) SinceOf(id string) (uint64, bool) {
+	for _, list := range [][]Peer{c.Voters, c.Learners, c.OldVoters, c.OldLearners} {
+		for _, p := range list {
+			if p.ID == id {
+				return p.Since, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// Stamp returns next, the configuration a leader writes at index over
+// cur (the one in force), with each member's Since set: kept from cur
+// for a member of cur (in any role: a promotion does not start a new
+// membership), index for one that joins. Whatever Since next's peers
+// carried is replaced.
+func Stamp(cur, next Config, index uint64) Config {
+	stamp := func(ps []Peer) []Peer {
+		if len(ps) == 0 {
+			return nil
+		}
+		out := slices.Clone(ps)
+		for i := range out {
+			if s, ok := cur.SinceOf(out[i].ID); ok {
+				out[i].Since = s
+			} else {
+				out[i].Since = index
+			}
+		}
+		return out
+	}
+	return Config{Voters: stamp(next.Voters), Learners: stamp(next.Learners),
+		OldVoters: stamp(next.OldVoters), OldLearners: stamp(next.OldLearners)}
 }
 
 // SameMembers reports whether c and o have the same voters and learners,

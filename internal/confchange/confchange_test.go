@@ -285,3 +285,34 @@ func ExampleNext() {
 	// voters (a b d) (joint; old voters (a b c))
 	// voters (a b d)
 }
+
+// TestStamp: a member of the configuration in force keeps its Since, in
+// whatever role the next one gives it; a member that joins gets the
+// entry's index; what the next configuration carried is ignored; and
+// equality ignores Since.
+func TestStamp(t *testing.T) {
+	p := func(id string, since uint64) Peer { return Peer{ID: id, Addr: id, Since: since} }
+	cur := Config{Voters: []Peer{p("a", 0), p("b", 7)}, Learners: []Peer{p("c", 9)}}
+	next := Config{Voters: []Peer{p("b", 99), p("c", 0), p("d", 3)}, Learners: []Peer{p("e", 0)},
+		OldVoters: []Peer{p("a", 5), p("b", 0)}, OldLearners: []Peer{p("c", 1)}}
+	got := Stamp(cur, next, 12)
+	want := Config{Voters: []Peer{p("b", 7), p("c", 9), p("d", 12)}, Learners: []Peer{p("e", 12)},
+		OldVoters: []Peer{p("a", 0), p("b", 7)}, OldLearners: []Peer{p("c", 9)}}
+	for _, l := range [][2][]Peer{{got.Voters, want.Voters}, {got.Learners, want.Learners}, {got.OldVoters, want.OldVoters}, {got.OldLearners, want.OldLearners}} {
+		if !slices.Equal(l[0], l[1]) {
+			t.Errorf("Stamp: got %+v, want %+v", l[0], l[1])
+		}
+	}
+	if next.Voters[0].Since != 99 {
+		t.Errorf("Stamp changed its argument: %+v", next.Voters)
+	}
+	if !got.Equal(next) {
+		t.Errorf("configurations that differ only in Since are not Equal: %v, %v", got, next)
+	}
+	if s, ok := got.SinceOf("e"); !ok || s != 12 {
+		t.Errorf("SinceOf(e) = %d, %v; want 12, true", s, ok)
+	}
+	if _, ok := got.SinceOf("z"); ok {
+		t.Errorf("SinceOf(z): found a member that is not there")
+	}
+}

@@ -17,7 +17,7 @@ func FromProto(c *raftpb.Configuration) Config {
 		}
 		out := make([]Peer, len(ps))
 		for i, p := range ps {
-			out[i] = Peer{ID: p.GetId(), Addr: p.GetAddr(), Promote: p.GetPromote(), Priority: p.GetPriority()}
+			out[i] = Peer{ID: p.GetId(), Addr: p.GetAddr(), Promote: p.GetPromote(), Priority: p.GetPriority(), Since: p.GetSince()}
 		}
 		return out
 	}
@@ -33,7 +33,7 @@ func (c Config) Proto() *raftpb.Configuration {
 		}
 		out := make([]*raftpb.Peer, len(ps))
 		for i, p := range ps {
-			out[i] = &raftpb.Peer{Id: p.ID, Addr: p.Addr, Promote: p.Promote, Priority: p.Priority}
+			out[i] = &raftpb.Peer{Id: p.ID, Addr: p.Addr, Promote: p.Promote, Priority: p.Priority, Since: p.Since}
 		}
 		return out
 	}

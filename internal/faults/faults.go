@@ -65,6 +65,10 @@ const (
 	// IncarnationRelayOff makes followers ignore the voters' incarnations
 	// their leader passes on, so a node knows only those it heard itself.
 	IncarnationRelayOff
+	// MembershipUnchecked makes nodes judge a voter's incarnation without
+	// its membership: a voter removed and added back on new data is
+	// refused by a node that missed both changes.
+	MembershipUnchecked
 )
 
 var names = map[Fault]string{
@@ -85,6 +89,7 @@ var names = map[Fault]string{
 	JointNewMajorityOnly: "joint-new-majority-only",
 	WipedDataUnchecked:   "wiped-data-unchecked",
 	IncarnationRelayOff:  "incarnation-relay-off",
+	MembershipUnchecked:  "membership-unchecked",
 }
 
 func (f Fault) String() string {
@@ -95,7 +100,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked, IncarnationRelayOff}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked, IncarnationRelayOff, MembershipUnchecked}
 
 var active atomic.Uint32
 

@@ -188,20 +188,19 @@ func TestJointLoss(t *testing.T) {
 		if r := TransferLease(Config{Seed: seed}); !r.Passed() {
 			t.Errorf("transfer lease, seed %d: %v", seed, r.Violations[0])
 		}
-		switch r := WipedVote(Config{Seed: seed}); {
-		case !r.Passed():
-			t.Errorf("wiped vote, seed %d: %v", seed, r.Violations[0])
-		case r.WipedRefused != 1:
-			t.Errorf("wiped vote, seed %d: the wiped voter was not refused (it did not fail with ErrWipedData)", seed)
+		for _, sc := range []struct {
+			name string
+			run  func(Config) Result
+		}{{"wiped vote", WipedVote}, {"wiped follower", WipedFollower}} {
+			switch r := sc.run(Config{Seed: seed}); {
+			case !r.Passed():
+				t.Errorf("%s, seed %d: %v", sc.name, seed, r.Violations[0])
+			case r.WipedRefused != 1:
+				t.Errorf("%s, seed %d: the wiped voter was not refused (it did not fail with ErrWipedData)", sc.name, seed)
+			}
 		}
 		if r := ReaddBehind(Config{Seed: seed}); !r.Passed() {
 			t.Errorf("re-add behind, seed %d: %v", seed, r.Violations[0])
-		}
-		switch r := WipedFollower(Config{Seed: seed}); {
-		case !r.Passed():
-			t.Errorf("wiped follower, seed %d: %v", seed, r.Violations[0])
-		case r.WipedRefused != 1:
-			t.Errorf("wiped follower, seed %d: the wiped voter was not refused (it did not fail with ErrWipedData)", seed)
 		}
 		r := Run(Config{Seed: seed, Nemeses: Membership | Crashes | Partitions | Restarts, Duration: 20 * time.Second})
 		if !r.Passed() {

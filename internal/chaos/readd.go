@@ -29,19 +29,9 @@ func ReaddBehind(cfg Config) Result {
 	return RunWith(cfg, func(r *run) {
 		s := r.c.Sim
 		s.At(3*time.Second, func() {
-			l := r.c.StableLeader()
+			l, w, f := r.leaderAndTwo()
 			if l == "" {
 				return
-			}
-			var w, f string
-			for _, id := range r.c.IDs {
-				switch {
-				case id == l:
-				case w == "":
-					w = id
-				case f == "":
-					f = id
-				}
 			}
 			s.Isolate(f)
 			r.say("readd-behind: %s cut off; removing %s on %s", f, w, l)

@@ -39,17 +39,8 @@ func RestartLease(cfg Config, cut time.Duration) Result {
 		s := r.c.Sim
 		var l, a, b string
 		s.At(3*time.Second, func() {
-			if l = r.c.StableLeader(); l == "" {
+			if l, a, b = r.leaderAndTwo(); l == "" {
 				return
-			}
-			for _, id := range r.c.IDs {
-				switch {
-				case id == l:
-				case a == "":
-					a = id
-				case b == "":
-					b = id
-				}
 			}
 			s.Block(l, b)
 			s.Block(b, l)

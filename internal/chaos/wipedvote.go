@@ -76,6 +76,24 @@ func WipedVote(cfg Config) Result {
 	})
 }
 
+// leaderAndTwo returns a stable leader and the first two other nodes in
+// id order (l is "" if no leader is stable).
+func (r *run) leaderAndTwo() (l, a, b string) {
+	if l = r.c.StableLeader(); l == "" {
+		return "", "", ""
+	}
+	for _, id := range r.c.IDs {
+		switch {
+		case id == l:
+		case a == "":
+			a = id
+		case b == "":
+			b = id
+		}
+	}
+	return l, a, b
+}
+
 // say writes a scenario's step to the trace, if any.
 func (r *run) say(format string, args ...any) {
 	if w := r.cfg.Trace; w != nil {
@@ -110,19 +128,10 @@ func WipedFollower(cfg Config) Result {
 	}
 	return RunWith(cfg, func(r *run) {
 		s := r.c.Sim
-		var l, f, g string
 		s.At(3*time.Second, func() {
-			if l = r.c.StableLeader(); l == "" {
+			l, f, g := r.leaderAndTwo()
+			if l == "" {
 				return
-			}
-			for _, id := range r.c.IDs {
-				switch {
-				case id == l:
-				case f == "":
-					f = id
-				default:
-					g = id
-				}
 			}
 			s.Isolate(g)
 			r.crash(l)

@@ -4,12 +4,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/actors/sim"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/cluster"
 	"github.com/asyncraft/asyncraft/internal/testseed"
+	"github.com/asyncraft/asyncraft/node"
 	"github.com/asyncraft/asyncraft/raftpb"
 )
 
@@ -238,5 +241,71 @@ func TestReadsCompleteOnShutdown(t *testing.T) {
 		if r.st.OK() {
 			t.Fatal("an isolated leader served a safe read")
 		}
+	}
+}
+
+// TestReadAnswerFromAnEarlierLife: a leader's answer to a read batch that a
+// follower forwarded before it restarted, delivered late, must not complete
+// a read of the follower's next life: it carries the read index of the
+// earlier time, before writes the new read must see. (The simulator found
+// this: seed 941 of -nemesis all,membership at e9a5aa3, where a restarted
+// follower served a read missing a write acknowledged before it began,
+// from a duplicated answer of its previous life.)
+func TestReadAnswerFromAnEarlierLife(t *testing.T) {
+	var f string
+	hold := false
+	var held []*raftpb.Envelope
+	c := cluster.New(cluster.Options{Seed: testseed.For(t),
+		Node: func(o *asyncraft.NodeOptions, _ *sim.Host) { o.ReadTimeout = 5 * time.Second },
+		Tamper: func(from, to actors.Ref, msg proto.Message) proto.Message {
+			e, ok := msg.(*raftpb.Envelope)
+			if !ok || e.GetReadIndexResponse() == nil || e.To != f || !hold {
+				return msg
+			}
+			held = append(held, proto.Clone(e).(*raftpb.Envelope))
+			e = proto.Clone(e).(*raftpb.Envelope)
+			e.To = "nobody"
+			return e
+		}})
+	l, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = followerOf(c, l)
+	commitAll(t, c, l, "a", 10)
+	// The first life's read: its answer is held back.
+	hold = true
+	read(c, f, asyncraft.ReadSafe)
+	if !c.Sim.RunUntil(func() bool { return len(held) > 0 }, 5*time.Second) {
+		t.Fatalf("the leader did not answer %s's read", f)
+	}
+	early := held[0]
+	held = nil
+	c.Crash(f)
+	if err := c.Restart(f); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Sim.RunUntil(func() bool { return c.Node(f).Status().Leader == l }, 10*time.Second) {
+		t.Fatalf("%s does not follow %s after its restart:%s", f, l, c.Describe())
+	}
+	commitAll(t, c, l, "b", 10)
+	acked := c.Node(l).Status().Commit
+	if early.GetReadIndexResponse().GetIndex() >= acked {
+		t.Fatalf("the early answer's index %d is not below the writes since (%d): the test shows nothing", early.GetReadIndexResponse().GetIndex(), acked)
+	}
+	// The second life's read; the earlier answer arrives first.
+	r := read(c, f, asyncraft.ReadSafe)
+	if !c.Sim.RunUntil(func() bool { return len(held) > 0 }, 5*time.Second) {
+		t.Fatalf("the leader did not answer %s's second read", f)
+	}
+	hold = false
+	fref := actors.Ref{Host: f, Name: node.ActorName("g", f)}
+	c.Sim.Host(l).Send(fref, early)
+	for _, e := range held {
+		c.Sim.Host(l).Send(fref, e)
+	}
+	waitReads(t, c, r)
+	if !r.st.OK() || r.index < acked {
+		t.Fatalf("%s's read after its restart: %v at index %d; writes were acknowledged up to %d before it began", f, r.st, r.index, acked)
 	}
 }

@@ -155,6 +155,7 @@ func (a *Actor) Receive(env actors.Env, msg any) {
 	switch m := msg.(type) {
 	case actors.Started:
 		a.epoch = env.Now()
+		a.rd.startBatches(a.epoch)
 		a.resetElectionTimer(env)
 		if a.commit > a.applied {
 			env.Send(a.cfg.FSMCaller, fsm.Committed{Index: a.commit})

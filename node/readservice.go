@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/internal/faults"
@@ -36,7 +37,7 @@ type readService struct {
 	// Follower: batches forwarded to the leader, by increasing batch id
 	// (a slice, not a map: the order reaches the completions).
 	forwarded []*forwarded
-	nextBatch uint64
+	nextBatch uint64 // the last batch id used (startBatches)
 	// Leader, this term: when the last round started, and the lease.
 	// revoked: a leadership transfer is under way; no lease is held or
 	// extended until it ends (the voters may elect the target at once).
@@ -206,6 +207,17 @@ func (s *readService) applied(applied uint64) {
 	}
 	clear(s.applying[len(keep):])
 	s.applying = keep
+}
+
+// startBatches makes this life's batch ids start from its start time in
+// nanoseconds: a leader's answer to a batch of an earlier life of this
+// node, delivered late, must not match a batch of this one (it carries the
+// read index of an earlier time). An earlier life used fewer ids than it
+// lived nanoseconds, so its ids lie below this life's first.
+func (s *readService) startBatches(start time.Time) {
+	if ns := start.UnixNano(); ns > 0 {
+		s.nextBatch = uint64(ns)
+	}
 }
 
 // forward makes a follower's reads into batches for the leader, one per

@@ -161,7 +161,7 @@ func (a *Actor) peerIncarnation(env actors.Env, id string, inc, since uint64, re
 		a.relayIncarnations(env)
 		return true
 	case known.inc == inc:
-		return true // the same data, of a membership this node knows a later one of
+		return true // the same data in a later membership, not recorded (planted membership-unchecked only)
 	}
 	a.sh.Metrics.IncarnationRefusals.Add(1)
 	if ok, held := a.diag.wiped.allow(a.tickCount, a.warnInterval()); ok {

@@ -530,6 +530,28 @@ func TestLearnerReads(t *testing.T) {
 	}
 }
 
+// addVoterOnSlowNet joins n4, slows the network to bandwidth bytes/s,
+// adds n4 as a voter on leader l, fails unless the change succeeds, and
+// returns how long it took.
+func addVoterOnSlowNet(t *testing.T, c *cluster.Cluster, l string, bandwidth int64) time.Duration {
+	t.Helper()
+	if err := c.Join("n4", slices.Clone(c.IDs)...); err != nil {
+		t.Fatal(err)
+	}
+	net := c.Sim.Net()
+	net.Bandwidth = bandwidth
+	c.Sim.SetNet(net)
+	start := c.Sim.Now()
+	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
+	if !c.Sim.RunUntil(func() bool { return r.done }, 60*time.Second) {
+		t.Fatalf("the change was not answered: %s", c.Describe())
+	}
+	if r.err != nil {
+		t.Fatalf("add n4 as a voter at %d bytes/s: %v", bandwidth, r.err)
+	}
+	return c.Sim.Now() - start
+}
+
 // A new voter that catches up slowly — here a network of 40 kB/s — but
 // steadily is not timed out: CatchUpTimeout bounds the time without
 // progress, not the whole catch-up (an install of a large state takes
@@ -547,21 +569,7 @@ func TestSlowCatchUpIsNotTimedOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	commitAll(t, c, l, "a", 10000)
-	if err := c.Join("n4", slices.Clone(c.IDs)...); err != nil {
-		t.Fatal(err)
-	}
-	net := c.Sim.Net()
-	net.Bandwidth = 40_000
-	c.Sim.SetNet(net)
-	start := c.Sim.Now()
-	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
-	if !c.Sim.RunUntil(func() bool { return r.done }, 60*time.Second) {
-		t.Fatalf("the change was not answered: %s", c.Describe())
-	}
-	if r.err != nil {
-		t.Fatalf("add a slowly catching-up voter: %v", r.err)
-	}
-	if d := c.Sim.Now() - start; d < 2*time.Second {
+	if d := addVoterOnSlowNet(t, c, l, 40_000); d < 2*time.Second {
 		t.Fatalf("the catch-up took %v: too fast to show anything (CatchUpTimeout is 1s)", d)
 	}
 	if !slices.Contains(voters(c.Node(l).Status().Configuration), "n4") {
@@ -653,24 +661,11 @@ func TestLongInstallIsNotTimedOut(t *testing.T) {
 	if !c.Sim.RunUntil(func() bool { return c.Node(l).Status().FirstIndex > 1 }, 10*time.Second) {
 		t.Fatalf("the leader's log was not compacted: %v", c.Node(l).Status())
 	}
-	if err := c.Join("n4", slices.Clone(c.IDs)...); err != nil {
-		t.Fatal(err)
-	}
-	net := c.Sim.Net()
-	net.Bandwidth = 500_000
-	c.Sim.SetNet(net)
-	start := c.Sim.Now()
-	r := changeNow(c, l, asyncraft.AddVoter(asyncraft.Peer{ID: "n4", Addr: "n4"}))
-	if !c.Sim.RunUntil(func() bool { return r.done }, 60*time.Second) {
-		t.Fatalf("the change was not answered: %s", c.Describe())
-	}
-	if r.err != nil {
-		t.Fatalf("add a voter caught up by a long install: %v", r.err)
-	}
+	d := addVoterOnSlowNet(t, c, l, 500_000)
 	if n := c.Node("n4").Metrics().InstallsDone.Load(); n == 0 {
 		t.Fatalf("n4 caught up without an install: the test shows nothing")
 	}
-	if d := c.Sim.Now() - start; d < 3*time.Second {
+	if d < 3*time.Second {
 		t.Fatalf("the change took %v: too fast to show anything (CatchUpTimeout is 1s)", d)
 	}
 }

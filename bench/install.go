@@ -200,27 +200,8 @@ func (o *orchestrator) install(ctx context.Context, spec Spec, r *RepResult, des
 	}
 
 	// lat1 after, as long as before.
-	frss = nil
-	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() { frss = append(frss, rssMiB(np)) }); err != nil {
-		return err
-	}
-	rep.FollowerAfterMiB = median(frss)
-	after, err := c.cut(ctx, lp, "unload", o.stall)
-	if err != nil {
-		return err
-	}
-	for _, x := range []struct {
-		dst *latency
-		cut *memberResult
-	}{{&rep.Before, before}, {&rep.During, during}, {&rep.After, after}} {
-		if *x.dst, err = latencyOf(x.cut); err != nil {
-			return err
-		}
-	}
-	r.Ops, r.Seconds, r.OpsPerSec = rep.During.Ops, rep.During.Seconds, rep.During.OpsPerSec
-	r.P50Ms, r.P99Ms, r.P999Ms = rep.During.P50Ms, rep.During.P99Ms, rep.During.P999Ms
-	r.LeaderRSSMiB = rep.LeaderPeakMiB
-	return nil
+	rep.FollowerAfterMiB, err = o.afterWindow(ctx, c, lp, np, spec, before, during, [3]*latency{&rep.Before, &rep.During, &rep.After}, rep.LeaderPeakMiB, r)
+	return err
 }
 
 // largeState is the leader's snapshot after prepareLargeState: its last

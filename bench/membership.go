@@ -396,26 +396,9 @@ func (o *orchestrator) memberAdd(ctx context.Context, spec Spec, r *RepResult, d
 	rep.MemberVoters = n.Voters
 
 	// lat1 after, as long as before.
-	var mrss []float64
-	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() { mrss = append(mrss, rssMiB(np)) }); err != nil {
+	if rep.MemberAfterMiB, err = o.afterWindow(ctx, c, lp, np, spec, before, during, [3]*latency{&rep.Before, &rep.During, &rep.After}, rep.LeaderPeakMiB, r); err != nil {
 		return err
 	}
-	rep.MemberAfterMiB = median(mrss)
-	after, err := c.cut(ctx, lp, "unload", o.stall)
-	if err != nil {
-		return err
-	}
-	for _, x := range []struct {
-		dst *latency
-		cut *memberResult
-	}{{&rep.Before, before}, {&rep.During, during}, {&rep.After, after}} {
-		if *x.dst, err = latencyOf(x.cut); err != nil {
-			return err
-		}
-	}
-	r.Ops, r.Seconds, r.OpsPerSec = rep.During.Ops, rep.During.Seconds, rep.During.OpsPerSec
-	r.P50Ms, r.P99Ms, r.P999Ms = rep.During.P50Ms, rep.During.P99Ms, rep.During.P999Ms
-	r.LeaderRSSMiB = rep.LeaderPeakMiB
 	if len(rep.Voters) != 4 || rep.JointAtEnd || len(rep.Learners) > 0 {
 		return fmt.Errorf("the configuration after the change is voters %v, learners %v (joint: %v), not 4 voters", rep.Voters, rep.Learners, rep.JointAtEnd)
 	}

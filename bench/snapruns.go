@@ -228,6 +228,32 @@ func sampleUntil(ctx context.Context, end time.Time, each func()) error {
 	return nil
 }
 
+// afterWindow ends a before/during/after workload: it samples p's RSS
+// for spec.Measure while lat1 runs on, cuts the "after" window on lp,
+// fills the three windows' latencies (win: before, during, after) from
+// their cuts, and puts the "during" figures and the leader's peak in r.
+// It returns the median of p's RSS samples.
+func (o *orchestrator) afterWindow(ctx context.Context, c *cluster, lp, p *proc, spec Spec, before, during *memberResult, win [3]*latency, leaderPeakMiB float64, r *RepResult) (float64, error) {
+	var rss []float64
+	if err := sampleUntil(ctx, time.Now().Add(spec.Measure), func() { rss = append(rss, rssMiB(p)) }); err != nil {
+		return 0, err
+	}
+	after, err := c.cut(ctx, lp, "unload", o.stall)
+	if err != nil {
+		return 0, err
+	}
+	for i, cut := range []*memberResult{before, during, after} {
+		if *win[i], err = latencyOf(cut); err != nil {
+			return 0, err
+		}
+	}
+	d := win[1]
+	r.Ops, r.Seconds, r.OpsPerSec = d.Ops, d.Seconds, d.OpsPerSec
+	r.P50Ms, r.P99Ms, r.P999Ms = d.P50Ms, d.P99Ms, d.P999Ms
+	r.LeaderRSSMiB = leaderPeakMiB
+	return median(rss), nil
+}
+
 // startRun starts spec's group in a new run directory and waits for its
 // leaders, recording the version and the leaders in r. stop stops the
 // group and removes the directory (also after an error).

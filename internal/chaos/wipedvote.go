@@ -56,16 +56,7 @@ func WipedVote(cfg Config) Result {
 				r.restart(v)
 				r.restart(l)
 				r.say("wiped-vote: %s crashed, %s leads and is cut off, %s wiped and restarted, %s restarted", l, w, v, l)
-				s.At(8*time.Second, func() {
-					s.Heal()
-					st := r.c.Node(v).Status()
-					failed := st.Role == asyncraft.Errored && errors.Is(st.Err, asyncraft.ErrWipedData)
-					if failed {
-						r.wipedRefused++
-					}
-					r.say("wiped-vote: healed; %s failed with ErrWipedData: %v (status %v)", v, failed, st.Err)
-					s.At(2*time.Second, func() { r.removeAndAddBack(v) })
-				})
+				s.At(8*time.Second, func() { r.healWiped("wiped-vote", v) })
 			})
 		})
 	})
@@ -139,19 +130,24 @@ func WipedFollower(cfg Config) Result {
 				s.Heal()
 				s.Isolate(l)
 				r.say("wiped-follower: %s cut off, %s restarted, %q leads term t+1; %s wiped and restarted, %s cut off", g, l, w, f, l)
-				s.At(6*time.Second, func() {
-					s.Heal()
-					st := r.c.Node(f).Status()
-					failed := st.Role == asyncraft.Errored && errors.Is(st.Err, asyncraft.ErrWipedData)
-					if failed {
-						r.wipedRefused++
-					}
-					r.say("wiped-follower: healed; %s failed with ErrWipedData: %v (status %v)", f, failed, st.Err)
-					s.At(2*time.Second, func() { r.removeAndAddBack(f) })
-				})
+				s.At(6*time.Second, func() { r.healWiped("wiped-follower", f) })
 			})
 		})
 	})
+}
+
+// healWiped heals the network, counts the wiped voter id if it failed
+// with ErrWipedData (Result.WipedRefused), and two seconds later takes it
+// back the safe way (removeAndAddBack).
+func (r *run) healWiped(scenario, id string) {
+	r.c.Sim.Heal()
+	st := r.c.Node(id).Status()
+	failed := st.Role == asyncraft.Errored && errors.Is(st.Err, asyncraft.ErrWipedData)
+	if failed {
+		r.wipedRefused++
+	}
+	r.say("%s: healed; %s failed with ErrWipedData: %v (status %v)", scenario, id, failed, st.Err)
+	r.c.Sim.At(2*time.Second, func() { r.removeAndAddBack(id) })
 }
 
 // removeAndAddBack takes a wiped voter back the safe way: removed on the

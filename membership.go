@@ -247,7 +247,9 @@ func (n *Node) changeStopped() error {
 // holds no lease; it sends to what it lacks of the log, then TimeoutNow,
 // and to campaigns at once. A transfer that has not completed within an
 // election timeout ends with ETIMEDOUT, and the leader, if it still leads,
-// accepts proposals again (docs/membership.md, "Leadership transfer").
+// accepts proposals again; if TimeoutNow was sent, to may still win the
+// election it began after that (docs/membership.md, "Leadership
+// transfer").
 func (n *Node) TransferLeadership(ctx context.Context, to string) error {
 	ch := make(chan error, 1)
 	n.TransferLeadershipAsync(to, func(err error) { ch <- err })

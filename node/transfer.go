@@ -26,7 +26,10 @@ import (
 // If the target is not leading within an election timeout of the start,
 // the transfer ends with ETIMEDOUT: the old leader, if it still leads,
 // accepts proposals and holds leases again. A transfer never leaves the
-// group refusing writes for longer than that.
+// group refusing writes for longer than that. ETIMEDOUT is not a definite
+// failure once TimeoutNow was sent: the target may win its election
+// after the old leader gave up waiting (the old leader then steps down as
+// usual).
 
 // transferring is a leadership transfer under way (Actor.transfer).
 type transferring struct {
@@ -146,7 +149,13 @@ func (a *Actor) transferTick(env actors.Env) {
 		a.prio.failed(a.tickCount, a.cfg.Ticks.Election)
 	}
 	a.logger.Warn("asyncraft: leadership transfer did not complete within an election timeout", "to", t.to, "role", a.role.String(), "leader", a.leader)
-	a.transferDone(t.done, closure.Newf(closure.ETIMEDOUT, "the leadership transfer to %s did not complete within an election timeout (leader now %q); proposals are accepted again", t.to, a.leader).Err())
+	// Not a definite failure once TimeoutNow left: the target may still
+	// win the election it began, after this.
+	maybe := ""
+	if t.sent {
+		maybe = fmt.Sprintf("; %s was told to campaign and may still win (Status tells who leads)", t.to)
+	}
+	a.transferDone(t.done, closure.Newf(closure.ETIMEDOUT, "the leadership transfer to %s did not complete within an election timeout (leader now %q); proposals are accepted again%s", t.to, a.leader, maybe).Err())
 	if a.role == Leader {
 		a.drain(env)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 const (
@@ -143,14 +145,6 @@ func newClient(id int, h *history, servers []string, seed uint64) *client {
 
 func (cl *client) close() { cl.http.CloseIdleConnections() }
 
-// apiError is the kvstore's error body.
-type apiError struct {
-	Error      string `json:"error"`
-	Code       string `json:"code"`
-	Leader     string `json:"leader"`
-	LeaderHTTP string `json:"leader_http"`
-}
-
 // retarget picks the next node: the hinted leader, or another at random.
 func (cl *client) retarget(hint string) {
 	if hint != "" {
@@ -221,7 +215,7 @@ func (cl *client) send(in kvInput) (opState, kvOutput, string) {
 		cl.retarget("")
 		return opUnknown, unknown, fmt.Sprintf("%d, reading the body: %v", resp.StatusCode, err)
 	}
-	var e apiError
+	var e kvapi.APIError
 	if resp.StatusCode >= 400 {
 		json.Unmarshal(b, &e)
 	}

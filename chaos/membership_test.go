@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // The membership nemeses drive the kvstore's membership API
@@ -69,27 +71,10 @@ var catchUpFlag = []string{"-catch-up-timeout", "15s"}
 var changeClient = &http.Client{Timeout: changeTimeout + 5*time.Second}
 
 // membershipReply is the kvstore's GET /membership (and the answer to a
-// POST that succeeded).
-type membershipReply struct {
-	ID              string   `json:"id"`
-	Leader          string   `json:"leader"`
-	Term            uint64   `json:"term"`
-	Index           uint64   `json:"index"`
-	Committed       bool     `json:"committed"`
-	Joint           bool     `json:"joint"`
-	Voters          []member `json:"voters"`
-	Learners        []member `json:"learners"`
-	Promoting       []string `json:"promoting"`
-	ClusterIdentity string   `json:"cluster_identity"`
-	ChangeIndex     uint64   `json:"change_index"`
-}
+// POST that succeeded), with the test's helpers.
+type membershipReply kvapi.MembershipReply
 
-type member struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-}
-
-func (m membershipReply) ids(ms []member) []string {
+func (m membershipReply) ids(ms []kvapi.MemberReply) []string {
 	var out []string
 	for _, p := range ms {
 		out = append(out, p.ID)
@@ -99,11 +84,11 @@ func (m membershipReply) ids(ms []member) []string {
 }
 
 func (m membershipReply) isVoter(id string) bool {
-	return slices.ContainsFunc(m.Voters, func(p member) bool { return p.ID == id })
+	return slices.ContainsFunc(m.Voters, func(p kvapi.MemberReply) bool { return p.ID == id })
 }
 
 func (m membershipReply) isLearner(id string) bool {
-	return slices.ContainsFunc(m.Learners, func(p member) bool { return p.ID == id })
+	return slices.ContainsFunc(m.Learners, func(p kvapi.MemberReply) bool { return p.ID == id })
 }
 
 func (m membershipReply) String() string {
@@ -123,13 +108,8 @@ func (m membershipReply) String() string {
 	return s
 }
 
-// changeRequest is the body of POST /membership.
-type changeRequest struct {
-	Op   string `json:"op"`
-	ID   string `json:"id,omitempty"`
-	Addr string `json:"addr,omitempty"`
-	Old  string `json:"old,omitempty"`
-}
+// changeRequest is the body of POST /membership, with the test's String.
+type changeRequest kvapi.MembershipRequest
 
 func (r changeRequest) String() string {
 	switch {
@@ -215,7 +195,7 @@ func (c *cluster) request(i int, method, path string, body any, v any, follow bo
 			}
 			return a
 		}
-		var e apiError
+		var e kvapi.APIError
 		json.Unmarshal(rb, &e)
 		a.code, a.err = e.Code, e.Error
 		if follow && a.status == http.StatusMisdirectedRequest && e.LeaderHTTP != "" && hop == 0 {

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -132,53 +133,6 @@ func resetPeers(args []string, out, errOut io.Writer) int {
 	return exitOK
 }
 
-// The kvstore's membership API (examples/kvstore/membership.go).
-
-type member struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`
-	Priority uint32 `json:"priority,omitempty"`
-	HTTP     string `json:"http,omitempty"`
-}
-
-type membership struct {
-	ID              string   `json:"id"`
-	Leader          string   `json:"leader"`
-	Term            uint64   `json:"term"`
-	Index           uint64   `json:"index"`
-	Committed       bool     `json:"committed"`
-	Joint           bool     `json:"joint"`
-	Voters          []member `json:"voters"`
-	Learners        []member `json:"learners"`
-	Promoting       []string `json:"promoting,omitempty"`
-	OldVoters       []member `json:"old_voters,omitempty"`
-	OldLearners     []member `json:"old_learners,omitempty"`
-	ClusterIdentity string   `json:"cluster_identity,omitempty"`
-	ChangeIndex     uint64   `json:"change_index,omitempty"`
-}
-
-type changeRequest struct {
-	Op       string  `json:"op"`
-	ID       string  `json:"id,omitempty"`
-	Addr     string  `json:"addr,omitempty"`
-	Old      string  `json:"old,omitempty"`
-	Priority *uint32 `json:"priority,omitempty"`
-	IfIndex  *uint64 `json:"if_index,omitempty"`
-}
-
-type transferReply struct {
-	Leader     string `json:"leader"`
-	LeaderHTTP string `json:"leader_http,omitempty"`
-	Term       uint64 `json:"term"`
-}
-
-type apiError struct {
-	Error      string `json:"error"`
-	Code       string `json:"code"`
-	Leader     string `json:"leader,omitempty"`
-	LeaderHTTP string `json:"leader_http,omitempty"`
-}
-
 // remote runs one of the commands that talk to a node's HTTP API.
 func remote(cmd string, args []string, out, errOut io.Writer) int {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -260,7 +214,7 @@ func remote(cmd string, args []string, out, errOut io.Writer) int {
 		if *local {
 			path += "?local=1"
 		}
-		var m membership
+		var m kvapi.MembershipReply
 		body, code := c.do(ctx, http.MethodGet, *httpAddr, path, nil, &m, !*local)
 		if code != exitOK {
 			return code
@@ -276,7 +230,7 @@ func remote(cmd string, args []string, out, errOut io.Writer) int {
 		if *to != "" {
 			q.Set("to", *to)
 		}
-		var tr transferReply
+		var tr kvapi.TransferReply
 		if _, code := c.do(ctx, http.MethodPost, *httpAddr, "/transfer?"+q.Encode(), nil, &tr, true); code != exitOK {
 			return code
 		}
@@ -288,7 +242,7 @@ func remote(cmd string, args []string, out, errOut io.Writer) int {
 		return exitOK
 	}
 
-	req := changeRequest{Op: cmd, ID: *id}
+	req := kvapi.MembershipRequest{Op: cmd, ID: *id}
 	if addr != nil {
 		req.Addr = *addr
 	}
@@ -310,7 +264,7 @@ func remote(cmd string, args []string, out, errOut io.Writer) int {
 		req.IfIndex = &v
 	}
 	b, _ := json.Marshal(req)
-	var m membership
+	var m kvapi.MembershipReply
 	if _, code := c.do(ctx, http.MethodPost, *httpAddr, "/membership?"+q.Encode(), b, &m, true); code != exitOK {
 		return code
 	}
@@ -361,7 +315,7 @@ func (c *adminClient) do(ctx context.Context, method, addr, path string, body []
 			}
 			return b, exitOK
 		}
-		var e apiError
+		var e kvapi.APIError
 		if err := json.Unmarshal(b, &e); err != nil || e.Code == "" {
 			fmt.Fprintf(c.errOut, "asyncraft-admin: %s %s%s answered %s: %s\n(is %s the HTTP API of a kvstore node?)\n", method, addr, path, resp.Status, bytes.TrimSpace(b), addr)
 			return nil, exitFailed
@@ -377,7 +331,7 @@ func (c *adminClient) do(ctx context.Context, method, addr, path string, body []
 
 // report prints a failure the node answered, with what to do about it,
 // and returns the exit status.
-func (c *adminClient) report(status int, e apiError) int {
+func (c *adminClient) report(status int, e kvapi.APIError) int {
 	fmt.Fprintf(c.errOut, "asyncraft-admin: %d %s: %s\n", status, e.Code, e.Error)
 	hint, code := "", exitFailed
 	switch e.Code {
@@ -410,7 +364,7 @@ func (c *adminClient) report(status int, e apiError) int {
 }
 
 // printMembership writes a configuration for people.
-func printMembership(out io.Writer, m membership) {
+func printMembership(out io.Writer, m kvapi.MembershipReply) {
 	state := "committed"
 	if !m.Committed {
 		state = "not committed yet"
@@ -428,7 +382,7 @@ func printMembership(out io.Writer, m membership) {
 	for _, id := range m.Promoting {
 		promoting[id] = true
 	}
-	list := func(role string, ms []member) {
+	list := func(role string, ms []kvapi.MemberReply) {
 		for _, p := range ms {
 			extra := ""
 			if promoting[p.ID] && role == "learner" {

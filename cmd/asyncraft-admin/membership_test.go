@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // fakeKV fakes the membership endpoints of a kvstore node: it records the
@@ -220,11 +222,11 @@ func TestRemoteFailures(t *testing.T) {
 	}
 }
 
-// The request body is what the kvstore decodes (no unknown fields: it
-// refuses them).
+// A guard of index 0 is sent, not left out (the kvstore tells "if_index":0
+// from no guard).
 func TestChangeRequestJSON(t *testing.T) {
 	zero := uint64(0)
-	b, _ := json.Marshal(changeRequest{Op: "remove", ID: "n2", IfIndex: &zero})
+	b, _ := json.Marshal(kvapi.MembershipRequest{Op: "remove", ID: "n2", IfIndex: &zero})
 	if string(b) != `{"op":"remove","id":"n2","if_index":0}` {
 		t.Fatalf("%s", b)
 	}

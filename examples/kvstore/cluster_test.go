@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 	"io"
 	"net"
 	"net/http"
@@ -208,7 +209,7 @@ func TestCluster(t *testing.T) {
 	if leader == follower {
 		follower = "n2"
 	}
-	var e APIError
+	var e kvapi.APIError
 	if code := getJSON(client, "PUT", "http://"+procs[follower].http+"/kv/k", "v", &e); code != 421 || e.Code != "EPERM" || e.Leader != leader || e.LeaderHTTP != procs[leader].http {
 		t.Fatalf("PUT on follower %s: got %d %+v, want 421 naming %s at %s\n%s", follower, code, e, leader, procs[leader].http, logs())
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // Membership over HTTP (docs/membership.md): GET /membership shows the
@@ -58,106 +59,9 @@ func parseIdentity(s string) (uint64, error) {
 	return v, nil
 }
 
-// MemberReply is one member of a configuration: its id, its Raft address,
-// its election priority (asyncraft.Peer.Priority) and, if this node knows
-// it (-peer-http), its HTTP address.
-type MemberReply struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`
-	Priority uint32 `json:"priority,omitempty"`
-	HTTP     string `json:"http,omitempty"`
-}
-
-// MembershipReply is the body of GET /membership and of a POST
-// /membership that succeeded: the configuration in force on the node that
-// answers (Status.Configuration).
-type MembershipReply struct {
-	// ID is the node that answers, Leader the leader it knows, in Term.
-	ID     string `json:"id"`
-	Leader string `json:"leader"`
-	Term   uint64 `json:"term"`
-	// Index is the index of the configuration's log entry (0: the
-	// bootstrap configuration, -peers); Committed whether this node's
-	// commit index has reached it (a leader uses a configuration from the
-	// moment it is appended).
-	Index     uint64 `json:"index"`
-	Committed bool   `json:"committed"`
-	// Joint: a change of voters is half way (OldVoters and OldLearners
-	// are the outgoing configuration; every decision needs a majority of
-	// both).
-	Joint    bool          `json:"joint"`
-	Voters   []MemberReply `json:"voters"`
-	Learners []MemberReply `json:"learners"`
-	// Promoting lists the learners the leader makes voters once they have
-	// caught up (op add-learner-to-promote).
-	Promoting   []string      `json:"promoting,omitempty"`
-	OldVoters   []MemberReply `json:"old_voters,omitempty"`
-	OldLearners []MemberReply `json:"old_learners,omitempty"`
-	// ClusterIdentity is the group's identity, for -join-identity.
-	ClusterIdentity string `json:"cluster_identity,omitempty"`
-	// ChangeIndex is, in the answer to a POST, the index of the entry
-	// that completed the change (committed).
-	ChangeIndex uint64 `json:"change_index,omitempty"`
-}
-
-// MembershipRequest is the body of POST /membership: one change.
-//
-//	{"op":"add-voter","id":"n4","addr":"10.0.0.4:7001"}   AddVoter: a learner until caught up, then a voter
-//	{"op":"add-learner","id":"n4","addr":"..."}           AddLearner
-//	{"op":"add-learner-to-promote","id":"n4","addr":"..."} AddLearnerToPromote: the leader promotes it once caught up
-//	{"op":"promote","id":"n4"}                            PromoteLearner
-//	{"op":"remove","id":"n2"}                             RemoveMember (voter or learner)
-//	{"op":"remove-learner","id":"n4"}                     RemoveLearner (refuses a voter)
-//	{"op":"replace","old":"n2","id":"n4","addr":"..."}    ReplaceVoter
-//	{"op":"set-priority","id":"n2","priority":5}          SetPriority (0: none)
-//	{"op":"set","voters":[{"id","addr"}...],"learners":[...]}  SetConfiguration
-//
-// IfIndex guards the change: it is made only if the configuration in
-// force is still the one of that index (GET /membership's "index"). The
-// server computes the target from that configuration and runs
-// SetConfigurationIf, so that two operators who read the same
-// configuration cannot both change it; otherwise it fails with 412
-// ECONFSTALE.
-type MembershipRequest struct {
-	Op       string          `json:"op"`
-	ID       string          `json:"id,omitempty"`
-	Addr     string          `json:"addr,omitempty"`
-	Old      string          `json:"old,omitempty"`
-	Priority *uint32         `json:"priority,omitempty"`
-	Voters   []MemberRequest `json:"voters,omitempty"`
-	Learners []MemberRequest `json:"learners,omitempty"`
-	IfIndex  *uint64         `json:"if_index,omitempty"`
-}
-
-// MemberRequest is a member of the target of op "set".
-type MemberRequest struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`
-	Priority uint32 `json:"priority,omitempty"`
-}
-
-// TransferReply is the body of a POST /transfer that succeeded: the leader
-// the old one knows of now.
-type TransferReply struct {
-	Leader     string `json:"leader"`
-	LeaderHTTP string `json:"leader_http,omitempty"`
-	Term       uint64 `json:"term"`
-}
-
-// Error codes of the membership endpoints, besides the asyncraft status
-// codes (asyncraft's membership errors carry none of their own).
-const (
-	CodeInProgress = "EINPROGRESS" // asyncraft.ErrChangeInProgress
-	CodeUnchanged  = "EUNCHANGED"  // asyncraft.ErrConfigurationUnchanged
-	CodeConfStale  = "ECONFSTALE"  // asyncraft.ErrConfigurationStale, or if_index is not the index in force
-)
-
-// maxBodyBytes bounds the body of POST /membership.
-const maxBodyBytes = 64 << 10
-
-// change returns the MembershipChange r asks for (without its guard).
-func (r MembershipRequest) change() (asyncraft.MembershipChange, error) {
-	if err := r.check(); err != nil {
+// requestChange returns the MembershipChange r asks for (without its guard).
+func requestChange(r kvapi.MembershipRequest) (asyncraft.MembershipChange, error) {
+	if err := r.Check(); err != nil {
 		return asyncraft.MembershipChange{}, err
 	}
 	p := asyncraft.Peer{ID: r.ID, Addr: r.Addr}
@@ -179,45 +83,12 @@ func (r MembershipRequest) change() (asyncraft.MembershipChange, error) {
 	case "replace":
 		return asyncraft.ReplaceVoter(r.Old, p), nil
 	default: // set
-		return asyncraft.SetConfiguration(r.target()), nil
+		return asyncraft.SetConfiguration(setTarget(r)), nil
 	}
 }
 
-// check says what r lacks, or has that its op does not take.
-func (r MembershipRequest) check() error {
-	const ops = "add-voter, add-learner, add-learner-to-promote, promote, remove, remove-learner, replace, set-priority or set"
-	var takes []string // the fields of r.Op; all but learners required
-	switch r.Op {
-	case "add-voter", "add-learner", "add-learner-to-promote":
-		takes = []string{"id", "addr"}
-	case "promote", "remove", "remove-learner":
-		takes = []string{"id"}
-	case "replace":
-		takes = []string{"old", "id", "addr"}
-	case "set-priority":
-		takes = []string{"id", "priority"}
-	case "set":
-		takes = []string{"voters", "learners"}
-	case "":
-		return errors.New(`the body needs an "op": ` + ops)
-	default:
-		return fmt.Errorf("no op %q: %s", r.Op, ops)
-	}
-	has := map[string]bool{"id": r.ID != "", "addr": r.Addr != "", "old": r.Old != "", "priority": r.Priority != nil,
-		"voters": len(r.Voters) > 0, "learners": len(r.Learners) > 0}
-	for _, f := range []string{"old", "id", "addr", "priority", "voters", "learners"} {
-		switch want := slices.Contains(takes, f); {
-		case want && !has[f] && f != "learners":
-			return fmt.Errorf("op %q needs %q", r.Op, f)
-		case !want && has[f]:
-			return fmt.Errorf("op %q takes no %q", r.Op, f)
-		}
-	}
-	return nil
-}
-
-// target is the configuration of op "set".
-func (r MembershipRequest) target() asyncraft.Configuration {
+// setTarget is the configuration of op "set" r asks for.
+func setTarget(r kvapi.MembershipRequest) asyncraft.Configuration {
 	var t asyncraft.Configuration
 	for _, m := range r.Voters {
 		t.Voters = append(t.Voters, asyncraft.Peer{ID: m.ID, Addr: m.Addr, Priority: m.Priority})
@@ -231,12 +102,12 @@ func (r MembershipRequest) target() asyncraft.Configuration {
 // targetFrom is the configuration r leads to from cur (not joint), for a
 // guarded change: what the library's change of the same name would
 // compute, with its refusals.
-func (r MembershipRequest) targetFrom(cur asyncraft.Configuration) (asyncraft.Configuration, error) {
+func targetFrom(r kvapi.MembershipRequest, cur asyncraft.Configuration) (asyncraft.Configuration, error) {
 	if cur.Joint() {
 		return cur, fmt.Errorf("%w: the configuration is joint (%v)", asyncraft.ErrChangeInProgress, cur)
 	}
 	if r.Op == "set" {
-		return r.target(), nil
+		return setTarget(r), nil
 	}
 	byID := func(id string) func(asyncraft.Peer) bool { return func(p asyncraft.Peer) bool { return p.ID == id } }
 	without := func(ps []asyncraft.Peer, id string) []asyncraft.Peer {
@@ -304,6 +175,9 @@ func (r MembershipRequest) targetFrom(cur asyncraft.Configuration) (asyncraft.Co
 	return t, nil
 }
 
+// maxBodyBytes bounds the body of POST /membership.
+const maxBodyBytes = 64 << 10
+
 // requestTimeout is how long a membership request waits: ?timeout= (a Go
 // duration, at most s.maxTimeout), or the server's timeout.
 func (s *Server) requestTimeout(r *http.Request) (time.Duration, error) {
@@ -343,7 +217,7 @@ func (s *Server) handleMembership(w http.ResponseWriter, r *http.Request) {
 func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request) {
 	mn, ok := s.node.(membershipNode)
 	if !ok {
-		writeJSON(w, http.StatusNotImplemented, APIError{Error: "this node does not change its membership", Code: closure.EINVAL.String()})
+		writeJSON(w, http.StatusNotImplemented, kvapi.APIError{Error: "this node does not change its membership", Code: closure.EINVAL.String()})
 		return
 	}
 	timeout, err := s.requestTimeout(r)
@@ -351,7 +225,7 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var req MembershipRequest
+	var req kvapi.MembershipRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -362,7 +236,7 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, http.StatusBadRequest, "the body holds more than one membership request")
 		return
 	}
-	change, err := req.change()
+	change, err := requestChange(req)
 	if err != nil {
 		badRequest(w, http.StatusBadRequest, err.Error())
 		return
@@ -374,11 +248,11 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if st.ConfigurationIndex != *req.IfIndex {
-			writeJSON(w, http.StatusPreconditionFailed, APIError{Code: CodeConfStale,
+			writeJSON(w, http.StatusPreconditionFailed, kvapi.APIError{Code: kvapi.CodeConfStale,
 				Error: fmt.Sprintf("if_index %d: the configuration in force is the one of index %d (%v)", *req.IfIndex, st.ConfigurationIndex, st.Configuration)})
 			return
 		}
-		target, err := req.targetFrom(st.Configuration)
+		target, err := targetFrom(req, st.Configuration)
 		if err != nil {
 			s.writeChangeError(w, err)
 			return
@@ -402,7 +276,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	mn, ok := s.node.(membershipNode)
 	if !ok {
-		writeJSON(w, http.StatusNotImplemented, APIError{Error: "this node does not transfer its leadership", Code: closure.EINVAL.String()})
+		writeJSON(w, http.StatusNotImplemented, kvapi.APIError{Error: "this node does not transfer its leadership", Code: closure.EINVAL.String()})
 		return
 	}
 	timeout, err := s.requestTimeout(r)
@@ -417,7 +291,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := s.node.Status()
-	writeJSON(w, http.StatusOK, TransferReply{Leader: st.Leader, LeaderHTTP: s.peerHTTP[st.Leader], Term: st.Term})
+	writeJSON(w, http.StatusOK, kvapi.TransferReply{Leader: st.Leader, LeaderHTTP: s.peerHTTP[st.Leader], Term: st.Term})
 }
 
 // changeError maps the error of a membership change or a leadership
@@ -438,21 +312,21 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 //	                 (GET /membership tells)
 //
 // and otherwise as httpError (421/503 EPERM, 503 EBUSY or EAGAIN, ...).
-func (s *Server) changeError(err error) (int, APIError) {
-	body := APIError{Error: err.Error()}
+func (s *Server) changeError(err error) (int, kvapi.APIError) {
+	body := kvapi.APIError{Error: err.Error()}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		body.Code = closure.EUNKNOWN.String()
 		body.Error += " (GET /membership and GET /status tell what became of it)"
 		return http.StatusGatewayTimeout, body
 	case errors.Is(err, asyncraft.ErrChangeInProgress):
-		body.Code = CodeInProgress
+		body.Code = kvapi.CodeInProgress
 		return http.StatusConflict, body
 	case errors.Is(err, asyncraft.ErrConfigurationUnchanged):
-		body.Code = CodeUnchanged
+		body.Code = kvapi.CodeUnchanged
 		return http.StatusConflict, body
 	case errors.Is(err, asyncraft.ErrConfigurationStale):
-		body.Code = CodeConfStale
+		body.Code = kvapi.CodeConfStale
 		return http.StatusPreconditionFailed, body
 	case errors.Is(err, asyncraft.ErrInvalidConfiguration):
 		body.Code = closure.EINVAL.String()
@@ -481,16 +355,16 @@ func (s *Server) writeChangeError(w http.ResponseWriter, err error) {
 
 // membershipReply describes st's configuration; index is the entry of a
 // change just made (0: none).
-func (s *Server) membershipReply(st asyncraft.Status, index uint64) MembershipReply {
-	members := func(ps []asyncraft.Peer) []MemberReply {
-		out := make([]MemberReply, 0, len(ps))
+func (s *Server) membershipReply(st asyncraft.Status, index uint64) kvapi.MembershipReply {
+	members := func(ps []asyncraft.Peer) []kvapi.MemberReply {
+		out := make([]kvapi.MemberReply, 0, len(ps))
 		for _, p := range ps {
-			out = append(out, MemberReply{ID: p.ID, Addr: p.Addr, Priority: p.Priority, HTTP: s.peerHTTP[p.ID]})
+			out = append(out, kvapi.MemberReply{ID: p.ID, Addr: p.Addr, Priority: p.Priority, HTTP: s.peerHTTP[p.ID]})
 		}
 		return out
 	}
 	c := st.Configuration
-	reply := MembershipReply{
+	reply := kvapi.MembershipReply{
 		ID: st.ID, Leader: st.Leader, Term: st.Term,
 		Index: st.ConfigurationIndex, Committed: st.ConfigurationIndex <= st.Commit, Joint: c.Joint(),
 		Voters: members(c.Voters), Learners: members(c.Learners), Promoting: c.Promoting,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // membershipFake is a fakeNode that changes its membership: it records
@@ -55,9 +56,9 @@ func leaderStatus(cfg asyncraft.Configuration, index uint64) asyncraft.Status {
 	return asyncraft.Status{ID: "n1", Role: asyncraft.Leader, Leader: "n1", Term: 4, Commit: 20, Configuration: cfg, ConfigurationIndex: index}
 }
 
-func decodeMembership(t *testing.T, r reply) MembershipReply {
+func decodeMembership(t *testing.T, r reply) kvapi.MembershipReply {
 	t.Helper()
-	var m MembershipReply
+	var m kvapi.MembershipReply
 	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
 		t.Fatalf("%d %s: %v", r.code, r.body, err)
 	}
@@ -134,9 +135,9 @@ func TestMembershipErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{fmt.Errorf("%w: the configuration is joint", asyncraft.ErrChangeInProgress), 409, CodeInProgress},
-		{fmt.Errorf("%w: n4 is a voter already", asyncraft.ErrConfigurationUnchanged), 409, CodeUnchanged},
-		{fmt.Errorf("%w: expected ...", asyncraft.ErrConfigurationStale), 412, CodeConfStale},
+		{fmt.Errorf("%w: the configuration is joint", asyncraft.ErrChangeInProgress), 409, kvapi.CodeInProgress},
+		{fmt.Errorf("%w: n4 is a voter already", asyncraft.ErrConfigurationUnchanged), 409, kvapi.CodeUnchanged},
+		{fmt.Errorf("%w: expected ...", asyncraft.ErrConfigurationStale), 412, kvapi.CodeConfStale},
 		{fmt.Errorf("%w: no voters", asyncraft.ErrInvalidConfiguration), 400, "EINVAL"},
 		{closure.Newf(closure.ETIMEDOUT, "[n4] did not catch up").Err(), 504, "ETIMEDOUT"},
 		{closure.Newf(closure.EUNKNOWN, "stepped down").Err(), 504, "EUNKNOWN"},
@@ -197,11 +198,11 @@ func TestGetMembership(t *testing.T) {
 	defer ts.Close()
 	r := call(t, ts, "GET", "/membership", "")
 	m := decodeMembership(t, r)
-	want := MembershipReply{ID: "n1", Leader: "n1", Term: 4, Index: 25, Committed: false, Joint: true,
-		Voters:          []MemberReply{{ID: "n1", Addr: "a1:1", HTTP: "h1:1"}, {ID: "n4", Addr: "a4:1"}},
-		Learners:        []MemberReply{{ID: "n5", Addr: "a5:1"}},
+	want := kvapi.MembershipReply{ID: "n1", Leader: "n1", Term: 4, Index: 25, Committed: false, Joint: true,
+		Voters:          []kvapi.MemberReply{{ID: "n1", Addr: "a1:1", HTTP: "h1:1"}, {ID: "n4", Addr: "a4:1"}},
+		Learners:        []kvapi.MemberReply{{ID: "n5", Addr: "a5:1"}},
 		Promoting:       []string{"n5"},
-		OldVoters:       []MemberReply{{ID: "n1", Addr: "a1:1", HTTP: "h1:1"}, {ID: "n2", Addr: "a2:1", HTTP: "h2:1"}},
+		OldVoters:       []kvapi.MemberReply{{ID: "n1", Addr: "a1:1", HTTP: "h1:1"}, {ID: "n2", Addr: "a2:1", HTTP: "h2:1"}},
 		ClusterIdentity: "0x000000000000feed"}
 	if r.code != 200 || fmt.Sprint(m) != fmt.Sprint(want) {
 		t.Fatalf("GET /membership: %d\n got %+v\nwant %+v", r.code, m, want)
@@ -230,7 +231,7 @@ func TestMembershipIfIndex(t *testing.T) {
 	node := &membershipFake{fakeNode: fakeNode{status: leaderStatus(threeVoters, 7)}, index: 12}
 	ts := httptest.NewServer(NewServer(node, NewStore("n1", nil), nil).Handler())
 	defer ts.Close()
-	if r := call(t, ts, "POST", "/membership", `{"op":"remove","id":"n2","if_index":6}`); r.code != 412 || r.err.Code != CodeConfStale || len(node.changes) != 0 {
+	if r := call(t, ts, "POST", "/membership", `{"op":"remove","id":"n2","if_index":6}`); r.code != 412 || r.err.Code != kvapi.CodeConfStale || len(node.changes) != 0 {
 		t.Fatalf("if_index 6 (in force: 7): %d %s, changes %q", r.code, r.body, node.changes)
 	}
 	r := call(t, ts, "POST", "/membership", `{"op":"remove","id":"n2","if_index":7}`)
@@ -245,8 +246,8 @@ func TestMembershipIfIndex(t *testing.T) {
 	}
 	// Refusals computed from the configuration.
 	for body, code := range map[string]string{
-		`{"op":"remove","id":"n9","if_index":0}`:                           CodeUnchanged,
-		`{"op":"add-voter","id":"n2","addr":"a2:1","if_index":0}`:          CodeUnchanged,
+		`{"op":"remove","id":"n9","if_index":0}`:                           kvapi.CodeUnchanged,
+		`{"op":"add-voter","id":"n2","addr":"a2:1","if_index":0}`:          kvapi.CodeUnchanged,
 		`{"op":"promote","id":"n2","if_index":0}`:                          "EINVAL",
 		`{"op":"replace","old":"n9","id":"n4","addr":"a","if_index":0}`:    "EINVAL",
 		`{"op":"add-learner","id":"n1","addr":"a1:1","if_index":0}`:        "EINVAL",
@@ -272,19 +273,19 @@ func TestTargetFrom(t *testing.T) {
 		Promoting: []string{"n5"},
 	}
 	for _, c := range []struct {
-		req  MembershipRequest
+		req  kvapi.MembershipRequest
 		want string
 	}{
-		{MembershipRequest{Op: "add-voter", ID: "n4", Addr: "a4"}, "voters n1 n2 n4 learners n3 n5 promoting [n5]"},
-		{MembershipRequest{Op: "add-voter", ID: "n3", Addr: "b3"}, "voters n1 n2 n3 learners n5 promoting [n5]"},
-		{MembershipRequest{Op: "add-learner-to-promote", ID: "n4", Addr: "a4"}, "voters n1 n2 learners n3 n4 n5 promoting [n5 n4]"},
-		{MembershipRequest{Op: "promote", ID: "n5"}, "voters n1 n2 n5 learners n3 promoting []"},
-		{MembershipRequest{Op: "remove", ID: "n1"}, "voters n2 learners n3 n5 promoting [n5]"},
-		{MembershipRequest{Op: "remove-learner", ID: "n5"}, "voters n1 n2 learners n3 promoting []"},
-		{MembershipRequest{Op: "replace", Old: "n2", ID: "n3", Addr: "a3"}, "voters n1 n3 learners n5 promoting [n5]"},
-		{MembershipRequest{Op: "set-priority", ID: "n2", Priority: &seven}, "voters n1 n2 learners n3 n5 promoting [n5]"},
+		{kvapi.MembershipRequest{Op: "add-voter", ID: "n4", Addr: "a4"}, "voters n1 n2 n4 learners n3 n5 promoting [n5]"},
+		{kvapi.MembershipRequest{Op: "add-voter", ID: "n3", Addr: "b3"}, "voters n1 n2 n3 learners n5 promoting [n5]"},
+		{kvapi.MembershipRequest{Op: "add-learner-to-promote", ID: "n4", Addr: "a4"}, "voters n1 n2 learners n3 n4 n5 promoting [n5 n4]"},
+		{kvapi.MembershipRequest{Op: "promote", ID: "n5"}, "voters n1 n2 n5 learners n3 promoting []"},
+		{kvapi.MembershipRequest{Op: "remove", ID: "n1"}, "voters n2 learners n3 n5 promoting [n5]"},
+		{kvapi.MembershipRequest{Op: "remove-learner", ID: "n5"}, "voters n1 n2 learners n3 promoting []"},
+		{kvapi.MembershipRequest{Op: "replace", Old: "n2", ID: "n3", Addr: "a3"}, "voters n1 n3 learners n5 promoting [n5]"},
+		{kvapi.MembershipRequest{Op: "set-priority", ID: "n2", Priority: &seven}, "voters n1 n2 learners n3 n5 promoting [n5]"},
 	} {
-		got, err := c.req.targetFrom(cur)
+		got, err := targetFrom(c.req, cur)
 		if err != nil {
 			t.Errorf("%+v: %v", c.req, err)
 			continue
@@ -301,7 +302,7 @@ func TestTargetFrom(t *testing.T) {
 			t.Errorf("%+v: %s, want %s", c.req, s, c.want)
 		}
 	}
-	got, err := (MembershipRequest{Op: "set-priority", ID: "n3", Priority: &seven}).targetFrom(cur)
+	got, err := targetFrom(kvapi.MembershipRequest{Op: "set-priority", ID: "n3", Priority: &seven}, cur)
 	if err != nil || got.Learners[0].Priority != 7 || cur.Learners[0].Priority != 0 {
 		t.Errorf("set-priority of a learner: %+v, %v (and the configuration it came from: %+v)", got, err, cur)
 	}
@@ -310,13 +311,13 @@ func TestTargetFrom(t *testing.T) {
 		prio uint32
 		want error
 	}{{"n9", 7, asyncraft.ErrInvalidConfiguration}, {"n1", 0, asyncraft.ErrConfigurationUnchanged}} {
-		if _, err := (MembershipRequest{Op: "set-priority", ID: c.id, Priority: &c.prio}).targetFrom(cur); !errors.Is(err, c.want) {
+		if _, err := targetFrom(kvapi.MembershipRequest{Op: "set-priority", ID: c.id, Priority: &c.prio}, cur); !errors.Is(err, c.want) {
 			t.Errorf("set-priority %s %d: %v, want %v", c.id, c.prio, err, c.want)
 		}
 	}
 	joint := cur
 	joint.OldVoters = cur.Voters[:1]
-	if _, err := (MembershipRequest{Op: "remove", ID: "n2"}).targetFrom(joint); !errors.Is(err, asyncraft.ErrChangeInProgress) {
+	if _, err := targetFrom(kvapi.MembershipRequest{Op: "remove", ID: "n2"}, joint); !errors.Is(err, asyncraft.ErrChangeInProgress) {
 		t.Errorf("from a joint configuration: %v", err)
 	}
 }
@@ -379,11 +380,11 @@ func TestMembershipSingleNode(t *testing.T) {
 
 	r := call(t, ts, "POST", "/membership", `{"op":"add-learner","id":"n2","addr":"nowhere:1"}`)
 	m = decodeMembership(t, r)
-	if r.code != 200 || m.ChangeIndex == 0 || m.Index != m.ChangeIndex || len(m.Learners) != 1 || m.Learners[0] != (MemberReply{ID: "n2", Addr: "nowhere:1"}) {
+	if r.code != 200 || m.ChangeIndex == 0 || m.Index != m.ChangeIndex || len(m.Learners) != 1 || m.Learners[0] != (kvapi.MemberReply{ID: "n2", Addr: "nowhere:1"}) {
 		t.Fatalf("add-learner: %d %s", r.code, r.body)
 	}
-	if r := call(t, ts, "POST", "/membership", `{"op":"add-learner","id":"n2","addr":"nowhere:1"}`); r.code != 409 || r.err.Code != CodeUnchanged {
-		t.Fatalf("add-learner again: %d %s, want 409 %s", r.code, r.body, CodeUnchanged)
+	if r := call(t, ts, "POST", "/membership", `{"op":"add-learner","id":"n2","addr":"nowhere:1"}`); r.code != 409 || r.err.Code != kvapi.CodeUnchanged {
+		t.Fatalf("add-learner again: %d %s, want 409 %s", r.code, r.body, kvapi.CodeUnchanged)
 	}
 	// n2 never answers: its promotion fails once the catch-up timeout
 	// (20 election timeouts: 2 s) passes, and it stays a learner.
@@ -396,7 +397,7 @@ func TestMembershipSingleNode(t *testing.T) {
 	if len(m.Voters) != 1 || len(m.Learners) != 1 || m.Joint {
 		t.Fatalf("after the failed promotion: %+v", m)
 	}
-	if r := call(t, ts, "POST", "/membership", fmt.Sprintf(`{"op":"remove-learner","id":"n2","if_index":%d}`, m.Index-1)); r.code != 412 || r.err.Code != CodeConfStale {
+	if r := call(t, ts, "POST", "/membership", fmt.Sprintf(`{"op":"remove-learner","id":"n2","if_index":%d}`, m.Index-1)); r.code != 412 || r.err.Code != kvapi.CodeConfStale {
 		t.Fatalf("a stale if_index: %d %s", r.code, r.body)
 	}
 	r = call(t, ts, "POST", "/membership", fmt.Sprintf(`{"op":"remove-learner","id":"n2","if_index":%d}`, m.Index))
@@ -497,13 +498,13 @@ func TestJoinProcess(t *testing.T) {
 		"-peers", strings.Join(c.peers, ","), "-peer-http", strings.Join(c.peerHTTP, ","),
 		"-election-timeout", "300ms", "-join-identity", st.ClusterIdentity})
 	waitFor(t, 15*time.Second, "n4 serves", func() bool { _, ok := status("n4"); return ok })
-	var m MembershipReply
-	var e APIError
+	var m kvapi.MembershipReply
+	var e kvapi.APIError
 	if code := getJSON(client, "POST", "http://"+procs[l].http+"/membership?timeout=25s", `{"op":"add-voter","id":"n4","addr":"`+n4raft+`"}`, &m); code != 200 {
 		getJSON(client, "GET", "http://"+procs[l].http+"/membership", "", &e)
 		t.Fatalf("add-voter n4: %d %+v\n%s", code, m, logs())
 	}
-	if len(m.Voters) != 4 || !slices.ContainsFunc(m.Voters, func(p MemberReply) bool { return p.ID == "n4" && p.Addr == n4raft }) || m.Joint {
+	if len(m.Voters) != 4 || !slices.ContainsFunc(m.Voters, func(p kvapi.MemberReply) bool { return p.ID == "n4" && p.Addr == n4raft }) || m.Joint {
 		t.Fatalf("after add-voter n4: %+v", m)
 	}
 	all := []string{"n1", "n2", "n3", "n4"}
@@ -513,7 +514,7 @@ func TestJoinProcess(t *testing.T) {
 	}
 
 	// The leadership goes to n4, which then removes a founder.
-	var tr TransferReply
+	var tr kvapi.TransferReply
 	if code := getJSON(client, "POST", "http://"+procs[l].http+"/transfer?to=n4", "", &tr); code != 200 || tr.Leader != "n4" || tr.LeaderHTTP != n4.http {
 		t.Fatalf("transfer to n4: %d %+v\n%s", code, tr, logs())
 	}
@@ -524,11 +525,11 @@ func TestJoinProcess(t *testing.T) {
 	// committed.
 	code := 0
 	waitFor(t, 10*time.Second, "n4 takes a change", func() bool {
-		m = MembershipReply{}
+		m = kvapi.MembershipReply{}
 		code = getJSON(client, "POST", "http://"+n4.http+"/membership", `{"op":"remove","id":"n1"}`, &m)
 		return code != 503
 	})
-	if code != 200 || len(m.Voters) != 3 || m.Leader != "n4" || slices.ContainsFunc(m.Voters, func(p MemberReply) bool { return p.ID == "n1" }) {
+	if code != 200 || len(m.Voters) != 3 || m.Leader != "n4" || slices.ContainsFunc(m.Voters, func(p kvapi.MemberReply) bool { return p.ID == "n1" }) {
 		t.Fatalf("remove n1 on n4: %d %+v\n%s", code, m, logs())
 	}
 	put("n4", 50, 10)

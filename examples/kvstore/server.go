@@ -12,6 +12,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 	"github.com/asyncraft/asyncraft/snapshot"
 )
 
@@ -45,7 +46,7 @@ type raftNode interface {
 //	GET    /membership         200 the leader's configuration (voters,
 //	                           learners, index, joint or not); ?local=1:
 //	                           this node's, leader or not
-//	POST   /membership         body = a MembershipRequest: a change of the
+//	POST   /membership         body = a kvapi.MembershipRequest: a change of the
 //	                           configuration, run on the leader; 200 the new
 //	                           configuration (see changeError for failures)
 //	POST   /transfer?to=ID     hands the leader's leadership to voter ID
@@ -114,23 +115,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/membership", s.handleMembership)
 	mux.HandleFunc("/transfer", s.handleTransfer)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, APIError{Error: "no such endpoint: " + r.URL.Path, Code: "ENOTFOUND"})
+		writeJSON(w, http.StatusNotFound, kvapi.APIError{Error: "no such endpoint: " + r.URL.Path, Code: "ENOTFOUND"})
 	})
 	return mux
-}
-
-// APIError is the body of every error response.
-type APIError struct {
-	Error string `json:"error"`
-	// Code is the asyncraft status code (EPERM, EBUSY, EUNKNOWN, ...), or
-	// EINVAL for a bad request and ENOTFOUND for a missing key; the
-	// membership endpoints add EINPROGRESS, EUNCHANGED and ECONFSTALE
-	// (see changeError).
-	Code string `json:"code"`
-	// Leader and LeaderHTTP name the leader, when this node is not it and
-	// knows it (LeaderHTTP only if it was given -peer-http).
-	Leader     string `json:"leader,omitempty"`
-	LeaderHTTP string `json:"leader_http,omitempty"`
 }
 
 // KV is the body of a successful GET.
@@ -262,15 +249,15 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		writeJSON(w, http.StatusOK, SnapshotReply{Index: index})
 	case errors.Is(err, snapshot.ErrBusy):
-		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: closure.EBUSY.String()})
+		writeJSON(w, http.StatusConflict, kvapi.APIError{Error: err.Error(), Code: closure.EBUSY.String()})
 	case errors.Is(err, snapshot.ErrExists):
 		// Nothing was applied since the newest snapshot: the store holds
 		// one of this very state already.
-		writeJSON(w, http.StatusConflict, APIError{Error: err.Error(), Code: "EEXIST"})
+		writeJSON(w, http.StatusConflict, kvapi.APIError{Error: err.Error(), Code: "EEXIST"})
 	case errors.Is(err, asyncraft.ErrNoSnapshots):
-		writeJSON(w, http.StatusNotImplemented, APIError{Error: err.Error(), Code: closure.EINVAL.String()})
+		writeJSON(w, http.StatusNotImplemented, kvapi.APIError{Error: err.Error(), Code: closure.EINVAL.String()})
 	default:
-		writeJSON(w, http.StatusInternalServerError, APIError{Error: err.Error(), Code: closure.EIO.String()})
+		writeJSON(w, http.StatusInternalServerError, kvapi.APIError{Error: err.Error(), Code: closure.EIO.String()})
 	}
 }
 
@@ -345,7 +332,7 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 				code, body := s.httpError(closure.StatusOf(err))
 				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, closure.ErrTimeout) {
 					// A read has no effect: a timeout is just a retry.
-					code, body = http.StatusServiceUnavailable, APIError{Error: "read timed out: " + err.Error(), Code: closure.ETIMEDOUT.String()}
+					code, body = http.StatusServiceUnavailable, kvapi.APIError{Error: "read timed out: " + err.Error(), Code: closure.ETIMEDOUT.String()}
 				}
 				writeJSON(w, code, body)
 				return
@@ -376,7 +363,7 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	}
 	res, ok := v.(Result)
 	if !ok || res.Err != "" {
-		writeJSON(w, http.StatusInternalServerError, APIError{Error: fmt.Sprintf("unexpected result %+v", v), Code: closure.EINTERNAL.String()})
+		writeJSON(w, http.StatusInternalServerError, kvapi.APIError{Error: fmt.Sprintf("unexpected result %+v", v), Code: closure.EINTERNAL.String()})
 		return
 	}
 	switch {
@@ -385,7 +372,7 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	case c.Op != OpGet:
 		w.WriteHeader(http.StatusNoContent)
 	case !res.Found:
-		writeJSON(w, http.StatusNotFound, APIError{Error: "key not found", Code: "ENOTFOUND"})
+		writeJSON(w, http.StatusNotFound, kvapi.APIError{Error: "key not found", Code: "ENOTFOUND"})
 	default:
 		writeJSON(w, http.StatusOK, KV{Key: key, Value: res.Value})
 	}
@@ -397,7 +384,7 @@ func (s *Server) writeLocal(w http.ResponseWriter, key string) {
 		writeJSON(w, http.StatusOK, KV{Key: key, Value: v})
 		return
 	}
-	writeJSON(w, http.StatusNotFound, APIError{Error: "key not found", Code: "ENOTFOUND"})
+	writeJSON(w, http.StatusNotFound, kvapi.APIError{Error: "key not found", Code: "ENOTFOUND"})
 }
 
 // httpError maps the status of a failed command to an HTTP status code and
@@ -411,8 +398,8 @@ func (s *Server) writeLocal(w http.ResponseWriter, key string) {
 //	                 command may or may not be applied
 //	400 EINVAL       bad request
 //	500 others       the node is in error (ESTATEMACHINE, EIO, ...)
-func (s *Server) httpError(st closure.Status) (int, APIError) {
-	body := APIError{Error: st.String(), Code: st.Code.String()}
+func (s *Server) httpError(st closure.Status) (int, kvapi.APIError) {
+	body := kvapi.APIError{Error: st.String(), Code: st.Code.String()}
 	switch st.Code {
 	case closure.EPERM:
 		if st.Leader == "" {
@@ -443,7 +430,7 @@ func (s *Server) httpError(st closure.Status) (int, APIError) {
 func refused(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrStoreFull):
-		writeJSON(w, http.StatusInsufficientStorage, APIError{Error: err.Error(), Code: "ENOSPC"})
+		writeJSON(w, http.StatusInsufficientStorage, kvapi.APIError{Error: err.Error(), Code: "ENOSPC"})
 	case errors.Is(err, ErrValueTooLarge):
 		badRequest(w, http.StatusRequestEntityTooLarge, err.Error())
 	default:
@@ -452,12 +439,12 @@ func refused(w http.ResponseWriter, err error) {
 }
 
 func badRequest(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, APIError{Error: msg, Code: closure.EINVAL.String()})
+	writeJSON(w, code, kvapi.APIError{Error: msg, Code: closure.EINVAL.String()})
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeJSON(w, http.StatusMethodNotAllowed, APIError{Error: "method not allowed; use " + allow, Code: closure.EINVAL.String()})
+	writeJSON(w, http.StatusMethodNotAllowed, kvapi.APIError{Error: "method not allowed; use " + allow, Code: closure.EINVAL.String()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/asyncraft/asyncraft"
 	"github.com/asyncraft/asyncraft/closure"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 	"github.com/asyncraft/asyncraft/snapshot"
 )
 
@@ -87,7 +88,7 @@ func startSingleWith(t *testing.T, dataDir string, setup func(*Server)) (*httpte
 type reply struct {
 	code int
 	body string
-	err  APIError
+	err  kvapi.APIError
 }
 
 func call(t *testing.T, ts *httptest.Server, method, path, body string) reply {
@@ -115,7 +116,7 @@ func call(t *testing.T, ts *httptest.Server, method, path, body string) reply {
 			t.Errorf("%s %s: error with Content-Type %q", method, path, ct)
 		}
 		if err := json.Unmarshal(b, &r.err); err != nil || r.err.Code == "" || r.err.Error == "" {
-			t.Errorf("%s %s: error body %q is not an APIError", method, path, b)
+			t.Errorf("%s %s: error body %q is not an kvapi.APIError", method, path, b)
 		}
 	}
 	return r

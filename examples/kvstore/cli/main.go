@@ -31,6 +31,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 func main() {
@@ -126,14 +128,6 @@ type response struct {
 	body   []byte
 }
 
-// apiError is the kvstore's error body.
-type apiError struct {
-	Error      string `json:"error"`
-	Code       string `json:"code"`
-	Leader     string `json:"leader"`
-	LeaderHTTP string `json:"leader_http"`
-}
-
 // unknownError: a write may or may not have been applied.
 type unknownError struct{ msg string }
 
@@ -182,7 +176,7 @@ func (c *client) do(ctx context.Context, req request) (response, error) {
 		case http.StatusOK, http.StatusNoContent, http.StatusNotFound:
 			return res, nil
 		}
-		var e apiError
+		var e kvapi.APIError
 		json.Unmarshal(res.body, &e)
 		last = fmt.Errorf("%s: %d %s: %s", target, res.code, e.Code, e.Error)
 		switch res.code {

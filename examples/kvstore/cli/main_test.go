@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // fake is a kvstore node's HTTP API with canned behaviour.
@@ -60,7 +62,7 @@ func TestFollowsLeaderHint(t *testing.T) {
 	}}
 	leaderAddr := serve(t, leader)
 	follower := &fake{handle: func(w http.ResponseWriter, r *http.Request) {
-		jsonReply(w, 421, apiError{Error: "not the leader", Code: "EPERM", Leader: "n2", LeaderHTTP: leaderAddr})
+		jsonReply(w, 421, kvapi.APIError{Error: "not the leader", Code: "EPERM", Leader: "n2", LeaderHTTP: leaderAddr})
 	}}
 	followerAddr := serve(t, follower)
 
@@ -91,9 +93,9 @@ func TestRetriesDefiniteFailures(t *testing.T) {
 		mu.Unlock()
 		switch n {
 		case 1:
-			jsonReply(w, 503, apiError{Error: "no leader", Code: "EPERM"})
+			jsonReply(w, 503, kvapi.APIError{Error: "no leader", Code: "EPERM"})
 		case 2:
-			jsonReply(w, 503, apiError{Error: "busy", Code: "EBUSY"})
+			jsonReply(w, 503, kvapi.APIError{Error: "busy", Code: "EBUSY"})
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}
@@ -108,7 +110,7 @@ func TestRetriesDefiniteFailures(t *testing.T) {
 
 func TestUnknownWriteNotRetried(t *testing.T) {
 	node := &fake{handle: func(w http.ResponseWriter, r *http.Request) {
-		jsonReply(w, 504, apiError{Error: "timed out", Code: "EUNKNOWN"})
+		jsonReply(w, 504, kvapi.APIError{Error: "timed out", Code: "EUNKNOWN"})
 	}}
 	addr := serve(t, node)
 	code, _, errs := runCLI("-servers", addr, "put", "k", "v")
@@ -125,10 +127,10 @@ func TestUnknownWriteNotRetried(t *testing.T) {
 func TestNotFoundAndBadRequest(t *testing.T) {
 	node := &fake{handle: func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
-			jsonReply(w, 404, apiError{Error: "key not found", Code: "ENOTFOUND"})
+			jsonReply(w, 404, kvapi.APIError{Error: "key not found", Code: "ENOTFOUND"})
 			return
 		}
-		jsonReply(w, 400, apiError{Error: "bad key", Code: "EINVAL"})
+		jsonReply(w, 400, kvapi.APIError{Error: "bad key", Code: "EINVAL"})
 	}}
 	addr := serve(t, node)
 	if code, _, errs := runCLI("-servers", addr, "get", "k"); code != exitFailed || !strings.Contains(errs, "not found") {

@@ -3,9 +3,12 @@ package node
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/asyncraft/asyncraft/actors"
 	"github.com/asyncraft/asyncraft/closure"
 	"github.com/asyncraft/asyncraft/fsm"
+	"github.com/asyncraft/asyncraft/internal/faults"
 	"github.com/asyncraft/asyncraft/logmgr"
 	"github.com/asyncraft/asyncraft/raftpb"
 	"github.com/asyncraft/asyncraft/snapshot"
@@ -48,7 +51,21 @@ type installing struct {
 	loading bool
 }
 
+// is reports whether m is the snapshot being installed, bytes and all:
+// two leaders' snapshots of one index hold the same state but need not be
+// the same bytes (a state machine that iterates a Go map writes its pairs
+// in an order of its own each time), and a fetch of one is not a fetch of
+// the other.
 func (i *installing) is(m *raftpb.SnapshotMeta) bool {
+	if faults.On(faults.InstallByIndex) {
+		return i.of(m)
+	}
+	return i != nil && m != nil && proto.Equal(i.meta, m)
+}
+
+// of reports whether m is a snapshot of the index and term being
+// installed, whatever its bytes.
+func (i *installing) of(m *raftpb.SnapshotMeta) bool {
 	return i != nil && m != nil && i.meta.LastIndex == m.LastIndex && i.meta.LastTerm == m.LastTerm
 }
 
@@ -78,8 +95,14 @@ func (a *Actor) onInstallRequest(env actors.Env, e *raftpb.Envelope, req *raftpb
 	}
 	same := a.inst.is(m)
 	if !same {
+		// Another leader's snapshot of the index being installed is the
+		// same install to the metrics; its fetch replaces the other's,
+		// whose end (ErrCanceled) is then about a fetch no longer waited
+		// for.
+		if !a.inst.of(m) {
+			a.sh.Metrics.InstallsStarted.Add(1)
+		}
 		a.inst = &installing{meta: m}
-		a.sh.Metrics.InstallsStarted.Add(1)
 	}
 	a.inst.replyTo, a.inst.seq, a.inst.from = a.replyTo(e), e.Seq, e.From
 	a.debug("installing snapshot", "index", m.LastIndex, "term", m.LastTerm, "from", e.From, "again", same)
@@ -91,9 +114,13 @@ func (a *Actor) copier() actors.Ref { return a.cfg.Snapshotter.Child(snapshot.Co
 
 func (a *Actor) onFetched(env actors.Env, m snapshot.Fetched) {
 	in := a.inst
-	if !in.is(m.Meta) || in.loading {
+	if !in.of(m.Meta) || in.loading {
 		return // about a fetch this node no longer waits for
 	}
+	// The store holds a snapshot of that index and term: the one asked
+	// for, or one it held already (same state, maybe other bytes), which
+	// is the one to load.
+	in.meta = m.Meta
 	idx, term := in.meta.LastIndex, in.meta.LastTerm
 	if idx <= a.commit || a.log.MatchTerm(idx, term) {
 		if idx > a.commit {

@@ -493,6 +493,46 @@ func TestHarnessInstallJoins(t *testing.T) {
 			w.expectAnswer(b, 2, 1, seq, true, 12, "")
 		})
 	})
+	// A new leader's snapshot of the index being fetched, other bytes
+	// (each leader wrote its own): a new fetch, one install. The end of
+	// the replaced fetch answers nobody; the store's snapshot of that
+	// index is loaded, whichever bytes it holds.
+	t.Run("same-index-other-bytes", func(t *testing.T) {
+		forSeeds(t, func(t *testing.T, seed uint64) {
+			for _, loaded := range []string{"new", "old"} {
+				w := newWorld(t, setup{seed: seed, term: 2, log: ents(1, 1, 3), snapshots: true})
+				b, c := w.peers["b"], w.peers["c"]
+				old, cur := snapMeta(10, 2), snapMeta(10, 2)
+				cur.DataCrc32C, cur.DataSize = 0x1234, 101
+				w.fromPeer("b", 2, installRequest(old))
+				seq := w.fromPeer("c", 3, installRequest(cur))
+				w.saveAll()
+				w.expectFetch(1, cur, c, 3)
+				if n := w.sh.Metrics.InstallsStarted.Load(); n != 1 {
+					w.fatalf("InstallsStarted %d, want 1", n)
+				}
+				w.A.Send(hNodeRef, snapshot.FetchFailed{Meta: old, Err: snapshot.ErrCanceled})
+				w.settle()
+				w.expectAnswer(c, 3, 0, 0, false, 0, "")
+				w.expectAnswer(b, 2, 0, 0, false, 0, "")
+				if n := w.sh.Metrics.InstallFailures.Load(); n != 0 {
+					w.fatalf("InstallFailures %d after the replaced fetch ended, want 0", n)
+				}
+				held := cur
+				if loaded == "old" {
+					held = old // the store had it complete already
+				}
+				w.A.Send(hNodeRef, snapshot.Fetched{Meta: held})
+				w.settle()
+				if l := fsmGot[fsm.Load](w); len(l) != 1 || l[0].Meta.Index != 10 || len(w.opened) != 1 || !proto.Equal(w.opened[0], held) {
+					w.fatalf("the FSM caller got %v, opening %v; want a Load of 10 opening %v", l, w.opened, held)
+				}
+				w.A.Send(hNodeRef, fsm.Applied{Index: 10})
+				w.settle()
+				w.expectAnswer(c, 3, 1, seq, true, 10, "")
+			}
+		})
+	})
 }
 
 // TestHarnessInstallCanceledWhenLeading: a node that becomes leader while

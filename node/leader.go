@@ -183,7 +183,14 @@ func (a *Actor) onReadReport(msg any) {
 		if a.role != Leader || m.Term != a.term {
 			return
 		}
-		if m.Failures == 1 {
+		switch {
+		case m.Failures != 1:
+		case m.PeerSide:
+			// The follower's own log says why; the leader offers a
+			// snapshot again.
+			a.logger.Warn("asyncraft: a follower could not install the snapshot; it is offered again",
+				"peer", m.Peer, "term", m.Term, "retry in ticks", m.RetryTicks, "err", m.Err)
+		default:
 			a.logger.Error("asyncraft: a replicator cannot read the log; the peer gets no entries while it retries",
 				"peer", m.Peer, "term", m.Term, "err", m.Err)
 		}

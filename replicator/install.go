@@ -80,18 +80,18 @@ func (r *Replicator) onOfferFailed(env actors.Env, m snapshot.OfferFailed) {
 		return
 	}
 	r.ins.offering = false
-	r.installFailed(env, fmt.Errorf("no snapshot to install on %s: %w", r.cfg.PeerID, m.Err))
+	r.installFailed(env, fmt.Errorf("no snapshot to install on %s: %w", r.cfg.PeerID, m.Err), false)
 }
 
 // installFailed reports a failed offer or install, as a failed read, and
 // offers again after the back-off.
-func (r *Replicator) installFailed(env actors.Env, err error) {
+func (r *Replicator) installFailed(env actors.Env, err error, peerSide bool) {
 	r.ins.meta = nil
 	r.ins.retry = true
 	r.failures++
 	r.backoff = min(max(2*r.backoff, 1), r.cfg.HeartbeatTicks)
 	r.retryIn = r.backoff
-	env.Send(r.cfg.Node, ReadFailed{Peer: r.cfg.PeerID, Term: r.cfg.Term, Err: err, Failures: r.failures, RetryTicks: r.retryIn})
+	env.Send(r.cfg.Node, ReadFailed{Peer: r.cfg.PeerID, Term: r.cfg.Term, Err: err, Failures: r.failures, RetryTicks: r.retryIn, PeerSide: peerSide})
 }
 
 func (r *Replicator) sendInstall(env actors.Env) {
@@ -121,7 +121,7 @@ func (r *Replicator) onInstallResponse(env actors.Env, seq uint64, resp *raftpb.
 	meta := r.ins.meta
 	r.withdraw(env)
 	if !resp.Success {
-		r.installFailed(env, fmt.Errorf("%s could not install snapshot %d/%d: %s", r.cfg.PeerID, meta.LastIndex, meta.LastTerm, resp.Reason))
+		r.installFailed(env, fmt.Errorf("%s could not install snapshot %d/%d: %s", r.cfg.PeerID, meta.LastIndex, meta.LastTerm, resp.Reason), true)
 		return
 	}
 	// The peer's log now matches the leader's up to the snapshot's last

@@ -288,9 +288,9 @@ func TestInstallFailureRetried(t *testing.T) {
 	if len(h.node.readFailed) != 1 {
 		h.fatalf("read failures %+v, want 1", h.node.readFailed)
 	}
-	if m := h.node.readFailed[0]; m.Peer != testPeer || m.Term != 2 || m.Failures != 1 || m.RetryTicks != 1 ||
+	if m := h.node.readFailed[0]; m.Peer != testPeer || m.Term != 2 || m.Failures != 1 || m.RetryTicks != 1 || !m.PeerSide ||
 		!strings.Contains(m.Err.Error(), "disk full") || !strings.Contains(m.Err.Error(), "25") {
-		h.fatalf("ReadFailed %+v, want failure 1, retry in 1 tick, naming the snapshot and the reason", m)
+		h.fatalf("ReadFailed %+v, want failure 1 on the peer's side, retry in 1 tick, naming the snapshot and the reason", m)
 	}
 	if h.r.st != stateSnapshot || h.r.match != 0 || len(h.node.installed) != 0 {
 		h.fatalf("after a failed install: %s, installed %v", h.state(), h.node.installed)
@@ -317,8 +317,8 @@ func TestInstallFailureRetried(t *testing.T) {
 	if len(h.node.readFailed) != 2 {
 		h.fatalf("read failures %+v, want 2", h.node.readFailed)
 	}
-	if m := h.node.readFailed[1]; m.Failures != 2 || m.RetryTicks != 2 || !errors.Is(m.Err, snapshot.ErrNotFound) {
-		h.fatalf("ReadFailed %+v, want failure 2, retry in 2 ticks, wrapping ErrNotFound", m)
+	if m := h.node.readFailed[1]; m.Failures != 2 || m.RetryTicks != 2 || m.PeerSide || !errors.Is(m.Err, snapshot.ErrNotFound) {
+		h.fatalf("ReadFailed %+v, want failure 2 on the leader's side, retry in 2 ticks, wrapping ErrNotFound", m)
 	}
 	if len(h.copier.withdraws) != 1 {
 		h.fatalf("withdrew a session the copier never opened")

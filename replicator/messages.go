@@ -140,13 +140,16 @@ type (
 	// included; the replicator reads again in RetryTicks ticks (doubling
 	// from 1 up to HeartbeatTicks) and sends ReadFailed after every failed
 	// attempt, then ReadResumed once a read works. A failed snapshot
-	// offer or install is reported the same way (its Err says which).
+	// offer or install is reported the same way (its Err says which);
+	// PeerSide marks an install the peer answered it could not complete
+	// (a failure on the peer's side, not of this leader's log).
 	ReadFailed struct {
 		Peer       string
 		Term       uint64
 		Err        error
 		Failures   int
 		RetryTicks int
+		PeerSide   bool
 	}
 	// ReadResumed reports that a read worked again after Failures failed
 	// reads in a row (each reported by a ReadFailed).

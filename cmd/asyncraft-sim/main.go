@@ -56,7 +56,7 @@ func main() {
 		swarm     = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
 		phases    = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
 		soak      = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
-		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8, joint-loss (a change of voters while the old majority is cut off), transfer-lease (a leadership transfer whose old leader does not hear the new one), wiped-vote (a voter back on a wiped disk in the term it voted in), wiped-follower (the same, asked by a node that never heard from that voter itself), readd-behind (a member removed and added back on new data, then leading, while a follower missed both changes)")
+		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8, joint-loss (a change of voters while the old majority is cut off), transfer-lease (a leadership transfer whose old leader does not hear the new one), wiped-vote (a voter back on a wiped disk in the term it voted in), wiped-follower (the same, asked by a node that never heard from that voter itself), readd-behind (a member removed and added back on new data, then leading, while a follower missed both changes), install-handover (an install a new leader takes over with its own snapshot of the same index)")
 		cut       = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
 		snapEvery = flag.Uint64("snapshot-entries", 100, "each node takes a snapshot every this many applied entries and compacts its log (0: no snapshots)")
 		snapTrail = flag.Uint64("snapshot-trailing", 20, "entries a node keeps in its log behind its newest snapshot")
@@ -159,8 +159,10 @@ func main() {
 		runOne = chaos.WipedFollower
 	case "readd-behind":
 		runOne = chaos.ReaddBehind
+	case "install-handover":
+		runOne = chaos.InstallHandover
 	default:
-		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8, joint-loss, transfer-lease, wiped-vote, wiped-follower, readd-behind)\n", *scenario)
+		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8, joint-loss, transfer-lease, wiped-vote, wiped-follower, readd-behind, install-handover)\n", *scenario)
 		os.Exit(2)
 	}
 

@@ -213,6 +213,11 @@ type Config struct {
 	VisualizeDir string
 
 	swarm bool // drawn by Swarm (for replay commands)
+	// snapshotsDiffer makes each node write its own bytes for the same
+	// state (its id in the snapshot), as a state machine that iterates a
+	// Go map does: two nodes' snapshots of one index then have different
+	// checksums (InstallHandover).
+	snapshotsDiffer bool
 }
 
 func (c Config) withDefaults() Config {

@@ -75,6 +75,7 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 	wipedVote := func(seed uint64) Result { return WipedVote(Config{Seed: seed}) }
 	wipedFollower := func(seed uint64) Result { return WipedFollower(Config{Seed: seed}) }
 	readdBehind := func(seed uint64) Result { return ReaddBehind(Config{Seed: seed}) }
+	installHandover := func(seed uint64) Result { return InstallHandover(Config{Seed: seed}) }
 	cases := []plantedCase{
 		{"vote without persisting", faults.VoteWithoutPersist, 1, 20, "durability", standard(false), nil},
 		{"vote twice in a term", faults.VoteTwice, 148, 400, "monotonic", standard(false), nil},
@@ -112,6 +113,10 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 		// taken for a voter back on wiped data by a follower that missed
 		// both changes, and stopped (every seed of 20).
 		{"judge an incarnation without its membership", faults.MembershipUnchecked, 1, 20, "node error", readdBehind, nil},
+		// A new leader's snapshot of the index being installed, other
+		// bytes, taken for the one being fetched: the replaced fetch's
+		// end fails the new leader's install (every seed of 20).
+		{"take another snapshot of the same index for the one being fetched", faults.InstallByIndex, 1, 20, "install", installHandover, nil},
 	}
 	short := testing.Short() || raceEnabled
 	for _, c := range cases {
@@ -201,6 +206,12 @@ func TestJointLoss(t *testing.T) {
 		}
 		if r := ReaddBehind(Config{Seed: seed}); !r.Passed() {
 			t.Errorf("re-add behind, seed %d: %v", seed, r.Violations[0])
+		}
+		switch r := InstallHandover(Config{Seed: seed}); {
+		case !r.Passed():
+			t.Errorf("install hand-over, seed %d: %v", seed, r.Violations[0])
+		case r.Installs == 0:
+			t.Errorf("install hand-over, seed %d: no install completed", seed)
 		}
 		r := Run(Config{Seed: seed, Nemeses: Membership | Crashes | Partitions | Restarts, Duration: 20 * time.Second})
 		if !r.Passed() {

@@ -90,6 +90,8 @@ type kvSnapshot struct {
 	// machines that applied the entries hashed the same state.
 	LastData uint64
 	Data     map[string]string
+	// Node is the node that took it, with Config.snapshotsDiffer only.
+	Node string `json:",omitempty"`
 }
 
 // OnSnapshotSave captures a copy of the map (it is small).
@@ -98,7 +100,11 @@ func (m *kvMachine) OnSnapshotSave(meta fsm.SnapshotMeta) (fsm.SnapshotPersister
 	if meta.Index < m.last {
 		m.r.violate("snapshot", "%s is asked for a snapshot at %d with %d applied", m.id, meta.Index, m.last)
 	}
-	return &kvPersister{snap: kvSnapshot{Index: meta.Index, LastData: m.last, Data: maps.Clone(m.data)}, pad: m.r.cfg.SnapshotPadding}, nil
+	snap := kvSnapshot{Index: meta.Index, LastData: m.last, Data: maps.Clone(m.data)}
+	if m.r.cfg.snapshotsDiffer {
+		snap.Node = m.id
+	}
+	return &kvPersister{snap: snap, pad: m.r.cfg.SnapshotPadding}, nil
 }
 
 type kvPersister struct {

@@ -69,6 +69,11 @@ const (
 	// its membership: a voter removed and added back on new data is
 	// refused by a node that missed both changes.
 	MembershipUnchecked
+	// InstallByIndex makes a follower take another leader's snapshot of
+	// the index it is installing for the one it fetches (index and term
+	// alike, bytes not compared), so that the end of the replaced fetch
+	// fails the new leader's install.
+	InstallByIndex
 )
 
 var names = map[Fault]string{
@@ -90,6 +95,7 @@ var names = map[Fault]string{
 	WipedDataUnchecked:   "wiped-data-unchecked",
 	IncarnationRelayOff:  "incarnation-relay-off",
 	MembershipUnchecked:  "membership-unchecked",
+	InstallByIndex:       "install-by-index",
 }
 
 func (f Fault) String() string {
@@ -100,7 +106,7 @@ func (f Fault) String() string {
 }
 
 // All lists every planted fault.
-var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked, IncarnationRelayOff, MembershipUnchecked}
+var All = []Fault{VoteWithoutPersist, VoteTwice, CommitPriorTerm, AckBeforeSync, SkipPrevCheck, ApplyTwice, ReadWithoutQuorum, VoteAfterRestart, NoStickiness, StaleVoteAnswers, TransferKeepsLease, ReplicateAfterSync, CompactPastSnapshot, InstallUnverified, JointNewMajorityOnly, WipedDataUnchecked, IncarnationRelayOff, MembershipUnchecked, InstallByIndex}
 
 var active atomic.Uint32
 

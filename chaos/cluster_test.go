@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/asyncraft/asyncraft/chaos/proxy"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // A cluster is three kvstore processes on 127.0.0.1, each with its own
@@ -85,15 +86,9 @@ type node struct {
 	life, past counters
 }
 
-// counters are the snapshot and install counters of GET /status.
-type counters struct {
-	Snapshots        uint64 `json:"snapshots"`
-	SnapshotFailures uint64 `json:"snapshot_failures"`
-	InstallsStarted  uint64 `json:"installs_started"`
-	InstallsDone     uint64 `json:"installs_done"`
-	InstallFailures  uint64 `json:"install_failures"`
-	SnapshotsSent    uint64 `json:"snapshots_sent"`
-}
+// counters are the snapshot and install counters of GET /status, summed
+// or merged across a node's lives.
+type counters kvapi.MetricsReply
 
 func (a counters) plus(b counters) counters {
 	return counters{a.Snapshots + b.Snapshots, a.SnapshotFailures + b.SnapshotFailures, a.InstallsStarted + b.InstallsStarted,
@@ -495,48 +490,17 @@ func (c *cluster) healLinks() {
 	}
 }
 
-// statusReply is the kvstore's GET /status.
-type statusReply struct {
-	ID         string `json:"id"`
-	Role       string `json:"role"`
-	Term       uint64 `json:"term"`
-	Leader     string `json:"leader"`
-	LeaderHTTP string `json:"leader_http"`
-	Commit     uint64 `json:"commit"`
-	Applied    uint64 `json:"applied"`
-	LastIndex  uint64 `json:"last_index"`
-	// FirstIndex is the first entry the node's log holds, SnapshotIndex
-	// its newest snapshot's last index.
-	FirstIndex    uint64 `json:"first_index"`
-	SnapshotIndex uint64 `json:"snapshot_index"`
-	Keys          int    `json:"keys"`
-	Digest        string `json:"digest"`
-	Error         string `json:"error"`
-	// ClusterIdentity is what a new node joins with (-join-identity).
-	ClusterIdentity string      `json:"cluster_identity"`
-	Peers           []peerReply `json:"peers"`
-	Metrics         *counters   `json:"metrics"`
-}
-
-// peerReply is a leader's view of a follower in GET /status: State
-// "snapshot" while the leader installs a snapshot on it, with Snapshot
-// the index being installed (0 until it is offered).
-type peerReply struct {
-	ID       string `json:"id"`
-	Match    uint64 `json:"match"`
-	Next     uint64 `json:"next"`
-	State    string `json:"state"`
-	Snapshot uint64 `json:"snapshot"`
-}
+// statusReply is the kvstore's GET /status, with the test's helpers.
+type statusReply kvapi.StatusReply
 
 // installing returns the peer the leader is installing a snapshot on.
-func (st statusReply) installing() (peerReply, bool) {
+func (st statusReply) installing() (kvapi.PeerReply, bool) {
 	for _, p := range st.Peers {
 		if p.State == "snapshot" {
 			return p, true
 		}
 	}
-	return peerReply{}, false
+	return kvapi.PeerReply{}, false
 }
 
 func (nd *node) status(client *http.Client) (statusReply, error) {
@@ -557,7 +521,7 @@ func (nd *node) status(client *http.Client) (statusReply, error) {
 	}
 	if st.Metrics != nil {
 		nd.mu.Lock()
-		nd.life = nd.life.max(*st.Metrics)
+		nd.life = nd.life.max(counters(*st.Metrics))
 		nd.mu.Unlock()
 	}
 	return st, nil

@@ -200,7 +200,7 @@ func (n *nemesis) catchUp(stop <-chan struct{}, i int) string {
 	took := time.Since(began).Round(time.Millisecond)
 	var m counters
 	if last.Metrics != nil {
-		m = *last.Metrics
+		m = counters(*last.Metrics)
 	}
 	if installed {
 		n.stats.installed++

@@ -194,7 +194,7 @@ func TestCluster(t *testing.T) {
 	waitFor(t, 30*time.Second, "every node names the same leader", func() bool {
 		leader = ""
 		for _, id := range ids {
-			var st StatusReply
+			var st kvapi.StatusReply
 			if getJSON(client, "GET", "http://"+procs[id].http+"/status", "", &st) != 200 || st.Leader == "" {
 				return false
 			}
@@ -223,7 +223,7 @@ func TestCluster(t *testing.T) {
 	waitFor(t, 10*time.Second, "every node applies the write", func() bool {
 		var digest string
 		for _, id := range ids {
-			var st StatusReply
+			var st kvapi.StatusReply
 			if getJSON(client, "GET", "http://"+procs[id].http+"/status", "", &st) != 200 || st.Keys != 1 {
 				return false
 			}
@@ -245,7 +245,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("%s's snapshot directory: %v, %v", follower, names, err)
 	}
 	// Its /status shows the snapshot and counts it.
-	var st StatusReply
+	var st kvapi.StatusReply
 	if code := getJSON(client, "GET", "http://"+procs[follower].http+"/status", "", &st); code != 200 ||
 		st.SnapshotIndex != sr.Index || st.FirstIndex == 0 || st.Metrics == nil || st.Metrics.Snapshots != 1 {
 		t.Fatalf("%s's status after POST /snapshot (index %d): %d %+v %+v", follower, sr.Index, code, st, st.Metrics)

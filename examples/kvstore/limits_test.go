@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/asyncraft/asyncraft"
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // testLimits leave room for two keys of one byte, one with a value of 10
@@ -50,7 +51,7 @@ func checkRefusals(t *testing.T, ts *httptest.Server) {
 	expect(t, call(t, ts, "DELETE", "/kv/b", ""), 204, "")
 	expect(t, call(t, ts, "PUT", "/kv/c", "v"), 204, "")
 
-	var st StatusReply
+	var st kvapi.StatusReply
 	if err := json.Unmarshal([]byte(call(t, ts, "GET", "/status", "").body), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -369,7 +369,7 @@ func TestJoinFlags(t *testing.T) {
 func TestMembershipSingleNode(t *testing.T) {
 	ts, _, node := startSingle(t, "")
 	identity := formatIdentity(node.ClusterIdentity())
-	var st StatusReply
+	var st kvapi.StatusReply
 	if err := json.Unmarshal([]byte(call(t, ts, "GET", "/status", "").body), &st); err != nil || st.ClusterIdentity != identity {
 		t.Fatalf("GET /status: cluster identity %q, %v; want %s", st.ClusterIdentity, err, identity)
 	}
@@ -447,8 +447,8 @@ func TestJoinProcess(t *testing.T) {
 		return c.logs() + "--- n4:\n" + string(out)
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
-	status := func(id string) (StatusReply, bool) {
-		var st StatusReply
+	status := func(id string) (kvapi.StatusReply, bool) {
+		var st kvapi.StatusReply
 		return st, getJSON(client, "GET", "http://"+procs[id].http+"/status", "", &st) == 200
 	}
 	leader := func(ids ...string) string {

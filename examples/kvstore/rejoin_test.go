@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asyncraft/asyncraft/examples/kvstore/kvapi"
 )
 
 // A member whose data directory is wiped rejoins under its old id with
@@ -24,8 +26,8 @@ func TestWipedMemberRejoins(t *testing.T) {
 	c.startAll(t)
 	dir, ids, procs, logs := c.dir, c.ids, c.procs, c.logs
 	client := &http.Client{Timeout: 10 * time.Second}
-	status := func(id string) (StatusReply, bool) {
-		var st StatusReply
+	status := func(id string) (kvapi.StatusReply, bool) {
+		var st kvapi.StatusReply
 		return st, getJSON(client, "GET", "http://"+procs[id].http+"/status", "", &st) == 200
 	}
 	// put writes n keys from key k<from> on, through whichever node leads.

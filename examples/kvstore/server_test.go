@@ -149,7 +149,7 @@ func TestAPISingleNode(t *testing.T) {
 	expect(t, call(t, ts, "GET", "/kv/dir/sub%20key", ""), 200, `{"key":"dir/sub key","value":"v"}`)
 
 	r := call(t, ts, "GET", "/status", "")
-	var st StatusReply
+	var st kvapi.StatusReply
 	if err := json.Unmarshal([]byte(r.body), &st); err != nil || r.code != 200 {
 		t.Fatalf("status: %d %s", r.code, r.body)
 	}
@@ -364,11 +364,11 @@ func TestStatusShowsPeers(t *testing.T) {
 	}}}
 	ts := httptest.NewServer(NewServer(node, NewStore("n1", nil), nil).Handler())
 	defer ts.Close()
-	var st StatusReply
+	var st kvapi.StatusReply
 	if err := json.Unmarshal([]byte(call(t, ts, "GET", "/status", "").body), &st); err != nil {
 		t.Fatal(err)
 	}
-	want := []PeerReply{
+	want := []kvapi.PeerReply{
 		{ID: "n2", Match: 90, Next: 91, State: "replicate", LastContact: contact},
 		{ID: "n3", Match: 12, Next: 40, State: "probe", Inflight: 1, InflightBytes: 300, ReadFailures: 2},
 	}
@@ -398,7 +398,7 @@ func TestStatusShowsSnapshotsAndInstalls(t *testing.T) {
 	m.SnapshotsSent.Store(5)
 	ts := httptest.NewServer(NewServer(node, NewStore("n1", nil), nil).Handler())
 	defer ts.Close()
-	var st StatusReply
+	var st kvapi.StatusReply
 	if err := json.Unmarshal([]byte(call(t, ts, "GET", "/status", "").body), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestStatusShowsSnapshotsAndInstalls(t *testing.T) {
 	if p := st.Peers[1]; p.State != "snapshot" || p.Snapshot != 400 {
 		t.Errorf("the follower being installed: %+v", p)
 	}
-	want := MetricsReply{Snapshots: 4, SnapshotFailures: 1, InstallsStarted: 3, InstallsDone: 2, InstallFailures: 1, SnapshotsSent: 5}
+	want := kvapi.MetricsReply{Snapshots: 4, SnapshotFailures: 1, InstallsStarted: 3, InstallsDone: 2, InstallFailures: 1, SnapshotsSent: 5}
 	if st.Metrics == nil || *st.Metrics != want {
 		t.Fatalf("metrics %+v, want %+v", st.Metrics, want)
 	}

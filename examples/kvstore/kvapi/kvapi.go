@@ -1,14 +1,15 @@
 // Package kvapi is the JSON of the kvstore example's HTTP API that is not
-// about keys: the bodies of GET and POST /membership, POST /transfer and
-// every error response, and the checks a membership request passes before
-// the server acts on it. The kvstore serves it; the admin CLI
-// (cmd/asyncraft-admin) and the process-level chaos test speak it.
+// about keys: the bodies of GET /status, GET and POST /membership, POST
+// /transfer and every error response, and the checks a membership request
+// passes before the server acts on it. The kvstore serves it; the admin
+// CLI (cmd/asyncraft-admin) and the process-level chaos test speak it.
 package kvapi
 
 import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // APIError is the body of every error response.
@@ -150,4 +151,70 @@ func (r MembershipRequest) Check() error {
 		}
 	}
 	return nil
+}
+
+// StatusReply is the body of GET /status.
+type StatusReply struct {
+	ID         string `json:"id"`
+	Role       string `json:"role"`
+	Term       uint64 `json:"term"`
+	Leader     string `json:"leader"`
+	LeaderHTTP string `json:"leader_http,omitempty"`
+	Commit     uint64 `json:"commit"`
+	Applied    uint64 `json:"applied"`
+	LastIndex  uint64 `json:"last_index"`
+	// FirstIndex is the first index the node's log holds (entries before
+	// it were compacted after a snapshot), SnapshotIndex the last index
+	// of its newest snapshot (0: none).
+	FirstIndex    uint64 `json:"first_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	// Keys, Bytes and Digest describe the state machine (the kvstore's
+	// Store.Stats; equal digests: equal maps); MaxBytes is this node's
+	// -max-store-bytes.
+	Keys     int    `json:"keys"`
+	Bytes    int64  `json:"bytes"`
+	MaxBytes int64  `json:"max_bytes"`
+	Digest   string `json:"digest"`
+	// HTTPConns is the number of open HTTP connections, HTTPConnsFull the
+	// times the server reached -http-max-conns and stopped accepting.
+	HTTPConns     int64  `json:"http_conns"`
+	HTTPConnsFull uint64 `json:"http_conns_full"`
+	Error         string `json:"error,omitempty"`
+	// ClusterIdentity is the group's identity (asyncraft
+	// Node.ClusterIdentity), as -join-identity takes it: what a new node
+	// needs to join the group.
+	ClusterIdentity string `json:"cluster_identity,omitempty"`
+	// Peers is, on the leader, its view of each follower (see
+	// asyncraft.Status.Peers): why one lags.
+	Peers []PeerReply `json:"peers,omitempty"`
+	// Metrics counts this process's snapshots and installs (nil if the
+	// node does not expose them); the counters start at 0 in each process.
+	Metrics *MetricsReply `json:"metrics,omitempty"`
+}
+
+// MetricsReply is the part of asyncraft.Metrics that GET /status shows:
+// snapshots taken and failed; on a follower, the installs a leader began,
+// completed and failed; on a leader, the installs its followers completed.
+type MetricsReply struct {
+	Snapshots        uint64 `json:"snapshots"`
+	SnapshotFailures uint64 `json:"snapshot_failures"`
+	InstallsStarted  uint64 `json:"installs_started"`
+	InstallsDone     uint64 `json:"installs_done"`
+	InstallFailures  uint64 `json:"install_failures"`
+	SnapshotsSent    uint64 `json:"snapshots_sent"`
+}
+
+// PeerReply is the leader's view of one follower in a StatusReply.
+type PeerReply struct {
+	ID            string    `json:"id"`
+	Match         uint64    `json:"match"`
+	Next          uint64    `json:"next"`
+	State         string    `json:"state"`
+	Inflight      int       `json:"inflight"`
+	InflightBytes uint64    `json:"inflight_bytes"`
+	LastContact   time.Time `json:"last_contact,omitzero"`
+	ReadFailures  int       `json:"read_failures,omitempty"`
+	// Snapshot is the last index of the snapshot being installed on the
+	// follower, in State "snapshot" (0 until the leader has one to offer).
+	Snapshot uint64 `json:"snapshot,omitempty"`
 }

@@ -33,6 +33,52 @@ import (
 	"github.com/asyncraft/asyncraft/internal/faults"
 )
 
+// scenario is a scripted history -scenario runs; cut is -cut.
+type scenario struct {
+	name, what string
+	run        func(c chaos.Config, cut time.Duration) chaos.Result
+}
+
+func plain(f func(chaos.Config) chaos.Result) func(chaos.Config, time.Duration) chaos.Result {
+	return func(c chaos.Config, _ time.Duration) chaos.Result { return f(c) }
+}
+
+var scenarios = []scenario{
+	{"restart-lease", "a voter restarts while a lease rests on it; -cut sets when", chaos.RestartLease},
+	{"figure8", "Figure 8 of the Raft paper", plain(chaos.Figure8)},
+	{"joint-loss", "a change of voters while the old majority is cut off", plain(chaos.JointLoss)},
+	{"transfer-lease", "a leadership transfer whose old leader does not hear the new one", plain(chaos.TransferLease)},
+	{"wiped-vote", "a voter back on a wiped disk in the term it voted in", plain(chaos.WipedVote)},
+	{"wiped-follower", "the same, asked by a node that never heard from that voter itself", plain(chaos.WipedFollower)},
+	{"readd-behind", "a member removed and added back on new data, then leading, while a follower missed both changes", plain(chaos.ReaddBehind)},
+	{"install-handover", "an install a new leader takes over with its own snapshot of the same index", plain(chaos.InstallHandover)},
+}
+
+func findScenario(name string) (scenario, bool) {
+	for _, s := range scenarios {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return scenario{}, false
+}
+
+func scenarioNames() string {
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func scenarioHelp() string {
+	parts := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		parts[i] = s.name + " (" + s.what + ")"
+	}
+	return strings.Join(parts, ", ")
+}
+
 func main() {
 	var (
 		seed      = flag.Uint64("seed", 0, "run this one seed")
@@ -56,7 +102,7 @@ func main() {
 		swarm     = flag.Bool("swarm", false, "swarm testing: each seed draws its own fault kinds, node timing, batching and workload (the other workload flags are ignored)")
 		phases    = flag.Bool("read-only-phases", false, "alternate the workload between mixed and read-only phases")
 		soak      = flag.Duration("soak", 0, "run seeds from -from until this much wall time has passed (instead of -seeds), printing progress")
-		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: restart-lease (a voter restarts while a lease rests on it; -cut sets when), figure8, joint-loss (a change of voters while the old majority is cut off), transfer-lease (a leadership transfer whose old leader does not hear the new one), wiped-vote (a voter back on a wiped disk in the term it voted in), wiped-follower (the same, asked by a node that never heard from that voter itself), readd-behind (a member removed and added back on new data, then leading, while a follower missed both changes), install-handover (an install a new leader takes over with its own snapshot of the same index)")
+		scenario  = flag.String("scenario", "", "run a scripted scenario instead of the nemesis: "+scenarioHelp())
 		cut       = flag.Duration("cut", 990*time.Millisecond, "restart-lease: time from cutting the leader from one follower to restarting the other")
 		snapEvery = flag.Uint64("snapshot-entries", 100, "each node takes a snapshot every this many applied entries and compacts its log (0: no snapshots)")
 		snapTrail = flag.Uint64("snapshot-trailing", 20, "entries a node keeps in its log behind its newest snapshot")
@@ -143,27 +189,13 @@ func main() {
 	}
 
 	runOne := chaos.Run
-	switch *scenario {
-	case "":
-	case "restart-lease":
-		runOne = func(c chaos.Config) chaos.Result { return chaos.RestartLease(c, *cut) }
-	case "figure8":
-		runOne = chaos.Figure8
-	case "joint-loss":
-		runOne = chaos.JointLoss
-	case "transfer-lease":
-		runOne = chaos.TransferLease
-	case "wiped-vote":
-		runOne = chaos.WipedVote
-	case "wiped-follower":
-		runOne = chaos.WipedFollower
-	case "readd-behind":
-		runOne = chaos.ReaddBehind
-	case "install-handover":
-		runOne = chaos.InstallHandover
-	default:
-		fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: restart-lease, figure8, joint-loss, transfer-lease, wiped-vote, wiped-follower, readd-behind, install-handover)\n", *scenario)
-		os.Exit(2)
+	if *scenario != "" {
+		sc, ok := findScenario(*scenario)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "asyncraft-sim: unknown scenario %q (have: %s)\n", *scenario, scenarioNames())
+			os.Exit(2)
+		}
+		runOne = func(c chaos.Config) chaos.Result { return sc.run(c, *cut) }
 	}
 
 	if *seeds == 0 && *soak == 0 {
